@@ -1,0 +1,92 @@
+//! The contract between the engine and whatever it explores.
+//!
+//! The engine knows nothing of CIDs or kernels: it explores any finite, deterministic transition
+//! system that implements [`Model`]. Everything domain-specific (which properties exist, when they
+//! must hold, which agent takes a step, who is spinning, how states are canonicalised under
+//! symmetry) is answered by the model.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+/// Identifies who takes a step (a CPU, a task, a kworker...). Used for weak fairness and for
+/// spin (stall / live-lock) detection. Dense small numbers, `0..Model::agents()`.
+pub type Agent = u16;
+
+/// What kind of promise a property is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PropertyKind {
+    /// Must hold in every reachable state where the model says it applies. Reported when a state
+    /// *violates* it ([`Model::check`] pushes its index).
+    Always,
+    /// Should be reached at least once ("sometimes"), so that a run that never reaches it is known
+    /// to be too small. Reported when a state *witnesses* it.
+    Sometimes,
+}
+
+/// Static description of one property of a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PropertyInfo {
+    /// Short id, e.g. `"I1"`.
+    pub name: &'static str,
+    /// One sentence in the domain's terms.
+    pub description: &'static str,
+    /// Always (safety invariant) or Sometimes (reachability).
+    pub kind: PropertyKind,
+}
+
+/// A finite, deterministic transition system.
+///
+/// Rules the engine relies on:
+/// - [`Model::actions`] and [`Model::init_states`] enumerate in a fixed, deterministic order (no
+///   hash-map iteration), because traces are stored as action *indices* and rebuilt by replay.
+/// - [`Model::next_state`] is a pure function of `(state, action)`.
+/// - [`Model::representative`] maps every state of a symmetry class to the same state, and the
+///   class must be closed under the transition relation (permuting interchangeable ids commutes
+///   with taking a step). The default is the identity (no reduction).
+pub trait Model: Sync {
+    /// A state. Kept compact: the frontier holds full states.
+    type State: Clone + Eq + Hash + Debug + Send + Sync;
+    /// A step label.
+    type Action: Clone + Eq + Debug + Send + Sync;
+
+    /// The initial states, in a fixed order.
+    fn init_states(&self) -> Vec<Self::State>;
+
+    /// Appends the actions enabled in `state` to `out` (which the caller cleared), in a fixed order.
+    fn actions(&self, state: &Self::State, out: &mut Vec<Self::Action>);
+
+    /// The state reached by taking `action` (one returned by [`Model::actions`]) in `state`.
+    fn next_state(&self, state: &Self::State, action: &Self::Action) -> Self::State;
+
+    /// The properties, indexed by position. [`Model::check`] refers to them by index.
+    fn properties(&self) -> Vec<PropertyInfo>;
+
+    /// Appends the indices of the properties that *fire* in `state`: an `Always` property that is
+    /// violated here, a `Sometimes` property that is witnessed here.
+    fn check(&self, state: &Self::State, out: &mut Vec<usize>);
+
+    /// The canonical representative of `state`'s symmetry class (identity by default).
+    fn representative(&self, state: &Self::State) -> Self::State {
+        state.clone()
+    }
+
+    /// Number of agents; agents are `0..agents()`.
+    fn agents(&self) -> usize;
+
+    /// The agent that takes `action` in `state`.
+    fn agent(&self, state: &Self::State, action: &Self::Action) -> Agent;
+
+    /// True if `action` is a spin retry (e.g. another lap of a `cpu_relax()` loop). Retries do not
+    /// count as progress: weak fairness is about the agent's *other* steps.
+    fn is_retry(&self, state: &Self::State, action: &Self::Action) -> bool;
+
+    /// Appends the agents that are spinning in `state` (their only way forward is a retry that may
+    /// keep failing).
+    fn spinning(&self, state: &Self::State, out: &mut Vec<Agent>);
+
+    /// A human name for an agent, used in reports (e.g. `"CPU1"`).
+    fn agent_name(&self, agent: Agent) -> String {
+        format!("agent{agent}")
+    }
+}
