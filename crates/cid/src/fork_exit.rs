@@ -1,0 +1,291 @@
+//! Registration and de-registration of CID users (spec 4.2, 4.3, 4.5): `fork_cid`
+//! (`sched_mm_cid_fork`), `exit_cid` (`sched_mm_cid_exit`), and their `add_user` / `remove_user`.
+//!
+//! Each kernel function is split where the kernel model must cut it into atomic steps:
+//! - `fork_cid`: [`fork_cid_locked`] is the section under `mutex` + `lock`; it may end spinning
+//!   in `get_cid` under `lock` ([`fork_cid_retry`]) or hand over to a fix-up walk run by the caller
+//!   step by step, after which [`fork_cid_after_fixup`] allocates the child's CID under `mutex` only.
+//! - `exit_cid`: [`exit_cid_locked`] is the `mutex` + `lock` section; a switch back to per-task
+//!   continues with the CPU→task walk; the last user continues with the irq_work / work sync.
+
+use crate::helpers::{
+    Alloc, drop_on_cpu, get_cid, get_cid_retry, transit_to_cpu, transit_to_task, unset_on_task,
+};
+use crate::mm::{MmCid, TaskCid, WarnSite, update_max_cids};
+use crate::switches::{ExitLocalSlot, Switches};
+use crate::{Cid, CpuId, TaskId};
+
+/// `sched_mm_cid_add_user(t, mm)`: register `t` (head of `user_list`), count it, re-evaluate the
+/// mode. Returns true if the mode flipped.
+///
+/// # Locks
+/// `mm.lock` (and `mutex`).
+pub fn add_user(mm: &mut MmCid, t: &mut TaskCid, id: TaskId, sw: &Switches) -> bool {
+    t.active = true;
+    mm.user_list.push_front(id);
+    mm.users += 1;
+    update_max_cids(mm, sw)
+}
+
+/// `sched_mm_cid_remove_user(t)`: de-register `t`; its TRANSIT is stripped and its CID dropped if it
+/// owned it. Returns true if the mode flipped.
+///
+/// # Locks
+/// `mm.lock` (and `mutex`).
+pub fn remove_user(mm: &mut MmCid, t: &mut TaskCid, id: TaskId, sw: &Switches) -> bool {
+    t.active = false;
+    t.cid = t.cid.strip_transit();
+    unset_on_task(mm, t);
+    mm.user_list.remove(id);
+    mm.users -= 1;
+    update_max_cids(mm, sw)
+}
+
+/// What follows the locked section of `fork_cid`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+pub enum ForkCid {
+    /// Done: both locks released.
+    Done,
+    /// Spinning in `get_cid` with `mutex` and `lock` held, IRQs off. `first_user`: on success the
+    /// local slot is set too ("required for execve").
+    SpinLocked {
+        /// The first-user path (also mirrors the CID into the local slot).
+        first_user: bool,
+    },
+    /// The mode flipped to per-CPU: run `fixup_tasks_to_cpus` (mutex held), then done.
+    FixupTasksToCpus,
+    /// The mode flipped to per-task: run `fixup_cpus_to_tasks` (mutex held), then
+    /// [`fork_cid_after_fixup`].
+    FixupCpusToTasks,
+}
+
+/// `sched_mm_cid_fork(t)`, the section under `mm.mutex` and `mm.lock` (spec 4.2).
+///
+/// `t` is the new task; `current` is the forker, or `None` when `t` is `current` itself
+/// (`sched_mm_cid_after_execve`). `cpu` is the CPU `current` runs on.
+///
+/// # Locks
+/// Takes `mutex`, then `lock` with IRQs off. On [`ForkCid::Done`] both are released; on
+/// [`ForkCid::SpinLocked`] both are held; on a fix-up only `mutex` is held.
+pub fn fork_cid_locked(
+    mm: &mut MmCid,
+    t: &mut TaskCid,
+    id: TaskId,
+    current: Option<&mut TaskCid>,
+    cpu: CpuId,
+    sw: &Switches,
+) -> ForkCid {
+    if t.cid != Cid::UNSET {
+        mm.faults.warn.get_or_insert(WarnSite::ForkCidNotUnset);
+    }
+    if mm.users == 0 {
+        // First user (new process, or after execve): the mode-change result is ignored.
+        add_user(mm, t, id, sw);
+        return match get_cid(mm) {
+            Alloc::Got(c) => {
+                t.cid = c;
+                mm.set_slot(cpu, c); // "required for execve": current keeps running here
+                ForkCid::Done
+            }
+            Alloc::Spin => ForkCid::SpinLocked { first_user: true },
+        };
+    }
+    if !add_user(mm, t, id, sw) {
+        if !mm.mode.percpu() {
+            // Per-task (or CPU→task in progress): the child gets its CID now.
+            return match get_cid(mm) {
+                Alloc::Got(c) => {
+                    t.cid = c;
+                    ForkCid::Done
+                }
+                Alloc::Spin => ForkCid::SpinLocked { first_user: false },
+            };
+        }
+        // Per-CPU: the child borrows a CPU CID at its first schedule-in.
+        return ForkCid::Done;
+    }
+    // The mode flipped; hand over current's own CID in the new direction.
+    let current = match current {
+        Some(c) => c,
+        None => t,
+    };
+    if mm.mode.percpu() {
+        transit_to_cpu(mm, current, cpu, sw);
+        ForkCid::FixupTasksToCpus
+    } else {
+        transit_to_task(mm, current, cpu);
+        ForkCid::FixupCpusToTasks
+    }
+}
+
+/// Another lap of the `get_cid` spin in [`ForkCid::SpinLocked`]; true when the CID was assigned.
+pub fn fork_cid_retry(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, first_user: bool) -> bool {
+    let Alloc::Got(c) = get_cid_retry(mm) else {
+        return false;
+    };
+    t.cid = c;
+    if first_user {
+        mm.set_slot(cpu, c);
+    }
+    true
+}
+
+/// The tail of `sched_mm_cid_fork` after a CPU→task fix-up: the child gets its own CID, with only
+/// `mutex` held (preemptible). [`Alloc::Spin`] means keep retrying with [`fork_cid_retry`]
+/// (`first_user = false`).
+pub fn fork_cid_after_fixup(mm: &mut MmCid, t: &mut TaskCid) -> Alloc {
+    let r = get_cid(mm);
+    if let Alloc::Got(c) = r {
+        t.cid = c;
+    }
+    r
+}
+
+/// What follows the locked section of `exit_cid`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+pub enum ExitCid {
+    /// `t` was not a CID user: nothing done, no lock taken.
+    NotUser,
+    /// Done: both locks released.
+    Done,
+    /// The mm switched back to per-task: run `fixup_cpus_to_tasks` (mutex held), then done.
+    FixupCpusToTasks,
+    /// `t` was the last user: release the locks, then wait for the irq_work and cancel the work.
+    LastUser,
+}
+
+/// `sched_mm_cid_exit(t)` up to the end of its `mm.lock` section (spec 4.3); also
+/// `sched_mm_cid_before_execve` and the failed-fork cleanup of the older designs (S2).
+///
+/// `current` is the task running the code, or `None` when `t` is `current`; `current_uses_mm`
+/// says whether `current.mm == mm`. `cpu` is the CPU `current` runs on.
+///
+/// # Locks
+/// Takes `mutex`, then `lock` with IRQs off; on [`ExitCid::FixupCpusToTasks`] only `mutex` stays held.
+pub fn exit_cid_locked(
+    mm: &mut MmCid,
+    t: &mut TaskCid,
+    id: TaskId,
+    current: Option<&mut TaskCid>,
+    current_uses_mm: bool,
+    cpu: CpuId,
+    sw: &Switches,
+) -> ExitCid {
+    if !t.active {
+        return ExitCid::NotUser;
+    }
+    if mm.users > 1 {
+        // Not the last user.
+        let mut switched = remove_user(mm, t, id, sw);
+        if switched {
+            if mm.mode.percpu() {
+                // exit can only switch to per-task
+                mm.faults.warn.get_or_insert(WarnSite::ExitSwitchedToPerCpu);
+                switched = false;
+            } else if !current_uses_mm {
+                mm.faults.warn.get_or_insert(WarnSite::ExitForeignMm);
+                switched = false;
+            }
+        }
+        if !switched {
+            return ExitCid::Done;
+        }
+        // The exiting task will not return to user space: free its CPU's CID now.
+        match sw.exit_local_slot {
+            ExitLocalSlot::DropOnCpu => drop_on_cpu(mm, cpu, sw),
+            ExitLocalSlot::TransitToTask => {
+                let cur = match current {
+                    Some(c) => c,
+                    None => t,
+                };
+                transit_to_task(mm, cur, cpu);
+            }
+        }
+        return ExitCid::FixupCpusToTasks;
+    }
+    // Last user: "required across execve()": a borrowed CPU CID becomes t's, then is dropped.
+    if current.is_none() {
+        transit_to_task(mm, t, cpu);
+    }
+    remove_user(mm, t, id, sw); // any mode change is ignored: nothing to do
+    ExitCid::LastUser
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Mode;
+
+    const SW: Switches = Switches::V7_0;
+
+    #[test]
+    fn first_user_gets_bit_zero_and_the_local_slot() {
+        let mut mm = MmCid::new(4, 0xf);
+        let mut t = TaskCid::default();
+        assert_eq!(fork_cid_locked(&mut mm, &mut t, 0, None, 2, &SW), ForkCid::Done);
+        assert_eq!((t.cid, mm.slot(2), mm.users), (Cid::new(0), Cid::new(0), 1));
+        assert_eq!(mm.user_list.as_slice(), &[0]);
+    }
+
+    #[test]
+    fn fork_past_max_cids_flips_to_percpu_and_transits_the_forker() {
+        // np = 2: the third user crosses max_cids = 2
+        let mut mm = MmCid::new(2, 0b11);
+        let mut t = [TaskCid::default(); 3];
+        let [a, b, c] = &mut t;
+        fork_cid_locked(&mut mm, a, 0, None, 0, &SW);
+        assert_eq!(fork_cid_locked(&mut mm, b, 1, Some(a), 0, &SW), ForkCid::Done);
+        assert_eq!(b.cid, Cid::new(1));
+        assert_eq!(
+            fork_cid_locked(&mut mm, c, 2, Some(a), 0, &SW),
+            ForkCid::FixupTasksToCpus
+        );
+        assert_eq!(mm.mode, Mode::TO_CPU);
+        assert_eq!(a.cid, Cid::new(0).add_transit());
+        assert_eq!(mm.slot(0), a.cid);
+        assert!(c.cid.is_unset() && c.active);
+        assert_eq!(mm.pcpu_thrs, 1);
+    }
+
+    #[test]
+    fn exit_of_non_last_user_frees_its_plain_cid() {
+        let mut mm = MmCid::new(4, 0xf);
+        let mut t = [TaskCid::default(); 2];
+        let [a, b] = &mut t;
+        fork_cid_locked(&mut mm, a, 0, None, 0, &SW);
+        fork_cid_locked(&mut mm, b, 1, Some(a), 0, &SW);
+        assert_eq!(exit_cid_locked(&mut mm, b, 1, None, true, 1, &SW), ExitCid::Done);
+        assert!(!b.active && b.cid.is_unset());
+        assert_eq!((mm.users, mm.bitmap.weight()), (1, 1));
+        assert_eq!(
+            exit_cid_locked(&mut mm, b, 1, None, true, 1, &SW),
+            ExitCid::NotUser
+        );
+        assert_eq!(
+            exit_cid_locked(&mut mm, a, 0, None, true, 0, &SW),
+            ExitCid::LastUser
+        );
+        assert_eq!((mm.users, mm.bitmap.weight()), (0, 0));
+    }
+
+    #[test]
+    fn exit_below_threshold_switches_back_and_drops_the_local_cpu_cid() {
+        // np = 4: 5 users -> per-CPU with pcpu_thrs 2; dropping to 1 user switches back.
+        let mut mm = MmCid::new(4, 0xf);
+        mm.mode = Mode::PER_CPU;
+        mm.users = 2;
+        mm.pcpu_thrs = 2;
+        mm.user_list.push_front(0);
+        mm.user_list.push_front(1);
+        let c = mm.try_get(4).unwrap();
+        mm.set_slot(1, c.add_cpu());
+        let mut t = TaskCid::with_cid(true, c.add_cpu());
+        assert_eq!(
+            exit_cid_locked(&mut mm, &mut t, 1, None, true, 1, &SW),
+            ExitCid::FixupCpusToTasks
+        );
+        assert_eq!(mm.mode, Mode::TO_TASK);
+        assert_eq!(mm.slot(1), c);
+        assert_eq!(mm.bitmap.weight(), 0);
+    }
+}
