@@ -1,0 +1,159 @@
+//! Options in, report out.
+
+use crate::model::Agent;
+use serde::Serialize;
+
+/// How to run a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Store fingerprints of [`crate::Model::representative`] instead of the state itself, so
+    /// one state per symmetry class is explored. Incompatible with `liveness`.
+    pub symmetry: bool,
+    /// Keep the explored graph and look for stalls and live locks (see [`crate::liveness`]).
+    /// Only analysed when the exploration is complete.
+    pub liveness: bool,
+    /// Stop once this many distinct states are stored (the report is then incomplete).
+    pub max_states: Option<u64>,
+    /// Do not expand states at this depth or deeper (the report is then incomplete if any
+    /// state at that depth was reached).
+    pub max_depth: Option<u32>,
+    /// Stop as soon as an `Always` property is violated (default false: run to completion and
+    /// report the shortest witness of every property that fires).
+    pub stop_at_first_violation: bool,
+    /// Width of the fingerprints, `1..=64` (default 64). Narrower values exist to test collision
+    /// handling and the collision estimate; they make the search unsound.
+    pub fingerprint_bits: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            symmetry: false,
+            liveness: false,
+            max_states: None,
+            max_depth: None,
+            stop_at_first_violation: false,
+            fingerprint_bits: 64,
+        }
+    }
+}
+
+/// What a finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingKind {
+    /// An `Always` property is violated in the trace's last state.
+    Invariant,
+    /// A `Sometimes` property is witnessed in the trace's last state.
+    Sometimes,
+    /// The agent spins in the trace's last state and no continuation ever lets it stop.
+    Stall,
+    /// The trace is a lasso: the agent spins forever on the cycle, and the cycle is weakly fair
+    /// to every agent.
+    Livelock,
+}
+
+/// A path from an initial state, possibly ending in a cycle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Trace<A> {
+    /// Index into [`crate::Model::init_states`].
+    pub init: usize,
+    /// The actions, in order, from that initial state.
+    pub actions: Vec<A>,
+    /// For a lasso: `actions[cycle_start..]` is a cycle that leads back to the state reached
+    /// after `actions[..cycle_start]`.
+    pub cycle_start: Option<usize>,
+}
+
+/// One result of a check, with its witness.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding<A> {
+    /// Index into [`crate::Model::properties`]; `None` for stalls and live locks.
+    pub property: Option<usize>,
+    /// What was found.
+    pub kind: FindingKind,
+    /// The stalled / live-locked agent (stall and live lock only).
+    pub agent: Option<Agent>,
+    /// Length of the shortest path to the state in question (for a lasso: of the prefix).
+    pub depth: u32,
+    /// The witness.
+    pub trace: Trace<A>,
+}
+
+/// Why a search stopped before exhausting the state space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cut {
+    /// `max_states` was reached.
+    MaxStates,
+    /// `max_depth` was reached with states left to expand.
+    MaxDepth,
+    /// `stop_at_first_violation` and an `Always` property fired.
+    FirstViolation,
+}
+
+/// Memory held by the engine's stores, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Memory {
+    /// The visited set (fingerprints and hash table).
+    pub seen_bytes: u64,
+    /// Parent pointers.
+    pub parents_bytes: u64,
+    /// Largest size of the BFS frontier (entries only; heap owned by states is not counted).
+    pub frontier_peak_bytes: u64,
+    /// The explored graph kept for liveness (0 without liveness).
+    pub graph_bytes: u64,
+}
+
+/// The outcome of [`crate::check`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report<A> {
+    /// Distinct states stored (symmetry classes with `symmetry`).
+    pub unique_states: u64,
+    /// Edges explored, including those to already-seen states.
+    pub transitions: u64,
+    /// Depth of the deepest state reached.
+    pub max_depth: u32,
+    /// Wall-clock seconds for the whole check (search, analysis, traces).
+    pub seconds: f64,
+    /// True if every reachable state was expanded (no bound cut the search).
+    pub complete: bool,
+    /// Why the search stopped early, if it did.
+    pub cut: Option<Cut>,
+    /// States discovered but not expanded when the search stopped.
+    pub states_left_on_frontier: u64,
+    /// Whether symmetry reduction was on.
+    pub symmetry: bool,
+    /// Whether stall / live-lock analysis ran (requested and the search was complete).
+    pub liveness_checked: bool,
+    /// Width of the fingerprints used.
+    pub fingerprint_bits: u32,
+    /// Estimated probability that two distinct states shared a fingerprint, so that one was
+    /// wrongly skipped ([`crate::fingerprint::collision_probability`]).
+    pub collision_probability: f64,
+    /// (Seen + Parents bytes) / `unique_states`: the cost of one stored state.
+    pub bytes_per_state: f64,
+    /// Memory of each store.
+    pub memory: Memory,
+    /// Indices of `Sometimes` properties that no reached state witnessed.
+    pub unreached_sometimes: Vec<usize>,
+    /// Everything found, each with a shortest witness: properties in index order, then stalls,
+    /// then live locks, by agent.
+    pub findings: Vec<Finding<A>>,
+}
+
+impl<A> Report<A> {
+    /// Distinct states per second.
+    pub fn states_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.unique_states as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// True if no `Always` property was violated and no stall or live lock was found.
+    pub fn is_clean(&self) -> bool {
+        self.findings.iter().all(|f| f.kind == FindingKind::Sometimes)
+    }
+}
