@@ -1,0 +1,581 @@
+//! The only module of this crate that contains `unsafe` code.
+//!
+//! Everything here is a thin, documented wrapper around one of:
+//!
+//! * the rseq ABI (`struct rseq`, `struct rseq_cs`, the `rseq(2)` system
+//!   call, the `RSEQ_SIG` signature that must precede every abort handler);
+//! * glibc's exported rseq symbols (`__rseq_offset`, `__rseq_size`,
+//!   `__rseq_flags`), looked up with `dlsym(RTLD_DEFAULT, ..)` at run time so
+//!   that the crate still links where they do not exist;
+//! * the thread pointer (`fs:0` on x86_64, `tpidr_el0` on aarch64);
+//! * a few libc calls (`getauxval`, `sched_getcpu`, `sched_setaffinity`,
+//!   `clock_gettime`) that `libc` declares `unsafe` although they are not.
+//!
+//! # Safety argument
+//!
+//! The central type is [`RseqArea`], a `Copy`, `!Send`, `!Sync` handle to
+//! the *calling thread's registered* rseq area. It can only be created by
+//! [`glibc_area_for_current_thread`] (the area glibc placed in the thread
+//! control block, valid for the life of the thread) and
+//! [`own_area_register`] (an area in this crate's own thread-local storage,
+//! a `const`-initialised `thread_local!` without a destructor, so it lives in
+//! the thread's static TLS block which is freed only after the kernel has
+//! finished with the task). Because the handle cannot leave its thread and
+//! the memory outlives the thread's user-space execution, dereferencing it
+//! is always sound.
+//!
+//! The kernel writes `cpu_id_start`, `cpu_id`, `node_id` and `mm_cid`
+//! whenever the thread returns to user space after preemption, migration or
+//! a signal. We only ever *read* those fields, with volatile loads (the
+//! Rust equivalent of librseq's `RSEQ_READ_ONCE`). The only field we write
+//! is `rseq_cs`, which belongs to user space. Newer kernels kill processes
+//! that modify the kernel-owned fields, so this rule is load-bearing.
+//!
+//! The critical sections are written in `asm!` so that the kernel's
+//! restart contract holds instruction by instruction: the descriptor
+//! (`struct rseq_cs`) lives in the `__rseq_cs` section, a pointer to it in
+//! `__rseq_cs_ptr_array` (the librseq convention debuggers and tools such
+//! as gdb and CRIU look for), and the abort handler is preceded by the
+//! 4-byte signature, encoded on x86 as `ud1 0x53053053(%rip),%edi` so
+//! disassemblers stay in sync.
+
+use std::cell::UnsafeCell;
+use std::ffi::CStr;
+use std::ptr::NonNull;
+
+/// `RSEQ_SIG` on x86 and (for aarch64, a different value) the signature
+/// the kernel checks in front of every abort handler. glibc registers with
+/// the same value, so critical sections work with glibc's registration too.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const RSEQ_SIG: u32 = 0x5305_3053;
+/// aarch64 `RSEQ_SIG` (a `brk #0x45c8` encoding) as used by glibc and librseq.
+#[cfg(target_arch = "aarch64")]
+pub(crate) const RSEQ_SIG: u32 = 0xd428_bc00;
+/// Placeholder for architectures without rseq support in this crate.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) const RSEQ_SIG: u32 = 0;
+
+/// `RSEQ_FLAG_UNREGISTER`.
+const RSEQ_FLAG_UNREGISTER: i32 = 1;
+/// `AT_RSEQ_FEATURE_SIZE` (Linux 6.3+): how many bytes of `struct rseq` the
+/// kernel fills in. 0 (absent) on older kernels.
+const AT_RSEQ_FEATURE_SIZE: libc::c_ulong = 27;
+/// `AT_RSEQ_ALIGN` (Linux 6.3+): required alignment of the area.
+const AT_RSEQ_ALIGN: libc::c_ulong = 28;
+
+/// The rseq ABI structure (`include/uapi/linux/rseq.h`), 32-byte aligned.
+///
+/// Field offsets: `cpu_id_start` 0, `cpu_id` 4, `rseq_cs` 8, `flags` 16,
+/// `node_id` 20, `mm_cid` 24; the original ABI size is 32 (20 bytes of
+/// fields plus padding), which `node_id` and `mm_cid` were later carved out
+/// of.
+#[repr(C, align(32))]
+pub(crate) struct Rseq {
+    cpu_id_start: u32,
+    cpu_id: u32,
+    rseq_cs: u64,
+    flags: u32,
+    node_id: u32,
+    mm_cid: u32,
+}
+
+const _: () = {
+    assert!(std::mem::size_of::<Rseq>() == 32);
+    assert!(std::mem::offset_of!(Rseq, cpu_id) == 4);
+    assert!(std::mem::offset_of!(Rseq, rseq_cs) == 8);
+    assert!(std::mem::offset_of!(Rseq, node_id) == 20);
+    assert!(std::mem::offset_of!(Rseq, mm_cid) == 24);
+};
+
+/// Offset of `mm_cid` in `struct rseq`; `mm_cid` is usable when the
+/// active feature size is at least `MM_CID_END`.
+pub(crate) const MM_CID_END: u32 = 28;
+/// The original rseq area size (and the registration length we use).
+pub(crate) const ORIG_RSEQ_SIZE: u32 = 32;
+/// The original feature size (fields up to and including `flags`).
+pub(crate) const ORIG_RSEQ_FEATURE_SIZE: u32 = 20;
+
+/// Handle to the calling thread's registered rseq area. See the module
+/// docs for why the methods are safe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RseqArea(NonNull<Rseq>);
+
+impl RseqArea {
+    /// `rseq->mm_cid` as last written by the kernel.
+    #[inline(always)]
+    pub(crate) fn mm_cid(self) -> u32 {
+        // SAFETY: the area belongs to the calling thread and outlives it
+        // (module docs); a volatile read of a kernel-updated field.
+        unsafe { std::ptr::addr_of!((*self.0.as_ptr()).mm_cid).read_volatile() }
+    }
+
+    /// `rseq->cpu_id`: the CPU number, or a negative value (as `u32`) when
+    /// registration failed or has not happened.
+    #[inline(always)]
+    pub(crate) fn cpu_id(self) -> u32 {
+        // SAFETY: as for `mm_cid`.
+        unsafe { std::ptr::addr_of!((*self.0.as_ptr()).cpu_id).read_volatile() }
+    }
+
+    /// Whether the kernel has filled this area in (`cpu_id` >= 0).
+    pub(crate) fn is_registered(self) -> bool {
+        (self.cpu_id() as i32) >= 0
+    }
+
+    /// Address of the area, for reports.
+    pub(crate) fn addr(self) -> usize {
+        self.0.as_ptr() as usize
+    }
+
+    /// Adds `v` to `*slot` in an rseq critical section that commits only if
+    /// the thread's `mm_cid` still equals `cid` inside the section and the
+    /// thread was neither preempted, migrated nor signalled between the
+    /// section's start and the commit instruction. Returns `false` when the
+    /// section aborted (the caller retries with a fresh `mm_cid`).
+    ///
+    /// Non-atomic with respect to other CPUs: correct only because no other
+    /// thread of this process can be running with the same `mm_cid` (I1),
+    /// so every writer of `slot` through this function is serialised by the
+    /// scheduler, and any interruption restarts the section.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(crate) fn add_if_cid(self, cid: u32, slot: &std::sync::atomic::AtomicU64, v: u64) -> bool {
+        let aborted: u32;
+        // SAFETY: `self` is the calling thread's registered area (module
+        // docs); we write only `rseq_cs` (offset 8) and read `mm_cid`
+        // (offset 24). `slot` is a valid, live `AtomicU64`; the plain `add`
+        // is its only non-atomic access and is serialised by rseq (above).
+        // The descriptor, pointer array and signature follow the ABI.
+        unsafe {
+            std::arch::asm!(
+                // struct rseq_cs { version, flags, start_ip,
+                //                  post_commit_offset, abort_ip }
+                ".pushsection __rseq_cs, \"awR\", @progbits",
+                ".balign 32",
+                "7:",
+                ".long 0, 0",
+                ".quad 3f, (4f - 3f), 5f",
+                ".popsection",
+                ".pushsection __rseq_cs_ptr_array, \"awR\", @progbits",
+                ".balign 8",
+                ".quad 7b",
+                ".popsection",
+                "xor {ab:e}, {ab:e}",
+                // rseq->rseq_cs = &descriptor: arms the critical section.
+                "lea {tmp}, [rip + 7b]",
+                "mov qword ptr [{rs} + 8], {tmp}",
+                "3:", // start_ip
+                // The slot was chosen by `cid`; abort unless it is still ours.
+                "cmp dword ptr [{rs} + 24], {cid:e}",
+                "jne 5f",
+                // Commit: a single read-modify-write instruction, the last
+                // instruction of the section.
+                "add qword ptr [{slot}], {v}",
+                "4:", // post_commit_ip
+                "jmp 6f",
+                // RSEQ_SIG, encoded as `ud1 0x53053053(%rip), %edi`.
+                ".byte 0x0f, 0xb9, 0x3d",
+                ".long 0x53053053",
+                "5:", // abort_ip: preempted, migrated, signalled, or cid moved
+                "mov {ab:e}, 1",
+                "6:",
+                rs = in(reg) self.0.as_ptr(),
+                cid = in(reg) cid,
+                slot = in(reg) slot.as_ptr(),
+                v = in(reg) v,
+                tmp = out(reg) _,
+                ab = out(reg) aborted,
+                options(nostack),
+            );
+        }
+        aborted == 0
+    }
+
+    /// Samples `(mm_cid, cpu_id)` together with a time interval
+    /// `[t_start, t_end]` (TSC ticks) during which the thread was
+    /// *continuously running* with that `mm_cid` on that CPU: the reads and
+    /// both `rdtsc`s happen inside one rseq critical section, so any
+    /// preemption, migration or signal in between aborts the sample
+    /// (`None`). `spin` (at least 1) busy-loop iterations separate the two
+    /// timestamps.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn running_interval(self, spin: u32) -> Option<RunningInterval> {
+        let (cid, cpu, t1, t2, aborted): (u32, u32, u64, u64, u32);
+        let spin = spin.max(1);
+        // SAFETY: as for `add_if_cid`; this section only reads the area and
+        // writes `rseq_cs`, and has no commit store (leaving it normally is
+        // the "commit").
+        unsafe {
+            std::arch::asm!(
+                ".pushsection __rseq_cs, \"awR\", @progbits",
+                ".balign 32",
+                "7:",
+                ".long 0, 0",
+                ".quad 3f, (4f - 3f), 5f",
+                ".popsection",
+                ".pushsection __rseq_cs_ptr_array, \"awR\", @progbits",
+                ".balign 8",
+                ".quad 7b",
+                ".popsection",
+                "xor {ab:e}, {ab:e}",
+                "lea {tmp}, [rip + 7b]",
+                "mov qword ptr [{rs} + 8], {tmp}",
+                "3:",
+                "mov {cid:e}, dword ptr [{rs} + 24]",
+                "mov {cpu:e}, dword ptr [{rs} + 4]",
+                "rdtsc",
+                "shl rdx, 32",
+                "or rax, rdx",
+                "mov {t1}, rax",
+                "mov ecx, {spin:e}",
+                "2:",
+                "dec ecx",
+                "jnz 2b",
+                "rdtsc",
+                "shl rdx, 32",
+                "or rax, rdx",
+                "cmp {cid:e}, dword ptr [{rs} + 24]",
+                "jne 5f",
+                "cmp {cpu:e}, dword ptr [{rs} + 4]",
+                "jne 5f",
+                "4:",
+                "jmp 6f",
+                ".byte 0x0f, 0xb9, 0x3d",
+                ".long 0x53053053",
+                "5:",
+                "mov {ab:e}, 1",
+                "6:",
+                rs = in(reg) self.0.as_ptr(),
+                spin = in(reg) spin,
+                tmp = out(reg) _,
+                cid = out(reg) cid,
+                cpu = out(reg) cpu,
+                t1 = out(reg) t1,
+                ab = out(reg) aborted,
+                out("rax") t2,
+                out("rdx") _,
+                out("rcx") _,
+                options(nostack),
+            );
+        }
+        (aborted == 0).then_some(RunningInterval {
+            cid,
+            cpu,
+            t_start: t1,
+            t_end: t2,
+        })
+    }
+
+    /// Without an rseq critical-section implementation for this
+    /// architecture, a running interval cannot be proven.
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(crate) fn running_interval(self, _spin: u32) -> Option<RunningInterval> {
+        None
+    }
+}
+
+/// One proven running interval, see [`RseqArea::running_interval`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunningInterval {
+    pub(crate) cid: u32,
+    pub(crate) cpu: u32,
+    pub(crate) t_start: u64,
+    pub(crate) t_end: u64,
+}
+
+/// glibc's exported rseq registration facts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GlibcRseq {
+    /// `__rseq_offset`: area address minus the thread pointer.
+    pub(crate) offset: isize,
+    /// `__rseq_size`: 0 when glibc did not register.
+    pub(crate) size: u32,
+    /// `__rseq_flags`.
+    pub(crate) flags: u32,
+}
+
+/// Looks `__rseq_offset`, `__rseq_size` and `__rseq_flags` up at run time.
+/// `None` if the C library does not export them (musl, glibc < 2.35).
+pub(crate) fn glibc_rseq() -> Option<GlibcRseq> {
+    fn sym(name: &CStr) -> *mut libc::c_void {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
+        unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
+    }
+    let off = sym(c"__rseq_offset");
+    let size = sym(c"__rseq_size");
+    let flags = sym(c"__rseq_flags");
+    if off.is_null() || size.is_null() || flags.is_null() {
+        return None;
+    }
+    // SAFETY: glibc defines these as `const ptrdiff_t __rseq_offset`,
+    // `const unsigned int __rseq_size` and `const unsigned int
+    // __rseq_flags`, set once before any user code runs.
+    unsafe {
+        Some(GlibcRseq {
+            offset: (off as *const isize).read(),
+            size: (size as *const u32).read(),
+            flags: (flags as *const u32).read(),
+        })
+    }
+}
+
+/// The thread pointer of the calling thread.
+#[inline(always)]
+fn thread_pointer() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let tp: usize;
+        // SAFETY: on x86_64 Linux `fs:0` holds the TCB's self pointer,
+        // i.e. the thread pointer (TLS variant II).
+        unsafe {
+            std::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp,
+                options(nostack, readonly, preserves_flags));
+        }
+        tp
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let tp: usize;
+        // SAFETY: reading the thread-pointer system register.
+        unsafe {
+            std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp,
+                options(nostack, nomem, preserves_flags));
+        }
+        tp
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        0
+    }
+}
+
+/// The calling thread's glibc-registered area, if glibc registered one
+/// (`size != 0`) and the kernel accepted it for this thread.
+pub(crate) fn glibc_area_for_current_thread(g: &GlibcRseq) -> Option<RseqArea> {
+    if g.size == 0 || !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        return None;
+    }
+    let p = thread_pointer().wrapping_add_signed(g.offset) as *mut Rseq;
+    let area = RseqArea(NonNull::new(p)?);
+    // glibc leaves cpu_id at RSEQ_CPU_ID_REGISTRATION_FAILED (-2) in a
+    // thread whose registration failed.
+    area.is_registered().then_some(area)
+}
+
+/// Storage for this crate's own registration. `const`-initialised and
+/// without a destructor, so it lives in the static TLS block for the whole
+/// life of the thread (see module docs).
+#[repr(C, align(32))]
+struct OwnArea(UnsafeCell<Rseq>);
+
+thread_local! {
+    static OWN_AREA: OwnArea = const {
+        OwnArea(UnsafeCell::new(Rseq {
+            cpu_id_start: 0,
+            // RSEQ_CPU_ID_UNINITIALIZED
+            cpu_id: u32::MAX,
+            rseq_cs: 0,
+            flags: 0,
+            node_id: 0,
+            mm_cid: 0,
+        }))
+    };
+}
+
+fn own_area_ptr() -> *mut Rseq {
+    OWN_AREA.with(|a| a.0.get())
+}
+
+fn sys_rseq(area: *mut Rseq, flags: i32) -> Result<(), i32> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: rseq(2) with a 32-byte aligned, 32-byte long area that
+        // stays valid while registered (module docs).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rseq,
+                area,
+                ORIG_RSEQ_SIZE as libc::c_uint,
+                flags,
+                RSEQ_SIG,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (area, flags);
+        Err(libc::ENOSYS)
+    }
+}
+
+/// Registers this crate's own area for the calling thread. `Err(errno)` if
+/// the kernel refuses (ENOSYS: no rseq; EBUSY/EINVAL: some other area is
+/// registered; EPERM: seccomp).
+pub(crate) fn own_area_register() -> Result<RseqArea, i32> {
+    if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        return Err(libc::ENOSYS);
+    }
+    let p = own_area_ptr();
+    sys_rseq(p, 0)?;
+    // NonNull: a TLS address is never null.
+    Ok(RseqArea(NonNull::new(p).expect("TLS address")))
+}
+
+/// Unregisters this crate's own area for the calling thread.
+pub(crate) fn own_area_unregister() -> Result<(), i32> {
+    sys_rseq(own_area_ptr(), RSEQ_FLAG_UNREGISTER)
+}
+
+/// `getauxval(AT_RSEQ_FEATURE_SIZE)` and `getauxval(AT_RSEQ_ALIGN)`; 0
+/// when the kernel does not provide them.
+pub(crate) fn kernel_rseq_auxv() -> (u32, u32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getauxval has no preconditions.
+        unsafe {
+            (
+                libc::getauxval(AT_RSEQ_FEATURE_SIZE) as u32,
+                libc::getauxval(AT_RSEQ_ALIGN) as u32,
+            )
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        (0, 0)
+    }
+}
+
+/// `sched_getcpu()`, or `None` on failure.
+pub(crate) fn sched_getcpu() -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: no preconditions.
+        let c = unsafe { libc::sched_getcpu() };
+        (c >= 0).then_some(c as u32)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// Pins the calling thread to `cpus`. `Err(errno)` on failure.
+pub(crate) fn set_affinity(cpus: &[usize]) -> Result<(), i32> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        for &c in cpus {
+            if c >= libc::CPU_SETSIZE as usize {
+                return Err(libc::EINVAL);
+            }
+            // SAFETY: `c` is below CPU_SETSIZE.
+            unsafe { libc::CPU_SET(c, &mut set) };
+        }
+        // SAFETY: pid 0 = calling thread; size and pointer describe `set`.
+        let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cpus;
+        Err(libc::ENOSYS)
+    }
+}
+
+/// The CPUs the calling thread may run on.
+pub(crate) fn get_affinity() -> Option<Vec<usize>> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: as in `set_affinity`.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: pid 0 = calling thread; size and pointer describe `set`.
+        let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+        if r != 0 {
+            return None;
+        }
+        Some(
+            (0..libc::CPU_SETSIZE as usize)
+                // SAFETY: index below CPU_SETSIZE.
+                .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+                .collect(),
+        )
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// `sysconf(_SC_NPROCESSORS_CONF)`.
+pub(crate) fn nprocessors_conf() -> usize {
+    // SAFETY: no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+    if n > 0 { n as usize } else { 1 }
+}
+
+/// CPU time consumed by the calling thread, in nanoseconds.
+pub(crate) fn thread_cpu_time_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Sends `sig` to thread `tid` of this process (used by tests and the
+/// observer to interrupt critical sections).
+pub(crate) fn tgkill(tid: i32, sig: i32) -> bool {
+    // SAFETY: plain system calls without memory arguments.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, sig) == 0 }
+}
+
+/// The kernel thread ID of the calling thread.
+pub(crate) fn gettid() -> i32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// Installs a no-op handler for `sig` (so that signals interrupt critical
+/// sections without terminating the process), with `SA_RESTART`.
+pub(crate) fn install_noop_handler(sig: i32) -> bool {
+    extern "C" fn noop(_: libc::c_int) {}
+    // SAFETY: a zeroed sigaction is valid; the handler is async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = noop as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, std::ptr::null_mut()) == 0
+    }
+}
+
+/// Time-stamp counter (x86_64) or a monotonic nanosecond clock elsewhere.
+pub(crate) fn timestamp() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: rdtsc is always available on x86_64 Linux user space.
+        unsafe { std::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid pointer to a timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+}
