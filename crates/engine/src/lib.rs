@@ -1,4 +1,128 @@
-//! mmcid-engine: generic explicit-state exploration (essay to come).
+//! mmcid-engine: a generic explicit-state model checker.
+//!
+//! The engine explores every reachable state of a finite, deterministic transition system (any
+//! type implementing [`Model`]), checks safety and reachability properties in each state, and
+//! optionally looks for agents that spin forever ([stalls](liveness#stall) and
+//! [live locks](liveness#live-lock)). It knows nothing of the domain it explores: agents,
+//! properties, "spinning" and symmetry are all answered by the model. Entry point: [`check`].
+//!
+//! ```
+//! use mmcid_engine::{check, Agent, Model, NoObserver, Options, PropertyInfo, PropertyKind};
+//!
+//! /// A counter that two agents increment up to 3; "never reach 5" is violated.
+//! struct Count;
+//! impl Model for Count {
+//!     type State = u8;
+//!     type Action = Agent;
+//!     fn init_states(&self) -> Vec<u8> { vec![0] }
+//!     fn actions(&self, s: &u8, out: &mut Vec<Agent>) { if *s < 6 { out.extend([0, 1]) } }
+//!     fn next_state(&self, s: &u8, a: &Agent) -> u8 { s + 1 + *a as u8 }
+//!     fn properties(&self) -> Vec<PropertyInfo> {
+//!         vec![PropertyInfo { name: "P", description: "never 5", kind: PropertyKind::Always }]
+//!     }
+//!     fn check(&self, s: &u8, out: &mut Vec<usize>) { if *s == 5 { out.push(0) } }
+//!     fn agents(&self) -> usize { 2 }
+//!     fn agent(&self, _: &u8, a: &Agent) -> Agent { *a }
+//!     fn is_retry(&self, _: &u8, _: &Agent) -> bool { false }
+//!     fn spinning(&self, _: &u8, _: &mut Vec<Agent>) {}
+//! }
+//!
+//! let report = check(&Count, &Options::default(), &mut NoObserver).unwrap();
+//! assert!(report.complete);
+//! let violation = &report.findings[0];
+//! assert_eq!(violation.depth, 3); // 0 -> 2 -> 4 -> 5 (or another path of length 3)
+//! assert_eq!(violation.trace.actions.len(), 3);
+//! ```
+//!
+//! # Design
+//!
+//! ## Three stores, as in TLC
+//!
+//! TLC's explicit-state checker keeps three structures, and so does this engine, one module each:
+//!
+//! - **Seen** ([`seen`]): the set of visited states, stored as 64-bit *fingerprints* (hashes),
+//!   mapped to a dense `u32` state index. A state costs 8 bytes of fingerprint plus ~11–21 bytes
+//!   of open-addressing table, whatever the size of the state itself.
+//! - **Frontier** ([`frontier`]): the states discovered but not yet expanded, stored in full
+//!   (expanding needs the state). It is the only store that holds states, and it only holds one
+//!   or two BFS levels.
+//! - **Parents** ([`parents`]): for every state index, the index of the state it was first
+//!   reached from and the position of the action taken in that state's enabled-action list
+//!   (8 bytes). No path and no state is stored per state.
+//!
+//! Seen + Parents cost under 40 bytes per stored state ([`Report::bytes_per_state`]); the
+//! frontier and the liveness graph are reported separately ([`Memory`]).
+//!
+//! ## Parent pointers and replay
+//!
+//! A witness trace is rebuilt after the search by walking parent pointers back to an initial
+//! state and *replaying* the path forwards: regenerate the enabled actions of the current
+//! concrete state, take the stored one, and check that the successor's fingerprint maps to the
+//! expected state index ([`trace`]). This is how TLC rebuilds traces from its trace file. Replay
+//! costs a few model calls per step, once per finding; in exchange nothing path-shaped is kept
+//! during the search. It also re-checks determinism: a model whose `actions` or `next_state`
+//! changed between search and replay yields [`EngineError::Replay`], never a panic or a wrong
+//! trace.
+//!
+//! ## Level-by-level BFS: shortest traces
+//!
+//! The frontier is processed one depth at a time ([`frontier`]): every state of depth `d` is
+//! expanded before any state of depth `d + 1`. The first time a state is reached is therefore a
+//! shortest way to reach it, its parent pointer lies on a shortest path, and every reported trace
+//! (the first state firing each property, the first stalled state, the prefix of a lasso) is as
+//! short as possible. State indices are handed out in discovery order, so they are also sorted by
+//! depth: "smallest index" means "closest to an initial state".
+//!
+//! ## Fingerprints and the collision estimate
+//!
+//! Two different states with the same fingerprint are merged: the second is taken for the
+//! first and never expanded. The hasher ([`fingerprint`]) has a fixed seed, so runs are
+//! reproducible. Assuming fingerprints behave like random 64-bit numbers, the probability that
+//! *any* two of the `n` stored states collide is at most `n(n−1)/2 / 2^64 ≈ n²/2^65`
+//! ([`Report::collision_probability`]): about 3·10⁻⁶ for ten million states. A collision can
+//! only hide states (make the search miss something), never invent a finding: every reported
+//! trace is replayed on the concrete model. [`Options::fingerprint_bits`] narrows fingerprints
+//! to show this in tests.
+//!
+//! ## Symmetry
+//!
+//! With [`Options::symmetry`], Seen stores the fingerprint of
+//! [`Model::representative`]`(state)`, so one state per symmetry class is expanded (the first
+//! *concrete* state reached in the class; properties are checked on that concrete state). The
+//! model promises that the class is closed under the transition relation. Because the frontier
+//! holds concrete states and Parents stores action positions in the concrete parent's action
+//! list, replay reproduces exactly the concrete states the search expanded; should the stored
+//! action not lead to the expected class, replay falls back to TLC's method of trying every
+//! enabled action and keeping the one whose successor's representative has the expected
+//! fingerprint. Symmetry is refused together with liveness ([`EngineError::SymmetryWithLiveness`]):
+//! a cycle of classes need not be a cycle of states, and "agent 2 spins" is not invariant under
+//! renaming agents.
+//!
+//! ## Liveness: stalls and live locks
+//!
+//! With [`Options::liveness`] the search also keeps the explored graph in CSR form (targets,
+//! agent and retry bit per edge; a spinning bit set per agent). After a complete search:
+//! a **stall** of agent `a` is a state where `a` spins and no reachable state has `a` not
+//! spinning (backward reachability over reversed edges); a **live lock** of `a` is a cycle on
+//! which `a` spins throughout although it could escape, and which is *weakly fair* to every
+//! agent, spin retries not counting as progress (Tarjan's SCCs of the subgraph where `a` spins,
+//! with an exact per-SCC fairness test). Live locks are reported as lassos
+//! ([`Trace::cycle_start`]). The [`liveness`] module doc gives the algorithms, the fairness
+//! notion and their limits.
+//!
+//! ## Why not stateright
+//!
+//! Stateright is a fine library and this engine's tests follow the spirit of its `test_util`,
+//! but (as of its 0.30 line) it falls short here in three ways. Its `eventually` properties are
+//! only judged at terminal states and an edge back to a known state is not treated as a cycle,
+//! so a live lock (an infinite fair loop) is invisible to it. Its symmetry reduction is only
+//! used by its depth-first search, which has no shortest traces; and that DFS copies the full
+//! path (a vector of fingerprints) into every queued job, so memory grows with depth × queue
+//! length. Its BFS does keep parent fingerprints, but in a concurrent hash map without symmetry,
+//! and shares work between threads in a way that does not expand strictly level by level. This
+//! engine keeps TLC's constant-size parent pointers, level-by-level BFS *with* symmetry, and an
+//! explicit fair-cycle analysis.
+
 pub mod bfs;
 pub mod error;
 pub mod fingerprint;
