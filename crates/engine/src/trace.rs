@@ -119,3 +119,78 @@ pub fn trace_states<M: Model>(
     states.push(state);
     Ok(states)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Agent, PropertyInfo};
+
+    /// States are numbers; `representative` merges `2k` and `2k + 1`. From 0 one can go to 2
+    /// or 3 (the same class).
+    struct Pairs;
+    impl Model for Pairs {
+        type State = u32;
+        type Action = u32;
+        fn init_states(&self) -> Vec<u32> {
+            vec![0]
+        }
+        fn actions(&self, s: &u32, out: &mut Vec<u32>) {
+            if *s == 0 {
+                out.extend([3, 2]);
+            }
+        }
+        fn next_state(&self, _s: &u32, a: &u32) -> u32 {
+            *a
+        }
+        fn properties(&self) -> Vec<PropertyInfo> {
+            Vec::new()
+        }
+        fn check(&self, _s: &u32, _out: &mut Vec<usize>) {}
+        fn representative(&self, s: &u32) -> u32 {
+            s / 2 * 2
+        }
+        fn agents(&self) -> usize {
+            1
+        }
+        fn agent(&self, _s: &u32, _a: &u32) -> Agent {
+            0
+        }
+        fn is_retry(&self, _s: &u32, _a: &u32) -> bool {
+            false
+        }
+        fn spinning(&self, _s: &u32, _out: &mut Vec<Agent>) {}
+    }
+
+    #[test]
+    fn symmetric_replay_falls_back_to_matching_the_class() {
+        for symmetry in [true, false] {
+            let r = |s: u32| if symmetry { s / 2 * 2 } else { s };
+            let mut seen = Seen::new();
+            seen.insert(fingerprint(&r(0))).unwrap(); // state 0
+            seen.insert(fingerprint(&r(2))).unwrap(); // state 1
+            let rep = Replayer {
+                model: &Pairs,
+                seen: &seen,
+                symmetry,
+                mask: u64::MAX,
+            };
+            // A stale action index (7 does not exist): only the symmetric replay can recover,
+            // by picking the first action whose successor is in the expected class.
+            let stale = [Step { child: 1, action: 7 }];
+            match (symmetry, rep.replay(0, 0, &stale)) {
+                (true, Ok((actions, last))) => assert_eq!((actions, last), (vec![3], 3)),
+                (false, Err(EngineError::Replay { step: 0, .. })) => {}
+                (_, other) => panic!("symmetry={symmetry}: {other:?}"),
+            }
+            // A correct index is used as is.
+            let good = [Step { child: 1, action: 1 }];
+            assert_eq!(rep.replay(0, 0, &good).unwrap(), (vec![2], 2));
+            // A child no action reaches is an error, never a panic.
+            let bad = [Step { child: 0, action: 0 }];
+            assert!(matches!(rep.replay(0, 0, &bad), Err(EngineError::Replay { .. })));
+            // So is a wrong root or a missing initial state.
+            assert!(rep.replay(1, 0, &[]).is_err());
+            assert!(rep.replay(0, 4, &[]).is_err());
+        }
+    }
+}

@@ -194,3 +194,205 @@ fn lasso_serializes_with_cycle_start() {
     assert_eq!(f["agent"], 0);
     assert_eq!(f["trace"]["cycle_start"], 1);
 }
+
+/// Small deterministic RNG (xorshift64*), so the cross-check below is reproducible.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) % n
+    }
+}
+
+/// Brute-force answers on a small graph, independent of the engine's algorithms.
+struct Naive<'a> {
+    g: &'a Digraph,
+    n: usize,
+}
+
+impl Naive<'_> {
+    fn reach(&self, s: u32) -> Vec<bool> {
+        let mut seen = vec![false; self.n];
+        let mut stack = vec![s];
+        seen[s as usize] = true;
+        while let Some(x) = stack.pop() {
+            for e in &self.g.edges[x as usize] {
+                if !seen[e.to as usize] {
+                    seen[e.to as usize] = true;
+                    stack.push(e.to);
+                }
+            }
+        }
+        seen
+    }
+    fn dist(&self) -> Vec<Option<u32>> {
+        let mut d = vec![None; self.n];
+        d[0] = Some(0);
+        let mut q = std::collections::VecDeque::from([0u32]);
+        while let Some(x) = q.pop_front() {
+            for e in &self.g.edges[x as usize] {
+                if d[e.to as usize].is_none() {
+                    d[e.to as usize] = Some(d[x as usize].unwrap() + 1);
+                    q.push_back(e.to);
+                }
+            }
+        }
+        d
+    }
+    fn spins(&self, a: u16, s: u32) -> bool {
+        self.g.spinning[s as usize].contains(&a)
+    }
+    fn stalled(&self, a: u16, s: u32) -> bool {
+        self.spins(a, s)
+            && self
+                .reach(s)
+                .iter()
+                .enumerate()
+                .all(|(t, &r)| !r || self.spins(a, t as u32))
+    }
+    fn enabled(&self, b: u16, s: u32) -> bool {
+        self.g.edges[s as usize].iter().any(|e| e.agent == b && !e.retry)
+    }
+    /// Is `set` (a bit mask of states) strongly connected through internal edges, non-trivial,
+    /// and weakly fair to every agent?
+    fn fair_scc(&self, set: u32) -> bool {
+        let inside = |s: u32| set & (1 << s) != 0;
+        let states: Vec<u32> = (0..self.n as u32).filter(|&s| inside(s)).collect();
+        let internal = |s: u32| self.g.edges[s as usize].iter().filter(move |e| inside(e.to));
+        if states.len() == 1 && internal(states[0]).next().is_none() {
+            return false;
+        }
+        for &s in &states {
+            // Everything in the set is reachable from s inside the set.
+            let mut seen = set & !(1 << s);
+            let mut stack = vec![s];
+            while let Some(x) = stack.pop() {
+                for e in internal(x) {
+                    if seen & (1 << e.to) != 0 {
+                        seen &= !(1 << e.to);
+                        stack.push(e.to);
+                    }
+                }
+            }
+            if seen != 0 {
+                return false;
+            }
+        }
+        (0..self.g.agents as u16).all(|b| {
+            states
+                .iter()
+                .any(|&s| internal(s).any(|e| e.agent == b && !e.retry))
+                || states.iter().any(|&s| !self.enabled(b, s))
+        })
+    }
+}
+
+#[test]
+fn random_graphs_agree_with_brute_force() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let (mut stalls, mut livelocks) = (0, 0);
+    for round in 0..3000 {
+        let n = 2 + rng.next(6) as u32;
+        let agents = 1 + rng.next(3) as usize;
+        let mut g = Digraph::new(agents, &[0]);
+        for s in 0..n {
+            for _ in 0..rng.next(4) {
+                let (to, agent) = (rng.next(n as u64) as u32, rng.next(agents as u64) as u16);
+                g = if rng.next(4) == 0 {
+                    g.retry(s, to, agent)
+                } else {
+                    g.edge(s, to, agent)
+                };
+            }
+            for a in 0..agents as u16 {
+                if rng.next(3) != 0 {
+                    g = g.spin(a, &[s]);
+                }
+            }
+        }
+        let g = g.edge(n - 1, n - 1, 0); // make sure every node exists
+        let naive = Naive { g: &g, n: n as usize };
+        let dist = naive.dist();
+        let reachable: Vec<u32> = (0..n).filter(|&s| dist[s as usize].is_some()).collect();
+        let r = live(&g);
+        for a in 0..agents as u16 {
+            let ctx = format!("round {round} agent {a}: {g:?}\n{:?}", r.findings);
+            // Stalls.
+            let want = reachable
+                .iter()
+                .filter(|&&s| naive.stalled(a, s))
+                .map(|&s| dist[s as usize]);
+            let want = want.min();
+            let got: Vec<_> = r
+                .findings
+                .iter()
+                .filter(|f| f.kind == FindingKind::Stall && f.agent == Some(a))
+                .collect();
+            assert_eq!(got.len(), want.is_some() as usize, "{ctx}");
+            if let Some(f) = got.first() {
+                stalls += 1;
+                let end = *nodes(&g, f).last().unwrap();
+                assert!(naive.stalled(a, end), "{ctx}");
+                assert_eq!(Some(f.depth), want.flatten(), "{ctx}");
+            }
+            // Live locks: brute force over every subset of the live-lock candidates.
+            let cand: u32 = reachable
+                .iter()
+                .filter(|&&s| naive.spins(a, s) && !naive.stalled(a, s))
+                .fold(0, |m, &s| m | (1 << s));
+            let mut best: Option<u32> = None;
+            for set in 1..=cand {
+                if set & !cand == 0 && naive.fair_scc(set) {
+                    let d = d_min(set, &dist, n);
+                    best = match (best, d) {
+                        (Some(b), Some(d)) => Some(b.min(d)),
+                        (b, d) => b.or(d),
+                    };
+                }
+            }
+            let got: Vec<_> = r
+                .findings
+                .iter()
+                .filter(|f| f.kind == FindingKind::Livelock && f.agent == Some(a))
+                .collect();
+            assert_eq!(got.len(), best.is_some() as usize, "{ctx}");
+            if let Some(f) = got.first() {
+                livelocks += 1;
+                assert_eq!(Some(f.depth), best, "{ctx}");
+                let path = nodes(&g, f);
+                let start = f.trace.cycle_start.unwrap();
+                assert!(f.trace.actions.len() > start, "{ctx}");
+                assert_eq!(path[start], *path.last().unwrap(), "{ctx}");
+                let cycle_states = &path[start..];
+                let cycle_actions = &f.trace.actions[start..];
+                assert!(
+                    cycle_states
+                        .iter()
+                        .all(|&s| naive.spins(a, s) && !naive.stalled(a, s)),
+                    "{ctx}"
+                );
+                for b in 0..agents as u16 {
+                    assert!(
+                        cycle_actions.iter().any(|e| e.agent == b && !e.retry)
+                            || cycle_states.iter().any(|&s| !naive.enabled(b, s)),
+                        "lasso unfair to agent {b}: {ctx}"
+                    );
+                }
+            }
+        }
+    }
+    // The generator must exercise both kinds, or this test proves nothing.
+    assert!(
+        stalls > 100 && livelocks > 100,
+        "stalls {stalls}, livelocks {livelocks}"
+    );
+}
+
+fn d_min(set: u32, dist: &[Option<u32>], n: u32) -> Option<u32> {
+    (0..n)
+        .filter(|&s| set & (1 << s) != 0)
+        .filter_map(|s| dist[s as usize])
+        .min()
+}
