@@ -98,6 +98,8 @@
 
 #![warn(missing_docs)]
 
+mod bench;
+mod observe;
 mod percid;
 mod sys;
 
@@ -108,6 +110,8 @@ use std::sync::{Mutex, OnceLock};
 
 use serde::Serialize;
 
+pub use bench::{BenchConfig, BenchReport, BenchRow, run_bench};
+pub use observe::{Compaction, ObserveConfig, ObserveError, ObserveReport, ThreadSummary, Workload, observe};
 pub use percid::{AddOutcome, PerCid, PerCidCounter};
 
 use sys::RseqArea;

@@ -140,7 +140,6 @@ impl RseqArea {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(crate) fn add_if_cid(self, cid: u32, slot: &std::sync::atomic::AtomicU64, v: u64) -> bool {
-        let aborted: u32;
         // SAFETY: `self` is the calling thread's registered area (module
         // docs); we write only `rseq_cs` (offset 8) and read `mm_cid`
         // (offset 24). `slot` is a valid, live `AtomicU64`; the plain `add`
@@ -160,35 +159,36 @@ impl RseqArea {
                 ".balign 8",
                 ".quad 7b",
                 ".popsection",
-                "xor {ab:e}, {ab:e}",
                 // rseq->rseq_cs = &descriptor: arms the critical section.
                 "lea {tmp}, [rip + 7b]",
                 "mov qword ptr [{rs} + 8], {tmp}",
                 "3:", // start_ip
                 // The slot was chosen by `cid`; abort unless it is still ours.
                 "cmp dword ptr [{rs} + 24], {cid:e}",
-                "jne 5f",
+                "jne {abort}",
                 // Commit: a single read-modify-write instruction, the last
                 // instruction of the section.
                 "add qword ptr [{slot}], {v}",
                 "4:", // post_commit_ip
-                "jmp 6f",
-                // RSEQ_SIG, encoded as `ud1 0x53053053(%rip), %edi`.
+                // The abort handler lives out of line (librseq's
+                // `__rseq_failure` convention), preceded by RSEQ_SIG encoded
+                // as `ud1 0x53053053(%rip), %edi`.
+                ".pushsection __rseq_failure, \"ax\", @progbits",
                 ".byte 0x0f, 0xb9, 0x3d",
                 ".long 0x53053053",
-                "5:", // abort_ip: preempted, migrated, signalled, or cid moved
-                "mov {ab:e}, 1",
-                "6:",
+                "5:", // abort_ip: preempted, migrated or signalled
+                "jmp {abort}",
+                ".popsection",
                 rs = in(reg) self.0.as_ptr(),
                 cid = in(reg) cid,
                 slot = in(reg) slot.as_ptr(),
                 v = in(reg) v,
                 tmp = out(reg) _,
-                ab = out(reg) aborted,
+                abort = label { return false; },
                 options(nostack),
             );
         }
-        aborted == 0
+        true
     }
 
     /// Samples `(mm_cid, cpu_id)` together with a time interval
@@ -558,24 +558,5 @@ pub(crate) fn install_noop_handler(sig: i32) -> bool {
         sa.sa_flags = libc::SA_RESTART;
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(sig, &sa, std::ptr::null_mut()) == 0
-    }
-}
-
-/// Time-stamp counter (x86_64) or a monotonic nanosecond clock elsewhere.
-pub(crate) fn timestamp() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: rdtsc is always available on x86_64 Linux user space.
-        unsafe { std::arch::x86_64::_rdtsc() }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid pointer to a timespec.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     }
 }

@@ -448,3 +448,22 @@ fn child_own_registration() {
     }
     assert_eq!(c.sum(), 1 + 50 * 4 * 10_000);
 }
+
+/// The observer on the real kernel: no I1/I2 violation, CIDs below the
+/// possible CPUs, and (with 2+ CPUs) overlapping intervals were compared.
+#[test]
+fn observer_finds_no_violation() {
+    skip_unless_mm_cid!();
+    let rep = mmcid_rseq::observe(&mmcid_rseq::ObserveConfig {
+        threads: 4,
+        duration: Duration::from_millis(300),
+        workload: mmcid_rseq::Workload::Spin,
+        ..Default::default()
+    })
+    .unwrap();
+    eprintln!("{rep}");
+    assert!(rep.violations.is_empty(), "{:?}", rep.violations);
+    assert!(rep.samples > 0);
+    assert!(rep.max_cid.is_some_and(|m| (m as usize) < possible_cpus()));
+    assert_eq!(rep.same_cpu_overlaps, 0, "TSC not usable for the I1 check");
+}
