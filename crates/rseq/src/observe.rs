@@ -296,7 +296,7 @@ pub fn observe(cfg: &ObserveConfig) -> Result<ObserveReport, ObserveError> {
         report.findings.push(format!(
             "note: the workers are pinned to {} CPU(s) but the rest of this process may run on {}; \
              Linux compacts CIDs towards the CPUs the whole process has been allowed (the union of \
-             its threads' masks), so compaction to {} is not expected here. Start the process \
+             its threads' masks), so compaction to {} is not guaranteed here. Start the process \
              confined (e.g. `taskset -c {} mmcid observe ...`) to test it",
             report.allowed_cpus.len(),
             process.len(),
