@@ -135,7 +135,7 @@ pub struct MmCid {
 }
 
 /// A task's CID state (`struct sched_mm_cid`, spec 1.4). Membership in `user_list` is the node.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TaskCid {
     /// 1 while the task is a CID user of its mm.
     pub active: bool,

@@ -27,7 +27,7 @@ pub fn check<M: Model>(
     opts: &Options,
     observer: &mut dyn Observer,
 ) -> Result<Report<M::Action>, EngineError> {
-    if opts.symmetry && opts.liveness {
+    if opts.symmetry && opts.liveness && !model.symmetry_preserves_agents() {
         return Err(EngineError::SymmetryWithLiveness);
     }
     if !(1..=64).contains(&opts.fingerprint_bits) {

@@ -94,9 +94,12 @@
 //! list, replay reproduces exactly the concrete states the search expanded; should the stored
 //! action not lead to the expected class, replay falls back to TLC's method of trying every
 //! enabled action and keeping the one whose successor's representative has the expected
-//! fingerprint. Symmetry is refused together with liveness ([`EngineError::SymmetryWithLiveness`]):
-//! a cycle of classes need not be a cycle of states, and "agent 2 spins" is not invariant under
-//! renaming agents.
+//! fingerprint. Symmetry is refused together with liveness ([`EngineError::SymmetryWithLiveness`])
+//! unless the model declares [`Model::symmetry_preserves_agents`]: in general a cycle of classes
+//! need not be a cycle of states, and "agent 2 spins" is not invariant under renaming agents. When
+//! the symmetry never renames agents, a fair class cycle repeated up to the order of the
+//! permutation is a fair state cycle, so stalls and live locks found on the quotient are real (a
+//! live lock's cycle then ends in a state equal to its entry up to the symmetry).
 //!
 //! ## Liveness: stalls and live locks
 //!

@@ -85,6 +85,15 @@ pub trait Model: Sync {
     /// keep failing).
     fn spinning(&self, state: &Self::State, out: &mut Vec<Agent>);
 
+    /// True if [`Model::representative`] never renames agents and maps spinning agents to spinning
+    /// agents (for example: symmetry permutes tasks while the agents are CPUs). Then a stall or a
+    /// weakly fair cycle of symmetry classes is one of states (a class cycle, repeated at most
+    /// the order of the permutation, closes into a state cycle with the same agents), and the
+    /// engine allows symmetry together with liveness. Default: false.
+    fn symmetry_preserves_agents(&self) -> bool {
+        false
+    }
+
     /// A human name for an agent, used in reports (e.g. `"CPU1"`).
     fn agent_name(&self, agent: Agent) -> String {
         format!("agent{agent}")

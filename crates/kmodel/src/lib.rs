@@ -1,1 +1,12 @@
 //! placeholder
+pub mod config;
+pub mod init;
+pub mod scenario;
+pub mod invariants;
+pub mod model;
+pub mod state;
+pub mod step;
+pub mod symmetry;
+pub mod trace;
+pub use config::{Budgets, Config, DESIGNS, Design};
+pub use model::KernelModel;

@@ -1,0 +1,170 @@
+//! What to model: the design, the machine, the process, and the operation budgets.
+
+use mmcid_cid::{Registration, Switches, TaskWalk, ExitLocalSlot, MAX_CPUS};
+use serde::{Deserialize, Serialize};
+
+/// A named design: the 7.0 code with the switches of designs.md set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Design {
+    /// The name used on the command line (`7.0`, `6.19.1`, ...).
+    pub name: &'static str,
+    /// One line: what it is.
+    pub summary: &'static str,
+    /// The commits it stands for.
+    pub commits: &'static str,
+    /// The switch settings.
+    pub switches: Switches,
+}
+
+const A: Switches = Switches::V7_0;
+const B: Switches = Switches {
+    registration: Registration::CopyMm,
+    failed_fork_exit_cid: true,
+    task_walk: TaskWalk::Budgeted2,
+    fixup_one_tests_active: true,
+    ..A
+};
+
+/// Every design the model knows, newest first.
+pub const DESIGNS: &[Design] = &[
+    Design {
+        name: "7.0",
+        summary: "final design: fork registers after publication; tasks->CPUs walk over mm.user_list",
+        commits: "sched-urgent-2026-03-15 (b2e48c429ec5, 28b5a1395036, 7574ac6e4978, 192d852129b1)",
+        switches: A,
+    },
+    Design {
+        name: "6.19.1+vfork",
+        summary: "B'': registration after publication, budget users-1, pass 2 always completes",
+        commits: "6.19.1 + b2e48c429ec5 + 28b5a1395036",
+        switches: Switches { task_walk: TaskWalk::Budgeted1NoEarlyReturn, ..B_PRIME },
+    },
+    Design {
+        name: "6.19.1+fork",
+        summary: "B': registration after publication, budget users-1, early return in pass 2",
+        commits: "6.19.1 + b2e48c429ec5",
+        switches: B_PRIME,
+    },
+    Design {
+        name: "6.19.1",
+        summary: "fork registers in copy_mm before the child is visible; budgeted two-pass walk (users-2)",
+        commits: "v6.19 + 1e83ccd5921a (the seed's bug: fixed by b2e48c429ec5)",
+        switches: B,
+    },
+    Design {
+        name: "6.19",
+        summary: "6.19.1 with an unguarded drop_on_cpu (clears whatever the slot names)",
+        commits: "v6.19 (before 1e83ccd5921a)",
+        switches: Switches { drop_on_cpu_guarded: false, ..B },
+    },
+    Design {
+        name: "6.19-rc7",
+        summary: "6.19 with a two-word mode, no TRANSIT towards per-CPU, schedout always drops, exit transits",
+        commits: "v6.19-rc7 (before 4327fb13fa47, 47ee94efccf6, 007d84287c74, 4463c7aa11a6)",
+        switches: Switches {
+            drop_on_cpu_guarded: false,
+            exit_local_slot: ExitLocalSlot::TransitToTask,
+            one_word_mode: false,
+            transit_to_cpu: false,
+            schedout_keeps: false,
+            ..B
+        },
+    },
+];
+
+const B_PRIME: Switches = Switches {
+    registration: Registration::PostFork,
+    failed_fork_exit_cid: false,
+    task_walk: TaskWalk::Budgeted1,
+    ..B
+};
+
+/// Looks a design up by name; the error lists the known names.
+pub fn design(name: &str) -> Result<&'static Design, String> {
+    DESIGNS.iter().find(|d| d.name == name).ok_or_else(|| {
+        let names: Vec<_> = DESIGNS.iter().map(|d| d.name).collect();
+        format!("unknown design {name:?}; known designs: {}", names.join(", "))
+    })
+}
+
+/// How many operations of each kind the model may start, summed over all tasks. Each started
+/// operation consumes one unit; the model's choice is which running task starts it and when.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Budgets {
+    /// `pthread_create`: clone(CLONE_VM|CLONE_THREAD).
+    pub forks: u8,
+    /// `vfork`/`posix_spawn`: clone(CLONE_VM|CLONE_VFORK), a child in a new thread group.
+    pub vforks: u8,
+    /// Forks that fail after `copy_mm` (cleanup path; the child is never published).
+    pub fork_fails: u8,
+    /// `exit` of a thread.
+    pub exits: u8,
+    /// Successful `execve` (kills the other threads, switches to a new mm).
+    pub execs: u8,
+    /// Failed `execve` (after `before_execve`: re-registers on the old mm).
+    pub exec_fails: u8,
+    /// `sched_setaffinity` growing a task's allowed set by one CPU.
+    pub affinity: u8,
+}
+
+/// A model configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Design name (see [`DESIGNS`]).
+    pub design: String,
+    /// Possible CPUs (`np`), 1..=8.
+    pub cpus: u8,
+    /// Threads of the process at the start (set up by the model's own fork steps).
+    pub threads: u8,
+    /// CPUs the process may use at the start (the first `allowed` CPUs); defaults to all.
+    pub allowed: Option<u8>,
+    /// Operation budgets.
+    pub budgets: Budgets,
+}
+
+impl Config {
+    /// A configuration of the named design.
+    pub fn new(design: &str, cpus: u8, threads: u8, budgets: Budgets) -> Config {
+        Config { design: design.to_string(), cpus, threads, allowed: None, budgets }
+    }
+
+    /// Checks the bounds the model supports; the error says which value is off.
+    pub fn validate(&self) -> Result<&'static Design, String> {
+        let d = design(&self.design)?;
+        if !(1..=MAX_CPUS as u8).contains(&self.cpus) {
+            return Err(format!("--cpus must be 1..={MAX_CPUS}, got {}", self.cpus));
+        }
+        if !(1..=8).contains(&self.threads) {
+            return Err(format!("--threads must be 1..=8, got {}", self.threads));
+        }
+        if let Some(a) = self.allowed {
+            if a == 0 || a > self.cpus {
+                return Err(format!("--allowed must be 1..={} (the CPU count), got {a}", self.cpus));
+            }
+        }
+        let b = &self.budgets;
+        let new_tasks = self.threads as u32 + b.forks as u32 + b.vforks as u32 + b.fork_fails as u32;
+        if new_tasks + 1 > crate::state::MAX_TASKS as u32 {
+            return Err(format!(
+                "threads + forks + vforks + fork-fails must stay below {}, got {new_tasks}",
+                crate::state::MAX_TASKS
+            ));
+        }
+        if b.execs > 2 {
+            return Err("--execs must be at most 2".into());
+        }
+        Ok(d)
+    }
+
+    /// The initial allowed-CPU mask of the process.
+    pub fn allowed_mask(&self) -> u8 {
+        let n = self.allowed.unwrap_or(self.cpus);
+        ((1u16 << n) - 1) as u8
+    }
+
+    /// A short, stable hash of the configuration (for replay files).
+    pub fn hash(&self) -> u32 {
+        let s = serde_json::to_string(self).unwrap_or_default();
+        s.bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193))
+    }
+}

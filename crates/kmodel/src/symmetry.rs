@@ -1,0 +1,72 @@
+//! Symmetry reduction: tasks are interchangeable up to renaming.
+//!
+//! Task ids are names: nothing in the model's semantics depends on their numeric order (new tasks
+//! take the next free index; every order that matters — thread lists, the process list,
+//! `user_list` — is stored explicitly as a list). So renaming the tasks consistently everywhere
+//! gives a state that behaves identically. The representative sorts tasks by everything they
+//! carry except the names of other tasks (a stable sort, so ties keep their order) and renames
+//! all references. Two symmetric states may still get different representatives when their tasks
+//! tie on that key but differ in references; that only costs reduction, never soundness.
+//!
+//! Not reduced: CPUs (the CPU→task walk visits them in ascending order, and affinities and slots
+//! name them) and mms (created in order by execve). CID numbers are never permuted: allocation
+//! takes the lowest free bit.
+
+use mmcid_cid::TaskId;
+
+use crate::state::*;
+
+/// The canonical representative of `s`'s class under task renaming.
+pub fn representative(s: &State) -> State {
+    let n = s.tasks.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| key(&s.tasks[i]));
+    if order.iter().enumerate().all(|(a, &b)| a == b) {
+        return s.clone();
+    }
+    let mut map = [0 as TaskId; MAX_TASKS];
+    for (new, &old) in order.iter().enumerate() {
+        map[old] = new as TaskId;
+    }
+    let r = |t: TaskId| map[t as usize];
+    let mut out = s.clone();
+    for (new, &old) in order.iter().enumerate() {
+        out.tasks[new] = rename_task(&s.tasks[old], &r);
+    }
+    for g in &mut out.groups {
+        for t in &mut g.threads {
+            *t = r(*t);
+        }
+    }
+    for mm in &mut out.mms {
+        mm.cid.user_list.rename(r);
+    }
+    out
+}
+
+/// The sort key: a task with every reference to another task erased.
+fn key(t: &Task) -> Task {
+    rename_task(t, &|_| 0)
+}
+
+fn rename_task(t: &Task, r: &dyn Fn(TaskId) -> TaskId) -> Task {
+    let mut t = *t;
+    t.op = match t.op {
+        Op::Fork { child, vfork, at } => Op::Fork { child: r(child), vfork, at },
+        Op::VforkWait { child } => Op::VforkWait { child: r(child) },
+        o => o,
+    };
+    t.cid_op = t.cid_op.map(|c| match c {
+        CidOp::Fork { t } => CidOp::Fork { t: r(t) },
+        CidOp::ForkSpinLocked { t, first_user } => CidOp::ForkSpinLocked { t: r(t), first_user },
+        CidOp::ForkGetCid { t } => CidOp::ForkGetCid { t: r(t) },
+        CidOp::ForkSpinMutex { t } => CidOp::ForkSpinMutex { t: r(t) },
+        CidOp::Exit { t } => CidOp::Exit { t: r(t) },
+        CidOp::CpusToTasks { cpu, then: AfterCpusToTasks::ForkGetCid(t) } => {
+            CidOp::CpusToTasks { cpu, then: AfterCpusToTasks::ForkGetCid(r(t)) }
+        }
+        c => c,
+    });
+    t.vfork_parent = t.vfork_parent.map(r);
+    t
+}
