@@ -1,4 +1,5 @@
 //! placeholder
+pub mod checker;
 pub mod config;
 pub mod init;
 pub mod scenario;

@@ -32,6 +32,12 @@ impl KernelModel {
         let (params, init) = crate::init::initial(&config)?;
         Ok(KernelModel { config, params, init })
     }
+    /// A model of `config` that starts from `state` (which must be reachable, or at least well
+    /// formed, for that configuration).
+    pub fn from_state(config: Config, state: State) -> Result<KernelModel, String> {
+        let design = config.validate()?;
+        Ok(KernelModel { config, params: Params { sw: design.switches }, init: state })
+    }
     /// The initial state.
     pub fn initial_state(&self) -> &State {
         &self.init

@@ -1,0 +1,243 @@
+//! `mmcid check`: explore every interleaving within bounds.
+
+use std::fmt::Write as _;
+
+use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome};
+use mmcid_kmodel::scenario;
+use mmcid_kmodel::{Budgets, Config, KernelModel, trace};
+
+use crate::exit;
+use crate::progress::Bar;
+
+/// The model's bounds, shared by `check`, `bench` and `explore`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Bounds {
+    /// Design to check (`mmcid designs` lists them).
+    #[arg(long, default_value = "7.0")]
+    pub design: String,
+    /// Possible CPUs (num_possible_cpus), 1-8.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u8,
+    /// Threads of the process at the start (created by the model's own fork steps).
+    #[arg(long, default_value_t = 2)]
+    pub threads: u8,
+    /// CPUs the process may use at the start (the first N); default: all.
+    #[arg(long)]
+    pub allowed: Option<u8>,
+    /// pthread_create budget (clone with CLONE_VM|CLONE_THREAD).
+    #[arg(long, default_value_t = 1)]
+    pub forks: u8,
+    /// vfork budget (CLONE_VM child in a new thread group).
+    #[arg(long, default_value_t = 0)]
+    pub vforks: u8,
+    /// How many forks may fail after copy_mm.
+    #[arg(long, default_value_t = 0)]
+    pub fork_fails: u8,
+    /// exit budget.
+    #[arg(long, default_value_t = 1)]
+    pub exits: u8,
+    /// Successful execve budget.
+    #[arg(long, default_value_t = 0)]
+    pub execs: u8,
+    /// Failing execve budget.
+    #[arg(long, default_value_t = 0)]
+    pub exec_fails: u8,
+    /// sched_setaffinity budget (each grows a task's mask by one CPU; needs --allowed).
+    #[arg(long, default_value_t = 0)]
+    pub affinity: u8,
+}
+
+impl Bounds {
+    /// The model configuration.
+    pub fn config(&self) -> Config {
+        Config {
+            design: self.design.clone(),
+            cpus: self.cpus,
+            threads: self.threads,
+            allowed: self.allowed,
+            budgets: Budgets {
+                forks: self.forks,
+                vforks: self.vforks,
+                fork_fails: self.fork_fails,
+                exits: self.exits,
+                execs: self.execs,
+                exec_fails: self.exec_fails,
+                affinity: self.affinity,
+            },
+        }
+    }
+}
+
+/// Explore every interleaving of the kernel model within the bounds and report each property:
+/// HOLDS / VIOLATED (with its shortest trace as CPU columns) / REACHED / NOT REACHED.
+/// Exit status: 0 no violation, 1 violation found, 2 usage or input error.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub bounds: Bounds,
+    /// Turn off symmetry reduction (task renaming).
+    #[arg(long)]
+    pub no_symmetry: bool,
+    /// Skip the stall and live-lock analysis (no graph kept; faster, less memory).
+    #[arg(long)]
+    pub no_liveness: bool,
+    /// Stop after this many distinct states (the result is then marked incomplete).
+    #[arg(long)]
+    pub max_states: Option<u64>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the first violation's trace as a scenario file that `mmcid replay` replays.
+    #[arg(long, value_name = "FILE")]
+    pub save_trace: Option<std::path::PathBuf>,
+    /// Print the CID state after every trace step.
+    #[arg(long)]
+    pub states: bool,
+    /// Which engine: ours (default) or stateright (the independent oracle: unique states and
+    /// invariant violations only, no symmetry, no stall detection).
+    #[arg(long, default_value = "ours", value_parser = ["ours", "stateright"])]
+    pub engine: String,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs `mmcid check`.
+pub fn run(a: &Args) -> i32 {
+    let cfg = a.bounds.config();
+    if let Err(e) = cfg.validate() {
+        eprintln!("mmcid check: {e}");
+        return exit::USAGE;
+    }
+    if a.engine == "stateright" {
+        return crate::oracle::check(&cfg, a.json);
+    }
+    let opts = CheckOptions { symmetry: !a.no_symmetry, liveness: !a.no_liveness, max_states: a.max_states };
+    let mut bar = Bar::new(a.quiet || a.json);
+    let out = match checker::run(&cfg, &opts, &mut bar) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("mmcid check: {e}");
+            return exit::USAGE;
+        }
+    };
+    let mut saved = None;
+    if let (Some(path), Some(v)) = (&a.save_trace, out.violations.first()) {
+        let model = KernelModel::new(cfg.clone()).expect("validated");
+        let comment = format!("{} {}: {}\nfound by: mmcid check {}", v.kind, v.property, v.what, args_line(&cfg));
+        let text = scenario::write(&cfg, &model.params, model.initial_state(), &v.steps, &comment);
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("mmcid check: cannot write {}: {e}", path.display());
+            return exit::USAGE;
+        }
+        saved = Some(path.display().to_string());
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("serialisable"));
+    } else {
+        print!("{}", human(&out, a.states, saved.as_deref()));
+    }
+    if out.violations.is_empty() { exit::OK } else { exit::VIOLATION }
+}
+
+/// The flags that reproduce `cfg`.
+pub fn args_line(cfg: &Config) -> String {
+    let b = &cfg.budgets;
+    let mut s = format!("--design {} --cpus {} --threads {}", cfg.design, cfg.cpus, cfg.threads);
+    if let Some(x) = cfg.allowed {
+        let _ = write!(s, " --allowed {x}");
+    }
+    for (k, v) in [
+        ("forks", b.forks),
+        ("vforks", b.vforks),
+        ("fork-fails", b.fork_fails),
+        ("exits", b.exits),
+        ("execs", b.execs),
+        ("exec-fails", b.exec_fails),
+        ("affinity", b.affinity),
+    ] {
+        let _ = write!(s, " --{k} {v}");
+    }
+    s
+}
+
+/// The human report: header, one status line per property, summary, then each violation.
+pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String {
+    let mut s = String::new();
+    let c = &o.config;
+    let b = &c.budgets;
+    let _ = writeln!(
+        s,
+        "mmcid {} | design {} | {} CPUs | {} threads | forks<={} vforks<={} fork-fails<={} exits<={} execs<={} exec-fails<={} affinity<={} | symmetry {} | liveness {}",
+        env!("CARGO_PKG_VERSION"),
+        o.design,
+        c.cpus,
+        c.threads,
+        b.forks,
+        b.vforks,
+        b.fork_fails,
+        b.exits,
+        b.execs,
+        b.exec_fails,
+        b.affinity,
+        if o.symmetry { "on" } else { "off" },
+        if o.liveness { "on" } else { "off" }
+    );
+    let t = format!("[{:>7.2}s]", o.seconds);
+    for v in o.violations.iter().filter(|v| v.kind != "invariant") {
+        let _ = writeln!(s, "{:>12} {t} {:<9} {}   shortest trace: {} steps", "VIOLATED", v.property, v.description, v.depth);
+    }
+    if o.liveness && o.no_stall == Some(true) {
+        let _ = writeln!(s, "{:>12} {t} {:<9} no CPU spins in get_cid forever (no stall, no fair live lock)", "HOLDS", "stall");
+    }
+    for p in &o.properties {
+        let status = match p.status {
+            "holds" => "HOLDS",
+            "violated" => "VIOLATED",
+            "reached" => "REACHED",
+            "not_reached" => "NOT REACHED",
+            _ => "UNKNOWN",
+        };
+        let depth = p.depth.map(|d| format!("   shortest trace: {d} steps")).unwrap_or_default();
+        let _ = writeln!(s, "{status:>12} {t} {:<9} {}{depth}", p.property, p.description);
+    }
+    let _ = writeln!(
+        s,
+        "{:>12} {t} {} unique states, {} transitions, depth {}, {}, {:.1} bytes/state, P(fingerprint collision) < {:.1e}",
+        "Summary",
+        o.unique_states,
+        o.transitions,
+        o.depth,
+        if o.complete { "complete within bounds" } else { "INCOMPLETE (cut by --max-states)" },
+        o.bytes_per_state,
+        o.collision_probability.max(1e-18)
+    );
+    if !o.complete {
+        let _ = writeln!(s, "warning: the search was cut; HOLDS cannot be claimed (UNKNOWN above). Raise --max-states.");
+    }
+    let not_reached: Vec<&str> =
+        o.properties.iter().filter(|p| p.status == "not_reached").map(|p| p.property.as_str()).collect();
+    if !not_reached.is_empty() {
+        let _ = writeln!(s, "note: never reached: {} (the bounds may be too small to exercise them)", not_reached.join(", "));
+    }
+    let np = c.cpus;
+    let model = KernelModel::new(c.clone()).ok();
+    for v in &o.violations {
+        let _ = writeln!(s, "\n{} {}: {}", v.kind, v.property, v.description);
+        if let Some(m) = &model {
+            s.push_str(&trace::render_columns(np, m.initial_state(), &v.trace, v.cycle_start, with_states));
+        }
+        let _ = writeln!(s, "\nat step {}:", v.trace.len());
+        s.push_str(&v.state);
+        for b in &v.bits {
+            let _ = writeln!(s, "  {b}");
+        }
+        let _ = writeln!(s, "what went wrong: {}", v.what);
+    }
+    if let Some(p) = saved {
+        let _ = writeln!(s, "\nreplay: mmcid replay {p}      (config hash {:08x})", c.hash());
+    } else if !o.violations.is_empty() {
+        let _ = writeln!(s, "\nreplay: mmcid check {} --save-trace FILE, then mmcid replay FILE", args_line(c));
+    }
+    s
+}

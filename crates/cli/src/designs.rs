@@ -1,0 +1,27 @@
+//! `mmcid designs`: the designs the model knows.
+
+use mmcid_kmodel::DESIGNS;
+
+/// List the designs with a one-line description and the commits each stands for.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `mmcid designs`.
+pub fn run(a: &Args) -> i32 {
+    if a.json {
+        let v: Vec<_> = DESIGNS
+            .iter()
+            .map(|d| serde_json::json!({"name": d.name, "summary": d.summary, "commits": d.commits, "switches": d.switches}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    } else {
+        for d in DESIGNS {
+            println!("{:<14} {}\n{:<14} commits: {}", d.name, d.summary, "", d.commits);
+        }
+    }
+    crate::exit::OK
+}
