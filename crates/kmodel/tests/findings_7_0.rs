@@ -1,0 +1,73 @@
+//! Two findings on the 7.0 design as the spec describes it, pinned so that a change to the model,
+//! the engine or the design that makes them disappear (or changes them) is noticed. Both need a
+//! failing execve. See the scenario files for the story in the kernel's terms.
+
+use mmcid_cid::{Cid, Mode};
+use mmcid_engine::{FindingKind, Model, NoObserver, Options, check};
+use mmcid_kmodel::checker::continuation_stalls;
+use mmcid_kmodel::invariants::{PROPERTIES, index};
+use mmcid_kmodel::scenario::{self, Scenario};
+use mmcid_kmodel::state::State;
+use mmcid_kmodel::{Budgets, Config, KernelModel, trace};
+
+fn replay(text: &str) -> (KernelModel, State, Vec<(&'static str, usize)>) {
+    let sc = Scenario::parse(text).unwrap();
+    let model = KernelModel::new(sc.config(None)).unwrap();
+    let (steps, last) = scenario::run(&model.params, model.initial_state(), &sc).unwrap();
+    let mut s = model.initial_state().clone();
+    let mut first: Vec<(&'static str, usize)> = Vec::new();
+    let mut fired = Vec::new();
+    for (i, st) in steps.iter().enumerate() {
+        s = model.next_state(&s, st);
+        fired.clear();
+        model.check(&s, &mut fired);
+        for &p in &fired {
+            let n = PROPERTIES[p].name;
+            if !n.starts_with('R') && !first.iter().any(|(x, _)| *x == n) {
+                first.push((n, i + 1));
+            }
+        }
+    }
+    (model, last, first)
+}
+
+#[test]
+fn f1_failed_execve_returns_to_user_space_without_a_cid() {
+    let (_, s, fired) = replay(include_str!("scenarios/execve-fail-unset.scenario"));
+    assert_eq!(fired, vec![("I2", 6)]);
+    assert_eq!(s.task(0).cid.cid, Cid::UNSET);
+    assert!(s.task(0).cid.active && s.on_cpu_settled(0));
+    assert_eq!(s.task(0).cid.cid.user_value(), 0x8000_0000);
+    assert_eq!(s.mm(0).mode, Mode::PER_CPU);
+}
+
+#[test]
+fn f2_failed_execve_revives_a_dead_mm_with_a_leaked_bit_and_stalls_the_next_fork() {
+    let (model, s, fired) = replay(include_str!("scenarios/execve-fail-revives-dead-mm.scenario"));
+    assert_eq!(fired, vec![("I4", 13), ("I7", 13)]);
+    assert_eq!(s.mm(0).mode, Mode::TO_TASK);
+    assert_eq!(trace::bit_owners(&s, 0), vec!["bit 0: nobody (leaked)", "bit 1: T2 (plain)"]);
+    let mut spinning = Vec::new();
+    model.spinning(&s, &mut spinning);
+    assert_eq!(spinning, vec![0]);
+    assert_eq!(continuation_stalls(&model.config, &s, 1_000_000).unwrap(), vec![0]);
+}
+
+#[test]
+fn f1_is_found_by_the_checker_from_the_design_alone() {
+    // The smallest configuration: one failing execve in a per-CPU-mode process.
+    let cfg = Config::new("7.0", 2, 3, Budgets { exec_fails: 1, ..Budgets::default() });
+    let model = KernelModel::new(cfg).unwrap();
+    let r = check(&model, &Options { symmetry: true, ..Options::default() }, &mut NoObserver).unwrap();
+    let i2 = index("I2").unwrap();
+    let f = r.findings.iter().find(|f| f.property == Some(i2)).expect("I2 found");
+    assert_eq!(f.kind, FindingKind::Invariant);
+    assert_eq!(f.depth, 6);
+    let others: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Invariant && f.property != Some(i2))
+        .map(|f| PROPERTIES[f.property.unwrap()].name)
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+}
