@@ -9,6 +9,7 @@
 use mmcid_cid::{CpuId, MmCid, TaskCid, TaskId};
 
 use crate::config::{Budgets, Config};
+use crate::fixed::Fixed;
 use crate::state::*;
 use crate::step::{Params, Step, StartOp, apply, enabled};
 
@@ -32,11 +33,11 @@ pub fn initial(cfg: &Config) -> Result<(Params, State), String> {
         vfork_parent: None,
     };
     let mut s = State {
-        cpus: vec![Cpu::default(); np as usize],
-        tasks: vec![t0],
-        mms: vec![Mm { cid: MmCid::new(np, mask), irq_work: None, work_pending: false }],
-        groups: vec![Group { threads: vec![0] }],
-        process_list: vec![0],
+        cpus: Fixed::from_slice(&vec![Cpu::default(); np as usize]),
+        tasks: Fixed::from_slice(&[t0]),
+        mms: Fixed::from_slice(&[Mm { cid: MmCid::new(np, mask), irq_work: None, work_pending: false }]),
+        groups: Fixed::from_slice(&[Group { threads: Fixed::from_slice(&[0]) }]),
+        process_list: Fixed::from_slice(&[0]),
         left: Budgets { forks: cfg.threads - 1, ..Budgets::default() },
     };
     // sched_mm_cid_after_execve of the process's first task: the first-user path.

@@ -1,6 +1,7 @@
 //! placeholder
 pub mod checker;
 pub mod config;
+pub mod fixed;
 pub mod init;
 pub mod scenario;
 pub mod invariants;

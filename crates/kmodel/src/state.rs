@@ -7,8 +7,14 @@
 use mmcid_cid::{CpuId, CpuMask, MmCid, SchedinSpin, TaskCid, TaskId};
 use serde::{Deserialize, Serialize};
 
+use crate::fixed::Fixed;
+
 /// Most tasks a state can hold (initial threads, forked children and the kworker).
 pub const MAX_TASKS: usize = 14;
+/// Most mms a state can hold (the process's, plus one per successful execve).
+pub const MAX_MMS: usize = 3;
+/// Most thread groups a state can hold (the process's, plus one per vfork).
+pub const MAX_GROUPS: usize = 8;
 
 /// Index of an mm in [`State::mms`].
 pub type MmId = u8;
@@ -184,7 +190,7 @@ pub enum AfterCpusToTasks {
 }
 
 /// A task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Task {
     /// A kernel worker (no mm; runs the deferred work) rather than a user task.
     pub kworker: bool,
@@ -210,15 +216,33 @@ pub struct Task {
     pub vfork_parent: Option<TaskId>,
 }
 
+impl Default for Task {
+    fn default() -> Task {
+        Task {
+            kworker: false,
+            mm: None,
+            group: 0,
+            sched: Sched::Dead,
+            cpu: 0,
+            affinity: 0,
+            cid: TaskCid::default(),
+            op: Op::User,
+            cid_op: None,
+            killed: false,
+            vfork_parent: None,
+        }
+    }
+}
+
 /// A CPU. Its `rq->curr` and run queue are derived from the tasks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Cpu {
     /// Spinning in `get_cid` inside the schedin of its current task, rq lock held, IRQs off.
     pub spin: Option<SchedinSpin>,
 }
 
 /// An mm: its CID state plus the deferred-work machinery around it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Mm {
     /// The CID state.
     pub cid: MmCid,
@@ -228,29 +252,35 @@ pub struct Mm {
     pub work_pending: bool,
 }
 
+impl Default for Mm {
+    fn default() -> Mm {
+        Mm { cid: MmCid::new(1, 1), irq_work: None, work_pending: false }
+    }
+}
+
 /// A thread group: its thread list, leader first, then in publication order.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Group {
     /// Published threads.
-    pub threads: Vec<TaskId>,
+    pub threads: Fixed<TaskId, MAX_TASKS>,
 }
 
 /// Remaining operation budgets (see [`crate::Budgets`]).
 pub type Remaining = crate::config::Budgets;
 
-/// The whole modelled kernel.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The whole modelled kernel. `Copy`: no heap allocation anywhere in a state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct State {
     /// The CPUs (`np` of them).
-    pub cpus: Vec<Cpu>,
+    pub cpus: Fixed<Cpu, { mmcid_cid::MAX_CPUS }>,
     /// All tasks ever created (dead ones stay: they are not reaped).
-    pub tasks: Vec<Task>,
+    pub tasks: Fixed<Task, MAX_TASKS>,
     /// All mms ever created.
-    pub mms: Vec<Mm>,
+    pub mms: Fixed<Mm, MAX_MMS>,
     /// Thread groups.
-    pub groups: Vec<Group>,
+    pub groups: Fixed<Group, MAX_GROUPS>,
     /// The global process list: published groups, in publication order.
-    pub process_list: Vec<GroupId>,
+    pub process_list: Fixed<GroupId, MAX_GROUPS>,
     /// Operations left to start.
     pub left: Remaining,
 }

@@ -391,7 +391,7 @@ fn budgeted_next(
 
 /// Takes `step` in `s` (which must be enabled) and returns the successor.
 pub fn apply(p: &Params, s: &State, step: Step) -> State {
-    let mut s = s.clone();
+    let mut s = *s;
     let sw = &p.sw;
     match step {
         Step::Switch { cpu, next } => context_switch(p, &mut s, cpu, next),
@@ -652,7 +652,7 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
             ExecAt::Outcome => {
                 // exec_binprm succeeds: begin_new_exec → de_thread kills the other threads.
                 let g = t.group;
-                for o in s.groups[g as usize].threads.clone() {
+                for o in s.groups[g as usize].threads {
                     if o != task && s.task(o).sched != Sched::Dead {
                         let ot = s.task_mut(o);
                         ot.killed = true;

@@ -19,26 +19,34 @@ use crate::state::*;
 /// The canonical representative of `s`'s class under task renaming.
 pub fn representative(s: &State) -> State {
     let n = s.tasks.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| key(&s.tasks[i]));
-    if order.iter().enumerate().all(|(a, &b)| a == b) {
-        return s.clone();
+    let mut keys = [Task::default(); MAX_TASKS];
+    for (k, t) in keys.iter_mut().zip(s.tasks.iter()) {
+        *k = key(t);
     }
+    if keys[..n].is_sorted() {
+        return *s;
+    }
+    let mut order = [0usize; MAX_TASKS];
+    for (i, o) in order.iter_mut().enumerate() {
+        *o = i;
+    }
+    let order = &mut order[..n];
+    order.sort_by_key(|&i| keys[i]);
     let mut map = [0 as TaskId; MAX_TASKS];
     for (new, &old) in order.iter().enumerate() {
         map[old] = new as TaskId;
     }
     let r = |t: TaskId| map[t as usize];
-    let mut out = s.clone();
+    let mut out = *s;
     for (new, &old) in order.iter().enumerate() {
         out.tasks[new] = rename_task(&s.tasks[old], &r);
     }
-    for g in &mut out.groups {
-        for t in &mut g.threads {
+    for g in out.groups.iter_mut() {
+        for t in g.threads.iter_mut() {
             *t = r(*t);
         }
     }
-    for mm in &mut out.mms {
+    for mm in out.mms.iter_mut() {
         mm.cid.user_list.rename(r);
     }
     out
