@@ -1,0 +1,1 @@
+//! The 6.4–6.18 design (work in progress).
