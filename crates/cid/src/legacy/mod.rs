@@ -62,6 +62,16 @@
 //!   barriers protect (rq.curr store vs slot load in the switch; slot cmpxchg vs rq.curr load
 //!   remotely) are therefore correct by construction; the Mar 2024 missing-barrier bug is not
 //!   reproducible in this model.
+//! - Finer, optional: the last step of each can itself be cut where the kernel has a window in
+//!   which the bit is set but no slot names it: [`v6_18::remote_clear_unset`] +
+//!   [`v6_18::remote_clear_drop`], [`v6_18::migrate_unset`] + [`v6_18::migrate_place`]. The caller
+//!   then holds the in-flight CID and passes it to [`v6_18::check_ownership`]. **Without these
+//!   windows `try_get`'s fallback loop cannot spin**: if the mm's tasks only run on CPUs of the
+//!   union mask, at most `nr_cpus_allowed − 1` other slots hold a bit, each below
+//!   `nr_cpus_allowed`, and the allocating CPU's slot is empty, so a bit below `nr_cpus_allowed`
+//!   is free (designs.md E.0.8). A model that wants the spin of spec 9.4 must use the finer cuts.
+//!   (The local put paths, `put_lazy`, `get`'s LAZY clear and exit, have the same window between
+//!   their cmpxchg and `clear_bit`; they stay one step, under the local rq lock.)
 //! - Exit and `before_execve` (`active = 0; smp_mb; put`) are one step. A remote clear finishing
 //!   between the store and the put would make the put's cmpxchg loop re-read UNSET; exactly one of
 //!   the two clears the bit either way.
@@ -71,9 +81,11 @@
 //!   non-negative `mm_cid` exactly while it is switched in (or is the running `after_execve`
 //!   task). See [`v6_3::check_ownership`].
 //! - 6.18: a bit is owned by the one per-CPU slot naming it, valid or LAZY (LAZY = in the middle of
-//!   being put; whoever completes the cmpxchg LAZY → UNSET clears the bit in the same step). Tasks
-//!   hold copies: a running active task's `mm_cid` is its CPU's slot value (possibly marked LAZY
-//!   since). See [`v6_18::check_ownership`].
+//!   being put; whoever completes the cmpxchg LAZY → UNSET owns the bit from then on and clears or
+//!   places it, in the same step unless the caller uses the finer cuts above, in which case the
+//!   caller's in-flight CID owns it). Tasks hold copies: a running active task's `mm_cid` is its
+//!   CPU's slot value, possibly marked LAZY since ([`v6_18::holds_slot_copy`]). See
+//!   [`v6_18::check_ownership`].
 //! - I1 (uniqueness among running tasks) is [`check_unique`]; I2 (the bound) is checked per design
 //!   ([`v6_3::check_bound`], [`v6_18::check_bound`]).
 
