@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome};
+use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness};
 use mmcid_kmodel::scenario;
 use mmcid_kmodel::{Budgets, Config, KernelModel, trace};
 
@@ -19,7 +19,7 @@ pub struct Bounds {
     #[arg(long, default_value_t = 2)]
     pub cpus: u8,
     /// Threads of the process at the start (created by the model's own fork steps).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     pub threads: u8,
     /// CPUs the process may use at the start (the first N); default: all.
     #[arg(long)]
@@ -34,7 +34,7 @@ pub struct Bounds {
     #[arg(long, default_value_t = 0)]
     pub fork_fails: u8,
     /// exit budget.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     pub exits: u8,
     /// Successful execve budget.
     #[arg(long, default_value_t = 0)]
@@ -78,9 +78,15 @@ pub struct Args {
     /// Turn off symmetry reduction (task renaming).
     #[arg(long)]
     pub no_symmetry: bool,
-    /// Skip the stall and live-lock analysis (no graph kept; faster, less memory).
+    /// Liveness analysis: `full` keeps the explored graph and finds stalls and weakly fair live
+    /// locks; `stalls` decides each spinning state on the fly without the graph (much less
+    /// memory, no live locks); `off` checks the invariants only.
+    #[arg(long, default_value = "full", value_parser = ["full", "stalls", "off"])]
+    pub liveness: String,
+    /// Do not expand states at this depth (violations found stay shortest; the result is marked
+    /// incomplete).
     #[arg(long)]
-    pub no_liveness: bool,
+    pub max_depth: Option<u32>,
     /// Stop after this many distinct states (the result is then marked incomplete).
     #[arg(long)]
     pub max_states: Option<u64>,
@@ -112,7 +118,17 @@ pub fn run(a: &Args) -> i32 {
     if a.engine == "stateright" {
         return crate::oracle::check(&cfg, a.json);
     }
-    let opts = CheckOptions { symmetry: !a.no_symmetry, liveness: !a.no_liveness, max_states: a.max_states };
+    let liveness = match a.liveness.as_str() {
+        "full" => Liveness::Full,
+        "stalls" => Liveness::Stalls,
+        _ => Liveness::Off,
+    };
+    let opts = CheckOptions {
+        symmetry: !a.no_symmetry,
+        liveness,
+        max_states: a.max_states,
+        max_depth: a.max_depth,
+    };
     let mut bar = Bar::new(a.quiet || a.json);
     let out = match checker::run(&cfg, &opts, &mut bar) {
         Ok(o) => o,
@@ -124,7 +140,13 @@ pub fn run(a: &Args) -> i32 {
     let mut saved = None;
     if let (Some(path), Some(v)) = (&a.save_trace, out.violations.first()) {
         let model = KernelModel::new(cfg.clone()).expect("validated");
-        let comment = format!("{} {}: {}\nfound by: mmcid check {}", v.kind, v.property, v.what, args_line(&cfg));
+        let comment = format!(
+            "{} {}: {}\nfound by: mmcid check {}",
+            v.kind,
+            v.property,
+            v.what,
+            args_line(&cfg)
+        );
         let text = scenario::write(&cfg, &model.params, model.initial_state(), &v.steps, &comment);
         if let Err(e) = std::fs::write(path, text) {
             eprintln!("mmcid check: cannot write {}: {e}", path.display());
@@ -137,13 +159,20 @@ pub fn run(a: &Args) -> i32 {
     } else {
         print!("{}", human(&out, a.states, saved.as_deref()));
     }
-    if out.violations.is_empty() { exit::OK } else { exit::VIOLATION }
+    if out.violations.is_empty() {
+        exit::OK
+    } else {
+        exit::VIOLATION
+    }
 }
 
 /// The flags that reproduce `cfg`.
 pub fn args_line(cfg: &Config) -> String {
     let b = &cfg.budgets;
-    let mut s = format!("--design {} --cpus {} --threads {}", cfg.design, cfg.cpus, cfg.threads);
+    let mut s = format!(
+        "--design {} --cpus {} --threads {}",
+        cfg.design, cfg.cpus, cfg.threads
+    );
     if let Some(x) = cfg.allowed {
         let _ = write!(s, " --allowed {x}");
     }
@@ -181,14 +210,36 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
         b.exec_fails,
         b.affinity,
         if o.symmetry { "on" } else { "off" },
-        if o.liveness { "on" } else { "off" }
+        o.liveness
     );
     let t = format!("[{:>7.2}s]", o.seconds);
     for v in o.violations.iter().filter(|v| v.kind != "invariant") {
-        let _ = writeln!(s, "{:>12} {t} {:<9} {}   shortest trace: {} steps", "VIOLATED", v.property, v.description, v.depth);
+        let _ = writeln!(
+            s,
+            "{:>12} {t} {:<9} {}   shortest trace: {} steps",
+            "VIOLATED", v.property, v.description, v.depth
+        );
     }
-    if o.liveness && o.no_stall == Some(true) {
-        let _ = writeln!(s, "{:>12} {t} {:<9} no CPU spins in get_cid forever (no stall, no fair live lock)", "HOLDS", "stall");
+    let liveness_line = match (o.liveness, o.no_stall) {
+        ("full", Some(true)) => Some((
+            "HOLDS",
+            "no CPU spins in get_cid forever (no stall, no fair live lock)".to_string(),
+        )),
+        ("stalls", Some(true)) => Some((
+            "HOLDS",
+            "no CPU spins in get_cid forever (stalls only; live locks not searched)".to_string(),
+        )),
+        ("full" | "stalls", None) if o.violations.iter().all(|v| v.kind == "invariant") => Some((
+            "UNKNOWN",
+            format!(
+                "stalls not decided (search cut, or {} spinning states undecided)",
+                o.stalls_undecided
+            ),
+        )),
+        _ => None,
+    };
+    if let Some((status, text)) = liveness_line {
+        let _ = writeln!(s, "{status:>12} {t} {:<9} {text}", "stall");
     }
     for p in &o.properties {
         let status = match p.status {
@@ -198,7 +249,10 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
             "not_reached" => "NOT REACHED",
             _ => "UNKNOWN",
         };
-        let depth = p.depth.map(|d| format!("   shortest trace: {d} steps")).unwrap_or_default();
+        let depth = p
+            .depth
+            .map(|d| format!("   shortest trace: {d} steps"))
+            .unwrap_or_default();
         let _ = writeln!(s, "{status:>12} {t} {:<9} {}{depth}", p.property, p.description);
     }
     let _ = writeln!(
@@ -208,24 +262,45 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
         o.unique_states,
         o.transitions,
         o.depth,
-        if o.complete { "complete within bounds" } else { "INCOMPLETE (cut by --max-states)" },
+        if o.complete {
+            "complete within bounds"
+        } else {
+            "INCOMPLETE (cut by --max-states or --max-depth)"
+        },
         o.bytes_per_state,
         o.collision_probability.max(1e-18)
     );
     if !o.complete {
-        let _ = writeln!(s, "warning: the search was cut; HOLDS cannot be claimed (UNKNOWN above). Raise --max-states.");
+        let _ = writeln!(
+            s,
+            "warning: the search was cut; HOLDS cannot be claimed (UNKNOWN above). Raise --max-states or --max-depth."
+        );
     }
-    let not_reached: Vec<&str> =
-        o.properties.iter().filter(|p| p.status == "not_reached").map(|p| p.property.as_str()).collect();
+    let not_reached: Vec<&str> = o
+        .properties
+        .iter()
+        .filter(|p| p.status == "not_reached")
+        .map(|p| p.property.as_str())
+        .collect();
     if !not_reached.is_empty() {
-        let _ = writeln!(s, "note: never reached: {} (the bounds may be too small to exercise them)", not_reached.join(", "));
+        let _ = writeln!(
+            s,
+            "note: never reached: {} (the bounds may be too small to exercise them)",
+            not_reached.join(", ")
+        );
     }
     let np = c.cpus;
     let model = KernelModel::new(c.clone()).ok();
     for v in &o.violations {
         let _ = writeln!(s, "\n{} {}: {}", v.kind, v.property, v.description);
         if let Some(m) = &model {
-            s.push_str(&trace::render_columns(np, m.initial_state(), &v.trace, v.cycle_start, with_states));
+            s.push_str(&trace::render_columns(
+                np,
+                m.initial_state(),
+                &v.trace,
+                v.cycle_start,
+                with_states,
+            ));
         }
         let _ = writeln!(s, "\nat step {}:", v.trace.len());
         s.push_str(&v.state);
@@ -235,9 +310,17 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
         let _ = writeln!(s, "what went wrong: {}", v.what);
     }
     if let Some(p) = saved {
-        let _ = writeln!(s, "\nreplay: mmcid replay {p}      (config hash {:08x})", c.hash());
+        let _ = writeln!(
+            s,
+            "\nreplay: mmcid replay {p}      (config hash {:08x})",
+            c.hash()
+        );
     } else if !o.violations.is_empty() {
-        let _ = writeln!(s, "\nreplay: mmcid check {} --save-trace FILE, then mmcid replay FILE", args_line(c));
+        let _ = writeln!(
+            s,
+            "\nreplay: mmcid check {} --save-trace FILE, then mmcid replay FILE",
+            args_line(c)
+        );
     }
     s
 }

@@ -25,7 +25,11 @@ impl Bar {
 impl Observer for Bar {
     fn progress(&mut self, p: &Progress) {
         if let Some(b) = &self.bar {
-            let rate = if p.elapsed_secs > 0.0 { p.states as f64 / p.elapsed_secs } else { 0.0 };
+            let rate = if p.elapsed_secs > 0.0 {
+                p.states as f64 / p.elapsed_secs
+            } else {
+                0.0
+            };
             b.set_message(format!(
                 "{} states, depth {}, frontier {}, {:.0} states/s, {:.1} MiB, {:.1}s",
                 p.states,

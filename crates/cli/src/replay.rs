@@ -102,10 +102,11 @@ pub fn replay(text: &str, design: Option<&str>, max_states: u64) -> Result<Repla
     let sc = Scenario::parse(text).map_err(|e| e.to_string())?;
     let cfg = sc.config(design);
     let model = KernelModel::new(cfg.clone())?;
-    let (steps, last) = scenario::run(&model.params, model.initial_state(), &sc).map_err(|e| e.to_string())?;
+    let (steps, last) =
+        scenario::run(&model.params, model.initial_state(), &sc).map_err(|e| e.to_string())?;
     let described = trace::describe(&model.params, model.initial_state(), &steps);
     let mut violations: Vec<Fired> = Vec::new();
-    let mut s = model.initial_state().clone();
+    let mut s = *model.initial_state();
     let mut fired = Vec::new();
     for i in 0..=steps.len() {
         if i > 0 {
@@ -119,7 +120,11 @@ pub fn replay(text: &str, design: Option<&str>, max_states: u64) -> Result<Repla
                 continue;
             }
             if !violations.iter().any(|v| v.property == prop.name) {
-                violations.push(Fired { property: prop.name, description: prop.description, step: i });
+                violations.push(Fired {
+                    property: prop.name,
+                    description: prop.description,
+                    step: i,
+                });
             }
         }
     }
@@ -143,22 +148,38 @@ pub fn replay(text: &str, design: Option<&str>, max_states: u64) -> Result<Repla
         stalled,
         outcome,
         state: trace::state_report(&last),
-        bits: (0..last.mms.len()).flat_map(|m| trace::bit_owners(&last, m as u8)).collect(),
+        bits: (0..last.mms.len())
+            .flat_map(|m| trace::bit_owners(&last, m as u8))
+            .collect(),
     })
 }
 
 fn human(o: &ReplayOutcome, with_state: bool) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "mmcid replay | design {} | {} CPUs | {} threads", o.design, o.config.cpus, o.config.threads);
+    let _ = writeln!(
+        s,
+        "mmcid replay | design {} | {} CPUs | {} threads",
+        o.design, o.config.cpus, o.config.threads
+    );
     let model = KernelModel::new(o.config.clone()).expect("replayed");
-    s.push_str(&trace::render_columns(o.config.cpus, model.initial_state(), &o.steps, None, with_state));
+    s.push_str(&trace::render_columns(
+        o.config.cpus,
+        model.initial_state(),
+        &o.steps,
+        None,
+        with_state,
+    ));
     let _ = writeln!(s, "\nat the end (step {}):", o.steps.len());
     s.push_str(&o.state);
     for b in &o.bits {
         let _ = writeln!(s, "  {b}");
     }
     for v in &o.violations {
-        let _ = writeln!(s, "VIOLATED {} ({}) first after step {}", v.property, v.description, v.step);
+        let _ = writeln!(
+            s,
+            "VIOLATED {} ({}) first after step {}",
+            v.property, v.description, v.step
+        );
     }
     match (o.outcome, &o.stalled) {
         ("completed", _) => {
@@ -166,13 +187,23 @@ fn human(o: &ReplayOutcome, with_state: bool) -> String {
         }
         ("stall", Some(c)) => {
             let cpus: Vec<String> = c.iter().map(|c| format!("CPU{c}")).collect();
-            let _ = writeln!(s, "outcome: STALL: {} spin(s) in get_cid and no continuation within the budgets releases it", cpus.join(", "));
+            let _ = writeln!(
+                s,
+                "outcome: STALL: {} spin(s) in get_cid and no continuation within the budgets releases it",
+                cpus.join(", ")
+            );
         }
         (_, Some(_)) => {
-            let _ = writeln!(s, "outcome: a CPU spins in get_cid, but some continuation releases it");
+            let _ = writeln!(
+                s,
+                "outcome: a CPU spins in get_cid, but some continuation releases it"
+            );
         }
         (_, None) => {
-            let _ = writeln!(s, "outcome: a CPU spins in get_cid; whether it can be released was not decided (raise --max-states)");
+            let _ = writeln!(
+                s,
+                "outcome: a CPU spins in get_cid; whether it can be released was not decided (raise --max-states)"
+            );
         }
     }
     s

@@ -4,7 +4,7 @@ use crate::EngineError;
 use crate::fingerprint::{collision_probability, fingerprint, mask};
 use crate::frontier::Frontier;
 use crate::liveness::{self, Graph, MAX_AGENTS};
-use crate::model::{Model, PropertyInfo, PropertyKind};
+use crate::model::{Agent, Model, PropertyInfo, PropertyKind};
 use crate::observer::{Observer, Progress};
 use crate::parents::{Parents, Step};
 use crate::report::{Cut, Finding, FindingKind, Memory, Options, Report, Trace};
@@ -64,6 +64,8 @@ pub fn check<M: Model>(
     let mut cut: Option<Cut> = None;
     let mut transitions = 0u64;
     let mut max_depth = 0u32;
+    let mut stalls: Vec<(Agent, u32, u32)> = Vec::new();
+    let mut stalls_undecided = 0u64;
 
     let mut roots = Vec::new();
     for (i, s) in model.init_states().into_iter().enumerate() {
@@ -132,7 +134,20 @@ pub fn check<M: Model>(
                 }
                 parents.push(idx, k as u32);
                 max_depth = depth + 1;
-                let violated = record(model, &next, child, depth + 1, &props, &mut first, &mut scratch)?;
+                let mut violated = record(model, &next, child, depth + 1, &props, &mut first, &mut scratch)?;
+                if let (Some(limit), None) = (opts.stall_search, graph.as_ref()) {
+                    spinning.clear();
+                    model.spinning(&next, &mut spinning);
+                    spinning.retain(|a| !stalls.iter().any(|(b, _, _)| b == a));
+                    if !spinning.is_empty() {
+                        let d = crate::stall::decide(model, &next, &spinning, symmetry, limit);
+                        stalls_undecided += d.undecided as u64;
+                        for a in d.stalled {
+                            stalls.push((a, child, depth + 1));
+                            violated = true;
+                        }
+                    }
+                }
                 frontier.push(next, child);
                 if violated && opts.stop_at_first_violation {
                     cut = Some(Cut::FirstViolation);
@@ -190,6 +205,21 @@ pub fn check<M: Model>(
                 PropertyKind::Sometimes => FindingKind::Sometimes,
             },
             agent: None,
+            depth,
+            trace: Trace {
+                init,
+                actions,
+                cycle_start: None,
+            },
+        });
+    }
+    for &(agent, idx, depth) in &stalls {
+        let (root, init, steps) = parents.path_to(idx);
+        let (actions, _) = replayer.replay(root, init, &steps)?;
+        findings.push(Finding {
+            property: None,
+            kind: FindingKind::Stall,
+            agent: Some(agent),
             depth,
             trace: Trace {
                 init,
@@ -262,6 +292,7 @@ pub fn check<M: Model>(
         states_left_on_frontier: frontier.len() as u64,
         symmetry,
         liveness_checked,
+        stalls_undecided,
         fingerprint_bits: opts.fingerprint_bits,
         collision_probability: collision_probability(unique_states, opts.fingerprint_bits),
         bytes_per_state: if unique_states == 0 {

@@ -20,6 +20,10 @@ pub struct Options {
     /// Stop as soon as an `Always` property is violated (default false: run to completion and
     /// report the shortest witness of every property that fires).
     pub stop_at_first_violation: bool,
+    /// On-the-fly stall detection without the graph ([`crate::stall`]): for each new state in which
+    /// an agent spins, explore up to this many states from it to decide whether anything releases
+    /// it. `None`: off. Finds stalls (shortest first) but not live locks; cheap in memory.
+    pub stall_search: Option<u64>,
     /// Width of the fingerprints, `1..=64` (default 64). Narrower values exist to test collision
     /// handling and the collision estimate; they make the search unsound.
     pub fingerprint_bits: u32,
@@ -33,6 +37,7 @@ impl Default for Options {
             max_states: None,
             max_depth: None,
             stop_at_first_violation: false,
+            stall_search: None,
             fingerprint_bits: 64,
         }
     }
@@ -126,6 +131,9 @@ pub struct Report<A> {
     pub symmetry: bool,
     /// Whether stall / live-lock analysis ran (requested and the search was complete).
     pub liveness_checked: bool,
+    /// Number of spinning states whose stall question the on-the-fly search left undecided
+    /// (its per-state limit was reached); 0 when [`Options::stall_search`] is off.
+    pub stalls_undecided: u64,
     /// Width of the fingerprints used.
     pub fingerprint_bits: u32,
     /// Estimated probability that two distinct states shared a fingerprint, so that one was

@@ -396,3 +396,46 @@ fn d_min(set: u32, dist: &[Option<u32>], n: u32) -> Option<u32> {
         .filter_map(|s| dist[s as usize])
         .min()
 }
+
+fn on_the_fly(g: &Digraph, limit: u64) -> Report<common::Edge> {
+    check(
+        g,
+        &Options {
+            stall_search: Some(limit),
+            ..Options::default()
+        },
+        &mut NoObserver,
+    )
+    .unwrap()
+}
+
+#[test]
+fn on_the_fly_stall_search_agrees_with_the_graph_analysis() {
+    let g = stuck();
+    let r = on_the_fly(&g, 1000);
+    assert!(!r.liveness_checked && r.memory.graph_bytes == 0, "no graph kept");
+    let stalls = of_kind(&r, FindingKind::Stall);
+    assert_eq!(stalls.len(), 1);
+    assert_eq!((stalls[0].agent, stalls[0].depth), (Some(0), 1));
+    assert_eq!(nodes(&g, stalls[0]), vec![0, 1]);
+    // the near-twin releases the spinner: no stall, nothing undecided
+    let r = on_the_fly(&stuck().edge(2, 3, 1), 1000);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    assert_eq!(r.stalls_undecided, 0);
+    // a terminal spinning state
+    let g = Digraph::new(2, &[0]).edge(0, 1, 1).edge(0, 2, 1).spin(1, &[2]);
+    let r = on_the_fly(&g, 1000);
+    assert_eq!(of_kind(&r, FindingKind::Stall)[0].agent, Some(1));
+}
+
+#[test]
+fn on_the_fly_stall_search_says_undecided_when_its_limit_is_reached() {
+    // From 1 (agent 0 spins) the release at 3 is two states away: a limit of 1 cannot decide.
+    let g = stuck().edge(2, 3, 1);
+    let r = on_the_fly(&g, 1);
+    assert!(
+        of_kind(&r, FindingKind::Stall).is_empty(),
+        "undecided is not a stall"
+    );
+    assert!(r.stalls_undecided > 0);
+}

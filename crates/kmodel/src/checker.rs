@@ -3,7 +3,9 @@
 //! The CLI only renders what this module returns.
 
 use mmcid_cid::Mode;
-use mmcid_engine::{EngineError, FindingKind, Model, Observer, Options, PropertyKind, Report, check, trace_states};
+use mmcid_engine::{
+    EngineError, FindingKind, Model, Observer, Options, PropertyKind, Report, check, trace_states,
+};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -80,8 +82,11 @@ pub struct CheckOutcome {
     pub complete: bool,
     /// Symmetry reduction was on.
     pub symmetry: bool,
-    /// Stall and live-lock analysis ran.
-    pub liveness: bool,
+    /// Liveness analysis asked for: `off`, `stalls` (on the fly), `full` (graph: stalls and live
+    /// locks).
+    pub liveness: &'static str,
+    /// Spinning states whose stall question stayed undecided (on-the-fly limit reached).
+    pub stalls_undecided: u64,
     /// Bytes per stored state (Seen + Parents).
     pub bytes_per_state: f64,
     /// Estimated probability that a fingerprint collision hid a state.
@@ -94,20 +99,41 @@ pub struct CheckOutcome {
     pub no_stall: Option<bool>,
 }
 
+/// How much liveness analysis a check does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// None: safety invariants only.
+    Off,
+    /// Stalls only, decided on the fly for each spinning state (no graph kept; cheap in memory).
+    Stalls,
+    /// Stalls and weakly fair live locks, from the whole explored graph.
+    Full,
+}
+
 /// Options of a check.
 #[derive(Clone, Debug)]
 pub struct CheckOptions {
     /// Task-renaming symmetry.
     pub symmetry: bool,
     /// Stall and live-lock detection.
-    pub liveness: bool,
+    pub liveness: Liveness,
     /// Stop after this many distinct states.
     pub max_states: Option<u64>,
+    /// Do not expand states at this depth (findings stay shortest; the result is incomplete).
+    pub max_depth: Option<u32>,
 }
+
+/// States one on-the-fly stall decision may explore.
+pub const STALL_SEARCH_LIMIT: u64 = 2_000_000;
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { symmetry: true, liveness: true, max_states: None }
+        CheckOptions {
+            symmetry: true,
+            liveness: Liveness::Full,
+            max_states: None,
+            max_depth: None,
+        }
     }
 }
 
@@ -116,8 +142,10 @@ pub fn run(cfg: &Config, opts: &CheckOptions, observer: &mut dyn Observer) -> Re
     let model = KernelModel::new(cfg.clone())?;
     let eopts = Options {
         symmetry: opts.symmetry,
-        liveness: opts.liveness,
+        liveness: opts.liveness == Liveness::Full,
+        stall_search: (opts.liveness == Liveness::Stalls).then_some(STALL_SEARCH_LIMIT),
         max_states: opts.max_states,
+        max_depth: opts.max_depth,
         ..Options::default()
     };
     let report = check(&model, &eopts, observer).map_err(|e: EngineError| e.to_string())?;
@@ -142,7 +170,11 @@ pub fn outcome(model: &KernelModel, cfg: &Config, opts: &CheckOptions, r: &Repor
         .collect();
     for f in &r.findings {
         if let Some(p) = f.property {
-            statuses[p].status = if f.kind == FindingKind::Sometimes { "reached" } else { "violated" };
+            statuses[p].status = if f.kind == FindingKind::Sometimes {
+                "reached"
+            } else {
+                "violated"
+            };
             statuses[p].depth = Some(f.depth);
         }
         if f.kind == FindingKind::Sometimes {
@@ -181,12 +213,22 @@ pub fn outcome(model: &KernelModel, cfg: &Config, opts: &CheckOptions, r: &Repor
             trace: steps,
             cycle_start: f.trace.cycle_start,
             state: trace::state_report(last),
-            bits: (0..last.mms.len()).flat_map(|m| trace::bit_owners(last, m as u8)).collect(),
+            bits: (0..last.mms.len())
+                .flat_map(|m| trace::bit_owners(last, m as u8))
+                .collect(),
             steps: f.trace.actions.clone(),
         });
     }
-    let no_stall = (opts.liveness && r.liveness_checked)
-        .then(|| !r.findings.iter().any(|f| matches!(f.kind, FindingKind::Stall | FindingKind::Livelock)));
+    let analysed = match opts.liveness {
+        Liveness::Off => false,
+        Liveness::Stalls => r.complete && r.stalls_undecided == 0,
+        Liveness::Full => r.liveness_checked,
+    };
+    let no_stall = analysed.then(|| {
+        !r.findings
+            .iter()
+            .any(|f| matches!(f.kind, FindingKind::Stall | FindingKind::Livelock))
+    });
     CheckOutcome {
         format_version: FORMAT_VERSION,
         design: cfg.design.clone(),
@@ -198,7 +240,12 @@ pub fn outcome(model: &KernelModel, cfg: &Config, opts: &CheckOptions, r: &Repor
         seconds: r.seconds,
         complete: r.complete,
         symmetry: opts.symmetry,
-        liveness: opts.liveness && r.liveness_checked,
+        liveness: match opts.liveness {
+            Liveness::Off => "off",
+            Liveness::Stalls => "stalls",
+            Liveness::Full => "full",
+        },
+        stalls_undecided: r.stalls_undecided,
         bytes_per_state: r.bytes_per_state,
         collision_probability: r.collision_probability,
         violations,
@@ -218,13 +265,22 @@ pub fn explain(property: &str, agent: Option<u16>, s: &State) -> String {
             }
             let id = i as u8;
             if t.cid.cid.on_task() && c.mode.percpu() && !s.walking(m as u8) {
-                let vis = if s.published(id) { "" } else { ", invisible to the fix-up walk" };
+                let vis = if s.published(id) {
+                    ""
+                } else {
+                    ", invisible to the fix-up walk"
+                };
                 why.push(format!("T{i} owns plain CID {} in per-CPU mode{vis}", t.cid.cid));
             }
             if t.cid.active && !s.published(id) {
                 why.push(format!("T{i} is counted as a CID user before it is visible"));
             }
-            if t.cid.active && t.cid.cid.is_unset() && s.on_cpu_settled(id) && t.cid_op.is_none() && t.op == crate::state::Op::User {
+            if t.cid.active
+                && t.cid.cid.is_unset()
+                && s.on_cpu_settled(id)
+                && t.cid_op.is_none()
+                && t.op == crate::state::Op::User
+            {
                 why.push(format!("T{i} runs in user space without a CID"));
             }
         }
@@ -251,11 +307,17 @@ pub fn explain(property: &str, agent: Option<u16>, s: &State) -> String {
             } else {
                 let t = s.curr(cpu as u8);
                 match t.map(|t| s.task(t).cid_op) {
-                    Some(Some(CidOp::ForkSpinLocked { .. })) => "in sched_mm_cid_fork, holding mm.lock with IRQs off".into(),
+                    Some(Some(CidOp::ForkSpinLocked { .. })) => {
+                        "in sched_mm_cid_fork, holding mm.lock with IRQs off".into()
+                    }
                     _ => "in sched_mm_cid_fork, holding mm.mutex".to_string(),
                 }
             };
-            let full = s.mms.first().map(|m| m.cid.bitmap.weight() == m.cid.np as u32).unwrap_or(false);
+            let full = s
+                .mms
+                .first()
+                .map(|m| m.cid.bitmap.weight() == m.cid.np as u32)
+                .unwrap_or(false);
             let blocked: Vec<String> = s
                 .tasks
                 .iter()
@@ -268,7 +330,10 @@ pub fn explain(property: &str, agent: Option<u16>, s: &State) -> String {
                 h.push_str("; every CID bit is set");
             }
             if !blocked.is_empty() {
-                h.push_str(&format!("; {} wait(s) on its run queue, which nobody can lock", blocked.join(", ")));
+                h.push_str(&format!(
+                    "; {} wait(s) on its run queue, which nobody can lock",
+                    blocked.join(", ")
+                ));
             }
             h
         }
@@ -285,11 +350,18 @@ pub fn explain(property: &str, agent: Option<u16>, s: &State) -> String {
 /// A model of `cfg` that starts from `state` instead of the configuration's initial state (used
 /// to ask whether a replayed spin can ever end).
 pub fn continuation_stalls(cfg: &Config, state: &State, max_states: u64) -> Result<Vec<u16>, String> {
-    let model = KernelModel::from_state(cfg.clone(), state.clone())?;
-    let opts = Options { symmetry: true, liveness: true, max_states: Some(max_states), ..Options::default() };
+    let model = KernelModel::from_state(cfg.clone(), *state)?;
+    let opts = Options {
+        symmetry: true,
+        liveness: true,
+        max_states: Some(max_states),
+        ..Options::default()
+    };
     let r = check(&model, &opts, &mut mmcid_engine::NoObserver).map_err(|e| e.to_string())?;
     if !r.complete {
-        return Err(format!("the continuation has more than {max_states} states; not decided"));
+        return Err(format!(
+            "the continuation has more than {max_states} states; not decided"
+        ));
     }
     let mut spinning = Vec::new();
     model.spinning(state, &mut spinning);

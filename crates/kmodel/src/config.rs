@@ -1,6 +1,6 @@
 //! What to model: the design, the machine, the process, and the operation budgets.
 
-use mmcid_cid::{Registration, Switches, TaskWalk, ExitLocalSlot, MAX_CPUS};
+use mmcid_cid::{ExitLocalSlot, MAX_CPUS, Registration, Switches, TaskWalk};
 use serde::{Deserialize, Serialize};
 
 /// A named design: the 7.0 code with the switches of designs.md set.
@@ -37,7 +37,10 @@ pub const DESIGNS: &[Design] = &[
         name: "6.19.1+vfork",
         summary: "B'': registration after publication, budget users-1, pass 2 always completes",
         commits: "6.19.1 + b2e48c429ec5 + 28b5a1395036",
-        switches: Switches { task_walk: TaskWalk::Budgeted1NoEarlyReturn, ..B_PRIME },
+        switches: Switches {
+            task_walk: TaskWalk::Budgeted1NoEarlyReturn,
+            ..B_PRIME
+        },
     },
     Design {
         name: "6.19.1+fork",
@@ -55,7 +58,10 @@ pub const DESIGNS: &[Design] = &[
         name: "6.19",
         summary: "6.19.1 with an unguarded drop_on_cpu (clears whatever the slot names)",
         commits: "v6.19 (before 1e83ccd5921a)",
-        switches: Switches { drop_on_cpu_guarded: false, ..B },
+        switches: Switches {
+            drop_on_cpu_guarded: false,
+            ..B
+        },
     },
     Design {
         name: "6.19-rc7",
@@ -125,7 +131,13 @@ pub struct Config {
 impl Config {
     /// A configuration of the named design.
     pub fn new(design: &str, cpus: u8, threads: u8, budgets: Budgets) -> Config {
-        Config { design: design.to_string(), cpus, threads, allowed: None, budgets }
+        Config {
+            design: design.to_string(),
+            cpus,
+            threads,
+            allowed: None,
+            budgets,
+        }
     }
 
     /// Checks the bounds the model supports; the error says which value is off.
@@ -139,7 +151,10 @@ impl Config {
         }
         if let Some(a) = self.allowed {
             if a == 0 || a > self.cpus {
-                return Err(format!("--allowed must be 1..={} (the CPU count), got {a}", self.cpus));
+                return Err(format!(
+                    "--allowed must be 1..={} (the CPU count), got {a}",
+                    self.cpus
+                ));
             }
         }
         let b = &self.budgets;
@@ -165,6 +180,7 @@ impl Config {
     /// A short, stable hash of the configuration (for replay files).
     pub fn hash(&self) -> u32 {
         let s = serde_json::to_string(self).unwrap_or_default();
-        s.bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193))
+        s.bytes()
+            .fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193))
     }
 }

@@ -15,7 +15,10 @@ pub struct Fixed<T: Copy + Default, const N: usize> {
 impl<T: Copy + Default, const N: usize> Fixed<T, N> {
     /// An empty vector.
     pub fn new() -> Self {
-        Fixed { len: 0, items: [T::default(); N] }
+        Fixed {
+            len: 0,
+            items: [T::default(); N],
+        }
     }
     /// Appends `x`; panics past the capacity (the configuration bounds prevent that).
     pub fn push(&mut self, x: T) {

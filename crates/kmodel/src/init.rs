@@ -11,7 +11,7 @@ use mmcid_cid::{CpuId, MmCid, TaskCid, TaskId};
 use crate::config::{Budgets, Config};
 use crate::fixed::Fixed;
 use crate::state::*;
-use crate::step::{Params, Step, StartOp, apply, enabled};
+use crate::step::{Params, StartOp, Step, apply, enabled};
 
 /// Builds the parameters and the initial state of `cfg`.
 pub fn initial(cfg: &Config) -> Result<(Params, State), String> {
@@ -35,16 +35,32 @@ pub fn initial(cfg: &Config) -> Result<(Params, State), String> {
     let mut s = State {
         cpus: Fixed::from_slice(&vec![Cpu::default(); np as usize]),
         tasks: Fixed::from_slice(&[t0]),
-        mms: Fixed::from_slice(&[Mm { cid: MmCid::new(np, mask), irq_work: None, work_pending: false }]),
-        groups: Fixed::from_slice(&[Group { threads: Fixed::from_slice(&[0]) }]),
+        mms: Fixed::from_slice(&[Mm {
+            cid: MmCid::new(np, mask),
+            irq_work: None,
+            work_pending: false,
+        }]),
+        groups: Fixed::from_slice(&[Group {
+            threads: Fixed::from_slice(&[0]),
+        }]),
         process_list: Fixed::from_slice(&[0]),
-        left: Budgets { forks: cfg.threads - 1, ..Budgets::default() },
+        left: Budgets {
+            forks: cfg.threads - 1,
+            ..Budgets::default()
+        },
     };
     // sched_mm_cid_after_execve of the process's first task: the first-user path.
     s = run_task(&p, s, 0, 0)?;
     let allowed: Vec<CpuId> = (0..np).filter(|c| mask & (1 << c) != 0).collect();
     for i in 1..cfg.threads {
-        s = apply(&p, &s, Step::Start { task: 0, op: StartOp::Fork });
+        s = apply(
+            &p,
+            &s,
+            Step::Start {
+                task: 0,
+                op: StartOp::Fork,
+            },
+        );
         s = run_task(&p, s, 0, allowed[i as usize % allowed.len()])?;
     }
     for cpu in 0..np {

@@ -27,19 +27,36 @@ pub struct Property {
 }
 
 const fn always(name: &'static str, description: &'static str) -> Property {
-    Property { name, description, kind: PropertyKind::Always }
+    Property {
+        name,
+        description,
+        kind: PropertyKind::Always,
+    }
 }
 const fn sometimes(name: &'static str, description: &'static str) -> Property {
-    Property { name, description, kind: PropertyKind::Sometimes }
+    Property {
+        name,
+        description,
+        kind: PropertyKind::Sometimes,
+    }
 }
 
 /// All properties, in report order. Indices are stable: `check` refers to them by position.
 pub const PROPERTIES: &[Property] = &[
     always("I1", "no two running tasks of an mm hold the same CID"),
-    always("I2", "every task of an mm in user space holds a CID below num_possible_cpus"),
-    always("I4", "every set bitmap bit has exactly one owner, and every owned CID's bit is set"),
+    always(
+        "I2",
+        "every task of an mm in user space holds a CID below num_possible_cpus",
+    ),
+    always(
+        "I4",
+        "every set bitmap bit has exactly one owner, and every owned CID's bit is set",
+    ),
     always("I5", "no stored CID carries ONCPU and TRANSIT together"),
-    always("I6", "steady per-task: no CPU owns a CID; steady per-CPU: no task owns a plain CID"),
+    always(
+        "I6",
+        "steady per-task: no CPU owns a CID; steady per-CPU: no task owns a plain CID",
+    ),
     always("I7", "the mode carries TRANSIT exactly while a fix-up walk runs"),
     always("I8", "users == length of user_list == number of active tasks"),
     always("I8v", "every CID user is visible in the thread and task lists"),
@@ -56,7 +73,11 @@ pub const PROPERTIES: &[Property] = &[
 pub fn property_infos() -> Vec<PropertyInfo> {
     PROPERTIES
         .iter()
-        .map(|p| PropertyInfo { name: p.name, description: p.description, kind: p.kind })
+        .map(|p| PropertyInfo {
+            name: p.name,
+            description: p.description,
+            kind: p.kind,
+        })
         .collect()
 }
 
@@ -96,7 +117,12 @@ pub fn check(p: &Params, s: &State, out: &mut Vec<usize>) {
             }
         }
         // I5
-        if c.pcpu.iter().take(np as usize).chain(users_of().map(|(_, t)| &t.cid.cid)).any(|x| x.on_cpu() && x.in_transit()) {
+        if c.pcpu
+            .iter()
+            .take(np as usize)
+            .chain(users_of().map(|(_, t)| &t.cid.cid))
+            .any(|x| x.on_cpu() && x.in_transit())
+        {
             fired[3] = true;
         }
         // I8
@@ -153,10 +179,15 @@ pub fn check(p: &Params, s: &State, out: &mut Vec<usize>) {
         fired[2] |= bad;
         // I6 / I7
         let walking = s.walking(m);
-        let walking_to_task = s.tasks.iter().any(|t| {
-            s.op_mm(t) == Some(m) && matches!(t.cid_op, Some(CidOp::CpusToTasks { .. }))
-        });
-        let transit_expected = if p.sw.one_word_mode { walking } else { walking_to_task };
+        let walking_to_task = s
+            .tasks
+            .iter()
+            .any(|t| s.op_mm(t) == Some(m) && matches!(t.cid_op, Some(CidOp::CpusToTasks { .. })));
+        let transit_expected = if p.sw.one_word_mode {
+            walking
+        } else {
+            walking_to_task
+        };
         if c.mode.in_transit() != transit_expected {
             fired[5] = true;
         }
@@ -173,7 +204,8 @@ pub fn check(p: &Params, s: &State, out: &mut Vec<usize>) {
         fired[12] |= users_of().any(|(i, t)| t.cid.cid.in_transit() && s.on_cpu_settled(i as u8));
         fired[14] |= mm.irq_work.is_some();
     }
-    fired[13] |= s.cpus.iter().any(|c| c.spin.is_some()) || (0..s.tasks.len()).any(|t| s.task_spinning(t as u8));
+    fired[13] |=
+        s.cpus.iter().any(|c| c.spin.is_some()) || (0..s.tasks.len()).any(|t| s.task_spinning(t as u8));
     let _ = Cid::UNSET;
     out.extend(fired.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i));
 }

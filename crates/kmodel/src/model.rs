@@ -36,7 +36,11 @@ impl KernelModel {
     /// formed, for that configuration).
     pub fn from_state(config: Config, state: State) -> Result<KernelModel, String> {
         let design = config.validate()?;
-        Ok(KernelModel { config, params: Params { sw: design.switches }, init: state })
+        Ok(KernelModel {
+            config,
+            params: Params { sw: design.switches },
+            init: state,
+        })
     }
     /// The initial state.
     pub fn initial_state(&self) -> &State {
@@ -53,7 +57,7 @@ impl Model for KernelModel {
     type Action = Step;
 
     fn init_states(&self) -> Vec<State> {
-        vec![self.init.clone()]
+        vec![self.init]
     }
     fn actions(&self, state: &State, out: &mut Vec<Step>) {
         step::enabled(&self.params, state, out)
@@ -98,7 +102,10 @@ impl Model for KernelModel {
         }
         for (t, task) in state.tasks.iter().enumerate() {
             if state.on_cpu_settled(t as u8)
-                && matches!(task.cid_op, Some(CidOp::ForkSpinLocked { .. } | CidOp::ForkSpinMutex { .. }))
+                && matches!(
+                    task.cid_op,
+                    Some(CidOp::ForkSpinLocked { .. } | CidOp::ForkSpinMutex { .. })
+                )
             {
                 out.push(task.cpu as Agent);
             }

@@ -69,20 +69,34 @@ pub struct ScenarioError {
 
 impl std::fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.line > 0 { write!(f, "line {}: {}", self.line, self.message) } else { f.write_str(&self.message) }
+        if self.line > 0 {
+            write!(f, "line {}: {}", self.line, self.message)
+        } else {
+            f.write_str(&self.message)
+        }
     }
 }
 
 impl std::error::Error for ScenarioError {}
 
 fn err(line: usize, message: impl Into<String>) -> ScenarioError {
-    ScenarioError { line, message: message.into() }
+    ScenarioError {
+        line,
+        message: message.into(),
+    }
 }
 
 impl Scenario {
     /// Parses the text of a scenario file.
     pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
-        let mut sc = Scenario { design: None, cpus: 0, threads: 0, allowed: None, budgets: Budgets::default(), steps: vec![] };
+        let mut sc = Scenario {
+            design: None,
+            cpus: 0,
+            threads: 0,
+            allowed: None,
+            budgets: Budgets::default(),
+            steps: vec![],
+        };
         for (i, raw) in text.lines().enumerate() {
             let ln = i + 1;
             let line = raw.split('#').next().unwrap_or("").trim();
@@ -92,19 +106,29 @@ impl Scenario {
             let words: Vec<&str> = line.split_whitespace().collect();
             let num = |w: Option<&&str>, what: &str| -> Result<u8, ScenarioError> {
                 let w = w.ok_or_else(|| err(ln, format!("`{what}` needs a number")))?;
-                w.parse::<u8>().map_err(|_| err(ln, format!("`{what}` needs a number, got {w:?}")))
+                w.parse::<u8>()
+                    .map_err(|_| err(ln, format!("`{what}` needs a number, got {w:?}")))
             };
             match words[0] {
                 "design" => {
-                    sc.design = Some(words.get(1).ok_or_else(|| err(ln, "`design` needs a name"))?.to_string())
+                    sc.design = Some(
+                        words
+                            .get(1)
+                            .ok_or_else(|| err(ln, "`design` needs a name"))?
+                            .to_string(),
+                    )
                 }
                 "cpus" => sc.cpus = num(words.get(1), "cpus")?,
                 "threads" => sc.threads = num(words.get(1), "threads")?,
                 "allowed" => sc.allowed = Some(num(words.get(1), "allowed")?),
                 "budget" => {
                     for kv in &words[1..] {
-                        let (k, v) = kv.split_once('=').ok_or_else(|| err(ln, format!("expected key=value, got {kv:?}")))?;
-                        let v: u8 = v.parse().map_err(|_| err(ln, format!("{k}: not a number: {v:?}")))?;
+                        let (k, v) = kv
+                            .split_once('=')
+                            .ok_or_else(|| err(ln, format!("expected key=value, got {kv:?}")))?;
+                        let v: u8 = v
+                            .parse()
+                            .map_err(|_| err(ln, format!("{k}: not a number: {v:?}")))?;
                         let b = &mut sc.budgets;
                         match k {
                             "forks" => b.forks = v,
@@ -117,7 +141,9 @@ impl Scenario {
                             _ => {
                                 return Err(err(
                                     ln,
-                                    format!("unknown budget {k:?} (forks, vforks, fork_fails, exits, execs, exec_fails, affinity)"),
+                                    format!(
+                                        "unknown budget {k:?} (forks, vforks, fork_fails, exits, execs, exec_fails, affinity)"
+                                    ),
                                 ));
                             }
                         }
@@ -133,7 +159,9 @@ impl Scenario {
                     }
                     let until = words.get(1) == Some(&"until");
                     let rest = if until { &words[2..] } else { &words[1..] };
-                    let function = rest.first().ok_or_else(|| err(ln, "a step needs a kernel function name"))?;
+                    let function = rest
+                        .first()
+                        .ok_or_else(|| err(ln, "a step needs a kernel function name"))?;
                     if rest.len() > 2 {
                         return Err(err(ln, format!("too many words: {line:?}")));
                     }
@@ -142,13 +170,20 @@ impl Scenario {
                     }
                     sc.steps.push((
                         ln,
-                        StepLine { actor: a.to_string(), until, function: function.to_string(), arg: rest.get(1).map(|s| s.to_string()) },
+                        StepLine {
+                            actor: a.to_string(),
+                            until,
+                            function: function.to_string(),
+                            arg: rest.get(1).map(|s| s.to_string()),
+                        },
                     ));
                 }
                 w => {
                     return Err(err(
                         ln,
-                        format!("unknown line starting with {w:?}: expected design, cpus, threads, allowed, budget, or a step (T<n> ... / CPU<n> ...)"),
+                        format!(
+                            "unknown line starting with {w:?}: expected design, cpus, threads, allowed, budget, or a step (T<n> ... / CPU<n> ...)"
+                        ),
                     ));
                 }
             }
@@ -165,7 +200,13 @@ impl Scenario {
     /// The configuration for `design` (or the file's design, or 7.0).
     pub fn config(&self, design: Option<&str>) -> Config {
         let d = design.or(self.design.as_deref()).unwrap_or("7.0");
-        Config { design: d.to_string(), cpus: self.cpus, threads: self.threads, allowed: self.allowed, budgets: self.budgets }
+        Config {
+            design: d.to_string(),
+            cpus: self.cpus,
+            threads: self.threads,
+            allowed: self.allowed,
+            budgets: self.budgets,
+        }
     }
 }
 
@@ -189,19 +230,24 @@ pub fn resolve(p: &Params, s: &State, ln: usize, l: &StepLine) -> Result<Vec<Ste
                 format!(
                     "`{}` is ambiguous here; say which: {}",
                     show(l),
-                    many.iter().map(|&i| names[i].to_string()).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|&i| names[i].to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         };
     }
     let task: TaskId = l.actor[1..].parse().map_err(|_| err(ln, "bad task"))?;
-    let mut cur = s.clone();
+    let mut cur = *s;
     let mut out = Vec::new();
     for _ in 0..500 {
         let mut en = Vec::new();
         enabled(p, &cur, &mut en);
-        let own: Vec<Step> =
-            en.into_iter().filter(|st| matches!(st, Step::Next { task: t } | Step::Retry { task: t } if *t == task)).collect();
+        let own: Vec<Step> = en
+            .into_iter()
+            .filter(|st| matches!(st, Step::Next { task: t } | Step::Retry { task: t } if *t == task))
+            .collect();
         let Some(&st) = own.first() else {
             let mut all = Vec::new();
             enabled(p, &cur, &mut all);
@@ -227,7 +273,12 @@ pub fn resolve(p: &Params, s: &State, ln: usize, l: &StepLine) -> Result<Vec<Ste
 }
 
 fn show(l: &StepLine) -> String {
-    let mut s = format!("{} {}{}", l.actor, if l.until { "until " } else { "" }, l.function);
+    let mut s = format!(
+        "{} {}{}",
+        l.actor,
+        if l.until { "until " } else { "" },
+        l.function
+    );
     if let Some(a) = &l.arg {
         s.push(' ');
         s.push_str(a);
@@ -237,12 +288,23 @@ fn show(l: &StepLine) -> String {
 
 fn not_enabled(ln: usize, l: &StepLine, names: &[StepName]) -> ScenarioError {
     let list: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    err(ln, format!("`{}` is not enabled here; enabled: {}", show(l), if list.is_empty() { "nothing".into() } else { list.join(", ") }))
+    err(
+        ln,
+        format!(
+            "`{}` is not enabled here; enabled: {}",
+            show(l),
+            if list.is_empty() {
+                "nothing".into()
+            } else {
+                list.join(", ")
+            }
+        ),
+    )
 }
 
 /// Runs every line of `sc` from `init`, returning the steps taken (in order) and the final state.
 pub fn run(p: &Params, init: &State, sc: &Scenario) -> Result<(Vec<Step>, State), ScenarioError> {
-    let mut s = init.clone();
+    let mut s = *init;
     let mut taken = Vec::new();
     for (ln, l) in &sc.steps {
         for st in resolve(p, &s, *ln, l)? {
@@ -260,7 +322,10 @@ pub fn write(cfg: &Config, p: &Params, init: &State, steps: &[Step], comment: &s
     for l in comment.lines() {
         out.push_str(&format!("# {l}\n"));
     }
-    out.push_str(&format!("design {}\ncpus {}\nthreads {}\n", cfg.design, cfg.cpus, cfg.threads));
+    out.push_str(&format!(
+        "design {}\ncpus {}\nthreads {}\n",
+        cfg.design, cfg.cpus, cfg.threads
+    ));
     if let Some(a) = cfg.allowed {
         out.push_str(&format!("allowed {a}\n"));
     }
@@ -269,7 +334,7 @@ pub fn write(cfg: &Config, p: &Params, init: &State, steps: &[Step], comment: &s
         "budget forks={} vforks={} fork_fails={} exits={} execs={} exec_fails={} affinity={}\n",
         b.forks, b.vforks, b.fork_fails, b.exits, b.execs, b.exec_fails, b.affinity
     ));
-    let mut s = init.clone();
+    let mut s = *init;
     for &st in steps {
         out.push_str(&name(p, &s, st).to_string());
         out.push('\n');

@@ -254,7 +254,11 @@ pub struct Mm {
 
 impl Default for Mm {
     fn default() -> Mm {
-        Mm { cid: MmCid::new(1, 1), irq_work: None, work_pending: false }
+        Mm {
+            cid: MmCid::new(1, 1),
+            irq_work: None,
+            work_pending: false,
+        }
     }
 }
 
@@ -292,7 +296,10 @@ impl State {
     }
     /// `rq->curr` of `cpu` (`None`: idle, or a task outside the model).
     pub fn curr(&self, cpu: CpuId) -> Option<TaskId> {
-        self.tasks.iter().position(|t| t.sched == Sched::Running && t.cpu == cpu).map(|i| i as TaskId)
+        self.tasks
+            .iter()
+            .position(|t| t.sched == Sched::Running && t.cpu == cpu)
+            .map(|i| i as TaskId)
     }
     /// The runnable tasks queued on `cpu`, in task order.
     pub fn runqueue(&self, cpu: CpuId) -> impl Iterator<Item = TaskId> + '_ {
@@ -323,7 +330,10 @@ impl State {
 
     /// The task holding `mm.mutex` of `m`, read off the program points.
     pub fn mutex_owner(&self, m: MmId) -> Option<TaskId> {
-        self.tasks.iter().position(|t| t.cid_op.is_some_and(holds_mutex) && self.op_mm(t) == Some(m)).map(|i| i as TaskId)
+        self.tasks
+            .iter()
+            .position(|t| t.cid_op.is_some_and(holds_mutex) && self.op_mm(t) == Some(m))
+            .map(|i| i as TaskId)
     }
 
     /// The CPU holding `mm.lock` of `m` (only a fork spinning in its locked section holds it across
@@ -343,7 +353,9 @@ impl State {
     /// Are IRQs off on `cpu` across steps (a schedin spin, or a fork spinning under `mm.lock`)?
     pub fn irqs_off(&self, cpu: CpuId) -> bool {
         self.rq_locked(cpu)
-            || self.curr(cpu).is_some_and(|t| matches!(self.task(t).cid_op, Some(CidOp::ForkSpinLocked { .. })))
+            || self
+                .curr(cpu)
+                .is_some_and(|t| matches!(self.task(t).cid_op, Some(CidOp::ForkSpinLocked { .. })))
     }
 
     /// The mm a task's CID sub-operation works on: the kworker's work mm, else the task's own mm
@@ -361,14 +373,21 @@ impl State {
             self.op_mm(t) == Some(m)
                 && matches!(
                     t.cid_op,
-                    Some(CidOp::TasksToCpus { .. } | CidOp::TasksToCpusBudgeted { .. } | CidOp::CpusToTasks { .. })
+                    Some(
+                        CidOp::TasksToCpus { .. }
+                            | CidOp::TasksToCpusBudgeted { .. }
+                            | CidOp::CpusToTasks { .. }
+                    )
                 )
         })
     }
 
     /// Is the task spinning in a `get_cid` loop (its own, inside fork)?
     pub fn task_spinning(&self, t: TaskId) -> bool {
-        matches!(self.task(t).cid_op, Some(CidOp::ForkSpinLocked { .. } | CidOp::ForkSpinMutex { .. }))
+        matches!(
+            self.task(t).cid_op,
+            Some(CidOp::ForkSpinLocked { .. } | CidOp::ForkSpinMutex { .. })
+        )
     }
 
     /// Is `t` published (in a thread list of a group on the process list)?
@@ -380,5 +399,8 @@ impl State {
 
 /// Does a task at this CID program point hold `mm.mutex`?
 pub fn holds_mutex(op: CidOp) -> bool {
-    !matches!(op, CidOp::Fork { .. } | CidOp::Exit { .. } | CidOp::Work | CidOp::LastUserSync)
+    !matches!(
+        op,
+        CidOp::Fork { .. } | CidOp::Exit { .. } | CidOp::Work | CidOp::LastUserSync
+    )
 }

@@ -20,8 +20,8 @@
 //!   preempted task may migrate, which covers every migration `sched_exec` can make.
 
 use mmcid_cid::{
-    self as cid, Alloc, CpuId, ExitCid, ForkCid, Mode, Registration, Schedin, Switches,
-    TaskId, TaskWalk, Work,
+    self as cid, Alloc, CpuId, ExitCid, ForkCid, Mode, Registration, Schedin, Switches, TaskId, TaskWalk,
+    Work,
 };
 use serde::{Deserialize, Serialize};
 
@@ -159,7 +159,10 @@ pub fn enabled(p: &Params, s: &State, out: &mut Vec<Step>) {
 fn preemptible(s: &State, t: TaskId) -> bool {
     let task = s.task(t);
     !matches!(task.cid_op, Some(CidOp::ForkSpinLocked { .. }))
-        && !matches!(task.op, Op::Exit { at: ExitAt::Final } | Op::VforkWait { .. } | Op::KworkerIdle)
+        && !matches!(
+            task.op,
+            Op::Exit { at: ExitAt::Final } | Op::VforkWait { .. } | Op::KworkerIdle
+        )
 }
 
 /// The steps of a running task whose switch-in is complete.
@@ -192,29 +195,50 @@ fn task_steps(p: &Params, s: &State, task: TaskId, out: &mut Vec<Step>) {
     match t.op {
         Op::User => {
             if t.killed {
-                out.push(Step::Start { task, op: StartOp::Exit });
+                out.push(Step::Start {
+                    task,
+                    op: StartOp::Exit,
+                });
                 return;
             }
             let l = &s.left;
             if l.forks > 0 {
-                out.push(Step::Start { task, op: StartOp::Fork });
+                out.push(Step::Start {
+                    task,
+                    op: StartOp::Fork,
+                });
             }
             if l.vforks > 0 {
-                out.push(Step::Start { task, op: StartOp::Vfork });
+                out.push(Step::Start {
+                    task,
+                    op: StartOp::Vfork,
+                });
             }
             if l.exits > 0 {
-                out.push(Step::Start { task, op: StartOp::Exit });
+                out.push(Step::Start {
+                    task,
+                    op: StartOp::Exit,
+                });
             }
             if l.execs > 0 {
-                out.push(Step::Start { task, op: StartOp::Exec });
+                out.push(Step::Start {
+                    task,
+                    op: StartOp::Exec,
+                });
             }
             if l.exec_fails > 0 {
-                out.push(Step::Start { task, op: StartOp::ExecFail });
+                out.push(Step::Start {
+                    task,
+                    op: StartOp::ExecFail,
+                });
             }
             if l.affinity > 0 && t.mm.is_some_and(|m| s.lock_owner(m).is_none()) {
                 for cpu in 0..s.np() {
                     if t.affinity & (1 << cpu) == 0 {
-                        out.push(Step::Start { task, op: StartOp::Affinity { cpu } });
+                        out.push(Step::Start {
+                            task,
+                            op: StartOp::Affinity { cpu },
+                        });
                     }
                 }
             }
@@ -233,7 +257,9 @@ fn task_steps(p: &Params, s: &State, task: TaskId, out: &mut Vec<Step>) {
             }
             ForkAt::Cleanup => {}
             ForkAt::Wake => {
-                let Op::Fork { child, .. } = t.op else { unreachable!() };
+                let Op::Fork { child, .. } = t.op else {
+                    unreachable!()
+                };
                 let aff = s.task(child).affinity;
                 for cpu in 0..s.np() {
                     if aff & (1 << cpu) != 0 && !s.rq_locked(cpu) {
@@ -260,7 +286,10 @@ fn task_steps(p: &Params, s: &State, task: TaskId, out: &mut Vec<Step>) {
             ExecAt::Outcome => out.push(Step::Next { task }),
             ExecAt::DeThread => {
                 let g = t.group;
-                let others_dead = s.groups[g as usize].threads.iter().all(|&o| o == task || s.task(o).sched == Sched::Dead);
+                let others_dead = s.groups[g as usize]
+                    .threads
+                    .iter()
+                    .all(|&o| o == task || s.task(o).sched == Sched::Dead);
                 let parent_ok = t.vfork_parent.is_none_or(|v| !s.rq_locked(s.task(v).cpu));
                 if others_dead && parent_ok {
                     out.push(Step::Next { task });
@@ -278,7 +307,9 @@ fn task_steps(p: &Params, s: &State, task: TaskId, out: &mut Vec<Step>) {
 }
 
 fn kworker_running_work(s: &State, m: MmId) -> bool {
-    s.tasks.iter().any(|t| t.kworker && t.op == Op::Work { mm: m } && t.cid_op.is_some())
+    s.tasks
+        .iter()
+        .any(|t| t.kworker && t.op == Op::Work { mm: m } && t.cid_op.is_some())
 }
 
 /// The rq lock the walker's next visit takes (`None`: its next step takes no rq lock).
@@ -319,12 +350,17 @@ fn next_visit_cursor(p: &Params, s: &State, walker: TaskId) -> (Visit, Option<Ci
                 i += 1; // current already transferred
             }
             if i < users.len() {
-                (Visit::Task(users[i]), Some(CidOp::TasksToCpus { next: i as u8 + 1 }))
+                (
+                    Visit::Task(users[i]),
+                    Some(CidOp::TasksToCpus { next: i as u8 + 1 }),
+                )
             } else {
                 (Visit::Complete, None)
             }
         }
-        Some(CidOp::TasksToCpusBudgeted { pass, i, j, budget }) => budgeted_next(p, s, walker, m, pass, i, j, budget),
+        Some(CidOp::TasksToCpusBudgeted { pass, i, j, budget }) => {
+            budgeted_next(p, s, walker, m, pass, i, j, budget)
+        }
         Some(CidOp::CpusToTasks { cpu, then }) => {
             if cpu < s.np() {
                 (Visit::Cpu(cpu), Some(CidOp::CpusToTasks { cpu: cpu + 1, then }))
@@ -360,7 +396,15 @@ fn budgeted_next(
         while (i as usize) < n {
             let t = threads[(me + i as usize) % n];
             if t != walker {
-                return (Visit::Task(t), Some(CidOp::TasksToCpusBudgeted { pass: 1, i: i + 1, j: 0, budget }));
+                return (
+                    Visit::Task(t),
+                    Some(CidOp::TasksToCpusBudgeted {
+                        pass: 1,
+                        i: i + 1,
+                        j: 0,
+                        budget,
+                    }),
+                );
             }
             i += 1;
         }
@@ -378,7 +422,15 @@ fn budgeted_next(
             while (j as usize) < threads.len() {
                 let t = threads[j as usize];
                 if t != walker && s.task(t).mm == Some(m) {
-                    return (Visit::Task(t), Some(CidOp::TasksToCpusBudgeted { pass: 2, i, j: j + 1, budget }));
+                    return (
+                        Visit::Task(t),
+                        Some(CidOp::TasksToCpusBudgeted {
+                            pass: 2,
+                            i,
+                            j: j + 1,
+                            budget,
+                        }),
+                    );
                 }
                 j += 1;
             }
@@ -431,7 +483,9 @@ pub fn apply(p: &Params, s: &State, step: Step) -> State {
         Step::Next { task } => next(p, &mut s, task),
         Step::Fail { task } => fail(&mut s, task),
         Step::Wake { task, cpu } => {
-            let Op::Fork { child, vfork, .. } = s.task(task).op else { unreachable!() };
+            let Op::Fork { child, vfork, .. } = s.task(task).op else {
+                unreachable!()
+            };
             let c = s.task_mut(child);
             c.sched = Sched::Runnable;
             c.cpu = cpu;
@@ -469,7 +523,12 @@ fn mm_and_task(s: &mut State, m: MmId, t: TaskId) -> (&mut cid::MmCid, &mut cid:
 }
 
 /// Task `a`'s and task `b`'s CID states together with mm `m`'s (`a != b`).
-fn mm_and_two(s: &mut State, m: MmId, a: TaskId, b: TaskId) -> (&mut cid::MmCid, &mut cid::TaskCid, &mut cid::TaskCid) {
+fn mm_and_two(
+    s: &mut State,
+    m: MmId,
+    a: TaskId,
+    b: TaskId,
+) -> (&mut cid::MmCid, &mut cid::TaskCid, &mut cid::TaskCid) {
     assert_ne!(a, b);
     let (lo, hi) = (a.min(b) as usize, a.max(b) as usize);
     let (x, y) = s.tasks.split_at_mut(hi);
@@ -531,7 +590,11 @@ fn start(s: &mut State, task: TaskId, op: StartOp) {
                 killed: false,
                 vfork_parent: None,
             });
-            s.task_mut(task).op = Op::Fork { child, vfork, at: ForkAt::Copy };
+            s.task_mut(task).op = Op::Fork {
+                child,
+                vfork,
+                at: ForkAt::Copy,
+            };
         }
         StartOp::Exit => {
             if !killed {
@@ -541,11 +604,17 @@ fn start(s: &mut State, task: TaskId, op: StartOp) {
         }
         StartOp::Exec => {
             s.left.execs -= 1;
-            s.task_mut(task).op = Op::Exec { at: ExecAt::Before, ok: true };
+            s.task_mut(task).op = Op::Exec {
+                at: ExecAt::Before,
+                ok: true,
+            };
         }
         StartOp::ExecFail => {
             s.left.exec_fails -= 1;
-            s.task_mut(task).op = Op::Exec { at: ExecAt::Before, ok: false };
+            s.task_mut(task).op = Op::Exec {
+                at: ExecAt::Before,
+                ok: false,
+            };
         }
         StartOp::Affinity { cpu } => {
             s.left.affinity -= 1;
@@ -553,7 +622,9 @@ fn start(s: &mut State, task: TaskId, op: StartOp) {
             t.affinity |= 1 << cpu;
             let (aff, this_cpu, m) = (t.affinity, t.cpu, t.mm);
             if let Some(m) = m {
-                if cid::update_cpus_allowed(&mut s.mms[m as usize].cid, aff) && s.mms[m as usize].irq_work.is_none() {
+                if cid::update_cpus_allowed(&mut s.mms[m as usize].cid, aff)
+                    && s.mms[m as usize].irq_work.is_none()
+                {
                     s.mms[m as usize].irq_work = Some(this_cpu);
                 }
             }
@@ -565,11 +636,22 @@ fn start(s: &mut State, task: TaskId, op: StartOp) {
 /// signal found under the tasklist lock (free).
 fn fail(s: &mut State, task: TaskId) {
     let t = *s.task(task);
-    let Op::Fork { child, vfork, at: ForkAt::Publish } = t.op else { unreachable!("no failure branch here") };
+    let Op::Fork {
+        child,
+        vfork,
+        at: ForkAt::Publish,
+    } = t.op
+    else {
+        unreachable!("no failure branch here")
+    };
     if !t.killed {
         s.left.fork_fails -= 1;
     }
-    s.task_mut(task).op = Op::Fork { child, vfork, at: ForkAt::Failed };
+    s.task_mut(task).op = Op::Fork {
+        child,
+        vfork,
+        at: ForkAt::Failed,
+    };
 }
 
 /// The next step of the task's operation.
@@ -594,7 +676,11 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
                 if vfork {
                     c.vfork_parent = Some(task);
                 }
-                s.task_mut(task).op = Op::Fork { child, vfork, at: ForkAt::Publish };
+                s.task_mut(task).op = Op::Fork {
+                    child,
+                    vfork,
+                    at: ForkAt::Publish,
+                };
                 if p.sw.registration == Registration::CopyMm {
                     s.task_mut(task).cid_op = Some(CidOp::Fork { t: child });
                 }
@@ -607,10 +693,18 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
                 if vfork {
                     s.process_list.push(g);
                 }
-                s.task_mut(task).op = Op::Fork { child, vfork, at: ForkAt::PostFork };
+                s.task_mut(task).op = Op::Fork {
+                    child,
+                    vfork,
+                    at: ForkAt::PostFork,
+                };
             }
             ForkAt::PostFork => {
-                s.task_mut(task).op = Op::Fork { child, vfork, at: ForkAt::Wake };
+                s.task_mut(task).op = Op::Fork {
+                    child,
+                    vfork,
+                    at: ForkAt::Wake,
+                };
                 if p.sw.registration == Registration::PostFork {
                     s.task_mut(task).cid_op = Some(CidOp::Fork { t: child });
                 }
@@ -618,7 +712,11 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
             ForkAt::Failed => {
                 // bad_fork_cleanup_mm: (S2) exit_cid(child) in the forker's context; then the
                 // child is freed, never published, never run.
-                s.task_mut(task).op = Op::Fork { child, vfork, at: ForkAt::Cleanup };
+                s.task_mut(task).op = Op::Fork {
+                    child,
+                    vfork,
+                    at: ForkAt::Cleanup,
+                };
                 if p.sw.failed_fork_exit_cid {
                     s.task_mut(task).cid_op = Some(CidOp::Exit { t: child });
                 } else {
@@ -629,7 +727,9 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
         },
         Op::Exit { at } => match at {
             ExitAt::Cid => {
-                s.task_mut(task).op = Op::Exit { at: ExitAt::MmRelease };
+                s.task_mut(task).op = Op::Exit {
+                    at: ExitAt::MmRelease,
+                };
                 if t.mm.is_some() {
                     s.task_mut(task).cid_op = Some(CidOp::Exit { t: task });
                 }
@@ -642,12 +742,18 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
         },
         Op::Exec { at, ok } => match at {
             ExecAt::Before => {
-                s.task_mut(task).op = Op::Exec { at: ExecAt::Outcome, ok };
+                s.task_mut(task).op = Op::Exec {
+                    at: ExecAt::Outcome,
+                    ok,
+                };
                 s.task_mut(task).cid_op = Some(CidOp::Exit { t: task });
             }
             ExecAt::Outcome if !ok => {
                 // exec_binprm fails: straight to sched_mm_cid_after_execve on the old mm.
-                s.task_mut(task).op = Op::Exec { at: ExecAt::After, ok };
+                s.task_mut(task).op = Op::Exec {
+                    at: ExecAt::After,
+                    ok,
+                };
             }
             ExecAt::Outcome => {
                 // exec_binprm succeeds: begin_new_exec → de_thread kills the other threads.
@@ -662,15 +768,25 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
                         }
                     }
                 }
-                s.task_mut(task).op = Op::Exec { at: ExecAt::DeThread, ok };
+                s.task_mut(task).op = Op::Exec {
+                    at: ExecAt::DeThread,
+                    ok,
+                };
             }
             ExecAt::DeThread => {
                 // exec_mmap: switch to a fresh mm (mm_init_cid with current's affinity).
                 let np = s.np();
-                s.mms.push(Mm { cid: cid::MmCid::new(np, t.affinity), irq_work: None, work_pending: false });
+                s.mms.push(Mm {
+                    cid: cid::MmCid::new(np, t.affinity),
+                    irq_work: None,
+                    work_pending: false,
+                });
                 s.task_mut(task).mm = Some((s.mms.len() - 1) as MmId);
                 vfork_release(s, task);
-                s.task_mut(task).op = Op::Exec { at: ExecAt::After, ok };
+                s.task_mut(task).op = Op::Exec {
+                    at: ExecAt::After,
+                    ok,
+                };
             }
             ExecAt::After => {
                 // sched_mm_cid_after_execve: fork_cid(current), then rseq_force_update.
@@ -687,7 +803,9 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
 
 /// `mm_release` → `complete_vfork_done`: wake the vfork parent (takes its rq lock).
 fn vfork_release(s: &mut State, child: TaskId) {
-    let Some(parent) = s.task(child).vfork_parent else { return };
+    let Some(parent) = s.task(child).vfork_parent else {
+        return;
+    };
     s.task_mut(child).vfork_parent = None;
     let pt = s.task_mut(parent);
     if matches!(pt.op, Op::VforkWait { .. }) {
@@ -718,9 +836,10 @@ fn cid_step(p: &Params, s: &mut State, task: TaskId) {
                 ForkCid::Done => None,
                 ForkCid::SpinLocked { first_user } => Some(CidOp::ForkSpinLocked { t: child, first_user }),
                 ForkCid::FixupTasksToCpus => Some(start_tasks_to_cpus(p, s, m)),
-                ForkCid::FixupCpusToTasks => {
-                    Some(CidOp::CpusToTasks { cpu: 0, then: AfterCpusToTasks::ForkGetCid(child) })
-                }
+                ForkCid::FixupCpusToTasks => Some(CidOp::CpusToTasks {
+                    cpu: 0,
+                    then: AfterCpusToTasks::ForkGetCid(child),
+                }),
             };
             if s.task(task).cid_op.is_none() {
                 sub_op_done(s, task);
@@ -747,7 +866,10 @@ fn cid_step(p: &Params, s: &mut State, task: TaskId) {
             };
             s.task_mut(task).cid_op = match r {
                 ExitCid::NotUser | ExitCid::Done => None,
-                ExitCid::FixupCpusToTasks => Some(CidOp::CpusToTasks { cpu: 0, then: AfterCpusToTasks::Unlock }),
+                ExitCid::FixupCpusToTasks => Some(CidOp::CpusToTasks {
+                    cpu: 0,
+                    then: AfterCpusToTasks::Unlock,
+                }),
                 ExitCid::LastUser => Some(CidOp::LastUserSync),
             };
             if s.task(task).cid_op.is_none() {
@@ -769,7 +891,10 @@ fn cid_step(p: &Params, s: &mut State, task: TaskId) {
             };
             s.task_mut(task).cid_op = match r {
                 Work::Done => None,
-                Work::FixupCpusToTasks => Some(CidOp::CpusToTasks { cpu: 0, then: AfterCpusToTasks::Unlock }),
+                Work::FixupCpusToTasks => Some(CidOp::CpusToTasks {
+                    cpu: 0,
+                    then: AfterCpusToTasks::Unlock,
+                }),
             };
             if s.task(task).cid_op.is_none() {
                 sub_op_done(s, task);
@@ -791,11 +916,19 @@ fn start_tasks_to_cpus(p: &Params, s: &State, m: MmId) -> CidOp {
         // budget 0: no walk at all.
         TaskWalk::Budgeted2 => {
             let budget = users.saturating_sub(2);
-            CidOp::TasksToCpusBudgeted { pass: if budget == 0 { 3 } else { 1 }, i: 1, j: 0, budget }
+            CidOp::TasksToCpusBudgeted {
+                pass: if budget == 0 { 3 } else { 1 },
+                i: 1,
+                j: 0,
+                budget,
+            }
         }
-        TaskWalk::Budgeted1 | TaskWalk::Budgeted1NoEarlyReturn => {
-            CidOp::TasksToCpusBudgeted { pass: 1, i: 1, j: 0, budget: users.saturating_sub(1) }
-        }
+        TaskWalk::Budgeted1 | TaskWalk::Budgeted1NoEarlyReturn => CidOp::TasksToCpusBudgeted {
+            pass: 1,
+            i: 1,
+            j: 0,
+            budget: users.saturating_sub(1),
+        },
     }
 }
 
@@ -816,9 +949,15 @@ fn walk_step(p: &Params, s: &mut State, walker: TaskId, m: MmId) {
             if let Some(CidOp::TasksToCpusBudgeted { pass, i, j, budget }) = cursor {
                 let counted = cid::fixup_one(mm, task, running_on, sw);
                 let budget = if counted { budget.saturating_sub(1) } else { budget };
-                let early = pass == 2 && budget == 0 && counted && sw.task_walk != TaskWalk::Budgeted1NoEarlyReturn;
+                let early =
+                    pass == 2 && budget == 0 && counted && sw.task_walk != TaskWalk::Budgeted1NoEarlyReturn;
                 next_op = Some(if early {
-                    CidOp::TasksToCpusBudgeted { pass: 3, i, j, budget }
+                    CidOp::TasksToCpusBudgeted {
+                        pass: 3,
+                        i,
+                        j,
+                        budget,
+                    }
                 } else {
                     CidOp::TasksToCpusBudgeted { pass, i, j, budget }
                 });
@@ -828,7 +967,9 @@ fn walk_step(p: &Params, s: &mut State, walker: TaskId, m: MmId) {
             s.task_mut(walker).cid_op = next_op;
         }
         Visit::Cpu(c) => {
-            let curr = s.curr(c).filter(|&t| s.task(t).mm == Some(m) && s.task(t).cid.active);
+            let curr = s
+                .curr(c)
+                .filter(|&t| s.task(t).mm == Some(m) && s.task(t).cid.active);
             let mm = &mut s.mms[m as usize].cid;
             match curr {
                 Some(t) => cid::fixup_cpus_to_tasks_visit(mm, c, Some(&mut s.tasks[t as usize].cid), sw),
@@ -837,7 +978,11 @@ fn walk_step(p: &Params, s: &mut State, walker: TaskId, m: MmId) {
             s.task_mut(walker).cid_op = cursor;
         }
         Visit::Complete => {
-            let mode = if matches!(op, CidOp::CpusToTasks { .. }) { Mode::PER_TASK } else { Mode::PER_CPU };
+            let mode = if matches!(op, CidOp::CpusToTasks { .. }) {
+                Mode::PER_TASK
+            } else {
+                Mode::PER_CPU
+            };
             complete(p, s, walker, m, mode)
         }
     }
@@ -848,7 +993,10 @@ fn complete(p: &Params, s: &mut State, walker: TaskId, m: MmId, mode: Mode) {
     let op = s.task(walker).cid_op.unwrap();
     cid::complete_transit(&mut s.mms[m as usize].cid, mode, &p.sw);
     s.task_mut(walker).cid_op = match op {
-        CidOp::CpusToTasks { then: AfterCpusToTasks::ForkGetCid(child), .. } => Some(CidOp::ForkGetCid { t: child }),
+        CidOp::CpusToTasks {
+            then: AfterCpusToTasks::ForkGetCid(child),
+            ..
+        } => Some(CidOp::ForkGetCid { t: child }),
         _ => None,
     };
     if s.task(walker).cid_op.is_none() {
@@ -862,7 +1010,11 @@ fn complete(p: &Params, s: &mut State, walker: TaskId, m: MmId, mode: Mode) {
 /// child; the work function's kworker goes idle.
 fn sub_op_done(s: &mut State, task: TaskId) {
     match s.task(task).op {
-        Op::Fork { child, at: ForkAt::Cleanup, .. } => {
+        Op::Fork {
+            child,
+            at: ForkAt::Cleanup,
+            ..
+        } => {
             let c = s.task_mut(child);
             c.sched = Sched::Dead;
             c.mm = None;

@@ -60,7 +60,11 @@ fn key(t: &Task) -> Task {
 fn rename_task(t: &Task, r: &dyn Fn(TaskId) -> TaskId) -> Task {
     let mut t = *t;
     t.op = match t.op {
-        Op::Fork { child, vfork, at } => Op::Fork { child: r(child), vfork, at },
+        Op::Fork { child, vfork, at } => Op::Fork {
+            child: r(child),
+            vfork,
+            at,
+        },
         Op::VforkWait { child } => Op::VforkWait { child: r(child) },
         o => o,
     };
@@ -70,9 +74,13 @@ fn rename_task(t: &Task, r: &dyn Fn(TaskId) -> TaskId) -> Task {
         CidOp::ForkGetCid { t } => CidOp::ForkGetCid { t: r(t) },
         CidOp::ForkSpinMutex { t } => CidOp::ForkSpinMutex { t: r(t) },
         CidOp::Exit { t } => CidOp::Exit { t: r(t) },
-        CidOp::CpusToTasks { cpu, then: AfterCpusToTasks::ForkGetCid(t) } => {
-            CidOp::CpusToTasks { cpu, then: AfterCpusToTasks::ForkGetCid(r(t)) }
-        }
+        CidOp::CpusToTasks {
+            cpu,
+            then: AfterCpusToTasks::ForkGetCid(t),
+        } => CidOp::CpusToTasks {
+            cpu,
+            then: AfterCpusToTasks::ForkGetCid(r(t)),
+        },
         c => c,
     });
     t.vfork_parent = t.vfork_parent.map(r);

@@ -41,9 +41,11 @@ fn cn(c: CpuId) -> String {
 /// The name of `step` taken in `s`.
 pub fn name(p: &Params, s: &State, step: Step) -> StepName {
     let (actor, function, arg): (String, &str, Option<String>) = match step {
-        Step::Switch { cpu, next } => {
-            (cn(cpu), "schedule", Some(next.map_or_else(|| "idle".to_string(), tn)))
-        }
+        Step::Switch { cpu, next } => (
+            cn(cpu),
+            "schedule",
+            Some(next.map_or_else(|| "idle".to_string(), tn)),
+        ),
         Step::SchedinRetry { cpu } => (cn(cpu), "get_cid_retry", None),
         Step::Migrate { task, to } => (cn(to), "migrate", Some(tn(task))),
         Step::IrqWork { cpu } => (cn(cpu), "mm_cid_irq_work", None),
@@ -67,21 +69,25 @@ pub fn name(p: &Params, s: &State, step: Step) -> StepName {
                 Some(CidOp::Fork { t }) => ("sched_mm_cid_fork", Some(tn(t))),
                 Some(CidOp::ForkGetCid { t }) => ("get_cid", Some(tn(t))),
                 Some(CidOp::Exit { t: who }) => {
-                    let f = if matches!(t.op, Op::Exec { .. }) { "sched_mm_cid_before_execve" } else { "sched_mm_cid_exit" };
+                    let f = if matches!(t.op, Op::Exec { .. }) {
+                        "sched_mm_cid_before_execve"
+                    } else {
+                        "sched_mm_cid_exit"
+                    };
                     (f, Some(tn(who)))
                 }
                 Some(CidOp::LastUserSync) => ("irq_work_sync", None),
                 Some(CidOp::Work) => ("mm_cid_work_fn", None),
-                Some(CidOp::TasksToCpus { .. } | CidOp::TasksToCpusBudgeted { .. } | CidOp::CpusToTasks { .. }) => {
-                    match next_visit(p, s, task) {
-                        Visit::Task(v) if matches!(t.cid_op, Some(CidOp::TasksToCpusBudgeted { .. })) => {
-                            ("fixup_one", Some(tn(v)))
-                        }
-                        Visit::Task(v) => ("fixup_tasks_to_cpus", Some(tn(v))),
-                        Visit::Cpu(c) => ("fixup_cpus_to_tasks", Some(cn(c))),
-                        Visit::Complete => ("complete_transit", None),
+                Some(
+                    CidOp::TasksToCpus { .. } | CidOp::TasksToCpusBudgeted { .. } | CidOp::CpusToTasks { .. },
+                ) => match next_visit(p, s, task) {
+                    Visit::Task(v) if matches!(t.cid_op, Some(CidOp::TasksToCpusBudgeted { .. })) => {
+                        ("fixup_one", Some(tn(v)))
                     }
-                }
+                    Visit::Task(v) => ("fixup_tasks_to_cpus", Some(tn(v))),
+                    Visit::Cpu(c) => ("fixup_cpus_to_tasks", Some(cn(c))),
+                    Visit::Complete => ("complete_transit", None),
+                },
                 Some(CidOp::ForkSpinLocked { .. } | CidOp::ForkSpinMutex { .. }) => ("get_cid_retry", None),
                 None => match t.op {
                     Op::Fork { child, at, .. } => match at {
@@ -107,7 +113,11 @@ pub fn name(p: &Params, s: &State, step: Step) -> StepName {
             (tn(task), f, a)
         }
     };
-    StepName { actor, function: function.to_string(), arg }
+    StepName {
+        actor,
+        function: function.to_string(),
+        arg,
+    }
 }
 
 /// The CPU a step runs on (its column).
@@ -139,7 +149,11 @@ pub fn effects(before: &State, after: &State) -> Vec<String> {
             continue;
         };
         let (x, y) = (&ma.cid, &mb.cid);
-        let pre = if after.mms.len() > 1 { format!("mm{m} ") } else { String::new() };
+        let pre = if after.mms.len() > 1 {
+            format!("mm{m} ")
+        } else {
+            String::new()
+        };
         if x.mode != y.mode {
             out.push(format!("{pre}mode {} -> {}", x.mode, y.mode));
         }
@@ -175,7 +189,10 @@ pub fn effects(before: &State, after: &State) -> Vec<String> {
                     out.push(format!("T{i}.cid {} -> {}", ta.cid.cid, tb.cid.cid));
                 }
                 if ta.cid.active != tb.cid.active {
-                    out.push(format!("T{i} {}", if tb.cid.active { "active" } else { "inactive" }));
+                    out.push(format!(
+                        "T{i} {}",
+                        if tb.cid.active { "active" } else { "inactive" }
+                    ));
                 }
                 if ta.sched != tb.sched && !matches!(tb.sched, Sched::Running) {
                     let what = match tb.sched {
@@ -186,8 +203,8 @@ pub fn effects(before: &State, after: &State) -> Vec<String> {
                     };
                     out.push(format!("T{i} {what} on CPU{}", tb.cpu));
                 }
-                if ta.mm != tb.mm && tb.mm.is_some() {
-                    out.push(format!("T{i} mm -> mm{}", tb.mm.unwrap()));
+                if let (true, Some(m)) = (ta.mm != tb.mm, tb.mm) {
+                    out.push(format!("T{i} mm -> mm{m}"));
                 }
             }
         }
@@ -215,8 +232,16 @@ pub fn state_line(s: &State) -> String {
     }
     for c in 0..s.np() {
         let curr = s.curr(c).map_or_else(|| "-".to_string(), tn);
-        let spin = if s.cpus[c as usize].spin.is_some() { " SPIN" } else { "" };
-        let slot = s.mms.first().map(|m| m.cid.slot(c).to_string()).unwrap_or_default();
+        let spin = if s.cpus[c as usize].spin.is_some() {
+            " SPIN"
+        } else {
+            ""
+        };
+        let slot = s
+            .mms
+            .first()
+            .map(|m| m.cid.slot(c).to_string())
+            .unwrap_or_default();
         let _ = write!(out, "CPU{c} {curr} [{slot}]{spin}  ");
     }
     out.push_str("| ");
@@ -260,7 +285,7 @@ pub struct TraceStep {
 
 /// Replays `steps` from `init` and describes each.
 pub fn describe(p: &Params, init: &State, steps: &[Step]) -> Vec<TraceStep> {
-    let mut s = init.clone();
+    let mut s = *init;
     let mut out = Vec::new();
     for (i, &step) in steps.iter().enumerate() {
         let n = name(p, &s, step);
@@ -284,7 +309,13 @@ pub fn describe(p: &Params, init: &State, steps: &[Step]) -> Vec<TraceStep> {
 
 /// Renders described steps as CPU columns. `cycle_start`: index of the first step of a live lock's
 /// cycle (a `--- cycle ---` rule is drawn before it and `back to step k` after the last).
-pub fn render_columns(np: u8, init: &State, steps: &[TraceStep], cycle_start: Option<usize>, with_state: bool) -> String {
+pub fn render_columns(
+    np: u8,
+    init: &State,
+    steps: &[TraceStep],
+    cycle_start: Option<usize>,
+    with_state: bool,
+) -> String {
     const W: usize = 30;
     let mut out = String::new();
     let _ = write!(out, "step ");
@@ -344,13 +375,26 @@ pub fn state_report(s: &State) -> String {
             c.bitmap,
             c.np,
             c.user_list,
-            if c.faults == Default::default() { String::new() } else { format!(", faults {:?}", c.faults) }
+            if c.faults == Default::default() {
+                String::new()
+            } else {
+                format!(", faults {:?}", c.faults)
+            }
         );
         for cpu in 0..s.np() {
             let curr = s.curr(cpu).map_or_else(|| "idle".to_string(), tn);
-            let spin = if s.cpus[cpu as usize].spin.is_some() { ", SPINNING in get_cid with its rq lock held" } else { "" };
+            let spin = if s.cpus[cpu as usize].spin.is_some() {
+                ", SPINNING in get_cid with its rq lock held"
+            } else {
+                ""
+            };
             let rq: Vec<String> = s.runqueue(cpu).map(tn).collect();
-            let _ = writeln!(out, "  CPU{cpu}: curr {curr}, slot {}, rq [{}]{spin}", c.slot(cpu), rq.join(" "));
+            let _ = writeln!(
+                out,
+                "  CPU{cpu}: curr {curr}, slot {}, rq [{}]{spin}",
+                c.slot(cpu),
+                rq.join(" ")
+            );
         }
     }
     for (i, t) in s.tasks.iter().enumerate() {
@@ -358,7 +402,11 @@ pub fn state_report(s: &State) -> String {
             continue;
         }
         let mm = t.mm.map_or_else(|| "-".to_string(), |m| format!("mm{m}"));
-        let vis = if s.published(i as TaskId) { "visible" } else { "NOT visible" };
+        let vis = if s.published(i as TaskId) {
+            "visible"
+        } else {
+            "NOT visible"
+        };
         let _ = writeln!(
             out,
             "  T{i}: {:?} on CPU{}, {mm}, cid {}, active {}, {vis}, in {:?}{}",
@@ -381,8 +429,16 @@ pub fn bit_owners(s: &State, m: MmId) -> Vec<String> {
         let mut owners = Vec::new();
         for (i, t) in s.tasks.iter().enumerate() {
             if t.mm == Some(m) && t.cid.cid.index() == b && !t.cid.cid.is_unset() && !t.cid.cid.on_cpu() {
-                let kind = if t.cid.cid.in_transit() { "TRANSIT" } else { "plain" };
-                let vis = if s.published(i as TaskId) { "" } else { ", not visible" };
+                let kind = if t.cid.cid.in_transit() {
+                    "TRANSIT"
+                } else {
+                    "plain"
+                };
+                let vis = if s.published(i as TaskId) {
+                    ""
+                } else {
+                    ", not visible"
+                };
                 owners.push(format!("T{i} ({kind}{vis})"));
             }
         }

@@ -14,7 +14,7 @@ fn replay(text: &str) -> (KernelModel, State, Vec<(&'static str, usize)>) {
     let sc = Scenario::parse(text).unwrap();
     let model = KernelModel::new(sc.config(None)).unwrap();
     let (steps, last) = scenario::run(&model.params, model.initial_state(), &sc).unwrap();
-    let mut s = model.initial_state().clone();
+    let mut s = *model.initial_state();
     let mut first: Vec<(&'static str, usize)> = Vec::new();
     let mut fired = Vec::new();
     for (i, st) in steps.iter().enumerate() {
@@ -46,21 +46,47 @@ fn f2_failed_execve_revives_a_dead_mm_with_a_leaked_bit_and_stalls_the_next_fork
     let (model, s, fired) = replay(include_str!("scenarios/execve-fail-revives-dead-mm.scenario"));
     assert_eq!(fired, vec![("I4", 13), ("I7", 13)]);
     assert_eq!(s.mm(0).mode, Mode::TO_TASK);
-    assert_eq!(trace::bit_owners(&s, 0), vec!["bit 0: nobody (leaked)", "bit 1: T2 (plain)"]);
+    assert_eq!(
+        trace::bit_owners(&s, 0),
+        vec!["bit 0: nobody (leaked)", "bit 1: T2 (plain)"]
+    );
     let mut spinning = Vec::new();
     model.spinning(&s, &mut spinning);
     assert_eq!(spinning, vec![0]);
-    assert_eq!(continuation_stalls(&model.config, &s, 1_000_000).unwrap(), vec![0]);
+    assert_eq!(
+        continuation_stalls(&model.config, &s, 1_000_000).unwrap(),
+        vec![0]
+    );
 }
 
 #[test]
 fn f1_is_found_by_the_checker_from_the_design_alone() {
     // The smallest configuration: one failing execve in a per-CPU-mode process.
-    let cfg = Config::new("7.0", 2, 3, Budgets { exec_fails: 1, ..Budgets::default() });
+    let cfg = Config::new(
+        "7.0",
+        2,
+        3,
+        Budgets {
+            exec_fails: 1,
+            ..Budgets::default()
+        },
+    );
     let model = KernelModel::new(cfg).unwrap();
-    let r = check(&model, &Options { symmetry: true, ..Options::default() }, &mut NoObserver).unwrap();
+    let r = check(
+        &model,
+        &Options {
+            symmetry: true,
+            ..Options::default()
+        },
+        &mut NoObserver,
+    )
+    .unwrap();
     let i2 = index("I2").unwrap();
-    let f = r.findings.iter().find(|f| f.property == Some(i2)).expect("I2 found");
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.property == Some(i2))
+        .expect("I2 found");
     assert_eq!(f.kind, FindingKind::Invariant);
     assert_eq!(f.depth, 6);
     let others: Vec<_> = r

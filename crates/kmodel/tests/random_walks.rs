@@ -23,85 +23,124 @@ struct Stats {
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (2u8..=4, 1u8..=4, 0u8..=2, 0u8..=1, 0u8..=1, 0u8..=2, 0u8..=1, 0u8..=1, 0u8..=1, 0u8..=2).prop_map(
-        |(cpus, threads, forks, vforks, fork_fails, exits, execs, exec_fails, affinity, allowed_less)| {
-            let allowed = if affinity > 0 { Some(cpus.saturating_sub(allowed_less).max(1)) } else { None };
-            Config {
-                design: "7.0".into(),
-                cpus,
-                threads,
-                allowed,
-                budgets: Budgets { forks, vforks, fork_fails, exits, execs, exec_fails, affinity },
-            }
-        },
+    (
+        2u8..=4,
+        1u8..=4,
+        0u8..=2,
+        0u8..=1,
+        0u8..=1,
+        0u8..=2,
+        0u8..=1,
+        0u8..=1,
+        0u8..=1,
+        0u8..=2,
     )
+        .prop_map(
+            |(cpus, threads, forks, vforks, fork_fails, exits, execs, exec_fails, affinity, allowed_less)| {
+                let allowed = if affinity > 0 {
+                    Some(cpus.saturating_sub(allowed_less).max(1))
+                } else {
+                    None
+                };
+                Config {
+                    design: "7.0".into(),
+                    cpus,
+                    threads,
+                    allowed,
+                    budgets: Budgets {
+                        forks,
+                        vforks,
+                        fork_fails,
+                        exits,
+                        execs,
+                        exec_fails,
+                        affinity,
+                    },
+                }
+            },
+        )
 }
 
 #[test]
 fn random_walks_keep_every_invariant_on_7_0() {
     let stats = Mutex::new(Stats::default());
-    let mut runner = TestRunner::new(PtConfig { cases: 400, ..PtConfig::default() });
+    let mut runner = TestRunner::new(PtConfig {
+        cases: 400,
+        ..PtConfig::default()
+    });
     runner
-        .run(&(config(), prop::collection::vec(any::<u16>(), 1..120)), |(cfg, choices)| {
-            let model = KernelModel::new(cfg.clone()).map_err(TestCaseError::fail)?;
-            let mut s = model.initial_state().clone();
-            let mut steps: Vec<Step> = Vec::new();
-            let mut en = Vec::new();
-            let mut fired = Vec::new();
-            let mut exec_failed = false;
-            let mut st = stats.lock().unwrap();
-            st.walks += 1;
-            for c in choices {
-                en.clear();
-                model.actions(&s, &mut en);
-                if en.is_empty() {
-                    break;
-                }
-                let step = en[c as usize % en.len()];
-                exec_failed |= matches!(step, Step::Start { op: StartOp::ExecFail, .. });
-                s = model.next_state(&s, &step);
-                steps.push(step);
-                st.steps += 1;
-                fired.clear();
-                model.check(&s, &mut fired);
-                for &p in &fired {
-                    let name = PROPERTIES[p].name;
-                    if name.starts_with('R') {
-                        continue;
+        .run(
+            &(config(), prop::collection::vec(any::<u16>(), 1..120)),
+            |(cfg, choices)| {
+                let model = KernelModel::new(cfg.clone()).map_err(TestCaseError::fail)?;
+                let mut s = *model.initial_state();
+                let mut steps: Vec<Step> = Vec::new();
+                let mut en = Vec::new();
+                let mut fired = Vec::new();
+                let mut exec_failed = false;
+                let mut st = stats.lock().unwrap();
+                st.walks += 1;
+                for c in choices {
+                    en.clear();
+                    model.actions(&s, &mut en);
+                    if en.is_empty() {
+                        break;
                     }
-                    match st.fired.iter_mut().find(|(n, _)| n == name) {
-                        Some((_, k)) => *k += 1,
-                        None => {
-                            st.fired.push((name.to_string(), 1));
-                            let cols = trace::render_columns(
+                    let step = en[c as usize % en.len()];
+                    exec_failed |= matches!(
+                        step,
+                        Step::Start {
+                            op: StartOp::ExecFail,
+                            ..
+                        }
+                    );
+                    s = model.next_state(&s, &step);
+                    steps.push(step);
+                    st.steps += 1;
+                    fired.clear();
+                    model.check(&s, &mut fired);
+                    for &p in &fired {
+                        let name = PROPERTIES[p].name;
+                        if name.starts_with('R') {
+                            continue;
+                        }
+                        match st.fired.iter_mut().find(|(n, _)| n == name) {
+                            Some((_, k)) => *k += 1,
+                            None => {
+                                st.fired.push((name.to_string(), 1));
+                                let cols = trace::render_columns(
+                                    cfg.cpus,
+                                    model.initial_state(),
+                                    &trace::describe(&model.params, model.initial_state(), &steps),
+                                    None,
+                                    false,
+                                );
+                                st.example.push((name.to_string(), cols));
+                            }
+                        }
+                        let known = exec_failed && ["I2", "I4", "I7", "I6", "D1"].contains(&name);
+                        prop_assert!(
+                            known,
+                            "{name} fired on 7.0 without a failing execve before it, config {cfg:?}\n{}",
+                            trace::render_columns(
                                 cfg.cpus,
                                 model.initial_state(),
                                 &trace::describe(&model.params, model.initial_state(), &steps),
                                 None,
-                                false,
-                            );
-                            st.example.push((name.to_string(), cols));
-                        }
+                                true
+                            )
+                        );
                     }
-                    let known = exec_failed && ["I2", "I4", "I7", "I6", "D1"].contains(&name);
-                    prop_assert!(
-                        known,
-                        "{name} fired on 7.0 without a failing execve before it, config {cfg:?}\n{}",
-                        trace::render_columns(
-                            cfg.cpus,
-                            model.initial_state(),
-                            &trace::describe(&model.params, model.initial_state(), &steps),
-                            None,
-                            true
-                        )
-                    );
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .unwrap();
     let st = stats.into_inner().unwrap();
-    println!("random walks: {} walks, {} steps; invariants fired (all after a failing execve): {:?}", st.walks, st.steps, st.fired);
+    println!(
+        "random walks: {} walks, {} steps; invariants fired (all after a failing execve): {:?}",
+        st.walks, st.steps, st.fired
+    );
     for (name, cols) in &st.example {
         println!("first {name} seen:\n{cols}");
     }

@@ -13,7 +13,10 @@ fn run(text: &str) -> Result<(), String> {
 #[test]
 fn unknown_step_names_the_line_and_what_is_enabled() {
     let e = run("cpus 2\nthreads 1\nbudget forks=1\nT0 frobnicate\n").unwrap_err();
-    assert!(e.starts_with("line 4: `T0 frobnicate` is not enabled here; enabled: "), "{e}");
+    assert!(
+        e.starts_with("line 4: `T0 frobnicate` is not enabled here; enabled: "),
+        "{e}"
+    );
     assert!(e.contains("T0 clone"), "{e}");
 }
 
@@ -33,7 +36,10 @@ fn malformed_lines() {
         ("cpus 2\nthreads 1\nhello\n", "line 3: unknown line"),
         ("cpus 2\nthreads 1\nTx clone\n", "line 3: bad actor"),
         ("threads 1\n", "missing `cpus N` line"),
-        ("cpus 2\nthreads 1\nCPU0 until schedule\n", "line 3: `until` is for tasks"),
+        (
+            "cpus 2\nthreads 1\nCPU0 until schedule\n",
+            "line 3: `until` is for tasks",
+        ),
         ("cpus 9\nthreads 1\n", "--cpus must be 1..=8"),
         ("design 5.0\ncpus 2\nthreads 1\n", "unknown design \"5.0\""),
     ] {
@@ -45,7 +51,10 @@ fn malformed_lines() {
 #[test]
 fn ambiguous_step_asks_which() {
     let e = run("cpus 2\nthreads 3\nCPU0 schedule\n").unwrap_err();
-    assert!(e.contains("ambiguous") && e.contains("CPU0 schedule idle") && e.contains("CPU0 schedule T2"), "{e}");
+    assert!(
+        e.contains("ambiguous") && e.contains("CPU0 schedule idle") && e.contains("CPU0 schedule T2"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -26,7 +26,14 @@ fn seed_under_6_19_1_ends_in_a_stall_on_cpu2() {
     assert_eq!(spinning, vec![2]);
     assert_eq!(s.curr(2), Some(0));
     // Every bit is set: 0 by CPU0, 1 by T1 (TRANSIT), 2 by the invisible T2.
-    assert_eq!(trace::bit_owners(&s, 0), vec!["bit 0: CPU0 (ONCPU)", "bit 1: T1 (TRANSIT)", "bit 2: T2 (plain, not visible)"]);
+    assert_eq!(
+        trace::bit_owners(&s, 0),
+        vec![
+            "bit 0: CPU0 (ONCPU)",
+            "bit 1: T1 (TRANSIT)",
+            "bit 2: T2 (plain, not visible)"
+        ]
+    );
     assert!(!s.published(2));
     assert_eq!(s.task(2).cid.cid, Cid::new(2));
     assert_eq!(s.task(2).sched, Sched::New);
@@ -49,8 +56,14 @@ fn seed_under_7_0_completes_with_the_expected_cids() {
     assert_eq!(s.mm(0).slot(2), Cid::new(2).add_cpu());
     let mut fired = Vec::new();
     model.check(&s, &mut fired);
-    let names: Vec<_> = fired.iter().map(|&i| mmcid_kmodel::invariants::PROPERTIES[i].name).collect();
-    assert!(names.iter().all(|n| n.starts_with('R')), "invariants fired under 7.0: {names:?}");
+    let names: Vec<_> = fired
+        .iter()
+        .map(|&i| mmcid_kmodel::invariants::PROPERTIES[i].name)
+        .collect();
+    assert!(
+        names.iter().all(|n| n.starts_with('R')),
+        "invariants fired under 7.0: {names:?}"
+    );
 }
 
 #[test]
@@ -58,9 +71,15 @@ fn the_6_19_1_walk_counts_t0_twice_and_never_sees_t2() {
     let sc = Scenario::parse(SEED).unwrap();
     let model = KernelModel::new(sc.config(Some("6.19.1"))).unwrap();
     let (steps, _) = scenario::run(&model.params, model.initial_state(), &sc).unwrap();
-    let lines: Vec<String> =
-        trace::describe(&model.params, model.initial_state(), &steps).into_iter().map(|s| s.line).collect();
-    let walk: Vec<&str> = lines.iter().map(String::as_str).filter(|l| l.starts_with("T1 fixup")).collect();
+    let lines: Vec<String> = trace::describe(&model.params, model.initial_state(), &steps)
+        .into_iter()
+        .map(|s| s.line)
+        .collect();
+    let walk: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with("T1 fixup"))
+        .collect();
     assert_eq!(walk, vec!["T1 fixup_one T0", "T1 fixup_one T0"]);
     assert!(lines.contains(&"T0 sched_mm_cid_fork T2".to_string()));
 }

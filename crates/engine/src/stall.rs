@@ -1,0 +1,80 @@
+//! On-the-fly stall detection: decide, for each newly discovered state in which an agent spins,
+//! whether any continuation releases it — without keeping the whole graph.
+//!
+//! A state `s` is a stall for agent `a` when `a` spins in `s` and in every state reachable from
+//! `s` (the same definition as [`crate::liveness`]). The main breadth-first search meets states
+//! in order of depth, so the first stall it confirms for an agent is a shortest one. To confirm,
+//! a sub-search explores the states reachable from `s` breadth first and stops as soon as every
+//! agent spinning in `s` has been seen not spinning (released); a transient spin is usually
+//! released within a few steps, so the sub-searches are short except at real stalls, whose
+//! continuations are small because the system is stuck. A sub-search that exceeds its state
+//! limit leaves the question undecided (counted in the report), never answered by a guess.
+//!
+//! This finds stalls only; live locks (cycles on which an agent spins although it could escape)
+//! need the whole graph ([`crate::Options::liveness`]).
+
+use std::collections::{HashSet, VecDeque};
+
+use crate::fingerprint::fingerprint;
+use crate::model::{Agent, Model};
+
+/// What a sub-search decided for each agent spinning at its root.
+pub(crate) struct Decision {
+    /// Agents that spin in every reachable state.
+    pub stalled: Vec<Agent>,
+    /// True if the state limit cut the sub-search before every agent was released.
+    pub undecided: bool,
+}
+
+/// Explores from `root`, where `agents` spin, until each of them is seen not spinning.
+pub(crate) fn decide<M: Model>(
+    model: &M,
+    root: &M::State,
+    agents: &[Agent],
+    symmetry: bool,
+    limit: u64,
+) -> Decision {
+    let fp = |s: &M::State| {
+        if symmetry {
+            fingerprint(&model.representative(s))
+        } else {
+            fingerprint(s)
+        }
+    };
+    let mut pending: Vec<Agent> = agents.to_vec();
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut queue = VecDeque::new();
+    seen.insert(fp(root));
+    queue.push_back(root.clone());
+    let mut actions = Vec::new();
+    let mut spinning = Vec::new();
+    while let Some(s) = queue.pop_front() {
+        spinning.clear();
+        model.spinning(&s, &mut spinning);
+        pending.retain(|a| spinning.contains(a));
+        if pending.is_empty() {
+            return Decision {
+                stalled: vec![],
+                undecided: false,
+            };
+        }
+        actions.clear();
+        model.actions(&s, &mut actions);
+        for a in &actions {
+            let n = model.next_state(&s, a);
+            if seen.insert(fp(&n)) {
+                if seen.len() as u64 > limit {
+                    return Decision {
+                        stalled: vec![],
+                        undecided: true,
+                    };
+                }
+                queue.push_back(n);
+            }
+        }
+    }
+    Decision {
+        stalled: pending,
+        undecided: false,
+    }
+}
