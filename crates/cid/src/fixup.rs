@@ -58,14 +58,12 @@ pub fn fixup_cpus_to_tasks_visit(mm: &mut MmCid, cpu: CpuId, curr: Option<&mut T
             // Nobody of this mm runs here: free it.
             drop_on_cpu(mm, cpu, sw)
         }
-        Some(curr) => {
-            // A running user without a CPU-owned slot: make sure its CID is temporary too.
-            if !curr.cid.in_transit() {
-                curr.cid = curr.cid.add_transit();
-                mm.set_slot(cpu, curr.cid);
-            }
+        // A running user without a CPU-owned slot: make sure its CID is temporary too.
+        Some(curr) if !curr.cid.in_transit() => {
+            curr.cid = curr.cid.add_transit();
+            mm.set_slot(cpu, curr.cid);
         }
-        None => {}
+        Some(_) | None => {}
     }
 }
 

@@ -54,6 +54,7 @@ pub mod cid;
 pub mod fixup;
 pub mod fork_exit;
 pub mod helpers;
+pub mod legacy;
 pub mod mm;
 pub mod mode;
 pub mod pool;
