@@ -1,0 +1,163 @@
+//! The `mmcid` binary end to end: exit codes, JSON, errors, save-trace and replay.
+
+use std::process::Command;
+
+fn mmcid(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mmcid"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn default_check_holds_and_exits_0() {
+    let (code, out, _) = mmcid(&["check", "-q"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("design 7.0"));
+    assert!(out.contains("HOLDS") && out.contains("Summary"));
+    assert!(!out.contains("VIOLATED"));
+}
+
+#[test]
+fn json_of_a_violation_has_the_documented_fields_and_exit_1() {
+    let (code, out, _) = mmcid(&[
+        "check",
+        "--json",
+        "--design",
+        "6.19.1",
+        "--cpus",
+        "2",
+        "--threads",
+        "2",
+        "--forks",
+        "1",
+        "--exits",
+        "0",
+    ]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    for k in [
+        "format_version",
+        "design",
+        "config",
+        "states",
+        "transitions",
+        "unique_states",
+        "seconds",
+        "violations",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    let viol = &v["violations"][0];
+    assert_eq!(viol["property"], "I8v");
+    assert_eq!(viol["kind"], "invariant");
+    assert_eq!(viol["depth"], 3);
+    let steps = viol["trace"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[2]["fn"], "sched_mm_cid_fork");
+    assert!(steps[0].get("cpu").is_some() && steps[0].get("effect").is_some());
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_clear_message() {
+    let (code, _, err) = mmcid(&["check", "--design", "5.0"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown design \"5.0\"") && err.contains("7.0"),
+        "{err}"
+    );
+    let (code, _, err) = mmcid(&["check", "--cpus", "9"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--cpus must be 1..=8"), "{err}");
+    let (code, _, _) = mmcid(&["check", "--bogus"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn save_trace_then_replay_reaches_the_same_violation() {
+    let dir = std::env::temp_dir().join(format!("mmcid-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("seed.trace");
+    let f = file.to_str().unwrap();
+    let (code, out, _) = mmcid(&[
+        "check",
+        "-q",
+        "--design",
+        "6.19.1",
+        "--cpus",
+        "3",
+        "--threads",
+        "2",
+        "--forks",
+        "2",
+        "--exits",
+        "0",
+        "--liveness",
+        "stalls",
+        "--max-depth",
+        "13",
+        "--save-trace",
+        f,
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains(&format!("replay: mmcid replay {f}")), "{out}");
+    let (code, out, _) = mmcid(&["replay", "--json", f]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let fired: Vec<&str> = v["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["property"].as_str().unwrap())
+        .collect();
+    assert!(fired.contains(&"I8v"), "{fired:?}");
+    // the same scenario under 7.0: the user-level steps differ, so the design-specific file stops
+    // with a clear error naming the line
+    let (code, _, err) = mmcid(&["replay", "--design", "7.0", f]);
+    assert_eq!(code, 2);
+    assert!(err.contains("line "), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn replay_of_the_seed_scenario_stalls_under_6_19_1_and_completes_under_7_0() {
+    let seed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../kmodel/tests/scenarios/seed.scenario"
+    );
+    let (code, out, _) = mmcid(&["replay", seed]);
+    assert_eq!(code, 1);
+    assert!(out.contains("outcome: STALL: CPU2"), "{out}");
+    let (code, out, _) = mmcid(&["replay", "--design", "7.0", "--no-state", seed]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("outcome: completed"));
+}
+
+#[test]
+fn replay_of_a_bad_file_names_the_line() {
+    let dir = std::env::temp_dir().join(format!("mmcid-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.scenario");
+    std::fs::write(&file, "cpus 2\nthreads 1\nT0 exit\n").unwrap();
+    let (code, _, err) = mmcid(&["replay", file.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("line 3: `T0 exit` is not enabled here"), "{err}");
+    let (code, _, err) = mmcid(&["replay", "/nonexistent/x"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn designs_lists_every_design() {
+    let (code, out, _) = mmcid(&["designs"]);
+    assert_eq!(code, 0);
+    for d in ["7.0", "6.19.1", "6.19", "6.19-rc7"] {
+        assert!(out.lines().any(|l| l.starts_with(d)), "{d} missing:\n{out}");
+    }
+}
