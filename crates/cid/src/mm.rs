@@ -205,10 +205,13 @@ impl MmCid {
         Some(Cid::new(c))
     }
 
-    /// `drop(mm, c)`: `clear_bit(c)` with no range check (spec 3). A clear of a free bit or of an
-    /// index outside the bitmap is recorded in [`MmCid::faults`].
+    /// `drop(mm, c)`: `clear_bit(c)` with no range check (spec 3), `c` taken as the raw word as the
+    /// kernel does. A clear of a free bit or of an index outside the bitmap is recorded in
+    /// [`MmCid::faults`].
     pub fn drop_cid(&mut self, c: Cid) {
-        let i = c.index();
+        // `clear_bit(cid, bitmap)` takes the stored word as the index: a TRANSIT or UNSET value
+        // (6.19's unguarded `drop_on_cpu` of a mirrored slot) names a bit far outside the bitmap.
+        let i = c.raw();
         match self.bitmap.clear(i, self.np as u32) {
             Cleared::Cleared => {}
             Cleared::WasClear => {

@@ -5,6 +5,7 @@ mod bench_percid;
 mod check;
 mod designs;
 mod exit;
+mod matrix;
 mod observe;
 mod oracle;
 mod progress;
@@ -31,6 +32,8 @@ enum Cmd {
     Replay(replay::Args),
     /// List the designs.
     Designs(designs::Args),
+    /// Check every design over a grid of small configurations.
+    Matrix(matrix::Args),
     /// Observe the running kernel's mm_cid through rseq.
     Observe(observe::Args),
     /// Benchmark PerCidCounter against other per-thread/per-CPU counters.
@@ -43,6 +46,7 @@ fn main() {
         Cmd::Check(a) => check::run(a),
         Cmd::Replay(a) => replay::run(a),
         Cmd::Designs(a) => designs::run(a),
+        Cmd::Matrix(a) => matrix::run(a),
         Cmd::Observe(a) => observe::run(a),
         Cmd::BenchPercid(a) => bench_percid::run(a),
     };

@@ -3,6 +3,7 @@ pub mod checker;
 pub mod config;
 pub mod fixed;
 pub mod init;
+pub mod matrix;
 pub mod invariants;
 pub mod model;
 pub mod scenario;

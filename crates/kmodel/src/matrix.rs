@@ -1,0 +1,181 @@
+//! `mmcid matrix`: every design over a grid of small configurations, one verdict per property.
+//!
+//! Each cell runs the checker with on-the-fly stall detection (memory stays small) and a cap on
+//! the number of states; a capped run still reports every violation it met (BFS: shortest first),
+//! but cannot claim that a property holds, so it is marked `incomplete`.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::checker::{self, CheckOptions, Liveness};
+use crate::config::{Budgets, Config, DESIGNS};
+use crate::invariants::PROPERTIES;
+
+/// One configuration of the grid.
+#[derive(Clone, Debug, Serialize)]
+pub struct GridConfig {
+    /// A short name (`c3t2f2`).
+    pub name: String,
+    /// What it exercises.
+    pub about: &'static str,
+    /// CPUs.
+    pub cpus: u8,
+    /// Initial threads.
+    pub threads: u8,
+    /// Initially allowed CPUs.
+    pub allowed: Option<u8>,
+    /// Budgets.
+    pub budgets: Budgets,
+}
+
+fn g(about: &'static str, cpus: u8, threads: u8, allowed: Option<u8>, b: Budgets) -> GridConfig {
+    let mut name = format!("c{cpus}t{threads}");
+    if let Some(a) = allowed {
+        name.push_str(&format!("a{a}"));
+    }
+    for (k, v) in [
+        ("f", b.forks),
+        ("v", b.vforks),
+        ("ff", b.fork_fails),
+        ("x", b.exits),
+        ("e", b.execs),
+        ("ef", b.exec_fails),
+        ("s", b.affinity),
+    ] {
+        if v > 0 {
+            name.push_str(&format!("{k}{v}"));
+        }
+    }
+    GridConfig { name, about, cpus, threads, allowed, budgets: b }
+}
+
+/// The default grid: 2–4 CPUs, a few thread counts and operation mixes.
+pub fn default_grid() -> Vec<GridConfig> {
+    let b = Budgets::default();
+    vec![
+        g("a fork and an exit", 2, 2, None, Budgets { forks: 1, exits: 1, ..b }),
+        g("per-CPU mode with exits", 2, 3, None, Budgets { forks: 1, exits: 2, ..b }),
+        g("the seed: two concurrent forks crossing max_cids", 3, 2, None, Budgets { forks: 2, ..b }),
+        g("vfork + execve", 2, 2, None, Budgets { vforks: 1, execs: 1, exits: 1, ..b }),
+        g("a failing fork", 2, 2, None, Budgets { forks: 1, fork_fails: 1, ..b }),
+        g("a failing execve in per-CPU mode", 2, 3, None, Budgets { forks: 1, exits: 2, exec_fails: 1, ..b }),
+        g("affinity growth", 3, 2, Some(1), Budgets { forks: 1, exits: 1, affinity: 1, ..b }),
+        g("switch back to per-task (4 CPUs, 2 allowed)", 4, 3, Some(2), Budgets { forks: 1, exits: 2, ..b }),
+    ]
+}
+
+/// The verdict of one property in one design, over the whole grid.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    /// `holds` (every config complete, never violated), `violated`, `incomplete` (not violated,
+    /// some config capped), `reached` / `not_reached` (for R properties).
+    pub status: &'static str,
+    /// The shortest violation (or witness): depth and the configuration.
+    pub depth: Option<u32>,
+    /// The configuration of that shortest witness.
+    pub config: Option<String>,
+}
+
+/// One design's row.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// Design name.
+    pub design: &'static str,
+    /// Property id -> cell, in [`PROPERTIES`] order, then `stall`.
+    pub cells: Vec<(String, Cell)>,
+    /// Seconds for the whole row.
+    pub seconds: f64,
+    /// Configurations whose search was capped, with the number of states reached.
+    pub capped: Vec<(String, u64)>,
+    /// Configurations the design rejected, with the reason.
+    pub errors: Vec<(String, String)>,
+}
+
+/// The whole matrix.
+#[derive(Clone, Debug, Serialize)]
+pub struct Matrix {
+    /// JSON format version.
+    pub format_version: u32,
+    /// The grid.
+    pub grid: Vec<GridConfig>,
+    /// Cap on distinct states per run.
+    pub max_states: u64,
+    /// One row per design.
+    pub rows: Vec<Row>,
+}
+
+/// Runs every design (or the named ones) over `grid`, calling `progress(design, config)` before
+/// each run.
+pub fn run(designs: &[&str], grid: &[GridConfig], max_states: u64, progress: &mut dyn FnMut(&str, &str)) -> Matrix {
+    let mut rows = Vec::new();
+    for d in DESIGNS.iter().filter(|d| designs.is_empty() || designs.contains(&d.name)) {
+        let start = Instant::now();
+        let mut names: Vec<String> = PROPERTIES.iter().map(|p| p.name.to_string()).collect();
+        names.push("stall".into());
+        let mut cells: Vec<(String, Cell)> = names
+            .iter()
+            .map(|n| {
+                let status = if n.starts_with('R') { "not_reached" } else { "holds" };
+                (n.clone(), Cell { status, depth: None, config: None })
+            })
+            .collect();
+        let mut capped = Vec::new();
+        let mut errors = Vec::new();
+        for gc in grid {
+            progress(d.name, &gc.name);
+            let cfg = Config {
+                design: d.name.to_string(),
+                cpus: gc.cpus,
+                threads: gc.threads,
+                allowed: gc.allowed,
+                budgets: gc.budgets,
+            };
+            let opts = CheckOptions {
+                symmetry: true,
+                liveness: Liveness::Stalls,
+                max_states: Some(max_states),
+                max_depth: None,
+            };
+            let o = match checker::run(&cfg, &opts, &mut mmcid_engine::NoObserver) {
+                Ok(o) => o,
+                Err(e) => {
+                    errors.push((gc.name.clone(), e));
+                    continue;
+                }
+            };
+            if !o.complete {
+                capped.push((gc.name.clone(), o.unique_states));
+            }
+            for p in &o.properties {
+                let (_, cell) = cells.iter_mut().find(|(n, _)| *n == p.property).expect("property");
+                merge(cell, p.status, p.depth, &gc.name);
+            }
+            let stall = o.violations.iter().filter(|v| v.kind != "invariant").min_by_key(|v| v.depth);
+            let (_, cell) = cells.last_mut().expect("stall cell");
+            match stall {
+                Some(v) => merge(cell, "violated", Some(v.depth), &gc.name),
+                None if o.no_stall == Some(true) => {}
+                None => merge(cell, "unknown", None, &gc.name),
+            }
+        }
+        rows.push(Row { design: d.name, cells, seconds: start.elapsed().as_secs_f64(), capped, errors });
+    }
+    Matrix { format_version: checker::FORMAT_VERSION, grid: grid.to_vec(), max_states, rows }
+}
+
+fn merge(cell: &mut Cell, status: &str, depth: Option<u32>, config: &str) {
+    let better = |cell: &Cell| cell.depth.is_none_or(|d| depth.is_some_and(|x| x < d));
+    match status {
+        "violated" | "reached" => {
+            let st = if status == "violated" { "violated" } else { "reached" };
+            if cell.status != st || better(cell) {
+                cell.status = st;
+                cell.depth = depth;
+                cell.config = Some(config.to_string());
+            }
+        }
+        "unknown" if cell.status == "holds" => cell.status = "incomplete",
+        _ => {}
+    }
+}
