@@ -34,6 +34,10 @@ enum Cmd {
     Designs(designs::Args),
     /// Check every design over a grid of small configurations.
     Matrix(matrix::Args),
+    /// Our engine against stateright's on the same configuration: states/s, ratio, bytes/state.
+    Bench(oracle::BenchArgs),
+    /// Step through the state space by hand in stateright's web Explorer (127.0.0.1).
+    Explore(oracle::ExploreArgs),
     /// Observe the running kernel's mm_cid through rseq.
     Observe(observe::Args),
     /// Benchmark PerCidCounter against other per-thread/per-CPU counters.
@@ -47,6 +51,8 @@ fn main() {
         Cmd::Replay(a) => replay::run(a),
         Cmd::Designs(a) => designs::run(a),
         Cmd::Matrix(a) => matrix::run(a),
+        Cmd::Bench(a) => oracle::bench(a),
+        Cmd::Explore(a) => oracle::explore(a),
         Cmd::Observe(a) => observe::run(a),
         Cmd::BenchPercid(a) => bench_percid::run(a),
     };

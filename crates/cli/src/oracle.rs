@@ -1,9 +1,211 @@
-//! `--engine stateright` and `mmcid explore`: the independent oracle.
+//! `--engine stateright`, `mmcid explore` and `mmcid bench`: the independent oracle.
 
-use mmcid_kmodel::Config;
+use std::fmt::Write as _;
 
-/// Checks `cfg` with stateright's BFS (placeholder until the oracle crate lands).
-pub fn check(_cfg: &Config, _json: bool) -> i32 {
-    eprintln!("mmcid check: --engine stateright is not available in this build");
-    crate::exit::USAGE
+use mmcid_engine::{NoObserver, Options};
+use mmcid_kmodel::{Config, KernelModel};
+use mmcid_oracle::{serve_explorer, stateright_bfs};
+use serde::Serialize;
+
+use crate::check::{Bounds, args_line};
+use crate::exit;
+
+/// Checks `cfg` with stateright's BFS: unique states and which properties fired (no symmetry, no
+/// stall detection, traces not shortest).
+pub fn check(cfg: &Config, json: bool) -> i32 {
+    let model = match KernelModel::new(cfg.clone()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("mmcid check: {e}");
+            return exit::USAGE;
+        }
+    };
+    let r = stateright_bfs(model, 2);
+    let violated: Vec<&str> = r
+        .discoveries
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| {
+            mmcid_kmodel::invariants::PROPERTIES
+                .iter()
+                .any(|p| p.name == *n && !n.starts_with('R'))
+        })
+        .collect();
+    if json {
+        let v = serde_json::json!({
+            "engine": "stateright", "design": cfg.design, "config": cfg,
+            "unique_states": r.unique_states, "states": r.states, "seconds": r.seconds,
+            "violations": violated.iter().map(|p| serde_json::json!({"property": p, "kind": "invariant"})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    } else {
+        println!("mmcid (stateright engine) | {}", args_line(cfg));
+        for p in &violated {
+            println!("    VIOLATED {p}");
+        }
+        println!(
+            "     Summary {} unique states, {} generated, {:.2}s (no symmetry; stalls are not checked by this engine)",
+            r.unique_states, r.states, r.seconds
+        );
+    }
+    if violated.is_empty() {
+        exit::OK
+    } else {
+        exit::VIOLATION
+    }
+}
+
+/// Serve stateright's web Explorer over the kernel model on 127.0.0.1, to step through the
+/// state space by hand (each step named after its kernel function, with the CID state). Blocks
+/// until interrupted.
+#[derive(clap::Args, Debug)]
+pub struct ExploreArgs {
+    #[command(flatten)]
+    pub bounds: Bounds,
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
+}
+
+/// Runs `mmcid explore`.
+pub fn explore(a: &ExploreArgs) -> i32 {
+    let cfg = a.bounds.config();
+    let model = match KernelModel::new(cfg) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("mmcid explore: {e}");
+            return exit::USAGE;
+        }
+    };
+    let addr = format!("127.0.0.1:{}", a.port);
+    eprintln!("mmcid explore: serving the Explorer on http://{addr}/ (Ctrl-C to stop)");
+    let Err(e) = serve_explorer(model, &addr);
+    eprintln!("mmcid explore: {e}");
+    exit::USAGE
+}
+
+/// Run our engine and stateright's BFS on the same configuration (symmetry off, liveness off, so
+/// both explore the same states) and print unique states/s for each, their ratio, and bytes per
+/// stored state. Also runs ours with symmetry and stall detection, for reference.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub bounds: Bounds,
+    /// Worker threads for stateright (ours is single-threaded).
+    #[arg(long, default_value_t = 1)]
+    pub stateright_threads: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One engine's figures.
+#[derive(Serialize)]
+pub struct EngineFigures {
+    /// Distinct states.
+    pub unique_states: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Unique states per second.
+    pub states_per_s: f64,
+    /// Bytes per stored state (ours: Seen + Parents; stateright: not reported).
+    pub bytes_per_state: Option<f64>,
+}
+
+/// The result of `mmcid bench`.
+#[derive(Serialize)]
+pub struct Bench {
+    /// The configuration.
+    pub config: Config,
+    /// Our engine, symmetry and liveness off.
+    pub ours: EngineFigures,
+    /// stateright's BFS.
+    pub stateright: EngineFigures,
+    /// ours states/s divided by stateright's.
+    pub ratio: f64,
+    /// Our engine with symmetry and on-the-fly stall detection (what `check --liveness stalls` does).
+    pub ours_reduced: EngineFigures,
+}
+
+/// Runs `mmcid bench`.
+pub fn bench(a: &BenchArgs) -> i32 {
+    let cfg = a.bounds.config();
+    let model = match KernelModel::new(cfg.clone()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("mmcid bench: {e}");
+            return exit::USAGE;
+        }
+    };
+    let run_ours = |opts: &Options| {
+        let r = mmcid_engine::check(&model, opts, &mut NoObserver).expect("engine");
+        EngineFigures {
+            unique_states: r.unique_states,
+            seconds: r.seconds,
+            states_per_s: r.unique_states as f64 / r.seconds.max(1e-9),
+            bytes_per_state: Some(r.bytes_per_state),
+        }
+    };
+    let ours = run_ours(&Options::default());
+    let ours_reduced = run_ours(&Options {
+        symmetry: true,
+        stall_search: Some(mmcid_kmodel::checker::STALL_SEARCH_LIMIT),
+        ..Options::default()
+    });
+    let sr = stateright_bfs(model.clone(), a.stateright_threads);
+    let stateright = EngineFigures {
+        unique_states: sr.unique_states,
+        seconds: sr.seconds,
+        states_per_s: sr.unique_states as f64 / sr.seconds.max(1e-9),
+        bytes_per_state: None,
+    };
+    if ours.unique_states != stateright.unique_states {
+        eprintln!(
+            "mmcid bench: the engines disagree: ours {} unique states, stateright {}",
+            ours.unique_states, stateright.unique_states
+        );
+        return exit::VIOLATION;
+    }
+    let b = Bench {
+        ratio: ours.states_per_s / stateright.states_per_s,
+        config: cfg,
+        ours,
+        stateright,
+        ours_reduced,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&b).expect("json"));
+    } else {
+        let mut s = String::new();
+        let _ = writeln!(s, "mmcid bench | {}", args_line(&b.config));
+        let _ = writeln!(
+            s,
+            "{:<34} {:>12} {:>9} {:>14} {:>12}",
+            "engine", "unique", "seconds", "states/s", "bytes/state"
+        );
+        for (name, f) in [
+            ("ours (BFS, no symmetry)", &b.ours),
+            (
+                &*format!("stateright (BFS, {} thread(s))", a.stateright_threads),
+                &b.stateright,
+            ),
+            ("ours (symmetry + stall search)", &b.ours_reduced),
+        ] {
+            let _ = writeln!(
+                s,
+                "{name:<34} {:>12} {:>9.2} {:>14.0} {:>12}",
+                f.unique_states,
+                f.seconds,
+                f.states_per_s,
+                f.bytes_per_state.map_or("-".into(), |x| format!("{x:.1}"))
+            );
+        }
+        let _ = writeln!(
+            s,
+            "ratio ours/stateright: {:.1}x (same states, both single configuration)",
+            b.ratio
+        );
+        print!("{s}");
+    }
+    exit::OK
 }
