@@ -248,6 +248,41 @@ mod tests {
     }
 
     #[test]
+    fn fork_spins_under_the_lock_when_full_and_a_retry_completes_it() {
+        // np = 2, both bits taken by somebody else (e.g. leaked): the per-task child must spin.
+        let mut mm = MmCid::new(2, 0b11);
+        let mut t = [TaskCid::default(); 2];
+        let [a, b] = &mut t;
+        fork_cid_locked(&mut mm, a, 0, None, 0, &SW);
+        mm.try_get(2).unwrap(); // bit 1 held elsewhere
+        assert_eq!(
+            fork_cid_locked(&mut mm, b, 1, Some(a), 0, &SW),
+            ForkCid::SpinLocked { first_user: false }
+        );
+        assert!(b.cid.is_unset() && b.active);
+        assert!(!fork_cid_retry(&mut mm, b, 0, false));
+        mm.drop_cid(Cid::new(1));
+        assert!(fork_cid_retry(&mut mm, b, 0, false));
+        assert_eq!(b.cid, Cid::new(1));
+        assert_eq!(mm.slot(0), Cid::new(0), "only the first-user path sets the slot");
+    }
+
+    #[test]
+    fn after_a_cpu_to_task_fixup_the_child_gets_its_own_cid_with_only_the_mutex() {
+        let mut mm = MmCid::new(4, 0xf);
+        mm.try_get(4).unwrap();
+        let mut child = TaskCid::with_cid(true, Cid::UNSET);
+        assert_eq!(fork_cid_after_fixup(&mut mm, &mut child), Alloc::Got(Cid::new(1)));
+        assert_eq!(child.cid, Cid::new(1));
+        for _ in 0..2 {
+            mm.try_get(4).unwrap();
+        }
+        let mut other = TaskCid::with_cid(true, Cid::UNSET);
+        assert_eq!(fork_cid_after_fixup(&mut mm, &mut other), Alloc::Spin);
+        assert!(other.cid.is_unset());
+    }
+
+    #[test]
     fn exit_of_non_last_user_frees_its_plain_cid() {
         let mut mm = MmCid::new(4, 0xf);
         let mut t = [TaskCid::default(); 2];

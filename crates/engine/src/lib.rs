@@ -136,7 +136,7 @@ pub mod observer;
 pub mod parents;
 pub mod report;
 pub mod seen;
-pub(crate) mod stall;
+pub mod stall;
 pub mod trace;
 
 pub use bfs::check;

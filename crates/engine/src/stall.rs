@@ -19,7 +19,7 @@ use crate::fingerprint::fingerprint;
 use crate::model::{Agent, Model};
 
 /// What a sub-search decided for each agent spinning at its root.
-pub(crate) struct Decision {
+pub struct Decision {
     /// Agents that spin in every reachable state.
     pub stalled: Vec<Agent>,
     /// True if the state limit cut the sub-search before every agent was released.
@@ -27,7 +27,7 @@ pub(crate) struct Decision {
 }
 
 /// Explores from `root`, where `agents` spin, until each of them is seen not spinning.
-pub(crate) fn decide<M: Model>(
+pub fn decide<M: Model>(
     model: &M,
     root: &M::State,
     agents: &[Agent],
