@@ -8,8 +8,9 @@ use mmcid_rseq::BenchConfig;
 /// critical section indexed by mm_cid) against a thread-local counter, one
 /// shared AtomicU64::fetch_add, an AtomicU64 per CPU indexed by
 /// sched_getcpu(), and the thread_local crate, at several thread counts, and
-/// print the figures with ratios. Takes about
-/// threads x 5 methods x repeats x run-ms (default 1.5 x 15 x 0.2 s, ~10 s).
+/// print the medians with ratios, the shared atomic's concurrency and the
+/// load average. Takes about threads x 5 methods x repeats x run-ms
+/// (default 3 x 5 x 5 x 0.2 s, ~15 s).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Thread counts to measure, comma separated.
@@ -18,9 +19,14 @@ pub struct Args {
     /// Length of one measured run, in milliseconds.
     #[arg(long, default_value_t = 200)]
     pub run_ms: u64,
-    /// Runs per configuration; the fastest is reported.
-    #[arg(long, default_value_t = 3)]
+    /// Runs per configuration (interleaved across methods); the median is
+    /// reported.
+    #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+    /// Do not pin worker i to allowed CPU i mod cpus (pinning makes the
+    /// shared-atomic threads run on different CPUs at the same time).
+    #[arg(long)]
+    pub no_pin: bool,
     /// Fail (exit 2) unless the kernel's mm_cid is in use (otherwise the
     /// benchmark also runs on the thread-ID fallback and says so).
     #[arg(long)]
@@ -53,6 +59,7 @@ pub fn run(args: &Args) -> i32 {
         threads: args.threads.clone(),
         run: Duration::from_millis(args.run_ms),
         repeats: args.repeats,
+        pin: !args.no_pin,
     });
     let text = if args.json {
         match serde_json::to_string(&report) {

@@ -86,7 +86,9 @@
 //! * the non-atomic commit in [`PerCidCounter::add`] is exclusive because
 //!   no two running threads of a process share an `mm_cid` (I1) and any
 //!   interruption restarts the section; the atomic fallback is used whenever
-//!   that argument does not apply (no `mm_cid`, or an ID out of range).
+//!   that argument does not apply (no `mm_cid`, or an ID out of range). An
+//!   ID out of range adds to a separate, atomic-only overflow cell, never to
+//!   a slot that another running thread may be committing to non-atomically.
 //!
 //! Mixing sources inside one process weakens this: if one thread used
 //! `mm_cid` while another (say, a thread created with raw `clone` that glibc
@@ -110,7 +112,7 @@ use std::sync::{Mutex, OnceLock};
 
 use serde::Serialize;
 
-pub use bench::{BenchConfig, BenchReport, BenchRow, run_bench};
+pub use bench::{BenchConfig, BenchReport, BenchRow, MethodRuns, run_bench};
 pub use observe::{Compaction, ObserveConfig, ObserveError, ObserveReport, ThreadSummary, Workload, observe};
 pub use percid::{AddOutcome, PerCid, PerCidCounter};
 

@@ -2,13 +2,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(target_arch = "x86_64")]
+use crate::sys::CsAdd;
 use crate::{cid_area, current_cid, note_abort, possible_cpus};
 
 /// Aligns its content to 128 bytes: two 64-byte lines, because x86's
 /// adjacent-line prefetcher otherwise couples neighbouring slots.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Padded<T>(T);
+pub(crate) struct Padded<T>(pub(crate) T);
 
 /// One cache-line-padded `T` per possible CPU, indexed by the calling
 /// thread's concurrency ID ([`current_cid`]).
@@ -105,7 +107,9 @@ pub enum AddOutcome {
     /// an ID out of range, or no rseq critical sections on this
     /// architecture).
     Atomic {
-        /// The slot that was incremented.
+        /// The slot that was incremented; [`PerCidCounter::slots`] for the
+        /// overflow cell that IDs without a slot use while the rseq path
+        /// is in use.
         slot: usize,
     },
 }
@@ -120,39 +124,73 @@ pub enum AddOutcome {
 #[derive(Debug, Default)]
 pub struct PerCidCounter {
     slots: PerCid<AtomicU64>,
+    /// Where threads whose `mm_cid` has no slot add (atomically) while the
+    /// rseq path is in use. They must not fold into a slot: that slot's
+    /// owner commits with a non-atomic `add`, which an atomic RMW from
+    /// another CPU does not exclude (increments would be lost).
+    overflow: Padded<AtomicU64>,
 }
 
 impl PerCidCounter {
     /// A zeroed counter with one slot per possible CPU.
     pub fn new() -> Self {
-        PerCidCounter { slots: PerCid::new() }
+        PerCidCounter {
+            slots: PerCid::new(),
+            overflow: Padded::default(),
+        }
     }
 
     /// A zeroed counter with `len` slots (for tests of the out-of-range
-    /// path; IDs at or above `len` use the atomic path).
+    /// path; IDs at or above `len` add atomically to a separate overflow
+    /// cell, reported as slot `len` by [`add_traced`](Self::add_traced)).
     pub fn with_slots(len: usize) -> Self {
         PerCidCounter {
             slots: PerCid::with_len(len, |_| AtomicU64::new(0)),
+            overflow: Padded::default(),
         }
     }
 
     /// Adds `v` (wrapping on overflow).
-    #[inline]
+    ///
+    /// On x86_64 with a usable `mm_cid` the fast path is one TLS load (the
+    /// thread's rseq area) and one critical section: arm `rseq_cs`, read
+    /// `mm_cid`, bounds-check it, `add` to its slot. Retries after an abort
+    /// and the atomic fallback are out of line.
+    #[inline(always)]
     pub fn add(&self, v: u64) {
         #[cfg(target_arch = "x86_64")]
         if let Some(area) = cid_area() {
-            loop {
-                let cid = area.mm_cid();
-                let Some(slot) = self.slots.get_slot(cid as usize) else {
-                    break;
-                };
-                if area.add_if_cid(cid, slot, v) {
-                    return;
-                }
-                note_abort();
+            let r = area.add_at_mm_cid(&self.slots.slots, v);
+            if r == CsAdd::Done {
+                return;
             }
+            return self.add_retry(area, r, v);
         }
         self.add_atomic(v);
+    }
+
+    /// The rest of [`add`](Self::add) after a first attempt that did not
+    /// commit: retry after an abort, atomic add for an ID without a slot.
+    #[cfg(target_arch = "x86_64")]
+    #[cold]
+    #[inline(never)]
+    fn add_retry(&self, area: crate::sys::RseqArea, mut r: CsAdd, v: u64) {
+        while r == CsAdd::Aborted {
+            note_abort();
+            r = area.add_at_mm_cid(&self.slots.slots, v);
+        }
+        if r == CsAdd::OutOfRange {
+            self.add_overflow(v);
+        }
+    }
+
+    /// An ID without a slot while the rseq path is in use: atomic add to
+    /// the overflow cell (see the field's docs for why not to a slot).
+    #[cold]
+    #[inline(never)]
+    fn add_overflow(&self, v: u64) -> usize {
+        self.overflow.0.fetch_add(v, Ordering::Relaxed);
+        self.slots.len()
     }
 
     /// Adds 1.
@@ -161,7 +199,11 @@ impl PerCidCounter {
         self.add(1)
     }
 
+    /// No usable `mm_cid` (thread-ID fallback, or no critical sections on
+    /// this architecture): every thread of the process takes this path, so
+    /// folding IDs into slots with atomic RMWs is exact.
     #[cold]
+    #[inline(never)]
     fn add_atomic(&self, v: u64) -> usize {
         let i = self.slots.current_index();
         self.slots.slots[i].0.fetch_add(v, Ordering::Relaxed);
@@ -171,22 +213,25 @@ impl PerCidCounter {
     /// Like [`add`](Self::add), but reports which path ran. Used by the
     /// tests to prove that the `mm_cid` critical section executed.
     pub fn add_traced(&self, v: u64) -> AddOutcome {
-        let mut aborts = 0;
         #[cfg(target_arch = "x86_64")]
         if let Some(area) = cid_area() {
+            let mut aborts = 0;
             loop {
-                let cid = area.mm_cid();
-                let Some(slot) = self.slots.get_slot(cid as usize) else {
-                    break;
-                };
-                if area.add_if_cid(cid, slot, v) {
-                    return AddOutcome::Rseq { cid, aborts };
+                let (r, cid) = area.add_at_mm_cid_traced(&self.slots.slots, v);
+                match r {
+                    CsAdd::Done => return AddOutcome::Rseq { cid, aborts },
+                    CsAdd::Aborted => {
+                        note_abort();
+                        aborts += 1;
+                    }
+                    CsAdd::OutOfRange => {
+                        return AddOutcome::Atomic {
+                            slot: self.add_overflow(v),
+                        };
+                    }
                 }
-                note_abort();
-                aborts += 1;
             }
         }
-        let _ = &mut aborts;
         AddOutcome::Atomic {
             slot: self.add_atomic(v),
         }
@@ -216,11 +261,14 @@ impl PerCidCounter {
     pub fn sum(&self) -> u64 {
         self.slots
             .iter()
+            .chain(std::iter::once(&self.overflow.0))
             .fold(0u64, |s, x| s.wrapping_add(x.load(Ordering::Relaxed)))
     }
 
     /// The value of each slot, in ID order (how the work was spread over
-    /// concurrency IDs).
+    /// concurrency IDs). Adds by IDs without a slot (only possible with
+    /// [`with_slots`](Self::with_slots)) are not included; [`sum`](Self::sum)
+    /// counts them.
     pub fn per_slot(&self) -> Vec<u64> {
         self.slots.iter().map(|x| x.load(Ordering::Relaxed)).collect()
     }
@@ -235,5 +283,6 @@ impl PerCidCounter {
         for s in self.slots.iter_mut() {
             *s.get_mut() = 0;
         }
+        *self.overflow.0.get_mut() = 0;
     }
 }

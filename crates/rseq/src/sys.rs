@@ -42,6 +42,11 @@
 use std::cell::UnsafeCell;
 use std::ffi::CStr;
 use std::ptr::NonNull;
+#[cfg(target_arch = "x86_64")]
+use std::sync::atomic::AtomicU64;
+
+#[cfg(target_arch = "x86_64")]
+use crate::percid::Padded;
 
 /// `RSEQ_SIG` on x86 and (for aarch64, a different value) the signature
 /// the kernel checks in front of every abort handler. glibc registers with
@@ -191,6 +196,138 @@ impl RseqArea {
         true
     }
 
+    /// The hot path of [`PerCidCounter::add`](crate::PerCidCounter::add):
+    /// one rseq critical section that reads `mm_cid` (once, inside the
+    /// section), bounds-checks it against `len`, and commits
+    /// `slots[mm_cid] += v` with a single `add` instruction, where slot `i`
+    /// is `slots[i].0`.
+    ///
+    /// Because `mm_cid` is read after the section is armed, no "is it still
+    /// the same ID" comparison is needed: the kernel only changes `mm_cid`
+    /// when the thread is scheduled out, migrated or (with the 6.19+ rseq
+    /// rework) otherwise rescheduled, and every such event between the
+    /// start and the commit aborts the section. This saves the second read
+    /// of `mm_cid` and the compare of [`add_if_cid`](Self::add_if_cid), and
+    /// keeps the slot selection (base, length, stride) out of the caller.
+    ///
+    /// As for `add_if_cid`, the plain `add` is non-atomic with respect to
+    /// other CPUs and is exclusive only because of I1 and the restart
+    /// contract; every other writer of the slots is either this section or
+    /// an atomic RMW.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(crate) fn add_at_mm_cid(self, slots: &[Padded<AtomicU64>], v: u64) -> CsAdd {
+        // SAFETY: `self` is the calling thread's registered area (module
+        // docs); we write only `rseq_cs` (offset 8) and read `mm_cid`
+        // (offset 24). The slot written is `base + cid * SLOT_STRIDE`, i.e.
+        // `slots[cid].0` (stride and offset checked at compile time below),
+        // with `cid < slots.len()` checked inside the section. The
+        // descriptor, pointer array and signature follow the ABI, exactly
+        // as in `add_if_cid`.
+        unsafe {
+            std::arch::asm!(
+                ".pushsection __rseq_cs, \"awR\", @progbits",
+                ".balign 32",
+                "7:",
+                ".long 0, 0",
+                ".quad 3f, (4f - 3f), 5f",
+                ".popsection",
+                ".pushsection __rseq_cs_ptr_array, \"awR\", @progbits",
+                ".balign 8",
+                ".quad 7b",
+                ".popsection",
+                // Arm: rseq->rseq_cs = &descriptor.
+                "lea {tmp}, [rip + 7b]",
+                "mov qword ptr [{rs} + 8], {tmp}",
+                "3:", // start_ip
+                // mm_cid, zero-extended, read inside the section.
+                "mov {tmp:e}, dword ptr [{rs} + 24]",
+                "cmp {tmp}, {len}",
+                "jae {oor}",
+                "shl {tmp}, 7", // * SLOT_STRIDE
+                // Commit: the last instruction of the section.
+                "add qword ptr [{base} + {tmp}], {v}",
+                "4:", // post_commit_ip
+                ".pushsection __rseq_failure, \"ax\", @progbits",
+                ".byte 0x0f, 0xb9, 0x3d",
+                ".long 0x53053053",
+                "5:", // abort_ip
+                "jmp {abort}",
+                ".popsection",
+                rs = in(reg) self.0.as_ptr(),
+                base = in(reg) slots.as_ptr(),
+                len = in(reg) slots.len(),
+                v = in(reg) v,
+                tmp = out(reg) _,
+                abort = label { return CsAdd::Aborted; },
+                oor = label { return CsAdd::OutOfRange; },
+                options(nostack),
+            );
+        }
+        CsAdd::Done
+    }
+
+    /// [`add_at_mm_cid`](Self::add_at_mm_cid) with the same section body,
+    /// but reporting the `mm_cid` the commit used (for
+    /// [`PerCidCounter::add_traced`](crate::PerCidCounter::add_traced)):
+    /// `(CsAdd, cid)`, where `cid` is meaningful for `Done` and
+    /// `OutOfRange`.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub(crate) fn add_at_mm_cid_traced(self, slots: &[Padded<AtomicU64>], v: u64) -> (CsAdd, u32) {
+        let (status, cid): (u32, u64);
+        // SAFETY: as for `add_at_mm_cid`; the only differences are the
+        // status register set outside the section and the ID output.
+        unsafe {
+            std::arch::asm!(
+                ".pushsection __rseq_cs, \"awR\", @progbits",
+                ".balign 32",
+                "7:",
+                ".long 0, 0",
+                ".quad 3f, (4f - 3f), 5f",
+                ".popsection",
+                ".pushsection __rseq_cs_ptr_array, \"awR\", @progbits",
+                ".balign 8",
+                ".quad 7b",
+                ".popsection",
+                "xor {st:e}, {st:e}",
+                "lea {cid}, [rip + 7b]",
+                "mov qword ptr [{rs} + 8], {cid}",
+                "3:",
+                "mov {cid:e}, dword ptr [{rs} + 24]",
+                "cmp {cid}, {len}",
+                "jae 8f",
+                "mov {tmp}, {cid}",
+                "shl {tmp}, 7",
+                "add qword ptr [{base} + {tmp}], {v}",
+                "4:",
+                "jmp 6f",
+                "8:",
+                "mov {st:e}, 2",
+                "jmp 6f",
+                ".byte 0x0f, 0xb9, 0x3d",
+                ".long 0x53053053",
+                "5:",
+                "mov {st:e}, 1",
+                "6:",
+                rs = in(reg) self.0.as_ptr(),
+                base = in(reg) slots.as_ptr(),
+                len = in(reg) slots.len(),
+                v = in(reg) v,
+                tmp = out(reg) _,
+                cid = out(reg) cid,
+                st = out(reg) status,
+                options(nostack),
+            );
+        }
+        let r = match status {
+            0 => CsAdd::Done,
+            1 => CsAdd::Aborted,
+            _ => CsAdd::OutOfRange,
+        };
+        (r, cid as u32)
+    }
+
     /// Samples `(mm_cid, cpu_id)` together with a time interval
     /// `[t_start, t_end]` (TSC ticks) during which the thread was
     /// *continuously running* with that `mm_cid` on that CPU: the reads and
@@ -272,6 +409,28 @@ impl RseqArea {
     pub(crate) fn running_interval(self, _spin: u32) -> Option<RunningInterval> {
         None
     }
+}
+
+/// Distance in bytes between consecutive slots of a per-CID counter (the
+/// `shl 7` in [`RseqArea::add_at_mm_cid`]).
+pub(crate) const SLOT_STRIDE: usize = 128;
+
+// `add_at_mm_cid` addresses `slots[i].0` as `slots.as_ptr() + i * SLOT_STRIDE`.
+#[cfg(target_arch = "x86_64")]
+const _: () = {
+    assert!(std::mem::size_of::<Padded<AtomicU64>>() == SLOT_STRIDE);
+    assert!(std::mem::offset_of!(Padded<AtomicU64>, 0) == 0);
+};
+
+/// How one [`RseqArea::add_at_mm_cid`] section ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CsAdd {
+    /// Committed.
+    Done,
+    /// The kernel aborted the section (nothing was written); retry.
+    Aborted,
+    /// `mm_cid` had no slot (nothing was written).
+    OutOfRange,
 }
 
 /// One proven running interval, see [`RseqArea::running_interval`].

@@ -237,6 +237,90 @@ fn exact_total_under_yields_and_signals() {
     assert!(sent > 0);
 }
 
+/// The same as `exact_total_under_yields_and_signals`, but through the
+/// hot path `PerCidCounter::add` (whose section reads `mm_cid` once, inside
+/// the section, and has its retry loop out of line): no increment is lost
+/// or doubled, and the kernel's aborts of that section are seen and retried.
+#[test]
+fn add_exact_under_signals_and_aborts_retry() {
+    skip_unless_mm_cid!();
+    const THREADS: usize = 4;
+    const ROUND: u64 = 200_000;
+    assert!(ts::install_noop_handler(libc::SIGUSR1));
+    let c = Arc::new(PerCidCounter::new());
+    let tids: Arc<Vec<AtomicI32>> = Arc::new((0..THREADS).map(|_| AtomicI32::new(0)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let aborts_before = rseq_abort_count();
+    let hs: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (c, tids, stop) = (c.clone(), tids.clone(), stop.clone());
+            std::thread::spawn(move || {
+                tids[t].store(ts::gettid(), Ordering::Relaxed);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..ROUND {
+                        c.add(1);
+                    }
+                    n += ROUND;
+                    std::thread::yield_now();
+                }
+                n
+            })
+        })
+        .collect();
+    // Signal until the abort path has run a good number of times (or give
+    // up after 20 s and let the assertion below report it).
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    while rseq_abort_count() - aborts_before < 100 && t0.elapsed() < Duration::from_secs(20) {
+        for t in tids.iter() {
+            let tid = t.load(Ordering::Relaxed);
+            if tid != 0 && ts::tgkill(tid, libc::SIGUSR1) {
+                sent += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let total: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    let aborts = rseq_abort_count() - aborts_before;
+    eprintln!(
+        "signals sent {sent}, aborts {aborts}, total {total}, per slot {:?}",
+        c.per_slot()
+    );
+    assert_eq!(c.sum(), total);
+    assert!(aborts > 0, "no section of add() was aborted ({sent} signals)");
+}
+
+/// `add` with fewer slots than IDs: IDs without a slot take the atomic
+/// path (the section's bounds check jumps out without writing), and the
+/// total is still exact.
+#[test]
+fn add_with_too_few_slots_is_exact() {
+    skip_unless_mm_cid!();
+    let c = Arc::new(PerCidCounter::with_slots(1));
+    let hs: Vec<_> = (0..4)
+        .map(|_| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                for i in 0..200_000u64 {
+                    c.add(1);
+                    if i % 1000 == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    hs.into_iter().for_each(|h| h.join().unwrap());
+    assert_eq!(c.sum(), 800_000);
+    // A thread whose mm_cid has no slot is reported as atomic.
+    let empty = PerCidCounter::with_slots(1);
+    if current_cid() >= 1 {
+        assert!(matches!(empty.add_traced(1), AddOutcome::Atomic { .. }));
+    }
+}
+
 /// A signal delivered inside a long critical section makes the kernel jump
 /// to our abort handler (which it only does if the descriptor and the
 /// signature in front of the handler are right; otherwise it kills the
