@@ -45,6 +45,10 @@ pub struct Bounds {
     /// sched_setaffinity budget (each grows a task's mask by one CPU; needs --allowed).
     #[arg(long, default_value_t = 0)]
     pub affinity: u8,
+    /// Design 6.18 only: runs of the compaction scan (task_work mm_cid_work), each remote-clearing
+    /// at most one CPU's CID.
+    #[arg(long, default_value_t = 0)]
+    pub compactions: u8,
 }
 
 impl Bounds {
@@ -63,6 +67,7 @@ impl Bounds {
                 execs: self.execs,
                 exec_fails: self.exec_fails,
                 affinity: self.affinity,
+                compactions: self.compactions,
             },
         }
     }
@@ -186,6 +191,9 @@ pub fn args_line(cfg: &Config) -> String {
         ("affinity", b.affinity),
     ] {
         let _ = write!(s, " --{k} {v}");
+    }
+    if b.compactions > 0 {
+        let _ = write!(s, " --compactions {}", b.compactions);
     }
     s
 }

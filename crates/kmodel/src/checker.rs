@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::invariants::PROPERTIES;
 use crate::model::KernelModel;
-use crate::state::{CidOp, Sched, State};
+use crate::state::{CidOp, LegacyMm, LegacyTask, Sched, State};
 use crate::step::Step;
 use crate::trace::{self, TraceStep};
 
@@ -256,6 +256,9 @@ pub fn outcome(model: &KernelModel, cfg: &Config, opts: &CheckOptions, r: &Repor
 
 /// One sentence, in the kernel's terms, on what is wrong in `s`.
 pub fn explain(property: &str, agent: Option<u16>, s: &State) -> String {
+    if s.mms.first().is_some_and(|m| m.legacy != LegacyMm::None) {
+        return explain_legacy(property, agent, s);
+    }
     let mut why = Vec::new();
     for (m, mm) in s.mms.iter().enumerate() {
         let c = &mm.cid;
@@ -371,4 +374,75 @@ pub fn continuation_stalls(cfg: &Config, state: &State, max_states: u64) -> Resu
         .filter_map(|f| f.agent)
         .filter(|a| spinning.contains(a))
         .collect())
+}
+
+/// [`explain`] for the pre-rewrite designs: the design's own check messages.
+fn explain_legacy(property: &str, agent: Option<u16>, s: &State) -> String {
+    use mmcid_cid::legacy::{self as lg, v6_3, v6_18};
+    let mut why = Vec::new();
+    if let Some(cpu) = agent {
+        if let Some(k) = s.cpus[cpu as usize].legacy_spin {
+            why.push(format!(
+                "CPU{cpu} busy-waits in mm_cid_get ({k:?}) holding its rq lock with IRQs off"
+            ));
+        }
+    }
+    for (m, mm) in s.mms.iter().enumerate() {
+        let tasks = || {
+            s.tasks
+                .iter()
+                .enumerate()
+                .filter(move |(_, t)| t.mm == Some(m as u8))
+        };
+        let running = || tasks().filter(|(i, t)| t.legacy.active() && s.on_cpu_settled(*i as u8));
+        if let Err(e) = lg::check_unique(running().filter_map(|(_, t)| t.legacy.mm_cid())) {
+            why.push(format!("mm{m} running tasks: {e}"));
+        }
+        for (i, t) in running().filter(|(_, t)| t.op == crate::state::Op::User && t.cid_op.is_none()) {
+            let e = match (&mm.legacy, &t.legacy) {
+                (LegacyMm::V63(x), LegacyTask::V63(y)) => v6_3::check_bound(x, y).err(),
+                (LegacyMm::V618(x), LegacyTask::V618(y)) => v6_18::check_bound(x, y).err(),
+                _ => None,
+            };
+            if let Some(e) = e {
+                why.push(format!("T{i} in user space: {e}"));
+            }
+        }
+        match &mm.legacy {
+            LegacyMm::V63(x) => {
+                if let Err(e) = v6_3::check_ownership(x, tasks().filter_map(|(_, t)| t.legacy.mm_cid())) {
+                    why.push(format!("mm{m}: {e}"));
+                }
+                if x.faults != Default::default() {
+                    why.push(format!("mm{m} faults {:?}", x.faults));
+                }
+            }
+            LegacyMm::V618(x) => {
+                if let Err(e) = v6_18::check_ownership(x, crate::legacy::in_flight(s, m as u8)) {
+                    why.push(format!("mm{m}: {e}"));
+                }
+                for (i, t) in running() {
+                    if let LegacyTask::V618(y) = &t.legacy {
+                        if !v6_18::holds_slot_copy(x, t.cpu, y) {
+                            why.push(format!(
+                                "T{i} runs with mm_cid {} but CPU{}'s slot holds {}",
+                                y.mm_cid,
+                                t.cpu,
+                                x.slot(t.cpu).cid
+                            ));
+                        }
+                    }
+                }
+                if x.faults != Default::default() {
+                    why.push(format!("mm{m} faults {:?}", x.faults));
+                }
+            }
+            LegacyMm::None => {}
+        }
+    }
+    if why.is_empty() {
+        format!("{property} fails")
+    } else {
+        why.join("; ")
+    }
 }

@@ -3,7 +3,19 @@
 use mmcid_cid::{ExitLocalSlot, MAX_CPUS, Registration, Switches, TaskWalk};
 use serde::{Deserialize, Serialize};
 
-/// A named design: the 7.0 code with the switches of designs.md set.
+/// Which CID code a design runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Family {
+    /// The 7.0 rewrite and its predecessors back to 6.19-rc7, selected by [`Design::switches`].
+    Rewrite,
+    /// 6.14–6.18 "lazy per-CPU" (`mmcid_cid::legacy::v6_18`, designs.md E.2).
+    Lazy618,
+    /// 6.3: a CID per switched-in task (`mmcid_cid::legacy::v6_3`, designs.md E.1).
+    PerSwitch63,
+}
+
+/// A named design: the 7.0 code with the switches of designs.md set, or one of the two
+/// pre-rewrite designs (then `switches` is unused).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Design {
     /// The name used on the command line (`7.0`, `6.19.1`, ...).
@@ -12,8 +24,10 @@ pub struct Design {
     pub summary: &'static str,
     /// The commits it stands for.
     pub commits: &'static str,
-    /// The switch settings.
+    /// The switch settings (the [`Family::Rewrite`] designs only).
     pub switches: Switches,
+    /// Which CID code runs.
+    pub family: Family,
 }
 
 const A: Switches = Switches::V7_0;
@@ -32,6 +46,7 @@ pub const DESIGNS: &[Design] = &[
         summary: "final design: fork registers after publication; tasks->CPUs walk over mm.user_list",
         commits: "sched-urgent-2026-03-15 (b2e48c429ec5, 28b5a1395036, 7574ac6e4978, 192d852129b1)",
         switches: A,
+        family: Family::Rewrite,
     },
     Design {
         name: "6.19.1+vfork",
@@ -41,18 +56,21 @@ pub const DESIGNS: &[Design] = &[
             task_walk: TaskWalk::Budgeted1NoEarlyReturn,
             ..B_PRIME
         },
+        family: Family::Rewrite,
     },
     Design {
         name: "6.19.1+fork",
         summary: "B': registration after publication, budget users-1, early return in pass 2",
         commits: "6.19.1 + b2e48c429ec5",
         switches: B_PRIME,
+        family: Family::Rewrite,
     },
     Design {
         name: "6.19.1",
         summary: "fork registers in copy_mm before the child is visible; budgeted two-pass walk (users-2)",
         commits: "v6.19 + 1e83ccd5921a (the seed's bug: fixed by b2e48c429ec5)",
         switches: B,
+        family: Family::Rewrite,
     },
     Design {
         name: "6.19",
@@ -62,6 +80,7 @@ pub const DESIGNS: &[Design] = &[
             drop_on_cpu_guarded: false,
             ..B
         },
+        family: Family::Rewrite,
     },
     Design {
         name: "6.19-rc7",
@@ -75,6 +94,21 @@ pub const DESIGNS: &[Design] = &[
             schedout_keeps: false,
             ..B
         },
+        family: Family::Rewrite,
+    },
+    Design {
+        name: "6.18",
+        summary: "pre-rewrite lazy per-CPU CIDs (6.14-6.18): CPUs keep CIDs, remote clear/steal with LAZY, compaction scan",
+        commits: "6.4 \"sched: Fix performance regression introduced by mm_cid\" + 7e019dcc470f (6.13) + 02d954c0fdf9 (6.14) + Mar 2024 barrier fix; removed Nov 2025",
+        switches: A,
+        family: Family::Lazy618,
+    },
+    Design {
+        name: "6.3",
+        summary: "original mm_cid: per-mm bitmap under cid_lock, a CID per switched-in task, -1 when full",
+        commits: "af7f588d8f73 + bbd0b031509b",
+        switches: A,
+        family: Family::PerSwitch63,
     },
 ];
 
@@ -111,6 +145,14 @@ pub struct Budgets {
     pub exec_fails: u8,
     /// `sched_setaffinity` growing a task's allowed set by one CPU.
     pub affinity: u8,
+    /// 6.18 only: runs of the compaction scan (`task_work mm_cid_work`), each remote-clearing at
+    /// most one CPU's CID.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub compactions: u8,
+}
+
+fn is_zero(x: &u8) -> bool {
+    *x == 0
 }
 
 /// A model configuration.
@@ -167,6 +209,12 @@ impl Config {
         }
         if b.execs > 2 {
             return Err("--execs must be at most 2".into());
+        }
+        if b.compactions > 0 && d.family != Family::Lazy618 {
+            return Err(format!(
+                "--compactions is for design 6.18 (the compaction scan), not {}",
+                d.name
+            ));
         }
         Ok(d)
     }

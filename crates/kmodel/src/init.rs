@@ -8,7 +8,7 @@
 
 use mmcid_cid::{CpuId, MmCid, TaskCid, TaskId};
 
-use crate::config::{Budgets, Config};
+use crate::config::{Budgets, Config, Family};
 use crate::fixed::Fixed;
 use crate::state::*;
 use crate::step::{Params, StartOp, Step, apply, enabled};
@@ -16,7 +16,11 @@ use crate::step::{Params, StartOp, Step, apply, enabled};
 /// Builds the parameters and the initial state of `cfg`.
 pub fn initial(cfg: &Config) -> Result<(Params, State), String> {
     let design = cfg.validate()?;
-    let p = Params { sw: design.switches };
+    let p = Params {
+        sw: design.switches,
+        family: design.family,
+    };
+    let legacy = design.family != Family::Rewrite;
     let np = cfg.cpus;
     let mask = cfg.allowed_mask();
     let t0 = Task {
@@ -27,16 +31,26 @@ pub fn initial(cfg: &Config) -> Result<(Params, State), String> {
         cpu: 0,
         affinity: mask,
         cid: TaskCid::default(),
-        op: Op::User,
-        cid_op: Some(CidOp::Fork { t: 0 }),
+        // A pre-rewrite design runs its own sched_mm_cid_after_execve step.
+        op: if legacy {
+            Op::Exec {
+                at: ExecAt::After,
+                ok: true,
+            }
+        } else {
+            Op::User
+        },
+        cid_op: if legacy { None } else { Some(CidOp::Fork { t: 0 }) },
         killed: false,
         vfork_parent: None,
+        legacy: LegacyTask::new(design.family),
     };
     let mut s = State {
         cpus: Fixed::from_slice(&vec![Cpu::default(); np as usize]),
         tasks: Fixed::from_slice(&[t0]),
         mms: Fixed::from_slice(&[Mm {
             cid: MmCid::new(np, mask),
+            legacy: crate::legacy::new_mm(design.family, np, mask),
             irq_work: None,
             work_pending: false,
         }]),
@@ -49,7 +63,8 @@ pub fn initial(cfg: &Config) -> Result<(Params, State), String> {
             ..Budgets::default()
         },
     };
-    // sched_mm_cid_after_execve of the process's first task: the first-user path.
+    // sched_mm_cid_after_execve of the process's first task: the first-user path (7.0 family: its
+    // sched_mm_cid_fork(current); pre-rewrite designs: their own after_execve step).
     s = run_task(&p, s, 0, 0)?;
     let allowed: Vec<CpuId> = (0..np).filter(|c| mask & (1 << c) != 0).collect();
     for i in 1..cfg.threads {
@@ -71,10 +86,13 @@ pub fn initial(cfg: &Config) -> Result<(Params, State), String> {
             }
         }
     }
-    if s.cpus.iter().any(|c| c.spin.is_some()) {
+    if s.cpus
+        .iter()
+        .any(|c| c.spin.is_some() || c.legacy_spin.is_some() || c.migrating.is_some())
+    {
         return Err("setting up the initial threads left a CPU spinning in get_cid".into());
     }
-    if cfg.budgets.affinity > 0 {
+    if cfg.budgets.affinity > 0 && !legacy {
         // The kworker that runs the deferred work (system_wq), asleep.
         s.tasks.push(Task {
             kworker: true,
@@ -88,6 +106,7 @@ pub fn initial(cfg: &Config) -> Result<(Params, State), String> {
             cid_op: None,
             killed: false,
             vfork_parent: None,
+            legacy: LegacyTask::None,
         });
     }
     s.left = cfg.budgets;

@@ -9,10 +9,30 @@
 //! - I7: while the mm has users (the last-user exit deliberately ignores the flip it causes).
 //! - I4, I6, I7 are checked only while the mm has users: a dead mm's leftovers harm nobody, unless it
 //!   comes back to life (a failed execve), which makes users non-zero again.
+//!
+//! The pre-rewrite designs (6.3, 6.18; designs.md E) keep the ids where the promise is the same
+//! ([`check_legacy`]):
+//! - I1: the running active tasks of an mm (switch complete) hold distinct CIDs
+//!   (`legacy::check_unique`).
+//! - I2: a task in user space holds a CID in `0..num_possible_cpus`; 6.3's −1 (the allocator found
+//!   no free bit) is a violation, since user space reads it. For 6.18 the bound is the tighter
+//!   derived one of designs.md E.0.8, the mm's current `nr_cpus_allowed` (`v6_18::check_bound`).
+//! - I4: bit ownership, at every step and whether or not the mm has users: 6.3, the tasks of the
+//!   mm own the bits their `mm_cid` names (`v6_3::check_ownership`); 6.18, the per-CPU slots (valid
+//!   or LAZY) plus the CIDs in flight in a remote clear or a migration own them
+//!   (`v6_18::check_ownership`), and a running active task's `mm_cid` is a copy of its CPU's slot
+//!   (`v6_18::holds_slot_copy`: the slot was not taken away under a running user).
+//! - D1: no `clear_bit` outside the bitmap or of a clear bit (the designs' recorded faults).
+//! - I5, I6, I7, I8, I8v and W are about the rewrite's ONCPU/TRANSIT encoding, modes, user
+//!   lists and WARN sites; they do not apply and hold vacuously. R1–R3 and R5 are never reached;
+//!   R4 is reached when a 6.18 CPU busy-waits in `mm_cid_get` (a fallback lap with no free bit
+//!   below `nr_cpus_allowed`, or `cid_lock` held by another CPU).
 
-use mmcid_cid::{Cid, Mode};
+use mmcid_cid::legacy::{self as lg, v6_3, v6_18};
+use mmcid_cid::{Cid, Mode, TaskId};
 use mmcid_engine::{PropertyInfo, PropertyKind};
 
+use crate::config::Family;
 use crate::state::*;
 use crate::step::Params;
 
@@ -88,6 +108,9 @@ pub fn index(name: &str) -> Option<usize> {
 
 /// Appends the indices of the properties that fire in `s`.
 pub fn check(p: &Params, s: &State, out: &mut Vec<usize>) {
+    if p.family != Family::Rewrite {
+        return check_legacy(s, out);
+    }
     let np = s.np() as u32;
     let mut fired = [false; 15];
     for (mi, mm) in s.mms.iter().enumerate() {
@@ -207,5 +230,63 @@ pub fn check(p: &Params, s: &State, out: &mut Vec<usize>) {
     fired[13] |=
         s.cpus.iter().any(|c| c.spin.is_some()) || (0..s.tasks.len()).any(|t| s.task_spinning(t as u8));
     let _ = Cid::UNSET;
+    out.extend(fired.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i));
+}
+
+/// [`check`] for the pre-rewrite designs (see the module docs for what each id means there).
+pub fn check_legacy(s: &State, out: &mut Vec<usize>) {
+    let np = s.np() as i32;
+    let mut fired = [false; 15];
+    for (mi, mm) in s.mms.iter().enumerate() {
+        let m = mi as MmId;
+        let users_of = || {
+            s.tasks
+                .iter()
+                .enumerate()
+                .filter(move |(_, t)| t.mm == Some(m))
+                .map(|(i, t)| (i as TaskId, t))
+        };
+        let running = || users_of().filter(|(i, t)| t.legacy.active() && s.on_cpu_settled(*i));
+        let cid = |t: &Task| t.legacy.mm_cid().expect("a pre-rewrite task");
+        // I1
+        fired[0] |= lg::check_unique(running().map(|(_, t)| cid(t))).is_err();
+        // I2: in user space (switch complete, no operation in progress).
+        for (_, t) in running().filter(|(_, t)| t.op == Op::User && t.cid_op.is_none()) {
+            let v = cid(t).user_value();
+            let design_bound = match (&mm.legacy, &t.legacy) {
+                (LegacyMm::V63(x), LegacyTask::V63(y)) => v6_3::check_bound(x, y).is_err(),
+                (LegacyMm::V618(x), LegacyTask::V618(y)) => v6_18::check_bound(x, y).is_err(),
+                _ => true,
+            };
+            fired[1] |= v < 0 || v >= np || design_bound;
+        }
+        // I4, D1
+        let faults = match &mm.legacy {
+            LegacyMm::V63(x) => {
+                fired[2] |= v6_3::check_ownership(x, users_of().map(|(_, t)| cid(t))).is_err();
+                x.faults
+            }
+            LegacyMm::V618(x) => {
+                fired[2] |= v6_18::check_ownership(x, crate::legacy::in_flight(s, m)).is_err()
+                    || running().any(|(_, t)| match &t.legacy {
+                        LegacyTask::V618(y) => !v6_18::holds_slot_copy(x, t.cpu, y),
+                        _ => true,
+                    });
+                x.faults
+            }
+            LegacyMm::None => continue,
+        };
+        fired[8] |= faults.out_of_range.is_some() || faults.already_clear.is_some();
+    }
+    // R4: a CPU busy-waits in 6.18's mm_cid_get.
+    fired[13] |= s.cpus.iter().enumerate().any(|(c, cpu)| {
+        cpu.legacy_spin.is_some_and(|k| {
+            let mm = s.curr(c as u8).and_then(|t| s.task(t).mm);
+            match mm.map(|m| &s.mms[m as usize].legacy) {
+                Some(LegacyMm::V618(x)) => k.waits(x),
+                _ => false,
+            }
+        })
+    });
     out.extend(fired.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i));
 }

@@ -47,21 +47,107 @@ fn g(about: &'static str, cpus: u8, threads: u8, allowed: Option<u8>, b: Budgets
             name.push_str(&format!("{k}{v}"));
         }
     }
-    GridConfig { name, about, cpus, threads, allowed, budgets: b }
+    GridConfig {
+        name,
+        about,
+        cpus,
+        threads,
+        allowed,
+        budgets: b,
+    }
 }
 
 /// The default grid: 2–4 CPUs, a few thread counts and operation mixes.
 pub fn default_grid() -> Vec<GridConfig> {
     let b = Budgets::default();
     vec![
-        g("a fork and an exit", 2, 2, None, Budgets { forks: 1, exits: 1, ..b }),
-        g("per-CPU mode with exits", 2, 3, None, Budgets { forks: 1, exits: 2, ..b }),
-        g("the seed: two concurrent forks crossing max_cids", 3, 2, None, Budgets { forks: 2, ..b }),
-        g("vfork + execve", 2, 2, None, Budgets { vforks: 1, execs: 1, exits: 1, ..b }),
-        g("a failing fork", 2, 2, None, Budgets { forks: 1, fork_fails: 1, ..b }),
-        g("a failing execve in per-CPU mode", 2, 3, None, Budgets { forks: 1, exits: 2, exec_fails: 1, ..b }),
-        g("affinity growth", 3, 2, Some(1), Budgets { forks: 1, exits: 1, affinity: 1, ..b }),
-        g("switch back to per-task (4 CPUs, 2 allowed)", 4, 3, Some(2), Budgets { forks: 1, exits: 2, ..b }),
+        g(
+            "a fork and an exit",
+            2,
+            2,
+            None,
+            Budgets {
+                forks: 1,
+                exits: 1,
+                ..b
+            },
+        ),
+        g(
+            "per-CPU mode with exits",
+            2,
+            3,
+            None,
+            Budgets {
+                forks: 1,
+                exits: 2,
+                ..b
+            },
+        ),
+        g(
+            "the seed: two concurrent forks crossing max_cids",
+            3,
+            2,
+            None,
+            Budgets { forks: 2, ..b },
+        ),
+        g(
+            "vfork + execve",
+            2,
+            2,
+            None,
+            Budgets {
+                vforks: 1,
+                execs: 1,
+                exits: 1,
+                ..b
+            },
+        ),
+        g(
+            "a failing fork",
+            2,
+            2,
+            None,
+            Budgets {
+                forks: 1,
+                fork_fails: 1,
+                ..b
+            },
+        ),
+        g(
+            "a failing execve in per-CPU mode",
+            2,
+            3,
+            None,
+            Budgets {
+                forks: 1,
+                exits: 2,
+                exec_fails: 1,
+                ..b
+            },
+        ),
+        g(
+            "affinity growth",
+            3,
+            2,
+            Some(1),
+            Budgets {
+                forks: 1,
+                exits: 1,
+                affinity: 1,
+                ..b
+            },
+        ),
+        g(
+            "switch back to per-task (4 CPUs, 2 allowed)",
+            4,
+            3,
+            Some(2),
+            Budgets {
+                forks: 1,
+                exits: 2,
+                ..b
+            },
+        ),
     ]
 }
 
@@ -107,17 +193,36 @@ pub struct Matrix {
 
 /// Runs every design (or the named ones) over `grid`, calling `progress(design, config)` before
 /// each run.
-pub fn run(designs: &[&str], grid: &[GridConfig], max_states: u64, progress: &mut dyn FnMut(&str, &str)) -> Matrix {
+pub fn run(
+    designs: &[&str],
+    grid: &[GridConfig],
+    max_states: u64,
+    progress: &mut dyn FnMut(&str, &str),
+) -> Matrix {
     let mut rows = Vec::new();
-    for d in DESIGNS.iter().filter(|d| designs.is_empty() || designs.contains(&d.name)) {
+    for d in DESIGNS
+        .iter()
+        .filter(|d| designs.is_empty() || designs.contains(&d.name))
+    {
         let start = Instant::now();
         let mut names: Vec<String> = PROPERTIES.iter().map(|p| p.name.to_string()).collect();
         names.push("stall".into());
         let mut cells: Vec<(String, Cell)> = names
             .iter()
             .map(|n| {
-                let status = if n.starts_with('R') { "not_reached" } else { "holds" };
-                (n.clone(), Cell { status, depth: None, config: None })
+                let status = if n.starts_with('R') {
+                    "not_reached"
+                } else {
+                    "holds"
+                };
+                (
+                    n.clone(),
+                    Cell {
+                        status,
+                        depth: None,
+                        config: None,
+                    },
+                )
             })
             .collect();
         let mut capped = Vec::new();
@@ -148,10 +253,17 @@ pub fn run(designs: &[&str], grid: &[GridConfig], max_states: u64, progress: &mu
                 capped.push((gc.name.clone(), o.unique_states));
             }
             for p in &o.properties {
-                let (_, cell) = cells.iter_mut().find(|(n, _)| *n == p.property).expect("property");
+                let (_, cell) = cells
+                    .iter_mut()
+                    .find(|(n, _)| *n == p.property)
+                    .expect("property");
                 merge(cell, p.status, p.depth, &gc.name);
             }
-            let stall = o.violations.iter().filter(|v| v.kind != "invariant").min_by_key(|v| v.depth);
+            let stall = o
+                .violations
+                .iter()
+                .filter(|v| v.kind != "invariant")
+                .min_by_key(|v| v.depth);
             let (_, cell) = cells.last_mut().expect("stall cell");
             match stall {
                 Some(v) => merge(cell, "violated", Some(v.depth), &gc.name),
@@ -159,16 +271,31 @@ pub fn run(designs: &[&str], grid: &[GridConfig], max_states: u64, progress: &mu
                 None => merge(cell, "unknown", None, &gc.name),
             }
         }
-        rows.push(Row { design: d.name, cells, seconds: start.elapsed().as_secs_f64(), capped, errors });
+        rows.push(Row {
+            design: d.name,
+            cells,
+            seconds: start.elapsed().as_secs_f64(),
+            capped,
+            errors,
+        });
     }
-    Matrix { format_version: checker::FORMAT_VERSION, grid: grid.to_vec(), max_states, rows }
+    Matrix {
+        format_version: checker::FORMAT_VERSION,
+        grid: grid.to_vec(),
+        max_states,
+        rows,
+    }
 }
 
 fn merge(cell: &mut Cell, status: &str, depth: Option<u32>, config: &str) {
     let better = |cell: &Cell| cell.depth.is_none_or(|d| depth.is_some_and(|x| x < d));
     match status {
         "violated" | "reached" => {
-            let st = if status == "violated" { "violated" } else { "reached" };
+            let st = if status == "violated" {
+                "violated"
+            } else {
+                "reached"
+            };
             if cell.status != st || better(cell) {
                 cell.status = st;
                 cell.depth = depth;

@@ -16,7 +16,8 @@ use crate::symmetry;
 /// spins in `get_cid` inside fork. Since symmetry renames tasks and never CPUs, stalls and live
 /// locks can be searched on the reduced graph ([`Model::symmetry_preserves_agents`]). Weak
 /// fairness is per CPU: a CPU that stays able to do something other than spin eventually does
-/// something (not necessarily a particular task's step).
+/// something (not necessarily a particular task's step). In 6.18 a CPU spins while its
+/// `mm_cid_get` busy-waits ([`legacy_waits`]); its other continuations are ordinary steps.
 #[derive(Clone, Debug)]
 pub struct KernelModel {
     /// The configuration.
@@ -38,7 +39,10 @@ impl KernelModel {
         let design = config.validate()?;
         Ok(KernelModel {
             config,
-            params: Params { sw: design.switches },
+            params: Params {
+                sw: design.switches,
+                family: design.family,
+            },
             init: state,
         })
     }
@@ -91,12 +95,19 @@ impl Model for KernelModel {
     fn symmetry_preserves_agents(&self) -> bool {
         true
     }
-    fn is_retry(&self, _state: &State, action: &Step) -> bool {
-        matches!(action, Step::SchedinRetry { .. } | Step::Retry { .. })
+    fn is_retry(&self, state: &State, action: &Step) -> bool {
+        match *action {
+            // 6.18: only a busy-wait lap of mm_cid_get is a retry; its cuts make progress.
+            Step::SchedinRetry { cpu } if state.cpus[cpu as usize].legacy_spin.is_some() => {
+                legacy_waits(state, cpu)
+            }
+            Step::SchedinRetry { .. } | Step::Retry { .. } => true,
+            _ => false,
+        }
     }
     fn spinning(&self, state: &State, out: &mut Vec<Agent>) {
         for (c, cpu) in state.cpus.iter().enumerate() {
-            if cpu.spin.is_some() {
+            if cpu.spin.is_some() || legacy_waits(state, c as u8) {
                 out.push(c as Agent);
             }
         }
@@ -113,5 +124,18 @@ impl Model for KernelModel {
     }
     fn agent_name(&self, agent: Agent) -> String {
         format!("CPU{agent}")
+    }
+}
+
+/// Does `cpu` busy-wait in 6.18's `mm_cid_get` (a fallback lap with no free bit below
+/// `nr_cpus_allowed`, or `cid_lock` held by another CPU)? A mere cut is not a wait.
+pub fn legacy_waits(state: &State, cpu: u8) -> bool {
+    let Some(k) = state.cpus[cpu as usize].legacy_spin else {
+        return false;
+    };
+    let mm = state.curr(cpu).and_then(|t| state.task(t).mm);
+    match mm.map(|m| &state.mms[m as usize].legacy) {
+        Some(crate::state::LegacyMm::V618(x)) => k.waits(x),
+        _ => false,
     }
 }

@@ -138,11 +138,12 @@ impl Scenario {
                             "execs" => b.execs = v,
                             "exec_fails" => b.exec_fails = v,
                             "affinity" => b.affinity = v,
+                            "compactions" => b.compactions = v,
                             _ => {
                                 return Err(err(
                                     ln,
                                     format!(
-                                        "unknown budget {k:?} (forks, vforks, fork_fails, exits, execs, exec_fails, affinity)"
+                                        "unknown budget {k:?} (forks, vforks, fork_fails, exits, execs, exec_fails, affinity, compactions)"
                                     ),
                                 ));
                             }
@@ -334,6 +335,11 @@ pub fn write(cfg: &Config, p: &Params, init: &State, steps: &[Step], comment: &s
         "budget forks={} vforks={} fork_fails={} exits={} execs={} exec_fails={} affinity={}\n",
         b.forks, b.vforks, b.fork_fails, b.exits, b.execs, b.exec_fails, b.affinity
     ));
+    if b.compactions > 0 {
+        // Appended to the budget line only when used, so older files stay byte-identical.
+        out.pop();
+        out.push_str(&format!(" compactions={}\n", b.compactions));
+    }
     let mut s = *init;
     for &st in steps {
         out.push_str(&name(p, &s, st).to_string());

@@ -4,6 +4,9 @@
 //! `Running` there), what is on a run queue (the `Runnable` tasks of that CPU), and who holds
 //! each lock (read off the program points: see [`State::mutex_owner`] and friends).
 
+use mmcid_cid::legacy::LegacyCid;
+use mmcid_cid::legacy::v6_3::{Mm63, Task63};
+use mmcid_cid::legacy::v6_18::{GetCont, Migrate, Mm618, Task618};
 use mmcid_cid::{CpuId, CpuMask, MmCid, SchedinSpin, TaskCid, TaskId};
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +77,39 @@ pub enum Op {
     },
     /// The kworker with nothing to do.
     KworkerIdle,
+    /// 6.18: the compaction scan `mm_cid_work`, run as task_work on a return to user space.
+    CidWork {
+        /// Where in the scan.
+        at: WorkAt,
+    },
+}
+
+/// Program points of the 6.18 compaction scan (designs.md E.2.6, E.2.7), which remote-clears at
+/// most one CPU's CID per run (the second loop, "clear high", is not modelled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum WorkAt {
+    /// The first loop ("clear old") considers `cpu` next: clear it (its slot was unused for
+    /// 100 ms) or skip it.
+    Scan {
+        /// The CPU considered.
+        cpu: CpuId,
+    },
+    /// `sched_mm_cid_remote_clear`: the slot of `cpu` was marked `cid|LAZY`; next: check
+    /// `rq(cpu).curr`, cmpxchg to UNSET.
+    Marked {
+        /// The CPU.
+        cpu: CpuId,
+        /// The CID marked.
+        cid: LegacyCid,
+    },
+    /// The slot is UNSET, the bit still set and owned by this scan (IRQs off); next:
+    /// `__mm_cid_put`.
+    Unset {
+        /// The CPU.
+        cpu: CpuId,
+        /// The CID in flight.
+        cid: LegacyCid,
+    },
 }
 
 /// Phases of fork.
@@ -214,6 +250,91 @@ pub struct Task {
     pub killed: bool,
     /// For a vfork child: the parent waiting for it.
     pub vfork_parent: Option<TaskId>,
+    /// The CID state of a pre-rewrite design (`LegacyTask::None` for the 7.0 family, which uses
+    /// [`Task::cid`]).
+    pub legacy: LegacyTask,
+}
+
+/// A task's CID state in a pre-rewrite design.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LegacyTask {
+    /// A 7.0-family design.
+    #[default]
+    None,
+    /// 6.3.
+    V63(Task63),
+    /// 6.14–6.18.
+    V618(Task618),
+}
+
+impl LegacyTask {
+    /// The state `dup_task_struct` + `init_sched_mm_cid` leave for `family`.
+    pub fn new(family: crate::config::Family) -> LegacyTask {
+        match family {
+            crate::config::Family::Rewrite => LegacyTask::None,
+            crate::config::Family::PerSwitch63 => LegacyTask::V63(Task63::default()),
+            crate::config::Family::Lazy618 => LegacyTask::V618(Task618::default()),
+        }
+    }
+    /// The 6.3 state (panics for another design).
+    pub fn v63(&mut self) -> &mut Task63 {
+        match self {
+            LegacyTask::V63(t) => t,
+            _ => panic!("not a 6.3 task"),
+        }
+    }
+    /// The 6.18 state (panics for another design).
+    pub fn v618(&mut self) -> &mut Task618 {
+        match self {
+            LegacyTask::V618(t) => t,
+            _ => panic!("not a 6.18 task"),
+        }
+    }
+    /// `t.mm_cid` (None for the 7.0 family).
+    pub fn mm_cid(&self) -> Option<LegacyCid> {
+        match self {
+            LegacyTask::None => None,
+            LegacyTask::V63(t) => Some(t.mm_cid),
+            LegacyTask::V618(t) => Some(t.mm_cid),
+        }
+    }
+    /// `t.mm_cid_active`.
+    pub fn active(&self) -> bool {
+        match self {
+            LegacyTask::None => false,
+            LegacyTask::V63(t) => t.active,
+            LegacyTask::V618(t) => t.active,
+        }
+    }
+}
+
+/// An mm's CID state in a pre-rewrite design.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LegacyMm {
+    /// A 7.0-family design (the state is [`Mm::cid`]).
+    #[default]
+    None,
+    /// 6.3.
+    V63(Mm63),
+    /// 6.14–6.18.
+    V618(Mm618),
+}
+
+impl LegacyMm {
+    /// The 6.3 state (panics for another design).
+    pub fn v63(&mut self) -> &mut Mm63 {
+        match self {
+            LegacyMm::V63(m) => m,
+            _ => panic!("not a 6.3 mm"),
+        }
+    }
+    /// The 6.18 state (panics for another design).
+    pub fn v618(&mut self) -> &mut Mm618 {
+        match self {
+            LegacyMm::V618(m) => m,
+            _ => panic!("not a 6.18 mm"),
+        }
+    }
 }
 
 impl Default for Task {
@@ -230,6 +351,7 @@ impl Default for Task {
             cid_op: None,
             killed: false,
             vfork_parent: None,
+            legacy: LegacyTask::None,
         }
     }
 }
@@ -239,13 +361,22 @@ impl Default for Task {
 pub struct Cpu {
     /// Spinning in `get_cid` inside the schedin of its current task, rq lock held, IRQs off.
     pub spin: Option<SchedinSpin>,
+    /// 6.18: inside `mm_cid_get` for its current task (a switch-in or `after_execve`), rq lock
+    /// held, IRQs off, at this continuation (a busy-wait or a mere cut, see `GetCont::waits`).
+    pub legacy_spin: Option<GetCont>,
+    /// 6.18: in `activate_task` of a migrated task (its dst rq lock held) between the steps of
+    /// `sched_mm_cid_migrate_to`: the task and the migration's next step. The CPU does nothing else
+    /// until it completes.
+    pub migrating: Option<(TaskId, Migrate)>,
 }
 
 /// An mm: its CID state plus the deferred-work machinery around it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Mm {
-    /// The CID state.
+    /// The CID state (7.0 family; a pre-rewrite design leaves it at its initial value).
     pub cid: MmCid,
+    /// The CID state of a pre-rewrite design.
+    pub legacy: LegacyMm,
     /// `mm.irq_work` is queued, on this CPU.
     pub irq_work: Option<CpuId>,
     /// `mm.work` is queued on the workqueue.
@@ -256,6 +387,7 @@ impl Default for Mm {
     fn default() -> Mm {
         Mm {
             cid: MmCid::new(1, 1),
+            legacy: LegacyMm::None,
             irq_work: None,
             work_pending: false,
         }
@@ -322,10 +454,12 @@ impl State {
         &self.mms[m as usize].cid
     }
 
-    /// Is the task's context switch complete (it runs, and its CPU is not spinning in its schedin)?
+    /// Is the task's context switch complete (it runs, and its CPU is not spinning in its schedin,
+    /// or in 6.18's `mm_cid_get`)?
     pub fn on_cpu_settled(&self, t: TaskId) -> bool {
         let task = self.task(t);
-        task.sched == Sched::Running && self.cpus[task.cpu as usize].spin.is_none()
+        let c = &self.cpus[task.cpu as usize];
+        task.sched == Sched::Running && c.spin.is_none() && c.legacy_spin.is_none()
     }
 
     /// The task holding `mm.mutex` of `m`, read off the program points.
@@ -345,17 +479,27 @@ impl State {
             .map(|t| t.cpu)
     }
 
-    /// Is `cpu`'s rq lock held across steps? (Only by a schedin spinning on that CPU.)
+    /// Is `cpu`'s rq lock held across steps? (By a schedin spinning on that CPU, or, in 6.18, by
+    /// a migration to it in progress.)
     pub fn rq_locked(&self, cpu: CpuId) -> bool {
-        self.cpus[cpu as usize].spin.is_some()
+        let c = &self.cpus[cpu as usize];
+        c.spin.is_some() || c.legacy_spin.is_some() || c.migrating.is_some()
     }
 
-    /// Are IRQs off on `cpu` across steps (a schedin spin, or a fork spinning under `mm.lock`)?
+    /// Are IRQs off on `cpu` across steps (a schedin spin, a fork spinning under `mm.lock`, or a
+    /// 6.18 remote clear between its cmpxchg and its `clear_bit`)?
     pub fn irqs_off(&self, cpu: CpuId) -> bool {
         self.rq_locked(cpu)
-            || self
-                .curr(cpu)
-                .is_some_and(|t| matches!(self.task(t).cid_op, Some(CidOp::ForkSpinLocked { .. })))
+            || self.curr(cpu).is_some_and(|t| {
+                let t = self.task(t);
+                matches!(t.cid_op, Some(CidOp::ForkSpinLocked { .. }))
+                    || matches!(
+                        t.op,
+                        Op::CidWork {
+                            at: WorkAt::Unset { .. }
+                        }
+                    )
+            })
     }
 
     /// The mm a task's CID sub-operation works on: the kworker's work mm, else the task's own mm

@@ -25,6 +25,8 @@ use mmcid_cid::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::config::Family;
+use crate::legacy;
 use crate::state::*;
 
 /// One atomic step, named after who takes it. The kernel function it performs is given by
@@ -110,16 +112,24 @@ pub enum StartOp {
 /// Model parameters that do not change along a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Params {
-    /// The design's switches.
+    /// The design's switches (the 7.0 family).
     pub sw: Switches,
+    /// Which CID code runs.
+    pub family: Family,
 }
 
 /// Appends every step enabled in `s`, in a fixed order (CPUs, then tasks, by index).
 pub fn enabled(p: &Params, s: &State, out: &mut Vec<Step>) {
     let np = s.np();
     for cpu in 0..np {
-        if s.cpus[cpu as usize].spin.is_some() {
+        let c = &s.cpus[cpu as usize];
+        if c.spin.is_some() || c.legacy_spin.is_some() {
             out.push(Step::SchedinRetry { cpu });
+            continue;
+        }
+        if let Some((task, _)) = c.migrating {
+            // 6.18: the CPU is inside activate_task of a migrated task (dst rq lock held).
+            out.push(Step::Next { task });
             continue;
         }
         let curr = s.curr(cpu);
@@ -147,7 +157,7 @@ pub fn enabled(p: &Params, s: &State, out: &mut Vec<Step>) {
                 }
             }
         }
-        if !s.on_cpu_settled(task) {
+        if !s.on_cpu_settled(task) || s.cpus[t.cpu as usize].migrating.is_some() {
             continue;
         }
         task_steps(p, s, task, out);
@@ -161,7 +171,12 @@ fn preemptible(s: &State, t: TaskId) -> bool {
     !matches!(task.cid_op, Some(CidOp::ForkSpinLocked { .. }))
         && !matches!(
             task.op,
-            Op::Exit { at: ExitAt::Final } | Op::VforkWait { .. } | Op::KworkerIdle
+            Op::Exit { at: ExitAt::Final }
+                | Op::VforkWait { .. }
+                | Op::KworkerIdle
+                | Op::CidWork {
+                    at: WorkAt::Unset { .. }
+                }
         )
 }
 
@@ -241,6 +256,20 @@ fn task_steps(p: &Params, s: &State, task: TaskId, out: &mut Vec<Step>) {
                         });
                     }
                 }
+            }
+            if p.family == Family::Lazy618 && legacy::can_compact(s, task) {
+                // task_work mm_cid_work on this return to user space.
+                out.push(Step::Next { task });
+            }
+        }
+        Op::CidWork { at } => {
+            if let WorkAt::Scan { cpu } = at {
+                if legacy::clear_candidate(s, t.mm.unwrap(), cpu) {
+                    out.push(Step::Next { task });
+                }
+                out.push(Step::Fail { task });
+            } else {
+                out.push(Step::Next { task });
             }
         }
         Op::Fork { at, .. } => match at {
@@ -447,6 +476,9 @@ pub fn apply(p: &Params, s: &State, step: Step) -> State {
     let sw = &p.sw;
     match step {
         Step::Switch { cpu, next } => context_switch(p, &mut s, cpu, next),
+        Step::SchedinRetry { cpu } if s.cpus[cpu as usize].legacy_spin.is_some() => {
+            legacy::get_retry(&mut s, cpu)
+        }
         Step::SchedinRetry { cpu } => {
             let spin = s.cpus[cpu as usize].spin.take().expect("not spinning");
             let t = s.curr(cpu).expect("spinning without curr");
@@ -456,7 +488,10 @@ pub fn apply(p: &Params, s: &State, step: Step) -> State {
                 s.cpus[cpu as usize].spin = Some(sp);
             }
         }
-        Step::Migrate { task, to } => s.task_mut(task).cpu = to,
+        Step::Migrate { task, to } => match p.family {
+            Family::Lazy618 => legacy::migrate(&mut s, task, to),
+            _ => s.task_mut(task).cpu = to,
+        },
         Step::IrqWork { cpu } => {
             // mm_cid_irq_work: schedule_work(&mm->work); the kworker is woken on this CPU.
             for m in 0..s.mms.len() {
@@ -479,8 +514,11 @@ pub fn apply(p: &Params, s: &State, step: Step) -> State {
                 }
             }
         }
-        Step::Start { task, op } => start(&mut s, task, op),
+        Step::Start { task, op } => start(p, &mut s, task, op),
         Step::Next { task } => next(p, &mut s, task),
+        Step::Fail { task } if matches!(s.task(task).op, Op::CidWork { .. }) => {
+            legacy::compaction_skip(&mut s, task)
+        }
         Step::Fail { task } => fail(&mut s, task),
         Step::Wake { task, cpu } => {
             let Op::Fork { child, vfork, .. } = s.task(task).op else {
@@ -539,6 +577,21 @@ fn mm_and_two(
 
 /// `__schedule()` + `context_switch()` on `cpu`.
 fn context_switch(p: &Params, s: &mut State, cpu: CpuId, next: Option<TaskId>) {
+    if p.family != Family::Rewrite {
+        let prev = s.curr(cpu);
+        if let Some(prev) = prev {
+            let pt = s.task_mut(prev);
+            pt.sched = match pt.op {
+                Op::Exit { at: ExitAt::Final } => Sched::Dead,
+                Op::VforkWait { .. } | Op::KworkerIdle => Sched::Sleeping,
+                _ => Sched::Runnable,
+            };
+        }
+        if let Some(n) = next {
+            s.task_mut(n).sched = Sched::Running;
+        }
+        return legacy::switch(p.family, s, cpu, prev, next);
+    }
     if let Some(prev) = s.curr(cpu) {
         let pt = s.task_mut(prev);
         pt.sched = match pt.op {
@@ -564,7 +617,7 @@ fn context_switch(p: &Params, s: &mut State, cpu: CpuId, next: Option<TaskId>) {
 }
 
 /// A task in user space starts an operation (charging its budget).
-fn start(s: &mut State, task: TaskId, op: StartOp) {
+fn start(p: &Params, s: &mut State, task: TaskId, op: StartOp) {
     let killed = s.task(task).killed;
     match op {
         StartOp::Fork | StartOp::Vfork => {
@@ -589,6 +642,7 @@ fn start(s: &mut State, task: TaskId, op: StartOp) {
                 cid_op: None,
                 killed: false,
                 vfork_parent: None,
+                legacy: LegacyTask::new(p.family),
             });
             s.task_mut(task).op = Op::Fork {
                 child,
@@ -621,6 +675,12 @@ fn start(s: &mut State, task: TaskId, op: StartOp) {
             let t = s.task_mut(task);
             t.affinity |= 1 << cpu;
             let (aff, this_cpu, m) = (t.affinity, t.cpu, t.mm);
+            if p.family != Family::Rewrite {
+                if let Some(m) = m {
+                    legacy::affinity(p.family, s, m, aff);
+                }
+                return;
+            }
             if let Some(m) = m {
                 if cid::update_cpus_allowed(&mut s.mms[m as usize].cid, aff)
                     && s.mms[m as usize].irq_work.is_none()
@@ -660,6 +720,17 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
         return cid_step(p, s, task);
     }
     let t = *s.task(task);
+    if s.cpus[t.cpu as usize].migrating.is_some_and(|(m, _)| m == task) {
+        return legacy::migrate_next(s, t.cpu);
+    }
+    if p.family != Family::Rewrite {
+        match t.op {
+            Op::User => return legacy::compaction_start(s, task),
+            Op::CidWork { .. } => return legacy::compaction_next(s, task),
+            _ => {}
+        }
+    }
+    let lg = p.family != Family::Rewrite;
     match t.op {
         Op::Fork { child, vfork, at } => match at {
             ForkAt::Copy => {
@@ -681,7 +752,9 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
                     vfork,
                     at: ForkAt::Publish,
                 };
-                if p.sw.registration == Registration::CopyMm {
+                if lg {
+                    legacy::fork_copy(p.family, s, child);
+                } else if p.sw.registration == Registration::CopyMm {
                     s.task_mut(task).cid_op = Some(CidOp::Fork { t: child });
                 }
             }
@@ -705,7 +778,7 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
                     vfork,
                     at: ForkAt::Wake,
                 };
-                if p.sw.registration == Registration::PostFork {
+                if !lg && p.sw.registration == Registration::PostFork {
                     s.task_mut(task).cid_op = Some(CidOp::Fork { t: child });
                 }
             }
@@ -717,7 +790,10 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
                     vfork,
                     at: ForkAt::Cleanup,
                 };
-                if p.sw.failed_fork_exit_cid {
+                if lg {
+                    legacy::fork_failed(p.family, s, child);
+                    sub_op_done(s, task);
+                } else if p.sw.failed_fork_exit_cid {
                     s.task_mut(task).cid_op = Some(CidOp::Exit { t: child });
                 } else {
                     sub_op_done(s, task);
@@ -730,11 +806,17 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
                 s.task_mut(task).op = Op::Exit {
                     at: ExitAt::MmRelease,
                 };
-                if t.mm.is_some() {
+                if lg {
+                    // sched_mm_cid_exit_signals, before PF_EXITING.
+                    legacy::exit_signals(p.family, s, task);
+                } else if t.mm.is_some() {
                     s.task_mut(task).cid_op = Some(CidOp::Exit { t: task });
                 }
             }
             ExitAt::MmRelease => {
+                if lg {
+                    legacy::exit_mm(p.family, s, task);
+                }
                 vfork_release(s, task);
                 s.task_mut(task).op = Op::Exit { at: ExitAt::Final };
             }
@@ -746,7 +828,12 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
                     at: ExecAt::Outcome,
                     ok,
                 };
-                s.task_mut(task).cid_op = Some(CidOp::Exit { t: task });
+                if lg {
+                    // sched_mm_cid_before_execve: the exit_signals code on the old mm.
+                    legacy::exit_signals(p.family, s, task);
+                } else {
+                    s.task_mut(task).cid_op = Some(CidOp::Exit { t: task });
+                }
             }
             ExecAt::Outcome if !ok => {
                 // exec_binprm fails: straight to sched_mm_cid_after_execve on the old mm.
@@ -778,10 +865,15 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
                 let np = s.np();
                 s.mms.push(Mm {
                     cid: cid::MmCid::new(np, t.affinity),
+                    legacy: legacy::new_mm(p.family, np, t.affinity),
                     irq_work: None,
                     work_pending: false,
                 });
-                s.task_mut(task).mm = Some((s.mms.len() - 1) as MmId);
+                let new = (s.mms.len() - 1) as MmId;
+                s.task_mut(task).mm = Some(new);
+                if lg {
+                    legacy::exec_mmap(p.family, s, t.mm, new);
+                }
                 vfork_release(s, task);
                 s.task_mut(task).op = Op::Exec {
                     at: ExecAt::After,
@@ -791,13 +883,19 @@ fn next(p: &Params, s: &mut State, task: TaskId) {
             ExecAt::After => {
                 // sched_mm_cid_after_execve: fork_cid(current), then rseq_force_update.
                 s.task_mut(task).op = Op::User;
-                s.task_mut(task).cid_op = Some(CidOp::Fork { t: task });
+                if lg {
+                    legacy::after_execve(p.family, s, task);
+                } else {
+                    s.task_mut(task).cid_op = Some(CidOp::Fork { t: task });
+                }
             }
         },
         Op::Work { .. } => {
             s.task_mut(task).cid_op = Some(CidOp::Work);
         }
-        Op::User | Op::VforkWait { .. } | Op::KworkerIdle => unreachable!("no next step"),
+        Op::User | Op::VforkWait { .. } | Op::KworkerIdle | Op::CidWork { .. } => {
+            unreachable!("no next step")
+        }
     }
 }
 

@@ -8,6 +8,9 @@
 //! all references. Two symmetric states may still get different representatives when their tasks
 //! tie on that key but differ in references; that only costs reduction, never soundness.
 //!
+//! References to tasks outside the tasks themselves (thread lists, `user_list`, a 6.18 CPU's
+//! migration in progress) are renamed too.
+//!
 //! Not reduced: CPUs (the CPU→task walk visits them in ascending order, and affinities and slots
 //! name them) and mms (created in order by execve). CID numbers are never permuted: allocation
 //! takes the lowest free bit.
@@ -48,6 +51,11 @@ pub fn representative(s: &State) -> State {
     }
     for mm in out.mms.iter_mut() {
         mm.cid.user_list.rename(r);
+    }
+    for c in out.cpus.iter_mut() {
+        if let Some((t, st)) = c.migrating {
+            c.migrating = Some((r(t), st));
+        }
     }
     out
 }

@@ -6,6 +6,9 @@ use std::fmt::Write as _;
 use mmcid_cid::{Cid, CpuId, TaskId};
 use serde::Serialize;
 
+use mmcid_cid::legacy::v6_18::Migrate;
+
+use crate::config::Family;
 use crate::state::*;
 use crate::step::{Params, StartOp, Step, Visit, apply, next_visit};
 
@@ -38,8 +41,57 @@ fn cn(c: CpuId) -> String {
     format!("CPU{c}")
 }
 
+/// The name of a pre-rewrite design's own step (`None`: named as in the 7.0 family).
+fn legacy_name(p: &Params, s: &State, step: Step) -> Option<(String, &'static str, Option<String>)> {
+    if p.family == Family::Rewrite {
+        return None;
+    }
+    Some(match step {
+        Step::SchedinRetry { cpu } => (cn(cpu), "mm_cid_get", None),
+        Step::Next { task } => {
+            let t = s.task(task);
+            if let Some((_, st)) = s.cpus[t.cpu as usize].migrating.filter(|(m, _)| *m == task) {
+                let f = match st {
+                    Migrate::Fetched(_) => "mm_cid_steal",
+                    Migrate::Stolen(_) => "mm_cid_steal_unset",
+                    _ => "mm_cid_migrate_place",
+                };
+                return Some((cn(t.cpu), f, Some(tn(task))));
+            }
+            let (f, a) = match t.op {
+                Op::User => ("task_work", Some("mm_cid_work".to_string())),
+                Op::CidWork { at } => match at {
+                    WorkAt::Scan { cpu } => ("sched_mm_cid_remote_clear", Some(cn(cpu))),
+                    WorkAt::Marked { cpu, .. } => ("remote_clear_unset", Some(cn(cpu))),
+                    WorkAt::Unset { cpu, .. } => ("__mm_cid_put", Some(cn(cpu))),
+                },
+                Op::Exit { at: ExitAt::Cid } => ("sched_mm_cid_exit_signals", None),
+                Op::Exec {
+                    at: ExecAt::Before, ..
+                } => ("sched_mm_cid_before_execve", None),
+                _ => return None,
+            };
+            (tn(task), f, a)
+        }
+        Step::Fail { task } => match s.task(task).op {
+            Op::CidWork {
+                at: WorkAt::Scan { cpu },
+            } => (tn(task), "clear_old_skip", Some(cn(cpu))),
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
 /// The name of `step` taken in `s`.
 pub fn name(p: &Params, s: &State, step: Step) -> StepName {
+    if let Some((actor, function, arg)) = legacy_name(p, s, step) {
+        return StepName {
+            actor,
+            function: function.to_string(),
+            arg,
+        };
+    }
     let (actor, function, arg): (String, &str, Option<String>) = match step {
         Step::Switch { cpu, next } => (
             cn(cpu),
@@ -135,6 +187,9 @@ pub fn cpu_of(s: &State, step: Step) -> CpuId {
 
 /// What a step changed in the CID state (and the scheduler facts a reader needs), as short lines.
 pub fn effects(before: &State, after: &State) -> Vec<String> {
+    if is_legacy(after) {
+        return legacy_effects(before, after);
+    }
     let mut out = Vec::new();
     for (i, (a, b)) in before.cpus.iter().zip(&after.cpus).enumerate() {
         if a.spin.is_none() && b.spin.is_some() {
@@ -217,6 +272,9 @@ pub fn effects(before: &State, after: &State) -> Vec<String> {
 
 /// A compact one-line CID state: `mode ONCPU users 4 max 3 bits {0,1,2} | CPU0 T1 0|ONCPU ...`.
 pub fn state_line(s: &State) -> String {
+    if is_legacy(s) {
+        return legacy_state_line(s);
+    }
     let mut out = String::new();
     for (m, mm) in s.mms.iter().enumerate() {
         let c = &mm.cid;
@@ -326,7 +384,7 @@ pub fn render_columns(
     let _ = write!(out, "{:>4} ", 0);
     for c in 0..np {
         let cell = match init.curr(c) {
-            Some(t) => format!("{} cid {}", tn(t), init.task(t).cid.cid),
+            Some(t) => format!("{} cid {}", tn(t), task_cid(init, t)),
             None => "idle".to_string(),
         };
         let _ = write!(out, "{:<W$}", cell);
@@ -362,6 +420,9 @@ pub fn render_columns(
 
 /// A multi-line description of the CID state at one point: the mm, each CPU and each task.
 pub fn state_report(s: &State) -> String {
+    if is_legacy(s) {
+        return legacy_state_report(s);
+    }
     let mut out = String::new();
     for (m, mm) in s.mms.iter().enumerate() {
         let c = &mm.cid;
@@ -423,6 +484,9 @@ pub fn state_report(s: &State) -> String {
 
 /// Who owns each set bit (for explaining I4 and stalls): `bit 2: T3 (plain)`.
 pub fn bit_owners(s: &State, m: MmId) -> Vec<String> {
+    if is_legacy(s) {
+        return legacy_bit_owners(s, m);
+    }
     let c = s.mm(m);
     let mut out = Vec::new();
     for b in c.bitmap.iter() {
@@ -451,6 +515,340 @@ pub fn bit_owners(s: &State, m: MmId) -> Vec<String> {
             owners.push("nobody (leaked)".into());
         }
         out.push(format!("bit {b}: {}", owners.join(", ")));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pre-rewrite designs (6.3, 6.18).
+
+/// Does `s` belong to a pre-rewrite design?
+fn is_legacy(s: &State) -> bool {
+    s.mms.first().is_some_and(|m| m.legacy != LegacyMm::None)
+}
+
+/// The CID a task shows (its `t.cid`, or a pre-rewrite design's `mm_cid`).
+pub fn task_cid(s: &State, t: TaskId) -> String {
+    let task = s.task(t);
+    match task.legacy.mm_cid() {
+        Some(c) => c.to_string(),
+        None => task.cid.cid.to_string(),
+    }
+}
+
+fn legacy_effects(before: &State, after: &State) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, (a, b)) in before.cpus.iter().zip(&after.cpus).enumerate() {
+        match (a.legacy_spin, b.legacy_spin) {
+            (_, Some(k)) if a.legacy_spin != b.legacy_spin => {
+                let waits =
+                    after
+                        .curr(i as CpuId)
+                        .and_then(|t| after.task(t).mm)
+                        .is_some_and(|m| match &after.mms[m as usize].legacy {
+                            LegacyMm::V618(x) => k.waits(x),
+                            _ => false,
+                        });
+                let what = if waits {
+                    "spins (rq lock held)"
+                } else {
+                    "continues"
+                };
+                out.push(format!("CPU{i} mm_cid_get {what}: {k:?}"));
+            }
+            (Some(_), None) => out.push(format!("CPU{i} mm_cid_get done")),
+            _ => {}
+        }
+        if a.migrating != b.migrating {
+            match b.migrating {
+                Some((t, st)) => out.push(format!("CPU{i} migrating T{t}: {st:?} (rq lock held)")),
+                None => out.push(format!("CPU{i} migration done")),
+            }
+        }
+    }
+    for (m, mb) in after.mms.iter().enumerate() {
+        let Some(ma) = before.mms.get(m) else {
+            out.push(format!("new mm{m}"));
+            continue;
+        };
+        let pre = if after.mms.len() > 1 {
+            format!("mm{m} ")
+        } else {
+            String::new()
+        };
+        match (&ma.legacy, &mb.legacy) {
+            (LegacyMm::V63(x), LegacyMm::V63(y)) => {
+                if x.cidmask != y.cidmask {
+                    out.push(format!("{pre}cidmask {} -> {}", x.cidmask, y.cidmask));
+                }
+                if x.faults != y.faults {
+                    out.push(format!("{pre}FAULT {:?}", y.faults));
+                }
+            }
+            (LegacyMm::V618(x), LegacyMm::V618(y)) => {
+                if x.cidmask != y.cidmask {
+                    out.push(format!("{pre}cidmask {} -> {}", x.cidmask, y.cidmask));
+                }
+                for c in 0..after.cpus.len() {
+                    let (sa, sb) = (x.pcpu[c], y.pcpu[c]);
+                    if sa.cid != sb.cid {
+                        out.push(format!("{pre}slot{c}.cid {} -> {}", sa.cid, sb.cid));
+                    }
+                    if sa.recent_cid != sb.recent_cid {
+                        out.push(format!(
+                            "{pre}slot{c}.recent_cid {} -> {}",
+                            sa.recent_cid, sb.recent_cid
+                        ));
+                    }
+                }
+                if x.max_nr_cid != y.max_nr_cid {
+                    out.push(format!("{pre}max_nr_cid {} -> {}", x.max_nr_cid, y.max_nr_cid));
+                }
+                if x.mm_users != y.mm_users {
+                    out.push(format!("{pre}mm_users {} -> {}", x.mm_users, y.mm_users));
+                }
+                if x.nr_cpus_allowed != y.nr_cpus_allowed {
+                    out.push(format!(
+                        "{pre}nr_cpus_allowed {} -> {}",
+                        x.nr_cpus_allowed, y.nr_cpus_allowed
+                    ));
+                }
+                if x.use_cid_lock != y.use_cid_lock {
+                    out.push(format!("{pre}use_cid_lock {}", y.use_cid_lock as u8));
+                }
+                if x.cid_lock != y.cid_lock {
+                    match y.cid_lock {
+                        Some(c) => out.push(format!("{pre}cid_lock taken by CPU{c}")),
+                        None => out.push(format!("{pre}cid_lock released")),
+                    }
+                }
+                if x.faults != y.faults {
+                    out.push(format!("{pre}FAULT {:?}", y.faults));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (i, tb) in after.tasks.iter().enumerate() {
+        let Some(ta) = before.tasks.get(i) else {
+            out.push(format!("T{i} created (unpublished)"));
+            continue;
+        };
+        match (ta.legacy, tb.legacy) {
+            (LegacyTask::V63(x), LegacyTask::V63(y)) if x.mm_cid != y.mm_cid => {
+                out.push(format!("T{i}.mm_cid {} -> {}", x.mm_cid, y.mm_cid));
+            }
+            (LegacyTask::V618(x), LegacyTask::V618(y)) => {
+                if x.mm_cid != y.mm_cid {
+                    out.push(format!("T{i}.mm_cid {} -> {}", x.mm_cid, y.mm_cid));
+                }
+                if x.last_mm_cid != y.last_mm_cid {
+                    out.push(format!("T{i}.last_mm_cid {} -> {}", x.last_mm_cid, y.last_mm_cid));
+                }
+                if x.migrate_from_cpu != y.migrate_from_cpu {
+                    if let Some(c) = y.migrate_from_cpu {
+                        out.push(format!("T{i}.migrate_from_cpu = CPU{c}"));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if ta.legacy.active() != tb.legacy.active() {
+            out.push(format!(
+                "T{i} {}",
+                if tb.legacy.active() { "active" } else { "inactive" }
+            ));
+        }
+        if ta.sched != tb.sched && !matches!(tb.sched, Sched::Running) {
+            let what = match tb.sched {
+                Sched::Runnable => "runnable",
+                Sched::Sleeping => "sleeps",
+                Sched::Dead => "dead",
+                _ => "new",
+            };
+            out.push(format!("T{i} {what} on CPU{}", tb.cpu));
+        } else if ta.cpu != tb.cpu {
+            out.push(format!("T{i} now on CPU{}", tb.cpu));
+        }
+        if let (true, Some(m)) = (ta.mm != tb.mm, tb.mm) {
+            out.push(format!("T{i} mm -> mm{m}"));
+        }
+    }
+    if before.groups != after.groups || before.process_list != after.process_list {
+        out.push("published".to_string());
+    }
+    out
+}
+
+/// `bits {0,1} max 2 users 3 | CPU0 T1 [0/r0] ...` (6.18 slots as `cid/rRECENT`).
+fn legacy_state_line(s: &State) -> String {
+    let mut out = String::new();
+    for (m, mm) in s.mms.iter().enumerate() {
+        if s.mms.len() > 1 {
+            let _ = write!(out, "mm{m}: ");
+        }
+        match &mm.legacy {
+            LegacyMm::V63(x) => {
+                let _ = write!(out, "bits {}", x.cidmask);
+            }
+            LegacyMm::V618(x) => {
+                let _ = write!(
+                    out,
+                    "bits {} max_nr_cid {} users {} allowed {}{}",
+                    x.cidmask,
+                    x.max_nr_cid,
+                    x.mm_users,
+                    x.nr_cpus_allowed,
+                    if x.use_cid_lock { " use_cid_lock" } else { "" }
+                );
+                for c in 0..s.np() {
+                    let sl = x.slot(c);
+                    let _ = write!(out, " s{c}[{}/r{}]", sl.cid, sl.recent_cid);
+                }
+            }
+            LegacyMm::None => {}
+        }
+        out.push_str(" | ");
+    }
+    for c in 0..s.np() {
+        let curr = s.curr(c).map_or_else(|| "-".to_string(), tn);
+        let cpu = &s.cpus[c as usize];
+        let spin = match (cpu.legacy_spin, cpu.migrating) {
+            (Some(_), _) => " GET",
+            (_, Some(_)) => " MIG",
+            _ => "",
+        };
+        let _ = write!(out, "CPU{c} {curr}{spin}  ");
+    }
+    out.push_str("| ");
+    for (i, t) in s.tasks.iter().enumerate() {
+        if t.kworker || t.mm.is_none() && t.sched == Sched::Dead {
+            continue;
+        }
+        let st = match t.sched {
+            Sched::New => "new",
+            Sched::Running => "run",
+            Sched::Runnable => "rq",
+            Sched::Sleeping => "sleep",
+            Sched::Dead => "dead",
+        };
+        let last = match t.legacy {
+            LegacyTask::V618(x) => format!("/l{}", x.last_mm_cid),
+            _ => String::new(),
+        };
+        let act = if t.legacy.active() { "" } else { "-" };
+        let _ = write!(
+            out,
+            "T{i}:{act}{}{last}@{}{} ",
+            task_cid(s, i as TaskId),
+            st,
+            t.cpu
+        );
+    }
+    out.trim_end().to_string()
+}
+
+fn legacy_state_report(s: &State) -> String {
+    let mut out = String::new();
+    for (m, mm) in s.mms.iter().enumerate() {
+        match &mm.legacy {
+            LegacyMm::V63(x) => {
+                let _ = writeln!(
+                    out,
+                    "mm{m}: cidmask {} of {} bits, faults {:?}",
+                    x.cidmask, x.np, x.faults
+                );
+            }
+            LegacyMm::V618(x) => {
+                let _ = writeln!(
+                    out,
+                    "mm{m}: cidmask {} of {} bits, max_nr_cid {}, mm_users {}, nr_cpus_allowed {} (mask {:#b}), use_cid_lock {}, cid_lock {:?}, faults {:?}",
+                    x.cidmask,
+                    x.np,
+                    x.max_nr_cid,
+                    x.mm_users,
+                    x.nr_cpus_allowed,
+                    x.cpus_allowed,
+                    x.use_cid_lock as u8,
+                    x.cid_lock,
+                    x.faults
+                );
+            }
+            LegacyMm::None => {}
+        }
+        for cpu in 0..s.np() {
+            let curr = s.curr(cpu).map_or_else(|| "idle".to_string(), tn);
+            let c = &s.cpus[cpu as usize];
+            let mut extra = String::new();
+            if let Some(k) = c.legacy_spin {
+                let _ = write!(extra, ", in mm_cid_get at {k:?} with its rq lock held");
+            }
+            if let Some((t, st)) = c.migrating {
+                let _ = write!(extra, ", migrating T{t} at {st:?} with its rq lock held");
+            }
+            let slot = match &mm.legacy {
+                LegacyMm::V618(x) => format!(
+                    ", slot cid {} recent_cid {}",
+                    x.slot(cpu).cid,
+                    x.slot(cpu).recent_cid
+                ),
+                _ => String::new(),
+            };
+            let rq: Vec<String> = s.runqueue(cpu).map(tn).collect();
+            let _ = writeln!(out, "  CPU{cpu}: curr {curr}{slot}, rq [{}]{extra}", rq.join(" "));
+        }
+    }
+    for (i, t) in s.tasks.iter().enumerate() {
+        let mm = t.mm.map_or_else(|| "-".to_string(), |m| format!("mm{m}"));
+        let detail = match t.legacy {
+            LegacyTask::V63(x) => format!("mm_cid {}, active {}", x.mm_cid, x.active as u8),
+            LegacyTask::V618(x) => format!(
+                "mm_cid {}, last_mm_cid {}, active {}, migrate_from_cpu {:?}",
+                x.mm_cid, x.last_mm_cid, x.active as u8, x.migrate_from_cpu
+            ),
+            LegacyTask::None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  T{i}: {:?} on CPU{}, {mm}, {detail}, in {:?}",
+            t.sched, t.cpu, t.op
+        );
+    }
+    out
+}
+
+fn legacy_bit_owners(s: &State, m: MmId) -> Vec<String> {
+    let mut out = Vec::new();
+    let (bits, is618) = match &s.mms[m as usize].legacy {
+        LegacyMm::V63(x) => (x.cidmask, false),
+        LegacyMm::V618(x) => (x.cidmask, true),
+        LegacyMm::None => return out,
+    };
+    let in_flight = crate::legacy::in_flight(s, m);
+    for b in bits.iter() {
+        let mut owners = Vec::new();
+        if let LegacyMm::V618(x) = &s.mms[m as usize].legacy {
+            for cpu in 0..s.np() {
+                let c = x.slot(cpu).cid;
+                if !c.is_unset() && c.index() == b {
+                    owners.push(format!("CPU{cpu} slot ({c})"));
+                }
+            }
+            if in_flight.iter().any(|c| c.index() == b) {
+                owners.push("in flight (remote clear or migration)".into());
+            }
+        }
+        for (i, t) in s.tasks.iter().enumerate() {
+            if t.mm == Some(m) {
+                if let Some(c) = t.legacy.mm_cid().filter(|c| !c.is_unset() && c.index() == b) {
+                    owners.push(format!("T{i} ({}{c})", if is618 { "copy " } else { "" }));
+                }
+            }
+        }
+        if owners.is_empty() {
+            owners.push("nobody (leaked)".into());
+        }
+        out.push(format!("mm{m} bit {b}: {}", owners.join(", ")));
     }
     out
 }

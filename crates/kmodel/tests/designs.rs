@@ -6,24 +6,46 @@ use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness};
 use mmcid_kmodel::{Budgets, Config};
 
 fn check(design: &str, cpus: u8, threads: u8, allowed: Option<u8>, b: Budgets, depth: u32) -> CheckOutcome {
-    let cfg = Config { design: design.into(), cpus, threads, allowed, budgets: b };
-    let opts = CheckOptions { symmetry: true, liveness: Liveness::Stalls, max_states: None, max_depth: Some(depth) };
+    let cfg = Config {
+        design: design.into(),
+        cpus,
+        threads,
+        allowed,
+        budgets: b,
+    };
+    let opts = CheckOptions {
+        symmetry: true,
+        liveness: Liveness::Stalls,
+        max_states: None,
+        max_depth: Some(depth),
+    };
     checker::run(&cfg, &opts, &mut mmcid_engine::NoObserver).unwrap()
 }
 
 /// (property, depth) of every violation, sorted.
 fn found(o: &CheckOutcome) -> Vec<(String, u32)> {
-    let mut v: Vec<(String, u32)> = o.violations.iter().map(|v| (v.property.clone(), v.depth)).collect();
+    let mut v: Vec<(String, u32)> = o
+        .violations
+        .iter()
+        .map(|v| (v.property.clone(), v.depth))
+        .collect();
     v.sort();
     v.dedup();
     v
 }
 
 fn fork_exit() -> Budgets {
-    Budgets { forks: 1, exits: 1, ..Budgets::default() }
+    Budgets {
+        forks: 1,
+        exits: 1,
+        ..Budgets::default()
+    }
 }
 fn seed() -> Budgets {
-    Budgets { forks: 2, ..Budgets::default() }
+    Budgets {
+        forks: 2,
+        ..Budgets::default()
+    }
 }
 
 #[test]
@@ -33,18 +55,30 @@ fn v6_19_rc7_live_locks_on_the_task_to_cpu_transition() {
     // fixed up yet and it waits on that CPU's run queue: schedin spins with the rq lock held.
     let o = check("6.19-rc7", 2, 2, None, fork_exit(), 8);
     assert_eq!(found(&o), vec![("I8v".into(), 3), ("stall".into(), 6)]);
-    assert!(o.violations.iter().any(|v| v.kind == "stall" && v.trace.last().unwrap().function == "schedule"));
+    assert!(
+        o.violations
+            .iter()
+            .any(|v| v.kind == "stall" && v.trace.last().unwrap().function == "schedule")
+    );
 }
 
 #[test]
 fn v6_19_clears_a_bit_outside_the_bitmap_on_an_exit_switch() {
     // 1e83ccd5921a: the unguarded drop_on_cpu of a slot mirroring a TRANSIT CID clears bit
     // TRANSIT|0 = 0x20000000.
-    let b = Budgets { forks: 1, exits: 2, ..Budgets::default() };
+    let b = Budgets {
+        forks: 1,
+        exits: 2,
+        ..Budgets::default()
+    };
     let o = check("6.19", 4, 3, Some(2), b, 7);
     assert_eq!(found(&o), vec![("D1".into(), 6), ("I8v".into(), 3)]);
     let d1 = o.violations.iter().find(|v| v.property == "D1").unwrap();
-    assert!(d1.what.contains("bit 536870912, outside the 4-bit bitmap"), "{}", d1.what);
+    assert!(
+        d1.what.contains("bit 536870912, outside the 4-bit bitmap"),
+        "{}",
+        d1.what
+    );
     // 6.19.1 (guarded drop_on_cpu) does not
     let o = check("6.19.1", 4, 3, Some(2), b, 7);
     assert_eq!(found(&o), vec![("I8v".into(), 3)]);
@@ -53,7 +87,10 @@ fn v6_19_clears_a_bit_outside_the_bitmap_on_an_exit_switch() {
 #[test]
 fn v6_19_1_stalls_on_the_seed_and_its_successors_do_not() {
     let o = check("6.19.1", 3, 2, None, seed(), 13);
-    assert_eq!(found(&o), vec![("I6".into(), 9), ("I8v".into(), 3), ("stall".into(), 12)]);
+    assert_eq!(
+        found(&o),
+        vec![("I6".into(), 9), ("I8v".into(), 3), ("stall".into(), 12)]
+    );
     for d in ["6.19.1+fork", "6.19.1+vfork", "7.0"] {
         let o = check(d, 3, 2, None, seed(), 13);
         assert_eq!(found(&o), vec![], "{d}");
@@ -64,7 +101,20 @@ fn v6_19_1_stalls_on_the_seed_and_its_successors_do_not() {
 fn v7_0_breaks_only_around_a_failing_execve() {
     let o = check("7.0", 2, 2, None, fork_exit(), 40);
     assert!(o.complete && o.violations.is_empty() && o.no_stall == Some(true));
-    let b = Budgets { forks: 1, exits: 2, exec_fails: 1, ..Budgets::default() };
+    let b = Budgets {
+        forks: 1,
+        exits: 2,
+        exec_fails: 1,
+        ..Budgets::default()
+    };
     let o = check("7.0", 2, 3, None, b, 18);
-    assert_eq!(found(&o), vec![("I2".into(), 6), ("I4".into(), 13), ("I7".into(), 13), ("stall".into(), 18)]);
+    assert_eq!(
+        found(&o),
+        vec![
+            ("I2".into(), 6),
+            ("I4".into(), 13),
+            ("I7".into(), 13),
+            ("stall".into(), 18)
+        ]
+    );
 }

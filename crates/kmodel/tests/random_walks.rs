@@ -55,6 +55,7 @@ fn config() -> impl Strategy<Value = Config> {
                         execs,
                         exec_fails,
                         affinity,
+                        compactions: 0,
                     },
                 }
             },

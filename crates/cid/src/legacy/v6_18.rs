@@ -521,7 +521,7 @@ pub fn after_execve(mm: &mut Mm618, cpu: CpuId, t: &mut Task618, now: u8) -> Leg
 // Migration (designs.md E.2.5).
 
 /// A migration in progress: the source CPU and the CID being stolen from it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
 pub struct MigrateCont {
     /// `t.migrate_from_cpu`.
     pub src: CpuId,
@@ -532,7 +532,7 @@ pub struct MigrateCont {
 }
 
 /// How a migration ended.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
 pub enum MigrateOutcome {
     /// `migrate_from_cpu == -1`: `last_mm_cid = -1`.
     NoSource,
@@ -556,7 +556,7 @@ pub enum MigrateOutcome {
 }
 
 /// A migration step's result.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Migrate {
     /// Finished.
     Done(MigrateOutcome),
