@@ -160,27 +160,34 @@ impl PerCidCounter {
     pub fn add(&self, v: u64) {
         #[cfg(target_arch = "x86_64")]
         if let Some(area) = cid_area() {
-            let r = area.add_at_mm_cid(&self.slots.slots, v);
-            if r == CsAdd::Done {
-                return;
+            match area.add_at_mm_cid(&self.slots.slots, v) {
+                CsAdd::Done => {}
+                CsAdd::Aborted => self.add_after_abort(area, v),
+                CsAdd::OutOfRange => {
+                    self.add_overflow(v);
+                }
             }
-            return self.add_retry(area, r, v);
+            return;
         }
         self.add_atomic(v);
     }
 
-    /// The rest of [`add`](Self::add) after a first attempt that did not
-    /// commit: retry after an abort, atomic add for an ID without a slot.
+    /// The rest of [`add`](Self::add) after an aborted first attempt:
+    /// retry until a section commits (or the new ID has no slot).
     #[cfg(target_arch = "x86_64")]
     #[cold]
     #[inline(never)]
-    fn add_retry(&self, area: crate::sys::RseqArea, mut r: CsAdd, v: u64) {
-        while r == CsAdd::Aborted {
+    fn add_after_abort(&self, area: crate::sys::RseqArea, v: u64) {
+        loop {
             note_abort();
-            r = area.add_at_mm_cid(&self.slots.slots, v);
-        }
-        if r == CsAdd::OutOfRange {
-            self.add_overflow(v);
+            match area.add_at_mm_cid(&self.slots.slots, v) {
+                CsAdd::Done => return,
+                CsAdd::Aborted => {}
+                CsAdd::OutOfRange => {
+                    self.add_overflow(v);
+                    return;
+                }
+            }
         }
     }
 
