@@ -64,8 +64,8 @@
 //!
 //! [`PerCid<T>`] holds one cache-line-padded `T` per possible CPU, indexed
 //! by `mm_cid`. [`PerCidCounter`] is a counter whose [`add`](PerCidCounter::add)
-//! is an rseq critical section on x86_64: it arms the section, checks inside
-//! it that `mm_cid` still equals the ID that selected the slot, and commits
+//! is an rseq critical section on x86_64: it arms the section, reads
+//! `mm_cid` inside it, bounds-checks it and commits `slots[mm_cid] += v`
 //! with a single non-atomic `add` instruction. Preemption, migration or a
 //! signal between the start and the commit makes the kernel jump to the
 //! abort handler, and the add is retried with a fresh `mm_cid`. On other

@@ -116,8 +116,10 @@ pub enum AddOutcome {
 
 /// A counter sharded by `mm_cid`, incremented in rseq critical sections.
 ///
-/// [`add`](Self::add) costs about as much as incrementing a thread-local
-/// variable and never bounces cache lines between running threads;
+/// [`add`](Self::add) costs a small multiple of incrementing a thread-local
+/// variable (on a Zen 4 machine about 0.9 ns against 0.55 ns, see
+/// `mmcid bench-percid`) and never bounces cache lines between running
+/// threads;
 /// [`sum`](Self::sum) reads every slot (not an atomic snapshot: adds that
 /// race with it may or may not be counted; once they happen-before the
 /// call, they are).
