@@ -1,4 +1,37 @@
-//! placeholder
+//! # mmcid-kmodel: the kernel around the MM CID code
+//!
+//! A deterministic state machine of the parts of Linux that the CID code runs inside: CPUs with
+//! their run queues and `rq->curr`, tasks (thread group, mm, scheduler state, CPU, affinity, and
+//! the *program point* of the kernel operation each is in), mms with their CID state and deferred
+//! work, the thread lists and the process list in publication order, and operation budgets. Its
+//! transitions ([`step::Step`]) are the kernel's atomic steps, each a critical section taken under
+//! exactly the locks the spec names (`shared/spec/kernel-mmcid.md` section 10), so that the
+//! interleavings the checker explores are the kernel's. The CID algorithm itself is
+//! `mmcid-cid`; this crate only decides *when* each of its functions runs and with what.
+//!
+//! ## Shape
+//! - [`state`]: the [`state::State`] (Copy, no heap: millions are stored). Derived facts are
+//!   computed: `rq->curr` and run queues from the tasks' scheduler states, lock owners from the
+//!   program points ([`state::State::mutex_owner`], [`state::State::lock_owner`],
+//!   [`state::State::rq_locked`]).
+//! - [`step`]: [`step::enabled`] (guards) and [`step::apply`] (effects), shared by the checker,
+//!   replay and the random walks. The module doc lists where the kernel operations are cut.
+//! - [`legacy`]: the hooks of the pre-rewrite designs (6.3, 6.4–6.18) at the same decision points.
+//! - [`invariants`]: spec section 6 as named checks, and when each must hold.
+//! - [`symmetry`]: task renaming; [`model`]: the engine's `Model` over all of this.
+//! - [`trace`]: kernel names for steps and CPU-column traces; [`scenario`]: the text format and
+//!   replay; [`checker`] and [`matrix`]: running the engine and saying what it found in kernel terms.
+//! - [`init`]: the initial state, built by the model's own steps from a [`Config`].
+//!
+//! ## Designs
+//! A [`Design`] is a value ([`DESIGNS`]): the 7.0 family by its switches (designs.md S1–S9), the
+//! older designs by their [`Family`]. One process checks every design.
+//!
+//! ## What the model does not show
+//! Sequential consistency: memory-ordering bugs (the 6.19-rc7 two-word mode under a weak memory
+//! model, the 2024 barrier fix of 6.4–6.18) stay invisible; lock sections are atomic to lock-free
+//! readers. Time is nondeterminism (any preemption, migration or compaction may happen at any
+//! allowed point). Bounds are budgets of operations: a stall is a stall within them.
 pub mod checker;
 pub mod config;
 pub mod fixed;
