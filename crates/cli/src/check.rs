@@ -205,7 +205,7 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
     let b = &c.budgets;
     let _ = writeln!(
         s,
-        "mmcid {} | design {} | {} CPUs | {} threads | forks<={} vforks<={} fork-fails<={} exits<={} execs<={} exec-fails<={} affinity<={} | symmetry {} | liveness {}",
+        "mmcid {} | design {} | {} CPUs | {} threads | forks<={} vforks<={} fork-fails<={} exits<={} execs<={} exec-fails<={} affinity<={}{} | symmetry {} | liveness {}",
         env!("CARGO_PKG_VERSION"),
         o.design,
         c.cpus,
@@ -217,6 +217,11 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
         b.execs,
         b.exec_fails,
         b.affinity,
+        if b.compactions > 0 {
+            format!(" compactions<={}", b.compactions)
+        } else {
+            String::new()
+        },
         if o.symmetry { "on" } else { "off" },
         o.liveness
     );

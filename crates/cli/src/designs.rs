@@ -15,7 +15,11 @@ pub fn run(a: &Args) -> i32 {
     if a.json {
         let v: Vec<_> = DESIGNS
             .iter()
-            .map(|d| serde_json::json!({"name": d.name, "summary": d.summary, "commits": d.commits, "switches": d.switches}))
+            .map(|d| {
+                let family = format!("{:?}", d.family);
+                let switches = (d.family == mmcid_kmodel::Family::Rewrite).then_some(d.switches);
+                serde_json::json!({"name": d.name, "summary": d.summary, "commits": d.commits, "family": family, "switches": switches})
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {

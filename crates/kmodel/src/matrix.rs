@@ -148,6 +148,17 @@ pub fn default_grid() -> Vec<GridConfig> {
                 ..b
             },
         ),
+        g(
+            "a vfork child in another group while a fork crosses max_cids",
+            3,
+            2,
+            None,
+            Budgets {
+                forks: 1,
+                vforks: 1,
+                ..b
+            },
+        ),
     ]
 }
 

@@ -118,3 +118,31 @@ fn v7_0_breaks_only_around_a_failing_execve() {
         ]
     );
 }
+
+#[test]
+fn v6_19_1_plus_fork_misses_a_vfork_child_and_its_successor_does_not() {
+    // B' (b2e48c429ec5 alone): budget users-1 = 3; pass 1 counts T1 and T2, pass 2 counts T1
+    // again and returns early, so the vfork child T3 (another thread group, same mm) keeps its plain
+    // CID in per-CPU mode. B'' (28b5a1395036) lets pass 2 finish.
+    let b = Budgets {
+        forks: 1,
+        vforks: 1,
+        ..Budgets::default()
+    };
+    let o = check("6.19.1+fork", 3, 2, None, b, 15);
+    assert_eq!(found(&o), vec![("I6".into(), 14)]);
+    let i6 = o.violations.iter().find(|v| v.property == "I6").unwrap();
+    let walk: Vec<&str> = i6
+        .trace
+        .iter()
+        .map(|s| s.line.as_str())
+        .filter(|l| l.contains("fixup_one"))
+        .collect();
+    assert_eq!(
+        walk,
+        vec!["T0 fixup_one T1", "T0 fixup_one T2", "T0 fixup_one T1"]
+    );
+    for d in ["6.19.1+vfork", "7.0"] {
+        assert_eq!(found(&check(d, 3, 2, None, b, 15)), vec![], "{d}");
+    }
+}
