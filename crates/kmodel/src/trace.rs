@@ -307,13 +307,7 @@ pub fn state_line(s: &State) -> String {
         if t.kworker || t.mm.is_none() && t.sched == Sched::Dead {
             continue;
         }
-        let st = match t.sched {
-            Sched::New => "new",
-            Sched::Running => "run",
-            Sched::Runnable => "rq",
-            Sched::Sleeping => "sleep",
-            Sched::Dead => "dead",
-        };
+        let st = sched_short(t.sched);
         let _ = write!(out, "T{i}:{}@{}{} ", t.cid.cid, st, t.cpu);
     }
     out.trim_end().to_string()
@@ -725,13 +719,7 @@ fn legacy_state_line(s: &State) -> String {
         if t.kworker || t.mm.is_none() && t.sched == Sched::Dead {
             continue;
         }
-        let st = match t.sched {
-            Sched::New => "new",
-            Sched::Running => "run",
-            Sched::Runnable => "rq",
-            Sched::Sleeping => "sleep",
-            Sched::Dead => "dead",
-        };
+        let st = sched_short(t.sched);
         let last = match t.legacy {
             LegacyTask::V618(x) => format!("/l{}", x.last_mm_cid),
             _ => String::new(),
@@ -851,4 +839,15 @@ fn legacy_bit_owners(s: &State, m: MmId) -> Vec<String> {
         out.push(format!("mm{m} bit {b}: {}", owners.join(", ")));
     }
     out
+}
+
+/// The scheduler state as the compact state line writes it.
+fn sched_short(s: Sched) -> &'static str {
+    match s {
+        Sched::New => "new",
+        Sched::Running => "run",
+        Sched::Runnable => "rq",
+        Sched::Sleeping => "sleep",
+        Sched::Dead => "dead",
+    }
 }
