@@ -37,11 +37,17 @@ fn fmix64(mut k: u64) -> u64 {
 #[derive(Clone, Debug)]
 pub struct FpHasher {
     h: u64,
+    /// Small writes are packed into this word (low bytes first) and mixed in once it is full:
+    /// derived `Hash` impls make many one- and four-byte writes, and mixing each one separately
+    /// was the largest single cost of the search.
+    buf: u64,
+    /// Bytes used in `buf`.
+    n: u32,
 }
 
 impl Default for FpHasher {
     fn default() -> Self {
-        FpHasher { h: SEED }
+        FpHasher { h: SEED, buf: 0, n: 0 }
     }
 }
 
@@ -50,11 +56,39 @@ impl FpHasher {
     fn word(&mut self, w: u64) {
         self.h = folded_mul(self.h ^ w, MUL);
     }
+
+    /// Appends the low `len` bytes of `v` to the byte stream. The stream a value produces is
+    /// decided by its type and contents alone, so equal values give equal streams and the
+    /// packing (a word is mixed when the next write does not fit) is the same for both.
+    #[inline(always)]
+    fn push(&mut self, v: u64, len: u32) {
+        if self.n + len > 8 {
+            self.word(self.buf);
+            self.buf = 0;
+            self.n = 0;
+        }
+        if len == 8 {
+            self.word(v);
+            return;
+        }
+        self.buf |= v << (8 * self.n);
+        self.n += len;
+    }
+
+    #[inline(always)]
+    fn flush(&mut self) {
+        if self.n > 0 {
+            self.word(self.buf ^ ((self.n as u64) << 60));
+            self.buf = 0;
+            self.n = 0;
+        }
+    }
 }
 
 impl Hasher for FpHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
+        self.flush();
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
             self.word(u64::from_le_bytes(c.try_into().expect("8-byte chunk")));
@@ -69,27 +103,35 @@ impl Hasher for FpHasher {
     }
     #[inline]
     fn write_u8(&mut self, i: u8) {
-        self.word(i as u64);
+        self.push(i as u64, 1);
     }
     #[inline]
     fn write_u16(&mut self, i: u16) {
-        self.word(i as u64);
+        self.push(i as u64, 2);
     }
     #[inline]
     fn write_u32(&mut self, i: u32) {
-        self.word(i as u64);
+        self.push(i as u64, 4);
     }
     #[inline]
     fn write_u64(&mut self, i: u64) {
-        self.word(i);
+        self.push(i, 8);
     }
     #[inline]
     fn write_usize(&mut self, i: usize) {
-        self.word(i as u64);
+        // Lengths and enum discriminants are small: one byte, or an escape and eight bytes.
+        if i < 255 {
+            self.push(i as u64, 1);
+        } else {
+            self.push(255, 1);
+            self.push(i as u64, 8);
+        }
     }
     #[inline]
     fn finish(&self) -> u64 {
-        fmix64(self.h)
+        let mut h = self.clone();
+        h.flush();
+        fmix64(h.h)
     }
 }
 
