@@ -249,18 +249,7 @@ pub fn effects(before: &State, after: &State) -> Vec<String> {
                         if tb.cid.active { "active" } else { "inactive" }
                     ));
                 }
-                if ta.sched != tb.sched && !matches!(tb.sched, Sched::Running) {
-                    let what = match tb.sched {
-                        Sched::Runnable => "runnable",
-                        Sched::Sleeping => "sleeps",
-                        Sched::Dead => "dead",
-                        _ => "new",
-                    };
-                    out.push(format!("T{i} {what} on CPU{}", tb.cpu));
-                }
-                if let (true, Some(m)) = (ta.mm != tb.mm, tb.mm) {
-                    out.push(format!("T{i} mm -> mm{m}"));
-                }
+                sched_effects(i, ta, tb, false, &mut out);
             }
         }
     }
@@ -653,20 +642,7 @@ fn legacy_effects(before: &State, after: &State) -> Vec<String> {
                 if tb.legacy.active() { "active" } else { "inactive" }
             ));
         }
-        if ta.sched != tb.sched && !matches!(tb.sched, Sched::Running) {
-            let what = match tb.sched {
-                Sched::Runnable => "runnable",
-                Sched::Sleeping => "sleeps",
-                Sched::Dead => "dead",
-                _ => "new",
-            };
-            out.push(format!("T{i} {what} on CPU{}", tb.cpu));
-        } else if ta.cpu != tb.cpu {
-            out.push(format!("T{i} now on CPU{}", tb.cpu));
-        }
-        if let (true, Some(m)) = (ta.mm != tb.mm, tb.mm) {
-            out.push(format!("T{i} mm -> mm{m}"));
-        }
+        sched_effects(i, ta, tb, true, &mut out);
     }
     if before.groups != after.groups || before.process_list != after.process_list {
         out.push("published".to_string());
@@ -849,5 +825,25 @@ fn sched_short(s: Sched) -> &'static str {
         Sched::Runnable => "rq",
         Sched::Sleeping => "sleep",
         Sched::Dead => "dead",
+    }
+}
+
+/// What changed in a task's scheduler state and mm (shared by both families' effect lists).
+/// `moves`: also report a CPU change of a task that stays in the same state (a migration, which
+/// the 6.18 design reacts to).
+fn sched_effects(i: usize, ta: &Task, tb: &Task, moves: bool, out: &mut Vec<String>) {
+    if ta.sched != tb.sched && !matches!(tb.sched, Sched::Running) {
+        let what = match tb.sched {
+            Sched::Runnable => "runnable",
+            Sched::Sleeping => "sleeps",
+            Sched::Dead => "dead",
+            _ => "new",
+        };
+        out.push(format!("T{i} {what} on CPU{}", tb.cpu));
+    } else if moves && ta.cpu != tb.cpu {
+        out.push(format!("T{i} now on CPU{}", tb.cpu));
+    }
+    if let (true, Some(m)) = (ta.mm != tb.mm, tb.mm) {
+        out.push(format!("T{i} mm -> mm{m}"));
     }
 }
