@@ -284,6 +284,7 @@ impl TaskCid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::switches::Switches;
 
     #[test]
     fn user_list_is_newest_first() {
@@ -295,6 +296,52 @@ mod tests {
         assert!(l.remove(2));
         assert!(!l.remove(2));
         assert_eq!(l.as_slice(), &[3, 1]);
+    }
+
+    #[test]
+    fn update_max_cids_flips_both_ways_with_hysteresis() {
+        let sw = Switches::V7_0;
+        let mut mm = MmCid::new(4, 0xf);
+        for users in 1..=4 {
+            mm.users = users;
+            assert!(!update_max_cids(&mut mm, &sw), "{users} users fit in max_cids");
+        }
+        mm.update_deferred = true;
+        mm.users = 5; // 5 > max_cids 4: per-CPU, pcpu_thrs = max(min(4-1, 2), 1) = 2
+        assert!(update_max_cids(&mut mm, &sw));
+        assert_eq!((mm.mode, mm.max_cids, mm.pcpu_thrs), (Mode::TO_CPU, 4, 2));
+        assert!(!mm.update_deferred, "a fork consumes a pending deferred switch");
+        complete_transit(&mut mm, Mode::PER_CPU, &sw);
+        mm.users = 2; // not below pcpu_thrs: stays per-CPU
+        assert!(!update_max_cids(&mut mm, &sw));
+        mm.users = 1;
+        assert!(update_max_cids(&mut mm, &sw));
+        assert_eq!((mm.mode, mm.pcpu_thrs), (Mode::TO_TASK, 0));
+        complete_transit(&mut mm, Mode::PER_TASK, &sw);
+        assert_eq!(mm.mode, Mode::PER_TASK);
+    }
+
+    #[test]
+    fn the_two_word_mode_of_6_19_rc7_sets_transit_only_towards_per_task() {
+        let d = Switches {
+            one_word_mode: false,
+            ..Switches::V7_0
+        };
+        let mut mm = MmCid::new(2, 0b11);
+        mm.users = 3;
+        assert!(update_max_cids(&mut mm, &d));
+        assert_eq!(
+            mm.mode,
+            Mode::PER_CPU,
+            "no TRANSIT towards per-CPU, and no completion store"
+        );
+        complete_transit(&mut mm, Mode::PER_CPU, &d);
+        assert_eq!(mm.mode, Mode::PER_CPU);
+        mm.users = 0;
+        assert!(update_max_cids(&mut mm, &d));
+        assert_eq!(mm.mode, Mode::TO_TASK);
+        complete_transit(&mut mm, Mode::PER_TASK, &d);
+        assert_eq!(mm.mode, Mode::PER_TASK);
     }
 
     #[test]
