@@ -47,7 +47,11 @@ pub struct FpHasher {
 
 impl Default for FpHasher {
     fn default() -> Self {
-        FpHasher { h: SEED, buf: 0, n: 0 }
+        FpHasher {
+            h: SEED,
+            buf: 0,
+            n: 0,
+        }
     }
 }
 
