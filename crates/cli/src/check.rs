@@ -260,6 +260,7 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
             "violated" => "VIOLATED",
             "reached" => "REACHED",
             "not_reached" => "NOT REACHED",
+            "not_applicable" => "N/A",
             _ => "UNKNOWN",
         };
         let depth = p

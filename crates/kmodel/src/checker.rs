@@ -53,7 +53,8 @@ pub struct PropertyStatus {
     pub property: String,
     /// Its sentence.
     pub description: String,
-    /// `holds`, `violated`, `reached`, `not_reached`, `unknown` (search incomplete).
+    /// `holds`, `violated`, `reached`, `not_reached`, `unknown` (search incomplete),
+    /// `not_applicable` (a mode property of a design without modes).
     pub status: &'static str,
     /// Depth of the shortest witness, if any.
     pub depth: Option<u32>,
@@ -155,12 +156,16 @@ pub fn run(cfg: &Config, opts: &CheckOptions, observer: &mut dyn Observer) -> Re
 /// Turns an engine report into a [`CheckOutcome`].
 pub fn outcome(model: &KernelModel, cfg: &Config, opts: &CheckOptions, r: &Report<Step>) -> CheckOutcome {
     let mut violations = Vec::new();
+    // The mode properties (R1-R3, R5) describe the 7.0 family's per-task/per-CPU modes; the older
+    // designs have no modes, so they do not apply there (R4, a spin, does).
+    let modes = crate::config::design(&cfg.design).is_ok_and(|d| d.family == crate::config::Family::Rewrite);
     let mut statuses: Vec<PropertyStatus> = PROPERTIES
         .iter()
         .map(|p| PropertyStatus {
             property: p.name.into(),
             description: p.description.into(),
             status: match (p.kind, r.complete) {
+                (PropertyKind::Sometimes, _) if !modes && p.name != "R4" => "not_applicable",
                 (PropertyKind::Always, true) => "holds",
                 (PropertyKind::Sometimes, true) => "not_reached",
                 _ => "unknown",
