@@ -45,6 +45,20 @@ pub enum SchedinSpin {
         /// `READ_ONCE(mm.mode)` at schedin start.
         m: Mode,
     },
+    /// 6.19-rc7 only (S7 off, D.4): `from_task`'s slow path has its CID `tc` and its next
+    /// instruction is the second, independent mode load, `READ_ONCE(mm.transit)`. Not a spin: the
+    /// model makes the load a step of its own so that other CPUs may act between the two loads.
+    TransitLoad {
+        /// The CID chosen so far.
+        tc: Cid,
+    },
+}
+
+impl SchedinSpin {
+    /// True for a lap of `get_cid`'s loop; false for [`SchedinSpin::TransitLoad`].
+    pub fn spins(self) -> bool {
+        !matches!(self, SchedinSpin::TransitLoad { .. })
+    }
 }
 
 /// Result of a `schedin` step.
@@ -52,7 +66,8 @@ pub enum SchedinSpin {
 pub enum Schedin {
     /// `next` has its CID; the switch is complete.
     Done,
-    /// `get_cid` found no free bit: the CPU spins with its rq lock held and IRQs off.
+    /// Not finished: `get_cid` found no free bit and the CPU spins with its rq lock held and IRQs
+    /// off, or (6.19-rc7) the second mode load is the next step ([`SchedinSpin::spins`] tells).
     Spin(SchedinSpin),
 }
 
@@ -81,12 +96,17 @@ pub fn schedin_retry(
     spin: SchedinSpin,
     sw: &Switches,
 ) -> Schedin {
+    if let SchedinSpin::TransitLoad { tc } = spin {
+        finish_with_transit_load(mm, next, cpu, tc);
+        return Schedin::Done;
+    }
     let Alloc::Got(c) = get_cid_retry(mm) else {
         return Schedin::Spin(spin);
     };
     match spin {
-        SchedinSpin::FromTask { m } => from_task_finish(mm, next, cpu, c, m, sw),
+        SchedinSpin::FromTask { m } => return from_task_finish(mm, next, cpu, c, m, sw),
         SchedinSpin::FromCpu { m } => from_cpu_finish(mm, next, cpu, c.add_cpu(), m, sw),
+        SchedinSpin::TransitLoad { .. } => unreachable!(),
     }
     Schedin::Done
 }
@@ -121,19 +141,25 @@ fn from_task(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, cpu_cid: Cid, m: Mode,
             Alloc::Spin => return Schedin::Spin(SchedinSpin::FromTask { m }),
         }
     }
-    from_task_finish(mm, t, cpu, tc, m, sw);
+    from_task_finish(mm, t, cpu, tc, m, sw)
+}
+
+fn from_task_finish(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, tc: Cid, m: Mode, sw: &Switches) -> Schedin {
+    if !sw.one_word_mode {
+        // 6.19-rc7 (S7 off, D.4): the transit word is loaded here, after any spin, as a second
+        // load independent of the percpu load that chose from_task: a step of its own.
+        return Schedin::Spin(SchedinSpin::TransitLoad { tc });
+    }
+    // During the transition the CID is temporary.
+    let tc = Cid::from_raw(tc.raw() | m.transit_bits());
+    mm.set_slot(cpu, tc);
+    set_task_cid(t, tc);
     Schedin::Done
 }
 
-fn from_task_finish(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, tc: Cid, m: Mode, sw: &Switches) {
-    // During the transition the CID is temporary. 6.19-rc7 (S7 off, D.4) loads the transit word
-    // here, after any spin, instead of using the mode read at schedin start.
-    let transit = if sw.one_word_mode {
-        m.transit_bits()
-    } else {
-        mm.mode.transit_bits()
-    };
-    let tc = Cid::from_raw(tc.raw() | transit);
+/// 6.19-rc7's `tc |= READ_ONCE(mm.transit)`, then the slot and the task's CID.
+fn finish_with_transit_load(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, tc: Cid) {
+    let tc = Cid::from_raw(tc.raw() | mm.mode.transit_bits());
     mm.set_slot(cpu, tc);
     set_task_cid(t, tc);
 }
@@ -283,5 +309,25 @@ mod tests {
             },
         );
         assert!(t.cid.is_unset());
+    }
+
+    #[test]
+    fn v6_19_rc7_loads_transit_in_a_step_of_its_own() {
+        let d = Switches {
+            one_word_mode: false,
+            ..SW
+        };
+        let mut m = mm(2, 2, Mode::PER_TASK);
+        let mut t = TaskCid::with_cid(true, Cid::UNSET);
+        let r = schedin(&mut m, &mut t, 0, &d);
+        let Schedin::Spin(cont) = r else { panic!("{r:?}") };
+        assert_eq!(cont, SchedinSpin::TransitLoad { tc: Cid::new(0) });
+        assert!(!cont.spins(), "the second load is not a spin");
+        assert!(t.cid.is_unset(), "nothing is stored before the load");
+        // Another CPU switches the mm to per-task between the two loads: the late load sees it.
+        m.mode = Mode::TO_TASK;
+        assert_eq!(schedin_retry(&mut m, &mut t, 0, cont, &d), Schedin::Done);
+        assert_eq!(t.cid, Cid::new(0).add_transit());
+        assert_eq!(m.slot(0), t.cid);
     }
 }

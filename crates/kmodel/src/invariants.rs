@@ -192,6 +192,21 @@ pub fn check(p: &Params, s: &State, out: &mut Vec<usize>) {
                 }
             }
         }
+        // 6.19-rc7: a schedin between get_cid and its second mode load holds the CID it just
+        // took in its continuation; it owns that bit unless the CID is the task's own plain one or
+        // its CPU's ONCPU one (those owners are counted above).
+        for cpu in 0..s.np() {
+            if let Some(mmcid_cid::SchedinSpin::TransitLoad { tc }) = s.cpus[cpu as usize].spin {
+                let task_holds = s.curr(cpu).is_some_and(|t| s.task(t).cid.cid == tc);
+                if s.curr(cpu).and_then(|t| s.task(t).mm) == Some(m)
+                    && c.slot(cpu) != tc.add_cpu()
+                    && !task_holds
+                    && tc.index() < 64
+                {
+                    owners[tc.index() as usize] += 1;
+                }
+            }
+        }
         for b in 0..64u32 {
             let set = c.bitmap.is_set(b);
             let o = owners[b as usize];
@@ -227,8 +242,8 @@ pub fn check(p: &Params, s: &State, out: &mut Vec<usize>) {
         fired[12] |= users_of().any(|(i, t)| t.cid.cid.in_transit() && s.on_cpu_settled(i as u8));
         fired[14] |= mm.irq_work.is_some();
     }
-    fired[13] |=
-        s.cpus.iter().any(|c| c.spin.is_some()) || (0..s.tasks.len()).any(|t| s.task_spinning(t as u8));
+    fired[13] |= s.cpus.iter().any(|c| c.spin.is_some_and(|x| x.spins()))
+        || (0..s.tasks.len()).any(|t| s.task_spinning(t as u8));
     let _ = Cid::UNSET;
     out.extend(fired.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i));
 }

@@ -101,13 +101,15 @@ impl Model for KernelModel {
             Step::SchedinRetry { cpu } if state.cpus[cpu as usize].legacy_spin.is_some() => {
                 legacy_waits(state, cpu)
             }
-            Step::SchedinRetry { .. } | Step::Retry { .. } => true,
+            // 6.19-rc7's second mode load is a step of its own, not a lap of a spin.
+            Step::SchedinRetry { cpu } => state.cpus[cpu as usize].spin.is_some_and(|x| x.spins()),
+            Step::Retry { .. } => true,
             _ => false,
         }
     }
     fn spinning(&self, state: &State, out: &mut Vec<Agent>) {
         for (c, cpu) in state.cpus.iter().enumerate() {
-            if cpu.spin.is_some() || legacy_waits(state, c as u8) {
+            if cpu.spin.is_some_and(|x| x.spins()) || legacy_waits(state, c as u8) {
                 out.push(c as Agent);
             }
         }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use mmcid_cid::{Cid, CpuId, TaskId};
+use mmcid_cid::{Cid, CpuId, SchedinSpin, TaskId};
 use serde::Serialize;
 
 use mmcid_cid::legacy::v6_18::Migrate;
@@ -98,6 +98,9 @@ pub fn name(p: &Params, s: &State, step: Step) -> StepName {
             "schedule",
             Some(next.map_or_else(|| "idle".to_string(), tn)),
         ),
+        Step::SchedinRetry { cpu } if s.cpus[cpu as usize].spin.is_some_and(|x| !x.spins()) => {
+            (cn(cpu), "from_task_transit_load", None)
+        }
         Step::SchedinRetry { cpu } => (cn(cpu), "get_cid_retry", None),
         Step::Migrate { task, to } => (cn(to), "migrate", Some(tn(task))),
         Step::IrqWork { cpu } => (cn(cpu), "mm_cid_irq_work", None),
@@ -192,10 +195,14 @@ pub fn effects(before: &State, after: &State) -> Vec<String> {
     }
     let mut out = Vec::new();
     for (i, (a, b)) in before.cpus.iter().zip(&after.cpus).enumerate() {
-        if a.spin.is_none() && b.spin.is_some() {
+        let spins = |c: &Cpu| c.spin.is_some_and(|x| x.spins());
+        if !spins(a) && spins(b) {
             out.push("get_cid: no free CID, spins (rq lock held)".to_string());
-        } else if a.spin.is_some() && b.spin.is_none() {
+        } else if spins(a) && !spins(b) {
             out.push(format!("CPU{i} stops spinning"));
+        }
+        if let Some(SchedinSpin::TransitLoad { tc }) = b.spin {
+            out.push(format!("from_task chose {tc}; next: READ_ONCE(transit)"));
         }
     }
     for (m, mb) in after.mms.iter().enumerate() {
@@ -279,7 +286,7 @@ pub fn state_line(s: &State) -> String {
     }
     for c in 0..s.np() {
         let curr = s.curr(c).map_or_else(|| "-".to_string(), tn);
-        let spin = if s.cpus[c as usize].spin.is_some() {
+        let spin = if s.cpus[c as usize].spin.is_some_and(|x| x.spins()) {
             " SPIN"
         } else {
             ""
@@ -427,7 +434,7 @@ pub fn state_report(s: &State) -> String {
         );
         for cpu in 0..s.np() {
             let curr = s.curr(cpu).map_or_else(|| "idle".to_string(), tn);
-            let spin = if s.cpus[cpu as usize].spin.is_some() {
+            let spin = if s.cpus[cpu as usize].spin.is_some_and(|x| x.spins()) {
                 ", SPINNING in get_cid with its rq lock held"
             } else {
                 ""
