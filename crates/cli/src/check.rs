@@ -98,7 +98,8 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Write the first violation's trace as a scenario file that `mmcid replay` replays.
+    /// Write the trace of the most severe violation (a stall, else a live lock, else the first
+    /// invariant) as a scenario file that `mmcid replay` replays.
     #[arg(long, value_name = "FILE")]
     pub save_trace: Option<std::path::PathBuf>,
     /// Print the CID state after every trace step.
@@ -143,7 +144,11 @@ pub fn run(a: &Args) -> i32 {
         }
     };
     let mut saved = None;
-    if let (Some(path), Some(v)) = (&a.save_trace, out.violations.first()) {
+    // The trace most worth replaying: a stall, else a live lock, else the first invariant.
+    let worst = ["stall", "livelock", "invariant"]
+        .iter()
+        .find_map(|k| out.violations.iter().find(|v| v.kind == *k));
+    if let (Some(path), Some(v)) = (&a.save_trace, worst) {
         let model = KernelModel::new(cfg.clone()).expect("validated");
         let comment = format!(
             "{} {}: {}\nfound by: mmcid check {}",

@@ -116,6 +116,7 @@ fn save_trace_then_replay_reaches_the_same_violation() {
         .map(|x| x["property"].as_str().unwrap())
         .collect();
     assert!(fired.contains(&"I8v"), "{fired:?}");
+    assert_eq!(v["outcome"], "stall", "the stall is the trace saved");
     // the same scenario under 7.0: the user-level steps differ, so the design-specific file stops
     // with a clear error naming the line
     let (code, _, err) = mmcid(&["replay", "--design", "7.0", f]);
