@@ -207,6 +207,13 @@ impl Config {
                 crate::state::MAX_TASKS
             ));
         }
+        if b.vforks as usize >= crate::state::MAX_GROUPS {
+            return Err(format!(
+                "--vforks must be at most {}, got {}",
+                crate::state::MAX_GROUPS - 1,
+                b.vforks
+            ));
+        }
         if b.execs > 2 {
             return Err("--execs must be at most 2".into());
         }

@@ -42,6 +42,10 @@ fn malformed_lines() {
         ),
         ("cpus 9\nthreads 1\n", "--cpus must be 1..=8"),
         ("design 5.0\ncpus 2\nthreads 1\n", "unknown design \"5.0\""),
+        (
+            "cpus 2\nthreads 1\nbudget vforks=9\n",
+            "--vforks must be at most 7",
+        ),
     ] {
         let e = run(text).unwrap_err();
         assert!(e.contains(want), "{text:?}: {e}");
