@@ -9,6 +9,9 @@ use mmcid_kmodel::{Budgets, Config, KernelModel, trace};
 use crate::exit;
 use crate::progress::Bar;
 
+/// Default state cap of `--liveness full` (its graph costs tens of bytes per edge).
+pub const FULL_LIVENESS_CAP: u64 = 5_000_000;
+
 /// The model's bounds, shared by `check`, `bench` and `explore`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Bounds {
@@ -92,7 +95,9 @@ pub struct Args {
     /// incomplete).
     #[arg(long)]
     pub max_depth: Option<u32>,
-    /// Stop after this many distinct states (the result is then marked incomplete).
+    /// Stop after this many distinct states (the result is then marked incomplete). With
+    /// `--liveness full` it defaults to 5,000,000, since the kept graph grows with every edge;
+    /// `--liveness stalls` and `off` have no default cap.
     #[arg(long)]
     pub max_states: Option<u64>,
     /// Print the result as JSON.
@@ -132,7 +137,9 @@ pub fn run(a: &Args) -> i32 {
     let opts = CheckOptions {
         symmetry: !a.no_symmetry,
         liveness,
-        max_states: a.max_states,
+        max_states: a
+            .max_states
+            .or((liveness == Liveness::Full).then_some(FULL_LIVENESS_CAP)),
         max_depth: a.max_depth,
     };
     let mut bar = Bar::new(a.quiet || a.json);
@@ -294,6 +301,13 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
             s,
             "warning: the search was cut; HOLDS cannot be claimed (UNKNOWN above). Raise --max-states or --max-depth."
         );
+        if o.liveness == "full" {
+            let _ = writeln!(
+                s,
+                "hint: --liveness full keeps the whole graph and stops at {FULL_LIVENESS_CAP} states unless told otherwise; \
+                 --liveness stalls finds stalls in far less memory."
+            );
+        }
     }
     let not_reached: Vec<&str> = o
         .properties
