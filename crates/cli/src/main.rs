@@ -27,8 +27,21 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Check every interleaving within bounds (default: 7.0 at a bound that finishes in seconds).
+    ///
+    /// Prints one line per property (HOLDS / VIOLATED / REACHED / NOT REACHED / UNKNOWN), a summary,
+    /// then each violation as a CPU-column trace (shortest first) with the CID state at the
+    /// violating point and what went wrong. Exit status: 0 no violation, 1 violation found, 2 usage
+    /// or input error.
     Check(check::Args),
     /// Replay a scenario file as a CPU-column trace.
+    ///
+    /// A scenario is `design NAME`, `cpus N`, `threads N`, optional `allowed N` and
+    /// `budget forks=N vforks=N fork_fails=N exits=N execs=N exec_fails=N affinity=N compactions=N`,
+    /// then one step per line, `<actor> <kernel function> [<argument>]` as traces print them
+    /// (`CPU1 schedule T3`, `T0 sched_mm_cid_fork T2`), or `T<n> until <function> [<argument>]`
+    /// to run a task's own steps up to that function; `#` starts a comment. `mmcid check
+    /// --save-trace FILE` writes one. Exit status: 0 nothing fired and nothing is stuck, 1 an
+    /// invariant fired or a CPU is left spinning, 2 bad input (the message names the line).
     Replay(replay::Args),
     /// List the designs.
     Designs(designs::Args),
