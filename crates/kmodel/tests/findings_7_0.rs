@@ -97,3 +97,60 @@ fn f1_is_found_by_the_checker_from_the_design_alone() {
         .collect();
     assert!(others.is_empty(), "{others:?}");
 }
+
+#[test]
+fn f4_a_failed_execve_that_flips_to_per_cpu_stalls_when_its_walker_is_preempted() {
+    let (model, s, fired) = replay(include_str!("scenarios/execve-fail-walker-preempted.scenario"));
+    assert_eq!(fired, vec![], "no invariant fires: the stall is the finding");
+    assert_eq!(s.mm(0).mode, Mode::TO_CPU);
+    assert_eq!(
+        trace::bit_owners(&s, 0),
+        vec!["bit 0: T0 (plain)", "bit 1: T2 (plain)"]
+    );
+    let mut spinning = Vec::new();
+    model.spinning(&s, &mut spinning);
+    assert_eq!(spinning, vec![0]);
+    assert_eq!(
+        continuation_stalls(&model.config, &s, 1_000_000).unwrap(),
+        vec![0]
+    );
+}
+
+#[test]
+fn f4_is_found_by_the_checker_from_the_design_alone() {
+    let cfg = Config::new(
+        "7.0",
+        2,
+        2,
+        Budgets {
+            forks: 1,
+            exec_fails: 1,
+            ..Budgets::default()
+        },
+    );
+    let model = KernelModel::new(cfg).unwrap();
+    let opts = Options {
+        symmetry: true,
+        stall_search: Some(1_000_000),
+        ..Options::default()
+    };
+    let r = check(&model, &opts, &mut NoObserver).unwrap();
+    let stalls: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Stall)
+        .map(|f| f.depth)
+        .collect();
+    assert_eq!(stalls, vec![14, 14], "one per CPU (the walker may run on either)");
+    let invariants: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Invariant)
+        .map(|f| PROPERTIES[f.property.unwrap()].name)
+        .collect();
+    assert_eq!(
+        invariants,
+        vec!["I2"],
+        "besides the stall only F1 (a failed execve in per-CPU mode)"
+    );
+}
