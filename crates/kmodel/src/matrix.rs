@@ -159,6 +159,17 @@ pub fn default_grid() -> Vec<GridConfig> {
                 ..b
             },
         ),
+        g(
+            "a failing execve that flips the mm to per-CPU",
+            2,
+            2,
+            None,
+            Budgets {
+                forks: 1,
+                exec_fails: 1,
+                ..b
+            },
+        ),
     ]
 }
 
