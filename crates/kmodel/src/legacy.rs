@@ -80,6 +80,18 @@ fn mm618(s: &mut State, m: MmId) -> &mut Mm618 {
     s.mms[m as usize].legacy.v618()
 }
 
+/// 6.3: an mm's and a task's CID state, borrowed together.
+fn both63(s: &mut State, m: MmId, t: TaskId) -> (&mut Mm63, &mut Task63) {
+    (s.mms[m as usize].legacy.v63(), s.tasks[t as usize].legacy.v63())
+}
+
+/// `mmput`: 6.18 tracks `mm_users` (its allocator bounds CIDs by it); 6.3 does not.
+fn mmput(family: Family, s: &mut State, m: MmId) {
+    if family == Family::Lazy618 {
+        mm618(s, m).mm_users -= 1;
+    }
+}
+
 /// `switch_mm_cid(prev, next)` on `cpu`: the scheduler state (`rq->curr = next`) is already
 /// updated by the caller.
 pub fn switch(family: Family, s: &mut State, cpu: CpuId, prev: Option<TaskId>, next: Option<TaskId>) {
@@ -208,8 +220,8 @@ pub fn fork_copy(family: Family, s: &mut State, child: TaskId) {
 /// A failed fork's `bad_fork_cleanup_mm`: no CID cleanup (E.2.2); 6.18: `mmput` of the child's
 /// reference.
 pub fn fork_failed(family: Family, s: &mut State, child: TaskId) {
-    if let (Family::Lazy618, Some(m)) = (family, s.task(child).mm) {
-        mm618(s, m).mm_users -= 1;
+    if let Some(m) = s.task(child).mm {
+        mmput(family, s, m);
     }
 }
 
@@ -222,10 +234,7 @@ pub fn exit_signals(family: Family, s: &mut State, task: TaskId) {
     match family {
         Family::Rewrite => unreachable!(),
         Family::PerSwitch63 => {
-            let (mm, t) = (
-                s.mms[m as usize].legacy.v63(),
-                s.tasks[task as usize].legacy.v63(),
-            );
+            let (mm, t) = both63(s, m, task);
             v6_3::exit_signals(mm, t);
         }
         Family::Lazy618 => {
@@ -237,8 +246,8 @@ pub fn exit_signals(family: Family, s: &mut State, task: TaskId) {
 
 /// `exit_mm` (6.18: `mm_users--`; the CID code does nothing else there).
 pub fn exit_mm(family: Family, s: &mut State, task: TaskId) {
-    if let (Family::Lazy618, Some(m)) = (family, s.task(task).mm) {
-        mm618(s, m).mm_users -= 1;
+    if let Some(m) = s.task(task).mm {
+        mmput(family, s, m);
     }
 }
 
@@ -250,7 +259,7 @@ pub fn exec_mmap(family: Family, s: &mut State, old: Option<MmId>, new: MmId) {
         Family::PerSwitch63 => v6_3::mm_init_cid(s.mms[new as usize].legacy.v63()),
         Family::Lazy618 => {
             if let Some(o) = old {
-                mm618(s, o).mm_users -= 1;
+                mmput(family, s, o);
             }
         }
     }
@@ -265,10 +274,7 @@ pub fn after_execve(family: Family, s: &mut State, task: TaskId) {
     match family {
         Family::Rewrite => unreachable!(),
         Family::PerSwitch63 => {
-            let (mm, t) = (
-                s.mms[m as usize].legacy.v63(),
-                s.tasks[task as usize].legacy.v63(),
-            );
+            let (mm, t) = both63(s, m, task);
             v6_3::after_execve(mm, t);
         }
         Family::Lazy618 => {

@@ -217,35 +217,16 @@ fn task_steps(p: &Params, s: &State, task: TaskId, out: &mut Vec<Step>) {
                 return;
             }
             let l = &s.left;
-            if l.forks > 0 {
-                out.push(Step::Start {
-                    task,
-                    op: StartOp::Fork,
-                });
-            }
-            if l.vforks > 0 {
-                out.push(Step::Start {
-                    task,
-                    op: StartOp::Vfork,
-                });
-            }
-            if l.exits > 0 {
-                out.push(Step::Start {
-                    task,
-                    op: StartOp::Exit,
-                });
-            }
-            if l.execs > 0 {
-                out.push(Step::Start {
-                    task,
-                    op: StartOp::Exec,
-                });
-            }
-            if l.exec_fails > 0 {
-                out.push(Step::Start {
-                    task,
-                    op: StartOp::ExecFail,
-                });
+            for (left, op) in [
+                (l.forks, StartOp::Fork),
+                (l.vforks, StartOp::Vfork),
+                (l.exits, StartOp::Exit),
+                (l.execs, StartOp::Exec),
+                (l.exec_fails, StartOp::ExecFail),
+            ] {
+                if left > 0 {
+                    out.push(Step::Start { task, op });
+                }
             }
             if l.affinity > 0 && t.mm.is_some_and(|m| s.lock_owner(m).is_none()) {
                 for cpu in 0..s.np() {
