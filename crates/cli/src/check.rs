@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness};
 use mmcid_kmodel::scenario;
-use mmcid_kmodel::{Budgets, Config, KernelModel, trace};
+use mmcid_kmodel::{Budgets, Config, trace};
 
 use crate::exit;
 use crate::progress::Bar;
@@ -156,7 +156,6 @@ pub fn run(a: &Args) -> i32 {
         .iter()
         .find_map(|k| out.violations.iter().find(|v| v.kind == *k));
     if let (Some(path), Some(v)) = (&a.save_trace, worst) {
-        let model = KernelModel::new(cfg.clone()).expect("validated");
         let comment = format!(
             "{} {}: {}\nfound by: mmcid check {}",
             v.kind,
@@ -164,7 +163,7 @@ pub fn run(a: &Args) -> i32 {
             v.what,
             args_line(&cfg)
         );
-        let text = scenario::write(&cfg, &model.params, model.initial_state(), &v.steps, &comment);
+        let text = scenario::write_for(&cfg, &v.steps, &comment).expect("validated");
         if let Err(e) = std::fs::write(path, text) {
             eprintln!("mmcid check: cannot write {}: {e}", path.display());
             return exit::USAGE;
@@ -322,18 +321,10 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
             not_reached.join(", ")
         );
     }
-    let np = c.cpus;
-    let model = KernelModel::new(c.clone()).ok();
     for v in &o.violations {
         let _ = writeln!(s, "\n{} {}: {}", v.kind, v.property, v.description);
-        if let Some(m) = &model {
-            s.push_str(&trace::render_columns(
-                np,
-                m.initial_state(),
-                &v.trace,
-                v.cycle_start,
-                with_states,
-            ));
+        if let Ok(columns) = trace::render_columns_for(c, &v.trace, v.cycle_start, with_states) {
+            s.push_str(&columns);
         }
         let _ = writeln!(s, "\nat step {}:", v.trace.len());
         s.push_str(&v.state);

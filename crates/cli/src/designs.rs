@@ -17,7 +17,7 @@ pub fn run(a: &Args) -> i32 {
             .iter()
             .map(|d| {
                 let family = format!("{:?}", d.family);
-                let switches = (d.family == mmcid_kmodel::Family::Rewrite).then_some(d.switches);
+                let switches = (d.family == mmcid_kmodel::FamilyKind::Rewrite).then_some(d.switches);
                 serde_json::json!({"name": d.name, "summary": d.summary, "commits": d.commits, "family": family, "switches": switches})
             })
             .collect();

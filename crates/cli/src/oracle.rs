@@ -3,8 +3,9 @@
 use std::fmt::Write as _;
 
 use mmcid_engine::{NoObserver, Options};
-use mmcid_kmodel::{Config, KernelModel};
-use mmcid_oracle::{serve_explorer, stateright_bfs};
+use mmcid_kmodel::invariants::Property;
+use mmcid_kmodel::{Config, Family, KernelModel, ModelVisitor, with_model};
+use mmcid_oracle::{OracleRun, serve_explorer, stateright_bfs};
 use serde::Serialize;
 
 use crate::check::{Bounds, args_line};
@@ -13,23 +14,25 @@ use crate::exit;
 /// Checks `cfg` with stateright's BFS: unique states and which properties fired (no symmetry, no
 /// stall detection, traces not shortest).
 pub fn check(cfg: &Config, json: bool) -> i32 {
-    let model = match KernelModel::new(cfg.clone()) {
-        Ok(m) => m,
+    struct Bfs;
+    impl ModelVisitor for Bfs {
+        type Out = OracleRun;
+        fn visit<F: Family>(self, model: KernelModel<F>) -> OracleRun {
+            stateright_bfs(model, 2)
+        }
+    }
+    let r = match with_model(cfg, Bfs) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("mmcid check: {e}");
             return exit::USAGE;
         }
     };
-    let r = stateright_bfs(model, 2);
     let violated: Vec<&str> = r
         .discoveries
         .iter()
         .map(|(n, _)| *n)
-        .filter(|n| {
-            mmcid_kmodel::invariants::PROPERTIES
-                .iter()
-                .any(|p| p.name == *n && !n.starts_with('R'))
-        })
+        .filter(|n| Property::from_id(n).is_some_and(Property::is_invariant))
         .collect();
     if json {
         let v = serde_json::json!({
@@ -69,18 +72,22 @@ pub struct ExploreArgs {
 
 /// Runs `mmcid explore`.
 pub fn explore(a: &ExploreArgs) -> i32 {
-    let cfg = a.bounds.config();
-    let model = match KernelModel::new(cfg) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("mmcid explore: {e}");
-            return exit::USAGE;
+    struct Serve(String);
+    impl ModelVisitor for Serve {
+        type Out = String;
+        fn visit<F: Family>(self, model: KernelModel<F>) -> String {
+            eprintln!(
+                "mmcid explore: serving the Explorer on http://{}/ (Ctrl-C to stop)",
+                self.0
+            );
+            let Err(e) = serve_explorer(model, &self.0);
+            e.to_string()
         }
-    };
+    }
     let addr = format!("127.0.0.1:{}", a.port);
-    eprintln!("mmcid explore: serving the Explorer on http://{addr}/ (Ctrl-C to stop)");
-    let Err(e) = serve_explorer(model, &addr);
-    eprintln!("mmcid explore: {e}");
+    match with_model(&a.bounds.config(), Serve(addr)) {
+        Ok(e) | Err(e) => eprintln!("mmcid explore: {e}"),
+    }
     exit::USAGE
 }
 
@@ -129,14 +136,24 @@ pub struct Bench {
 
 /// Runs `mmcid bench`.
 pub fn bench(a: &BenchArgs) -> i32 {
-    let cfg = a.bounds.config();
-    let model = match KernelModel::new(cfg.clone()) {
-        Ok(m) => m,
+    struct Run<'a>(&'a BenchArgs);
+    impl ModelVisitor for Run<'_> {
+        type Out = i32;
+        fn visit<F: Family>(self, model: KernelModel<F>) -> i32 {
+            bench_model(self.0, model)
+        }
+    }
+    match with_model(&a.bounds.config(), Run(a)) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("mmcid bench: {e}");
-            return exit::USAGE;
+            exit::USAGE
         }
-    };
+    }
+}
+
+fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
+    let cfg = model.config.clone();
     let run_ours = |opts: &Options| {
         let r = mmcid_engine::check(&model, opts, &mut NoObserver).expect("engine");
         EngineFigures {

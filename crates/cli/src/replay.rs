@@ -2,12 +2,8 @@
 
 use std::fmt::Write as _;
 
-use mmcid_engine::Model;
-use mmcid_kmodel::checker::continuation_stalls;
-use mmcid_kmodel::invariants::PROPERTIES;
-use mmcid_kmodel::scenario::{self, Scenario};
-use mmcid_kmodel::{KernelModel, trace};
-use serde::Serialize;
+use mmcid_kmodel::replay::{ReplayOutcome, replay};
+use mmcid_kmodel::trace;
 
 use crate::exit;
 
@@ -34,40 +30,6 @@ pub struct Args {
     pub max_states: u64,
 }
 
-/// The result of a replay.
-#[derive(Serialize)]
-pub struct ReplayOutcome {
-    /// Design.
-    pub design: String,
-    /// The configuration.
-    pub config: mmcid_kmodel::Config,
-    /// The steps as described.
-    pub steps: Vec<trace::TraceStep>,
-    /// Properties that fired: (property, first step).
-    pub violations: Vec<Fired>,
-    /// CPUs spinning in get_cid at the end.
-    pub spinning: Vec<u16>,
-    /// Of those, the ones no continuation releases (a stall); None if undecided.
-    pub stalled: Option<Vec<u16>>,
-    /// `completed` (nothing spinning), `stall`, `spinning` (releasable or undecided).
-    pub outcome: &'static str,
-    /// The CID state at the end.
-    pub state: String,
-    /// Who owns each set bit at the end.
-    pub bits: Vec<String>,
-}
-
-/// A property that fired during the replay.
-#[derive(Serialize)]
-pub struct Fired {
-    /// Property id.
-    pub property: &'static str,
-    /// Its sentence.
-    pub description: &'static str,
-    /// The first step after which it fired (0: the initial state).
-    pub step: usize,
-}
-
 /// Runs `mmcid replay`.
 pub fn run(a: &Args) -> i32 {
     let text = match std::fs::read_to_string(&a.file) {
@@ -84,7 +46,7 @@ pub fn run(a: &Args) -> i32 {
             } else {
                 print!("{}", human(&o, !a.no_state));
             }
-            if o.violations.iter().any(|f| !f.property.starts_with('R')) || o.outcome != "completed" {
+            if !o.violations.is_empty() || o.outcome != "completed" {
                 exit::VIOLATION
             } else {
                 exit::OK
@@ -97,63 +59,6 @@ pub fn run(a: &Args) -> i32 {
     }
 }
 
-/// Parses and replays a scenario text.
-pub fn replay(text: &str, design: Option<&str>, max_states: u64) -> Result<ReplayOutcome, String> {
-    let sc = Scenario::parse(text).map_err(|e| e.to_string())?;
-    let cfg = sc.config(design);
-    let model = KernelModel::new(cfg.clone())?;
-    let (steps, last) =
-        scenario::run(&model.params, model.initial_state(), &sc).map_err(|e| e.to_string())?;
-    let described = trace::describe(&model.params, model.initial_state(), &steps);
-    let mut violations: Vec<Fired> = Vec::new();
-    let mut s = *model.initial_state();
-    let mut fired = Vec::new();
-    for i in 0..=steps.len() {
-        if i > 0 {
-            s = model.next_state(&s, &steps[i - 1]);
-        }
-        fired.clear();
-        model.check(&s, &mut fired);
-        for &p in &fired {
-            let prop = &PROPERTIES[p];
-            if prop.name.starts_with('R') {
-                continue;
-            }
-            if !violations.iter().any(|v| v.property == prop.name) {
-                violations.push(Fired {
-                    property: prop.name,
-                    description: prop.description,
-                    step: i,
-                });
-            }
-        }
-    }
-    let mut spinning = Vec::new();
-    model.spinning(&last, &mut spinning);
-    let (stalled, outcome) = if spinning.is_empty() {
-        (Some(vec![]), "completed")
-    } else {
-        match continuation_stalls(&cfg, &last, max_states) {
-            Ok(st) if !st.is_empty() => (Some(st), "stall"),
-            Ok(st) => (Some(st), "spinning"),
-            Err(_) => (None, "spinning"),
-        }
-    };
-    Ok(ReplayOutcome {
-        design: cfg.design.clone(),
-        config: cfg,
-        steps: described,
-        violations,
-        spinning,
-        stalled,
-        outcome,
-        state: trace::state_report(&last),
-        bits: (0..last.mms.len())
-            .flat_map(|m| trace::bit_owners(&last, m as u8))
-            .collect(),
-    })
-}
-
 fn human(o: &ReplayOutcome, with_state: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -161,14 +66,7 @@ fn human(o: &ReplayOutcome, with_state: bool) -> String {
         "mmcid replay | design {} | {} CPUs | {} threads",
         o.design, o.config.cpus, o.config.threads
     );
-    let model = KernelModel::new(o.config.clone()).expect("replayed");
-    s.push_str(&trace::render_columns(
-        o.config.cpus,
-        model.initial_state(),
-        &o.steps,
-        None,
-        with_state,
-    ));
+    s.push_str(&trace::render_columns_for(&o.config, &o.steps, None, with_state).unwrap_or_default());
     let _ = writeln!(s, "\nat the end (step {}):", o.steps.len());
     s.push_str(&o.state);
     for b in &o.bits {

@@ -2,17 +2,17 @@
 //! CPU-column traces, the CID state at the violating point, and one sentence on what went wrong.
 //! The CLI only renders what this module returns.
 
-use mmcid_cid::Mode;
 use mmcid_engine::{
     EngineError, FindingKind, Model, Observer, Options, PropertyKind, Report, check, trace_states,
 };
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::invariants::PROPERTIES;
+use crate::family::{Family, ModelVisitor, with_model};
+use crate::invariants::Property;
 use crate::model::KernelModel;
-use crate::state::{CidOp, LegacyMm, LegacyTask, Sched, State};
-use crate::step::Step;
+use crate::ops::Step;
+use crate::state::State;
 use crate::trace::{self, TraceStep};
 
 /// Version of the JSON output format.
@@ -138,34 +138,61 @@ impl Default for CheckOptions {
     }
 }
 
-/// Builds the model of `cfg` and checks it.
-pub fn run(cfg: &Config, opts: &CheckOptions, observer: &mut dyn Observer) -> Result<CheckOutcome, String> {
-    let model = KernelModel::new(cfg.clone())?;
-    let eopts = Options {
+/// The engine options of a check.
+pub fn engine_options(opts: &CheckOptions) -> Options {
+    Options {
         symmetry: opts.symmetry,
         liveness: opts.liveness == Liveness::Full,
         stall_search: (opts.liveness == Liveness::Stalls).then_some(STALL_SEARCH_LIMIT),
         max_states: opts.max_states,
         max_depth: opts.max_depth,
         ..Options::default()
-    };
-    let report = check(&model, &eopts, observer).map_err(|e: EngineError| e.to_string())?;
-    Ok(outcome(&model, cfg, opts, &report))
+    }
+}
+
+/// Builds the model of `cfg` and checks it.
+pub fn run(cfg: &Config, opts: &CheckOptions, observer: &mut dyn Observer) -> Result<CheckOutcome, String> {
+    struct Run<'a> {
+        opts: &'a CheckOptions,
+        observer: &'a mut dyn Observer,
+    }
+    impl ModelVisitor for Run<'_> {
+        type Out = Result<CheckOutcome, String>;
+        fn visit<F: Family>(self, model: KernelModel<F>) -> Self::Out {
+            run_model(&model, self.opts, self.observer)
+        }
+    }
+    with_model(cfg, Run { opts, observer })?
+}
+
+/// Checks `model` (see [`run`]).
+pub fn run_model<F: Family>(
+    model: &KernelModel<F>,
+    opts: &CheckOptions,
+    observer: &mut dyn Observer,
+) -> Result<CheckOutcome, String> {
+    let report = check(model, &engine_options(opts), observer).map_err(|e: EngineError| e.to_string())?;
+    Ok(outcome(model, &model.config, opts, &report))
 }
 
 /// Turns an engine report into a [`CheckOutcome`].
-pub fn outcome(model: &KernelModel, cfg: &Config, opts: &CheckOptions, r: &Report<Step>) -> CheckOutcome {
+pub fn outcome<F: Family>(
+    model: &KernelModel<F>,
+    cfg: &Config,
+    opts: &CheckOptions,
+    r: &Report<Step>,
+) -> CheckOutcome {
     let mut violations = Vec::new();
     // The mode properties (R1-R3, R5) describe the 7.0 family's per-task/per-CPU modes; the older
     // designs have no modes, so they do not apply there (R4, a spin, does).
-    let modes = crate::config::design(&cfg.design).is_ok_and(|d| d.family == crate::config::Family::Rewrite);
-    let mut statuses: Vec<PropertyStatus> = PROPERTIES
+    let modes = F::KIND == crate::config::FamilyKind::Rewrite;
+    let mut statuses: Vec<PropertyStatus> = Property::ALL
         .iter()
         .map(|p| PropertyStatus {
-            property: p.name.into(),
-            description: p.description.into(),
-            status: match (p.kind, r.complete) {
-                (PropertyKind::Sometimes, _) if !modes && p.name != "R4" => "not_applicable",
+            property: p.id().into(),
+            description: p.promise().into(),
+            status: match (p.kind(), r.complete) {
+                (PropertyKind::Sometimes, _) if !modes && p.about_modes() => "not_applicable",
                 (PropertyKind::Always, true) => "holds",
                 (PropertyKind::Sometimes, true) => "not_reached",
                 _ => "unknown",
@@ -192,8 +219,9 @@ pub fn outcome(model: &KernelModel, cfg: &Config, opts: &CheckOptions, r: &Repor
         let last = states.last().expect("a trace has a state");
         let (property, description, kind) = match f.kind {
             FindingKind::Invariant => {
-                let p = &PROPERTIES[f.property.unwrap()];
-                (p.name.to_string(), p.description.to_string(), "invariant")
+                let p = Property::from_index(f.property.expect("an invariant finding names its property"))
+                    .expect("a property of this model");
+                (p.id().to_string(), p.promise().to_string(), "invariant")
             }
             FindingKind::Stall => (
                 "stall".into(),
@@ -209,7 +237,7 @@ pub fn outcome(model: &KernelModel, cfg: &Config, opts: &CheckOptions, r: &Repor
         };
         let steps = trace::describe(&model.params, model.initial_state(), &f.trace.actions);
         violations.push(Violation {
-            what: explain(&property, f.agent, last),
+            what: F::explain(&property, f.agent, last),
             property,
             kind,
             description,
@@ -259,106 +287,14 @@ pub fn outcome(model: &KernelModel, cfg: &Config, opts: &CheckOptions, r: &Repor
     }
 }
 
-/// One sentence, in the kernel's terms, on what is wrong in `s`.
-pub fn explain(property: &str, agent: Option<u16>, s: &State) -> String {
-    if s.mms.first().is_some_and(|m| m.legacy != LegacyMm::None) {
-        return explain_legacy(property, agent, s);
-    }
-    let mut why = Vec::new();
-    for (m, mm) in s.mms.iter().enumerate() {
-        let c = &mm.cid;
-        for (i, t) in s.tasks.iter().enumerate() {
-            if t.mm != Some(m as u8) {
-                continue;
-            }
-            let id = i as u8;
-            if t.cid.cid.on_task() && c.mode.percpu() && !s.walking(m as u8) {
-                let vis = if s.published(id) {
-                    ""
-                } else {
-                    ", invisible to the fix-up walk"
-                };
-                why.push(format!("T{i} owns plain CID {} in per-CPU mode{vis}", t.cid.cid));
-            }
-            if t.cid.active && !s.published(id) {
-                why.push(format!("T{i} is counted as a CID user before it is visible"));
-            }
-            if t.cid.active
-                && t.cid.cid.is_unset()
-                && s.on_cpu_settled(id)
-                && t.cid_op.is_none()
-                && t.op == crate::state::Op::User
-            {
-                why.push(format!("T{i} runs in user space without a CID"));
-            }
-        }
-        if c.users > 0 && c.mode.in_transit() && !s.walking(m as u8) {
-            why.push(format!("mode {} with no fix-up walk running", c.mode));
-        }
-        if c.mode == Mode::PER_TASK && c.users > 0 && c.pcpu.iter().take(s.cpus.len()).any(|x| x.on_cpu()) {
-            why.push("a CPU still owns a CID in per-task mode".into());
-        }
-        if let Some(b) = c.faults.out_of_range {
-            why.push(format!("drop() cleared bit {b}, outside the {}-bit bitmap", c.np));
-        }
-        if let Some(b) = c.faults.already_clear {
-            why.push(format!("drop() cleared bit {b}, which nobody owned"));
-        }
-        if let Some(w) = c.faults.warn {
-            why.push(format!("WARN_ON: {w:?}"));
-        }
-    }
-    let head = match (property, agent) {
-        ("stall", Some(cpu)) | ("livelock", Some(cpu)) => {
-            let holder = if s.cpus[cpu as usize].spin.is_some() {
-                "in schedin, holding its rq lock with IRQs off".to_string()
-            } else {
-                let t = s.curr(cpu as u8);
-                match t.map(|t| s.task(t).cid_op) {
-                    Some(Some(CidOp::ForkSpinLocked { .. })) => {
-                        "in sched_mm_cid_fork, holding mm.lock with IRQs off".into()
-                    }
-                    _ => "in sched_mm_cid_fork, holding mm.mutex".to_string(),
-                }
-            };
-            let full = s
-                .mms
-                .first()
-                .map(|m| m.cid.bitmap.weight() == m.cid.np as u32)
-                .unwrap_or(false);
-            let blocked: Vec<String> = s
-                .tasks
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.sched == Sched::Runnable && t.cpu == cpu as u8)
-                .map(|(i, _)| format!("T{i}"))
-                .collect();
-            let mut h = format!("CPU{cpu} spins in get_cid {holder}");
-            if full {
-                h.push_str("; every CID bit is set");
-            }
-            if !blocked.is_empty() {
-                h.push_str(&format!(
-                    "; {} wait(s) on its run queue, which nobody can lock",
-                    blocked.join(", ")
-                ));
-            }
-            h
-        }
-        _ => String::new(),
-    };
-    match (head.is_empty(), why.is_empty()) {
-        (true, true) => format!("{property} fails"),
-        (true, false) => why.join("; "),
-        (false, true) => head,
-        (false, false) => format!("{head}; {}", why.join("; ")),
-    }
-}
-
 /// A model of `cfg` that starts from `state` instead of the configuration's initial state (used
 /// to ask whether a replayed spin can ever end).
-pub fn continuation_stalls(cfg: &Config, state: &State, max_states: u64) -> Result<Vec<u16>, String> {
-    let model = KernelModel::from_state(cfg.clone(), *state)?;
+pub fn continuation_stalls<F: Family>(
+    cfg: &Config,
+    state: &State<F>,
+    max_states: u64,
+) -> Result<Vec<u16>, String> {
+    let model = KernelModel::<F>::from_state(cfg.clone(), *state)?;
     let opts = Options {
         symmetry: true,
         liveness: true,
@@ -379,75 +315,4 @@ pub fn continuation_stalls(cfg: &Config, state: &State, max_states: u64) -> Resu
         .filter_map(|f| f.agent)
         .filter(|a| spinning.contains(a))
         .collect())
-}
-
-/// [`explain`] for the pre-rewrite designs: the design's own check messages.
-fn explain_legacy(property: &str, agent: Option<u16>, s: &State) -> String {
-    use mmcid_cid::legacy::{self as lg, v6_3, v6_18};
-    let mut why = Vec::new();
-    if let Some(cpu) = agent {
-        if let Some(k) = s.cpus[cpu as usize].legacy_spin {
-            why.push(format!(
-                "CPU{cpu} busy-waits in mm_cid_get ({k:?}) holding its rq lock with IRQs off"
-            ));
-        }
-    }
-    for (m, mm) in s.mms.iter().enumerate() {
-        let tasks = || {
-            s.tasks
-                .iter()
-                .enumerate()
-                .filter(move |(_, t)| t.mm == Some(m as u8))
-        };
-        let running = || tasks().filter(|(i, t)| t.legacy.active() && s.on_cpu_settled(*i as u8));
-        if let Err(e) = lg::check_unique(running().filter_map(|(_, t)| t.legacy.mm_cid())) {
-            why.push(format!("mm{m} running tasks: {e}"));
-        }
-        for (i, t) in running().filter(|(_, t)| t.op == crate::state::Op::User && t.cid_op.is_none()) {
-            let e = match (&mm.legacy, &t.legacy) {
-                (LegacyMm::V63(x), LegacyTask::V63(y)) => v6_3::check_bound(x, y).err(),
-                (LegacyMm::V618(x), LegacyTask::V618(y)) => v6_18::check_bound(x, y).err(),
-                _ => None,
-            };
-            if let Some(e) = e {
-                why.push(format!("T{i} in user space: {e}"));
-            }
-        }
-        match &mm.legacy {
-            LegacyMm::V63(x) => {
-                if let Err(e) = v6_3::check_ownership(x, tasks().filter_map(|(_, t)| t.legacy.mm_cid())) {
-                    why.push(format!("mm{m}: {e}"));
-                }
-                if x.faults != Default::default() {
-                    why.push(format!("mm{m} faults {:?}", x.faults));
-                }
-            }
-            LegacyMm::V618(x) => {
-                if let Err(e) = v6_18::check_ownership(x, crate::legacy::in_flight(s, m as u8)) {
-                    why.push(format!("mm{m}: {e}"));
-                }
-                for (i, t) in running() {
-                    if let LegacyTask::V618(y) = &t.legacy {
-                        if !v6_18::holds_slot_copy(x, t.cpu, y) {
-                            why.push(format!(
-                                "T{i} runs with mm_cid {} but CPU{}'s slot holds {}",
-                                y.mm_cid,
-                                t.cpu,
-                                x.slot(t.cpu).cid
-                            ));
-                        }
-                    }
-                }
-                if x.faults != Default::default() {
-                    why.push(format!("mm{m} faults {:?}", x.faults));
-                }
-            }
-            LegacyMm::None => {}
-        }
-    }
-    if why.is_empty() {
-        format!("{property} fails")
-    } else {
-        why.join("; ")
-    }
 }

@@ -3,9 +3,9 @@
 use mmcid_cid::{ExitLocalSlot, MAX_CPUS, Registration, Switches, TaskWalk};
 use serde::{Deserialize, Serialize};
 
-/// Which CID code a design runs.
+/// Which CID code a design runs: the run-time tag of a [`crate::family::Family`] type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Family {
+pub enum FamilyKind {
     /// The 7.0 rewrite and its predecessors back to 6.19-rc7, selected by [`Design::switches`].
     Rewrite,
     /// 6.14–6.18 "lazy per-CPU" (`mmcid_cid::legacy::v6_18`, designs.md E.2).
@@ -24,10 +24,10 @@ pub struct Design {
     pub summary: &'static str,
     /// The commits it stands for.
     pub commits: &'static str,
-    /// The switch settings (the [`Family::Rewrite`] designs only).
+    /// The switch settings (the [`FamilyKind::Rewrite`] designs only).
     pub switches: Switches,
     /// Which CID code runs.
-    pub family: Family,
+    pub family: FamilyKind,
 }
 
 const A: Switches = Switches::V7_0;
@@ -46,7 +46,7 @@ pub const DESIGNS: &[Design] = &[
         summary: "final design: fork registers after publication; tasks->CPUs walk over mm.user_list",
         commits: "sched-urgent-2026-03-15 (b2e48c429ec5, 28b5a1395036, 7574ac6e4978, 192d852129b1)",
         switches: A,
-        family: Family::Rewrite,
+        family: FamilyKind::Rewrite,
     },
     Design {
         name: "6.19.1+vfork",
@@ -56,21 +56,21 @@ pub const DESIGNS: &[Design] = &[
             task_walk: TaskWalk::Budgeted1NoEarlyReturn,
             ..B_PRIME
         },
-        family: Family::Rewrite,
+        family: FamilyKind::Rewrite,
     },
     Design {
         name: "6.19.1+fork",
         summary: "B': registration after publication, budget users-1, early return in pass 2",
         commits: "6.19.1 + b2e48c429ec5",
         switches: B_PRIME,
-        family: Family::Rewrite,
+        family: FamilyKind::Rewrite,
     },
     Design {
         name: "6.19.1",
         summary: "fork registers in copy_mm before the child is visible; budgeted two-pass walk (users-2)",
         commits: "v6.19 + 1e83ccd5921a (the seed's bug: fixed by b2e48c429ec5)",
         switches: B,
-        family: Family::Rewrite,
+        family: FamilyKind::Rewrite,
     },
     Design {
         name: "6.19",
@@ -80,7 +80,7 @@ pub const DESIGNS: &[Design] = &[
             drop_on_cpu_guarded: false,
             ..B
         },
-        family: Family::Rewrite,
+        family: FamilyKind::Rewrite,
     },
     Design {
         name: "6.19-rc7",
@@ -94,21 +94,21 @@ pub const DESIGNS: &[Design] = &[
             schedout_keeps: false,
             ..B
         },
-        family: Family::Rewrite,
+        family: FamilyKind::Rewrite,
     },
     Design {
         name: "6.18",
         summary: "pre-rewrite lazy per-CPU CIDs (6.14-6.18): CPUs keep CIDs, remote clear/steal with LAZY, compaction scan",
         commits: "6.4 \"sched: Fix performance regression introduced by mm_cid\" + 7e019dcc470f (6.13) + 02d954c0fdf9 (6.14) + Mar 2024 barrier fix; removed Nov 2025",
         switches: A,
-        family: Family::Lazy618,
+        family: FamilyKind::Lazy618,
     },
     Design {
         name: "6.3",
         summary: "original mm_cid: per-mm bitmap under cid_lock, a CID per switched-in task, -1 when full",
         commits: "af7f588d8f73 + bbd0b031509b",
         switches: A,
-        family: Family::PerSwitch63,
+        family: FamilyKind::PerSwitch63,
     },
 ];
 
@@ -217,7 +217,7 @@ impl Config {
         if b.execs > 2 {
             return Err("--execs must be at most 2".into());
         }
-        if b.compactions > 0 && d.family != Family::Lazy618 {
+        if b.compactions > 0 && d.family != FamilyKind::Lazy618 {
             return Err(format!(
                 "--compactions is for design 6.18 (the compaction scan), not {}",
                 d.name

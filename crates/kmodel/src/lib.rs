@@ -34,16 +34,20 @@
 //! allowed point). Bounds are budgets of operations: a stall is a stall within them.
 pub mod checker;
 pub mod config;
+pub mod family;
 pub mod fixed;
 pub mod init;
 pub mod invariants;
 pub mod legacy;
 pub mod matrix;
 pub mod model;
+pub mod ops;
+pub mod replay;
+pub mod rewrite;
 pub mod scenario;
 pub mod state;
-pub mod step;
 pub mod symmetry;
 pub mod trace;
-pub use config::{Budgets, Config, DESIGNS, Design, Family};
+pub use config::{Budgets, Config, DESIGNS, Design, FamilyKind};
+pub use family::{Family, Lazy618, ModelVisitor, PerSwitch63, Rewrite, with_model};
 pub use model::KernelModel;

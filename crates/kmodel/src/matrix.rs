@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::checker::{self, CheckOptions, Liveness};
 use crate::config::{Budgets, Config, DESIGNS};
-use crate::invariants::PROPERTIES;
+use crate::invariants::Property;
 
 /// One configuration of the grid.
 #[derive(Clone, Debug, Serialize)]
@@ -190,7 +190,7 @@ pub struct Cell {
 pub struct Row {
     /// Design name.
     pub design: &'static str,
-    /// Property id -> cell, in [`PROPERTIES`] order, then `stall`.
+    /// Property id -> cell, in [`Property::ALL`] order, then `stall`.
     pub cells: Vec<(String, Cell)>,
     /// Seconds for the whole row.
     pub seconds: f64,
@@ -227,16 +227,15 @@ pub fn run(
         .filter(|d| designs.is_empty() || designs.contains(&d.name))
     {
         let start = Instant::now();
-        let mut names: Vec<String> = PROPERTIES.iter().map(|p| p.name.to_string()).collect();
-        names.push("stall".into());
+        let mut names: Vec<(String, bool)> = Property::ALL
+            .iter()
+            .map(|p| (p.id().to_string(), p.is_invariant()))
+            .collect();
+        names.push(("stall".into(), true));
         let mut cells: Vec<(String, Cell)> = names
             .iter()
-            .map(|n| {
-                let status = if n.starts_with('R') {
-                    "not_reached"
-                } else {
-                    "holds"
-                };
+            .map(|(n, invariant)| {
+                let status = if *invariant { "holds" } else { "not_reached" };
                 (
                     n.clone(),
                     Cell {

@@ -24,8 +24,9 @@
 use mmcid_cid::TaskId;
 
 use crate::config::{Budgets, Config};
+use crate::family::Family;
+use crate::ops::{Params, Step, apply, enabled};
 use crate::state::State;
-use crate::step::{Params, Step, apply, enabled};
 use crate::trace::{StepName, name};
 
 /// A parsed scenario.
@@ -212,7 +213,12 @@ impl Scenario {
 }
 
 /// Resolves a step line against state `s` into the steps it stands for.
-pub fn resolve(p: &Params, s: &State, ln: usize, l: &StepLine) -> Result<Vec<Step>, ScenarioError> {
+pub fn resolve<F: Family>(
+    p: &Params,
+    s: &State<F>,
+    ln: usize,
+    l: &StepLine,
+) -> Result<Vec<Step>, ScenarioError> {
     let mut steps = Vec::new();
     enabled(p, s, &mut steps);
     let names: Vec<StepName> = steps.iter().map(|&st| name(p, s, st)).collect();
@@ -304,7 +310,11 @@ fn not_enabled(ln: usize, l: &StepLine, names: &[StepName]) -> ScenarioError {
 }
 
 /// Runs every line of `sc` from `init`, returning the steps taken (in order) and the final state.
-pub fn run(p: &Params, init: &State, sc: &Scenario) -> Result<(Vec<Step>, State), ScenarioError> {
+pub fn run<F: Family>(
+    p: &Params,
+    init: &State<F>,
+    sc: &Scenario,
+) -> Result<(Vec<Step>, State<F>), ScenarioError> {
     let mut s = *init;
     let mut taken = Vec::new();
     for (ln, l) in &sc.steps {
@@ -318,7 +328,7 @@ pub fn run(p: &Params, init: &State, sc: &Scenario) -> Result<(Vec<Step>, State)
 
 /// Writes a scenario that replays `steps` from the initial state of `cfg` (the format of
 /// `--save-trace`).
-pub fn write(cfg: &Config, p: &Params, init: &State, steps: &[Step], comment: &str) -> String {
+pub fn write<F: Family>(cfg: &Config, p: &Params, init: &State<F>, steps: &[Step], comment: &str) -> String {
     let mut out = String::new();
     for l in comment.lines() {
         out.push_str(&format!("# {l}\n"));
@@ -347,4 +357,19 @@ pub fn write(cfg: &Config, p: &Params, init: &State, steps: &[Step], comment: &s
         s = apply(p, &s, st);
     }
     out
+}
+
+/// [`write`] for a configuration whose family is known only at run time.
+pub fn write_for(cfg: &Config, steps: &[Step], comment: &str) -> Result<String, String> {
+    struct Write<'a> {
+        steps: &'a [Step],
+        comment: &'a str,
+    }
+    impl crate::family::ModelVisitor for Write<'_> {
+        type Out = String;
+        fn visit<F: Family>(self, m: crate::model::KernelModel<F>) -> String {
+            write(&m.config, &m.params, m.initial_state(), self.steps, self.comment)
+        }
+    }
+    crate::family::with_model(cfg, Write { steps, comment })
 }

@@ -1,15 +1,14 @@
 //! The state of the modelled kernel: CPUs, tasks, mms, thread groups and the process list.
 //!
-//! Derived facts are computed, not stored: which task is `rq->curr` of a CPU (the task that is
-//! `Running` there), what is on a run queue (the `Runnable` tasks of that CPU), and who holds
-//! each lock (read off the program points: see [`State::mutex_owner`] and friends).
+//! The kernel part is the same for every design; the CID part of each task, mm and CPU is the
+//! [`Family`]'s. Derived facts are computed, not stored: which task is `rq->curr` of a CPU (the
+//! task that is `Running` there), what is on a run queue (the `Runnable` tasks of that CPU), and
+//! who holds each lock (read off the program points).
 
-use mmcid_cid::legacy::LegacyCid;
-use mmcid_cid::legacy::v6_3::{Mm63, Task63};
-use mmcid_cid::legacy::v6_18::{GetCont, Migrate, Mm618, Task618};
-use mmcid_cid::{CpuId, CpuMask, MmCid, SchedinSpin, TaskCid, TaskId};
+use mmcid_cid::{CpuId, CpuMask, MAX_CPUS, TaskId};
 use serde::{Deserialize, Serialize};
 
+use crate::family::Family;
 use crate::fixed::Fixed;
 
 /// Most tasks a state can hold (initial threads, forked children and the kworker).
@@ -39,7 +38,8 @@ pub enum Sched {
     Dead,
 }
 
-/// The kernel operation a task is in (its program point at the operation level).
+/// The kernel operation a task is in (its program point at the operation level). The CID code's
+/// own multi-step operations are the family's ([`Task::cid_op`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Op {
     /// In user space: may start an operation.
@@ -77,39 +77,6 @@ pub enum Op {
     },
     /// The kworker with nothing to do.
     KworkerIdle,
-    /// 6.18: the compaction scan `mm_cid_work`, run as task_work on a return to user space.
-    CidWork {
-        /// Where in the scan.
-        at: WorkAt,
-    },
-}
-
-/// Program points of the 6.18 compaction scan (designs.md E.2.6, E.2.7), which remote-clears at
-/// most one CPU's CID per run (the second loop, "clear high", is not modelled).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum WorkAt {
-    /// The first loop ("clear old") considers `cpu` next: clear it (its slot was unused for
-    /// 100 ms) or skip it.
-    Scan {
-        /// The CPU considered.
-        cpu: CpuId,
-    },
-    /// `sched_mm_cid_remote_clear`: the slot of `cpu` was marked `cid|LAZY`; next: check
-    /// `rq(cpu).curr`, cmpxchg to UNSET.
-    Marked {
-        /// The CPU.
-        cpu: CpuId,
-        /// The CID marked.
-        cid: LegacyCid,
-    },
-    /// The slot is UNSET, the bit still set and owned by this scan (IRQs off); next:
-    /// `__mm_cid_put`.
-    Unset {
-        /// The CPU.
-        cpu: CpuId,
-        /// The CID in flight.
-        cid: LegacyCid,
-    },
 }
 
 /// Phases of fork.
@@ -154,80 +121,9 @@ pub enum ExecAt {
     After,
 }
 
-/// The CID sub-operation a task is in (the multi-step parts of `sched_mm_cid_fork`,
-/// `sched_mm_cid_exit` and the work function). `None` in [`Task::cid_op`] means none.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum CidOp {
-    /// Next: `sched_mm_cid_fork(t)`: take `mutex` and `lock` and run the locked section.
-    Fork {
-        /// The task being registered (the child, or `current` after execve).
-        t: TaskId,
-    },
-    /// Spinning in `get_cid` inside `sched_mm_cid_fork`'s locked section (IRQs off, `mutex` and
-    /// `lock` held).
-    ForkSpinLocked {
-        /// The task being registered.
-        t: TaskId,
-        /// First-user path (also sets the local slot).
-        first_user: bool,
-    },
-    /// Next: the child's `get_cid` after a CPU→task fix-up (only `mutex` held; may spin).
-    ForkGetCid {
-        /// The task being registered.
-        t: TaskId,
-    },
-    /// Spinning in that `get_cid` (only `mutex` held, preemptible).
-    ForkSpinMutex {
-        /// The task being registered.
-        t: TaskId,
-    },
-    /// Next: `sched_mm_cid_exit(t)` (before_execve, exit, or a failed fork's cleanup).
-    Exit {
-        /// The task being de-registered.
-        t: TaskId,
-    },
-    /// Last user gone: next `irq_work_sync` + `cancel_work_sync` (no lock held).
-    LastUserSync,
-    /// Next: the work function's locked section.
-    Work,
-    /// In `fixup_tasks_to_cpus` (7.0): next visit `user_list[next]` (skipping `current`), or
-    /// `complete_transit` when past the end. `mutex` held.
-    TasksToCpus {
-        /// Cursor into `user_list`.
-        next: u8,
-    },
-    /// In the budgeted `fixup_tasks_to_cpus` (≤ 6.19.1, designs.md B.5). `mutex` held.
-    TasksToCpusBudgeted {
-        /// 1: current's thread group; 2: the process list; 3: done, complete next.
-        pass: u8,
-        /// Pass 1: position in current's thread list; pass 2: position in the process list.
-        i: u8,
-        /// Pass 2: position in that group's thread list.
-        j: u8,
-        /// Remaining budget.
-        budget: u8,
-    },
-    /// In `fixup_cpus_to_tasks`: next visit CPU `cpu`, or complete when `cpu == np`. `mutex` held.
-    CpusToTasks {
-        /// Next CPU.
-        cpu: u8,
-        /// What the initiator does afterwards.
-        then: AfterCpusToTasks,
-    },
-}
-
-/// What follows a CPU→task fix-up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum AfterCpusToTasks {
-    /// Release `mutex`.
-    Unlock,
-    /// `fork_cid`: give the child its CID (`mutex` only).
-    ForkGetCid(TaskId),
-}
-
-/// A task.
+/// A task: the kernel's view of it, plus the family's CID state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Task {
+pub struct Task<F: Family> {
     /// A kernel worker (no mm; runs the deferred work) rather than a user task.
     pub kworker: bool,
     /// The mm it uses (`None` for the kworker).
@@ -240,105 +136,20 @@ pub struct Task {
     pub cpu: CpuId,
     /// `cpus_mask`.
     pub affinity: CpuMask,
-    /// CID state (`active`, `cid`).
-    pub cid: TaskCid,
     /// The kernel operation it is in.
     pub op: Op,
-    /// The CID sub-operation inside it, if any.
-    pub cid_op: Option<CidOp>,
+    /// The family's multi-step CID operation inside it, if any.
+    pub cid_op: Option<F::CidOp>,
     /// A fatal signal is pending (sent by `de_thread`): its next operation is exit.
     pub killed: bool,
     /// For a vfork child: the parent waiting for it.
     pub vfork_parent: Option<TaskId>,
-    /// The CID state of a pre-rewrite design (`LegacyTask::None` for the 7.0 family, which uses
-    /// [`Task::cid`]).
-    pub legacy: LegacyTask,
+    /// The family's CID state of the task.
+    pub cid: F::TaskCid,
 }
 
-/// A task's CID state in a pre-rewrite design.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum LegacyTask {
-    /// A 7.0-family design.
-    #[default]
-    None,
-    /// 6.3.
-    V63(Task63),
-    /// 6.14–6.18.
-    V618(Task618),
-}
-
-impl LegacyTask {
-    /// The state `dup_task_struct` + `init_sched_mm_cid` leave for `family`.
-    pub fn new(family: crate::config::Family) -> LegacyTask {
-        match family {
-            crate::config::Family::Rewrite => LegacyTask::None,
-            crate::config::Family::PerSwitch63 => LegacyTask::V63(Task63::default()),
-            crate::config::Family::Lazy618 => LegacyTask::V618(Task618::default()),
-        }
-    }
-    /// The 6.3 state (panics for another design).
-    pub fn v63(&mut self) -> &mut Task63 {
-        match self {
-            LegacyTask::V63(t) => t,
-            _ => panic!("not a 6.3 task"),
-        }
-    }
-    /// The 6.18 state (panics for another design).
-    pub fn v618(&mut self) -> &mut Task618 {
-        match self {
-            LegacyTask::V618(t) => t,
-            _ => panic!("not a 6.18 task"),
-        }
-    }
-    /// `t.mm_cid` (None for the 7.0 family).
-    pub fn mm_cid(&self) -> Option<LegacyCid> {
-        match self {
-            LegacyTask::None => None,
-            LegacyTask::V63(t) => Some(t.mm_cid),
-            LegacyTask::V618(t) => Some(t.mm_cid),
-        }
-    }
-    /// `t.mm_cid_active`.
-    pub fn active(&self) -> bool {
-        match self {
-            LegacyTask::None => false,
-            LegacyTask::V63(t) => t.active,
-            LegacyTask::V618(t) => t.active,
-        }
-    }
-}
-
-/// An mm's CID state in a pre-rewrite design.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum LegacyMm {
-    /// A 7.0-family design (the state is [`Mm::cid`]).
-    #[default]
-    None,
-    /// 6.3.
-    V63(Mm63),
-    /// 6.14–6.18.
-    V618(Mm618),
-}
-
-impl LegacyMm {
-    /// The 6.3 state (panics for another design).
-    pub fn v63(&mut self) -> &mut Mm63 {
-        match self {
-            LegacyMm::V63(m) => m,
-            _ => panic!("not a 6.3 mm"),
-        }
-    }
-    /// The 6.18 state (panics for another design).
-    pub fn v618(&mut self) -> &mut Mm618 {
-        match self {
-            LegacyMm::V618(m) => m,
-            _ => panic!("not a 6.18 mm"),
-        }
-    }
-}
-
-impl Default for Task {
-    fn default() -> Task {
+impl<F: Family> Default for Task<F> {
+    fn default() -> Self {
         Task {
             kworker: false,
             mm: None,
@@ -346,51 +157,40 @@ impl Default for Task {
             sched: Sched::Dead,
             cpu: 0,
             affinity: 0,
-            cid: TaskCid::default(),
             op: Op::User,
             cid_op: None,
             killed: false,
             vfork_parent: None,
-            legacy: LegacyTask::None,
+            cid: F::TaskCid::default(),
         }
     }
 }
 
-/// A CPU. Its `rq->curr` and run queue are derived from the tasks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Cpu {
-    /// Spinning in `get_cid` inside the schedin of its current task, rq lock held, IRQs off.
-    pub spin: Option<SchedinSpin>,
-    /// 6.18: inside `mm_cid_get` for its current task (a switch-in or `after_execve`), rq lock
-    /// held, IRQs off, at this continuation (a busy-wait or a mere cut, see `GetCont::waits`).
-    pub legacy_spin: Option<GetCont>,
-    /// 6.18: in `activate_task` of a migrated task (its dst rq lock held) between the steps of
-    /// `sched_mm_cid_migrate_to`: the task and the migration's next step. The CPU does nothing else
-    /// until it completes.
-    pub migrating: Option<(TaskId, Migrate)>,
-}
-
-/// An mm: its CID state plus the deferred-work machinery around it.
+/// An mm: the family's CID state plus the deferred-work machinery around it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Mm {
-    /// The CID state (7.0 family; a pre-rewrite design leaves it at its initial value).
-    pub cid: MmCid,
-    /// The CID state of a pre-rewrite design.
-    pub legacy: LegacyMm,
-    /// `mm.irq_work` is queued, on this CPU.
+pub struct Mm<F: Family> {
+    /// The family's CID state of the mm.
+    pub cid: F::MmCid,
+    /// `mm.irq_work` is queued, on this CPU (7.0 family).
     pub irq_work: Option<CpuId>,
-    /// `mm.work` is queued on the workqueue.
+    /// `mm.work` is queued on the workqueue (7.0 family).
     pub work_pending: bool,
 }
 
-impl Default for Mm {
-    fn default() -> Mm {
+impl<F: Family> Mm<F> {
+    /// A fresh mm (`mm_init` → `mm_init_cid`) of a task with affinity `mask`.
+    pub fn new(np: u8, mask: CpuMask) -> Self {
         Mm {
-            cid: MmCid::new(1, 1),
-            legacy: LegacyMm::None,
+            cid: F::new_mm(np, mask),
             irq_work: None,
             work_pending: false,
         }
+    }
+}
+
+impl<F: Family> Default for Mm<F> {
+    fn default() -> Self {
+        Mm::new(1, 1)
     }
 }
 
@@ -406,13 +206,14 @@ pub type Remaining = crate::config::Budgets;
 
 /// The whole modelled kernel. `Copy`: no heap allocation anywhere in a state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct State {
-    /// The CPUs (`np` of them).
-    pub cpus: Fixed<Cpu, { mmcid_cid::MAX_CPUS }>,
+pub struct State<F: Family> {
+    /// The CPUs (`np` of them): what each is in the middle of. `rq->curr` and the run queues are
+    /// derived from the tasks.
+    pub cpus: Fixed<F::CpuCid, MAX_CPUS>,
     /// All tasks ever created (dead ones stay: they are not reaped).
-    pub tasks: Fixed<Task, MAX_TASKS>,
+    pub tasks: Fixed<Task<F>, MAX_TASKS>,
     /// All mms ever created.
-    pub mms: Fixed<Mm, MAX_MMS>,
+    pub mms: Fixed<Mm<F>, MAX_MMS>,
     /// Thread groups.
     pub groups: Fixed<Group, MAX_GROUPS>,
     /// The global process list: published groups, in publication order.
@@ -421,7 +222,7 @@ pub struct State {
     pub left: Remaining,
 }
 
-impl State {
+impl<F: Family> State<F> {
     /// Number of CPUs.
     pub fn np(&self) -> u8 {
         self.cpus.len() as u8
@@ -442,96 +243,47 @@ impl State {
             .map(|(i, _)| i as TaskId)
     }
     /// Task `t`.
-    pub fn task(&self, t: TaskId) -> &Task {
+    pub fn task(&self, t: TaskId) -> &Task<F> {
         &self.tasks[t as usize]
     }
     /// Task `t`, mutably.
-    pub fn task_mut(&mut self, t: TaskId) -> &mut Task {
+    pub fn task_mut(&mut self, t: TaskId) -> &mut Task<F> {
         &mut self.tasks[t as usize]
     }
     /// The CID state of mm `m`.
-    pub fn mm(&self, m: MmId) -> &MmCid {
+    pub fn mm(&self, m: MmId) -> &F::MmCid {
         &self.mms[m as usize].cid
     }
 
-    /// Is the task's context switch complete (it runs, and its CPU is not spinning in its schedin,
-    /// or in 6.18's `mm_cid_get`)?
+    /// Is the task's context switch complete (it runs, and its CPU is not still inside the
+    /// switch, e.g. spinning in `get_cid`)?
     pub fn on_cpu_settled(&self, t: TaskId) -> bool {
         let task = self.task(t);
-        let c = &self.cpus[task.cpu as usize];
-        task.sched == Sched::Running && c.spin.is_none() && c.legacy_spin.is_none()
+        task.sched == Sched::Running && !F::in_switch(&self.cpus[task.cpu as usize])
     }
 
-    /// The task holding `mm.mutex` of `m`, read off the program points.
-    pub fn mutex_owner(&self, m: MmId) -> Option<TaskId> {
-        self.tasks
-            .iter()
-            .position(|t| t.cid_op.is_some_and(holds_mutex) && self.op_mm(t) == Some(m))
-            .map(|i| i as TaskId)
-    }
-
-    /// The CPU holding `mm.lock` of `m` (only a fork spinning in its locked section holds it across
-    /// steps).
-    pub fn lock_owner(&self, m: MmId) -> Option<CpuId> {
-        self.tasks
-            .iter()
-            .find(|t| matches!(t.cid_op, Some(CidOp::ForkSpinLocked { .. })) && self.op_mm(t) == Some(m))
-            .map(|t| t.cpu)
-    }
-
-    /// Is `cpu`'s rq lock held across steps? (By a schedin spinning on that CPU, or, in 6.18, by
-    /// a migration to it in progress.)
+    /// Is `cpu`'s rq lock held across steps (by a schedin spinning there, or a 6.18 migration
+    /// to it in progress)?
     pub fn rq_locked(&self, cpu: CpuId) -> bool {
-        let c = &self.cpus[cpu as usize];
-        c.spin.is_some() || c.legacy_spin.is_some() || c.migrating.is_some()
+        F::rq_locked(&self.cpus[cpu as usize])
     }
 
-    /// Are IRQs off on `cpu` across steps (a schedin spin, a fork spinning under `mm.lock`, or a
-    /// 6.18 remote clear between its cmpxchg and its `clear_bit`)?
+    /// Are IRQs off on `cpu` across steps (its rq lock is held across steps, or its current task
+    /// is inside a CID operation that keeps them off)?
     pub fn irqs_off(&self, cpu: CpuId) -> bool {
         self.rq_locked(cpu)
-            || self.curr(cpu).is_some_and(|t| {
-                let t = self.task(t);
-                matches!(t.cid_op, Some(CidOp::ForkSpinLocked { .. }))
-                    || matches!(
-                        t.op,
-                        Op::CidWork {
-                            at: WorkAt::Unset { .. }
-                        }
-                    )
-            })
+            || self
+                .curr(cpu)
+                .is_some_and(|t| self.task(t).cid_op.is_some_and(|op| F::irqs_off(&op)))
     }
 
-    /// The mm a task's CID sub-operation works on: the kworker's work mm, else the task's own mm
+    /// The mm a task's CID operation works on: the kworker's work mm, else the task's own mm
     /// (for a fork, the child shares it; for exec, `current.mm` at that point).
-    pub fn op_mm(&self, t: &Task) -> Option<MmId> {
+    pub fn op_mm(&self, t: &Task<F>) -> Option<MmId> {
         match t.op {
             Op::Work { mm } => Some(mm),
             _ => t.mm,
         }
-    }
-
-    /// Is a fix-up walk of `m` in progress (its initiator between the flip and `complete_transit`)?
-    pub fn walking(&self, m: MmId) -> bool {
-        self.tasks.iter().any(|t| {
-            self.op_mm(t) == Some(m)
-                && matches!(
-                    t.cid_op,
-                    Some(
-                        CidOp::TasksToCpus { .. }
-                            | CidOp::TasksToCpusBudgeted { .. }
-                            | CidOp::CpusToTasks { .. }
-                    )
-                )
-        })
-    }
-
-    /// Is the task spinning in a `get_cid` loop (its own, inside fork)?
-    pub fn task_spinning(&self, t: TaskId) -> bool {
-        matches!(
-            self.task(t).cid_op,
-            Some(CidOp::ForkSpinLocked { .. } | CidOp::ForkSpinMutex { .. })
-        )
     }
 
     /// Is `t` published (in a thread list of a group on the process list)?
@@ -539,12 +291,20 @@ impl State {
         let g = self.task(t).group;
         self.process_list.contains(&g) && self.groups[g as usize].threads.contains(&t)
     }
-}
 
-/// Does a task at this CID program point hold `mm.mutex`?
-pub fn holds_mutex(op: CidOp) -> bool {
-    !matches!(
-        op,
-        CidOp::Fork { .. } | CidOp::Exit { .. } | CidOp::Work | CidOp::LastUserSync
-    )
+    /// Is the task in user space with nothing in progress (the point where I2 applies and new
+    /// operations start)?
+    pub fn in_user(&self, t: TaskId) -> bool {
+        let task = self.task(t);
+        task.op == Op::User && task.cid_op.is_none()
+    }
+
+    /// The tasks of mm `m` (`t.mm == Some(m)`), with their ids.
+    pub fn tasks_of(&self, m: MmId) -> impl Iterator<Item = (TaskId, &Task<F>)> + '_ {
+        self.tasks
+            .iter()
+            .enumerate()
+            .filter(move |(_, t)| t.mm == Some(m))
+            .map(|(i, t)| (i as TaskId, t))
+    }
 }

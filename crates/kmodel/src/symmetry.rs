@@ -8,8 +8,8 @@
 //! all references. Two symmetric states may still get different representatives when their tasks
 //! tie on that key but differ in references; that only costs reduction, never soundness.
 //!
-//! References to tasks outside the tasks themselves (thread lists, `user_list`, a 6.18 CPU's
-//! migration in progress) are renamed too.
+//! References to tasks outside the tasks themselves (thread lists, and whatever the family keeps:
+//! `user_list`, a 6.18 CPU's migration in progress) are renamed too ([`Family::rename`]).
 //!
 //! Not reduced: CPUs (the CPU→task walk visits them in ascending order, and affinities and slots
 //! name them) and mms (created in order by execve). CID numbers are never permuted: allocation
@@ -17,14 +17,15 @@
 
 use mmcid_cid::TaskId;
 
+use crate::family::Family;
 use crate::state::*;
 
 /// The canonical representative of `s`'s class under task renaming.
-pub fn representative(s: &State) -> State {
+pub fn representative<F: Family>(s: &State<F>) -> State<F> {
     let n = s.tasks.len();
-    let mut keys = [Task::default(); MAX_TASKS];
+    let mut keys = [Task::<F>::default(); MAX_TASKS];
     for (k, t) in keys.iter_mut().zip(s.tasks.iter()) {
-        *k = key(t);
+        *k = rename_task(t, &|_| 0);
     }
     if keys[..n].is_sorted() {
         return *s;
@@ -49,23 +50,12 @@ pub fn representative(s: &State) -> State {
             *t = r(*t);
         }
     }
-    for mm in out.mms.iter_mut() {
-        mm.cid.user_list.rename(r);
-    }
-    for c in out.cpus.iter_mut() {
-        if let Some((t, st)) = c.migrating {
-            c.migrating = Some((r(t), st));
-        }
-    }
+    F::rename(&mut out, &r);
     out
 }
 
-/// The sort key: a task with every reference to another task erased.
-fn key(t: &Task) -> Task {
-    rename_task(t, &|_| 0)
-}
-
-fn rename_task(t: &Task, r: &dyn Fn(TaskId) -> TaskId) -> Task {
+/// `t` with every reference to another task renamed through `r`.
+fn rename_task<F: Family>(t: &Task<F>, r: &dyn Fn(TaskId) -> TaskId) -> Task<F> {
     let mut t = *t;
     t.op = match t.op {
         Op::Fork { child, vfork, at } => Op::Fork {
@@ -76,21 +66,7 @@ fn rename_task(t: &Task, r: &dyn Fn(TaskId) -> TaskId) -> Task {
         Op::VforkWait { child } => Op::VforkWait { child: r(child) },
         o => o,
     };
-    t.cid_op = t.cid_op.map(|c| match c {
-        CidOp::Fork { t } => CidOp::Fork { t: r(t) },
-        CidOp::ForkSpinLocked { t, first_user } => CidOp::ForkSpinLocked { t: r(t), first_user },
-        CidOp::ForkGetCid { t } => CidOp::ForkGetCid { t: r(t) },
-        CidOp::ForkSpinMutex { t } => CidOp::ForkSpinMutex { t: r(t) },
-        CidOp::Exit { t } => CidOp::Exit { t: r(t) },
-        CidOp::CpusToTasks {
-            cpu,
-            then: AfterCpusToTasks::ForkGetCid(t),
-        } => CidOp::CpusToTasks {
-            cpu,
-            then: AfterCpusToTasks::ForkGetCid(r(t)),
-        },
-        c => c,
-    });
+    t.cid_op = t.cid_op.map(|c| F::rename_op(c, r));
     t.vfork_parent = t.vfork_parent.map(r);
     t
 }

@@ -3,7 +3,7 @@
 
 use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness};
 use mmcid_kmodel::scenario::{self, Scenario};
-use mmcid_kmodel::{Budgets, Config, KernelModel};
+use mmcid_kmodel::{Budgets, Config, Family, KernelModel, Rewrite};
 
 fn seed_config(design: &str) -> Config {
     // The smallest configuration that exhibits the seed's bug: 3 CPUs, 2 threads (max_cids 2),
@@ -173,13 +173,13 @@ fn symmetry_never_hides_a_violation() {
 fn a_saved_trace_replays_to_the_same_violation() {
     let cfg = seed_config("6.19.1");
     let o = run(&cfg, &stalls_to_depth(13));
-    let model = KernelModel::new(cfg.clone()).unwrap();
+    let model = KernelModel::<Rewrite>::new(cfg.clone()).unwrap();
     for v in &o.violations {
         let text = scenario::write(&cfg, &model.params, model.initial_state(), &v.steps, &v.what);
         let sc = Scenario::parse(&text).unwrap();
-        let m2 = KernelModel::new(sc.config(None)).unwrap();
+        let m2 = KernelModel::<Rewrite>::new(sc.config(None)).unwrap();
         let (steps, last) = scenario::run(&m2.params, m2.initial_state(), &sc).unwrap();
         assert_eq!(steps, v.steps, "{}", v.property);
-        assert_eq!(checker::explain(&v.property, v.cpu, &last), v.what);
+        assert_eq!(Rewrite::explain(&v.property, v.cpu, &last), v.what);
     }
 }

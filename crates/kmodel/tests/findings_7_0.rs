@@ -5,14 +5,14 @@
 use mmcid_cid::{Cid, Mode};
 use mmcid_engine::{FindingKind, Model, NoObserver, Options, check};
 use mmcid_kmodel::checker::continuation_stalls;
-use mmcid_kmodel::invariants::{PROPERTIES, index};
+use mmcid_kmodel::invariants::Property;
 use mmcid_kmodel::scenario::{self, Scenario};
 use mmcid_kmodel::state::State;
-use mmcid_kmodel::{Budgets, Config, KernelModel, trace};
+use mmcid_kmodel::{Budgets, Config, KernelModel, Rewrite, trace};
 
-fn replay(text: &str) -> (KernelModel, State, Vec<(&'static str, usize)>) {
+fn replay(text: &str) -> (KernelModel<Rewrite>, State<Rewrite>, Vec<(&'static str, usize)>) {
     let sc = Scenario::parse(text).unwrap();
-    let model = KernelModel::new(sc.config(None)).unwrap();
+    let model = KernelModel::<Rewrite>::new(sc.config(None)).unwrap();
     let (steps, last) = scenario::run(&model.params, model.initial_state(), &sc).unwrap();
     let mut s = *model.initial_state();
     let mut first: Vec<(&'static str, usize)> = Vec::new();
@@ -22,8 +22,9 @@ fn replay(text: &str) -> (KernelModel, State, Vec<(&'static str, usize)>) {
         fired.clear();
         model.check(&s, &mut fired);
         for &p in &fired {
-            let n = PROPERTIES[p].name;
-            if !n.starts_with('R') && !first.iter().any(|(x, _)| *x == n) {
+            let prop = Property::ALL[p];
+            let n = prop.id();
+            if prop.is_invariant() && !first.iter().any(|(x, _)| *x == n) {
                 first.push((n, i + 1));
             }
         }
@@ -71,7 +72,7 @@ fn f1_is_found_by_the_checker_from_the_design_alone() {
             ..Budgets::default()
         },
     );
-    let model = KernelModel::new(cfg).unwrap();
+    let model = KernelModel::<Rewrite>::new(cfg).unwrap();
     let r = check(
         &model,
         &Options {
@@ -81,7 +82,7 @@ fn f1_is_found_by_the_checker_from_the_design_alone() {
         &mut NoObserver,
     )
     .unwrap();
-    let i2 = index("I2").unwrap();
+    let i2 = Property::I2.index();
     let f = r
         .findings
         .iter()
@@ -93,7 +94,7 @@ fn f1_is_found_by_the_checker_from_the_design_alone() {
         .findings
         .iter()
         .filter(|f| f.kind == FindingKind::Invariant && f.property != Some(i2))
-        .map(|f| PROPERTIES[f.property.unwrap()].name)
+        .map(|f| Property::ALL[f.property.unwrap()].id())
         .collect();
     assert!(others.is_empty(), "{others:?}");
 }
@@ -128,7 +129,7 @@ fn f4_is_found_by_the_checker_from_the_design_alone() {
             ..Budgets::default()
         },
     );
-    let model = KernelModel::new(cfg).unwrap();
+    let model = KernelModel::<Rewrite>::new(cfg).unwrap();
     let opts = Options {
         symmetry: true,
         stall_search: Some(1_000_000),
@@ -146,7 +147,7 @@ fn f4_is_found_by_the_checker_from_the_design_alone() {
         .findings
         .iter()
         .filter(|f| f.kind == FindingKind::Invariant)
-        .map(|f| PROPERTIES[f.property.unwrap()].name)
+        .map(|f| Property::ALL[f.property.unwrap()].id())
         .collect();
     assert_eq!(
         invariants,

@@ -3,7 +3,7 @@
 
 use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness};
 use mmcid_kmodel::scenario::{self, Scenario};
-use mmcid_kmodel::{Budgets, Config, KernelModel};
+use mmcid_kmodel::{Budgets, Config, KernelModel, Lazy618};
 
 fn run(cfg: &Config, liveness: Liveness) -> CheckOutcome {
     let opts = CheckOptions {
@@ -137,7 +137,7 @@ fn v6_18_scenario_names() {
                 CPU1 mm_cid_get\n";
     let sc = Scenario::parse(text).unwrap();
     let cfg = sc.config(None);
-    let model = KernelModel::new(cfg.clone()).unwrap();
+    let model = KernelModel::<Lazy618>::new(cfg.clone()).unwrap();
     let (steps, end) = scenario::run(&model.params, model.initial_state(), &sc).unwrap();
     assert_eq!(steps.len(), 9);
     // CPU1 got CID 1 back once the clear dropped it; the written trace replays.

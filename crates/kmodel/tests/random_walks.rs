@@ -8,9 +8,9 @@
 use std::sync::Mutex;
 
 use mmcid_engine::Model;
-use mmcid_kmodel::invariants::PROPERTIES;
-use mmcid_kmodel::step::{StartOp, Step};
-use mmcid_kmodel::{Budgets, Config, KernelModel, trace};
+use mmcid_kmodel::invariants::Property;
+use mmcid_kmodel::ops::{StartOp, Step};
+use mmcid_kmodel::{Budgets, Config, KernelModel, Rewrite, trace};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestRunner};
 
@@ -73,7 +73,7 @@ fn random_walks_keep_every_invariant_on_7_0() {
         .run(
             &(config(), prop::collection::vec(any::<u16>(), 1..120)),
             |(cfg, choices)| {
-                let model = KernelModel::new(cfg.clone()).map_err(TestCaseError::fail)?;
+                let model = KernelModel::<Rewrite>::new(cfg.clone()).map_err(TestCaseError::fail)?;
                 let mut s = *model.initial_state();
                 let mut steps: Vec<Step> = Vec::new();
                 let mut en = Vec::new();
@@ -101,10 +101,11 @@ fn random_walks_keep_every_invariant_on_7_0() {
                     fired.clear();
                     model.check(&s, &mut fired);
                     for &p in &fired {
-                        let name = PROPERTIES[p].name;
-                        if name.starts_with('R') {
+                        let prop = Property::from_index(p).expect("a model property");
+                        if !prop.is_invariant() {
                             continue;
                         }
+                        let name = prop.id();
                         match st.fired.iter_mut().find(|(n, _)| n == name) {
                             Some((_, k)) => *k += 1,
                             None => {

@@ -1,13 +1,7 @@
 //! Bad scenario input gives a clear error with the line, never a panic.
 
-use mmcid_kmodel::KernelModel;
-use mmcid_kmodel::scenario::{self, Scenario};
-
 fn run(text: &str) -> Result<(), String> {
-    let sc = Scenario::parse(text).map_err(|e| e.to_string())?;
-    let model = KernelModel::new(sc.config(None))?;
-    scenario::run(&model.params, model.initial_state(), &sc).map_err(|e| e.to_string())?;
-    Ok(())
+    mmcid_kmodel::replay::replay(text, None, 1000).map(|_| ())
 }
 
 #[test]

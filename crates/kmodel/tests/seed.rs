@@ -3,6 +3,7 @@
 
 use mmcid_cid::Cid;
 use mmcid_engine::Model;
+use mmcid_kmodel::Rewrite;
 use mmcid_kmodel::checker::continuation_stalls;
 use mmcid_kmodel::scenario::{self, Scenario};
 use mmcid_kmodel::state::{Sched, State};
@@ -10,9 +11,9 @@ use mmcid_kmodel::{KernelModel, trace};
 
 const SEED: &str = include_str!("scenarios/seed.scenario");
 
-fn replay(design: &str) -> (KernelModel, State) {
+fn replay(design: &str) -> (KernelModel<Rewrite>, State<Rewrite>) {
     let sc = Scenario::parse(SEED).unwrap();
-    let model = KernelModel::new(sc.config(Some(design))).unwrap();
+    let model = KernelModel::<Rewrite>::new(sc.config(Some(design))).unwrap();
     let (_, last) = scenario::run(&model.params, model.initial_state(), &sc).unwrap();
     (model, last)
 }
@@ -58,7 +59,7 @@ fn seed_under_7_0_completes_with_the_expected_cids() {
     model.check(&s, &mut fired);
     let names: Vec<_> = fired
         .iter()
-        .map(|&i| mmcid_kmodel::invariants::PROPERTIES[i].name)
+        .map(|&i| mmcid_kmodel::invariants::Property::ALL[i].id())
         .collect();
     assert!(
         names.iter().all(|n| n.starts_with('R')),
@@ -69,7 +70,7 @@ fn seed_under_7_0_completes_with_the_expected_cids() {
 #[test]
 fn the_6_19_1_walk_counts_t0_twice_and_never_sees_t2() {
     let sc = Scenario::parse(SEED).unwrap();
-    let model = KernelModel::new(sc.config(Some("6.19.1"))).unwrap();
+    let model = KernelModel::<Rewrite>::new(sc.config(Some("6.19.1"))).unwrap();
     let (steps, _) = scenario::run(&model.params, model.initial_state(), &sc).unwrap();
     let lines: Vec<String> = trace::describe(&model.params, model.initial_state(), &steps)
         .into_iter()

@@ -59,9 +59,9 @@ use std::net::{TcpListener, ToSocketAddrs};
 use std::time::Instant;
 
 use mmcid_engine::{Model as EngineModel, PropertyKind};
-use mmcid_kmodel::KernelModel;
+use mmcid_kmodel::ops::{StartOp, Step};
 use mmcid_kmodel::state::State;
-use mmcid_kmodel::step::{StartOp, Step};
+use mmcid_kmodel::{Family, KernelModel};
 use stateright::{Checker, HasDiscoveries, Model as SrModel, Property};
 
 /// Most properties an engine model may have for the adapter (stateright takes `fn` pointers,
@@ -105,8 +105,8 @@ pub struct StaterightAdapter<M> {
     pub model: M,
 }
 
-/// The kernel model under stateright.
-pub type Oracle = StaterightAdapter<KernelModel>;
+/// The kernel model of family `F` under stateright.
+pub type Oracle<F> = StaterightAdapter<KernelModel<F>>;
 
 impl<M: EngineModel> StaterightAdapter<M> {
     /// Wraps `model`. Panics if it has more than [`MAX_PROPERTIES`] properties.
@@ -330,13 +330,13 @@ fn kernel_action(step: &Step) -> String {
     }
 }
 
-impl Presentation for KernelModel {
+impl<F: Family> Presentation for KernelModel<F> {
     fn format_action(&self, action: &Step) -> String {
         kernel_action(action)
     }
 
     /// The step's kernel name, what it changed, and the CID state after it.
-    fn format_step(&self, state: &State, action: &Step) -> String {
+    fn format_step(&self, state: &State<F>, action: &Step) -> String {
         use mmcid_kmodel::trace;
         let next = self.next_state(state, action);
         let mut out = trace::name(&self.params, state, *action).to_string();

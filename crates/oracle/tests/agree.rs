@@ -4,11 +4,12 @@
 use std::collections::BTreeSet;
 
 use mmcid_engine::{Model as _, NoObserver, Options, PropertyKind, Report};
-use mmcid_kmodel::step::Step;
-use mmcid_kmodel::{Budgets, Config, KernelModel};
+use mmcid_kmodel::ops::Step;
+use mmcid_kmodel::{Budgets, Config, KernelModel, Rewrite};
 use mmcid_oracle::{OracleRun, stateright_bfs};
 
-fn kernel(design: &str, cpus: u8, threads: u8, budgets: Budgets) -> KernelModel {
+/// The 7.0-family model (every design these tests name is of that family).
+fn kernel(design: &str, cpus: u8, threads: u8, budgets: Budgets) -> KernelModel<Rewrite> {
     KernelModel::new(Config::new(design, cpus, threads, budgets)).expect("valid configuration")
 }
 
@@ -43,7 +44,7 @@ fn both(design: &str, cpus: u8, threads: u8, budgets: Budgets) -> (Report<Step>,
 
 /// Names of the properties each engine found (Always violations and Sometimes witnesses).
 fn found(
-    model: &KernelModel,
+    model: &KernelModel<Rewrite>,
     report: &Report<Step>,
     oracle: &OracleRun,
 ) -> (BTreeSet<&'static str>, BTreeSet<&'static str>) {

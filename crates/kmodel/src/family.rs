@@ -1,0 +1,201 @@
+//! Design families as types: which CID code runs inside the kernel model.
+//!
+//! The kernel around the CID code ([`crate::ops`]: context switch, fork, exit, execve, affinity,
+//! migration) is the same for every design. What differs is the CID state a task, an mm and a
+//! CPU carry, and what the CID code does at each of the kernel's decision points. A [`Family`]
+//! supplies both: its state types (so a 7.0-family [`State`] carries no 6.18 fields and a 6.18
+//! state no 7.0 mm) and its hooks, which the kernel steps call at the points where the kernel
+//! calls into the CID code (`switch_mm_cid`, `sched_mm_cid_fork`, `sched_mm_cid_exit`, …).
+//!
+//! Three families:
+//! - [`Rewrite`] (`crate::rewrite`): the 7.0 design and its predecessors back to 6.19-rc7,
+//!   selected at run time by their [`mmcid_cid::Switches`] (a design is data, one process checks
+//!   them all);
+//! - [`Lazy618`] (`crate::legacy::lazy618`): 6.14–6.18, lazy per-CPU CIDs with compaction;
+//! - [`PerSwitch63`] (`crate::legacy::per_switch63`): 6.3, a CID per switched-in task.
+//!
+//! The family is chosen once, at the top ([`with_model`]), from the configuration's design; below
+//! that point every function is generic over `F: Family` and no code tests a family at run time.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use mmcid_cid::{CpuId, CpuMask, TaskId};
+
+use crate::config::{Config, FamilyKind};
+use crate::model::KernelModel;
+use crate::ops::{Params, Step};
+use crate::state::{MmId, State, Task};
+
+/// What a design family adds to the kernel model: its CID state and its hooks.
+///
+/// Hooks take the whole [`State`] because the CID code reads kernel facts (`rq->curr`, a task's
+/// mm); each is named after the kernel function or event it stands for. Unless a hook says
+/// otherwise, the kernel part of the step (scheduler states, program points, lists) is already
+/// done when it is called.
+pub trait Family:
+    Copy + Clone + Debug + Default + PartialEq + Eq + Hash + PartialOrd + Ord + Send + Sync + 'static
+{
+    /// The run-time tag of this family.
+    const KIND: FamilyKind;
+    /// Does the family queue deferred work that a kworker runs (7.0: the switch back to per-task
+    /// after an affinity change)? Then a configuration with affinity changes gets a kworker.
+    const DEFERRED_WORK: bool = false;
+
+    /// A task's CID state (`struct sched_mm_cid` in 7.0; `t->mm_cid` and friends before).
+    /// `Default` is what `dup_task_struct` leaves.
+    type TaskCid: Copy + Clone + Debug + Default + PartialEq + Eq + Hash + PartialOrd + Ord + Send + Sync;
+    /// A multi-step CID operation a task can be inside (a fix-up walk, a spinning fork, 6.18's
+    /// compaction scan). `None` in [`Task::cid_op`] means none.
+    type CidOp: Copy + Clone + Debug + PartialEq + Eq + Hash + PartialOrd + Ord + Send + Sync;
+    /// An mm's CID state.
+    type MmCid: Copy + Clone + Debug + PartialEq + Eq + Hash + Send + Sync;
+    /// What a CPU is in the middle of across steps (a schedin spinning in `get_cid`, a 6.18
+    /// migration), holding its rq lock. `Default`: nothing.
+    type CpuCid: Copy + Clone + Debug + Default + PartialEq + Eq + Hash + Send + Sync;
+
+    // ----------------------------------------------------------------------------------------
+    // State.
+
+    /// `mm_init_cid` for a new mm of a task with affinity `mask`.
+    fn new_mm(np: u8, mask: CpuMask) -> Self::MmCid;
+    /// Is the task an active CID user (`t->mm_cid.active`)?
+    fn active(t: &Self::TaskCid) -> bool;
+    /// Does `cpu` hold its rq lock across steps (a spinning schedin, a 6.18 `mm_cid_get` or
+    /// migration in progress)? Nothing else may take that lock meanwhile.
+    fn rq_locked(cpu: &Self::CpuCid) -> bool;
+    /// Is `cpu` still inside the context switch of its current task (so the task has not
+    /// returned to what it was doing)?
+    fn in_switch(cpu: &Self::CpuCid) -> bool;
+    /// The task's own steps wait for this CPU's continuation (a 6.18 migration to it runs in
+    /// `activate_task` with its rq lock held, and the CPU does nothing else meanwhile).
+    fn cpu_blocks_tasks(cpu: &Self::CpuCid) -> bool {
+        Self::rq_locked(cpu)
+    }
+    /// Does the task's CID operation keep IRQs off across steps (a fork spinning under
+    /// `mm.lock`, a 6.18 remote clear between its cmpxchg and its `clear_bit`)? Such a task can be
+    /// neither preempted nor interrupted.
+    fn irqs_off(op: &Self::CidOp) -> bool;
+    /// May a task in user space call `sched_setaffinity` now (its locks are free)?
+    fn affinity_allowed(p: &Params, s: &State<Self>, task: TaskId) -> bool;
+
+    // ----------------------------------------------------------------------------------------
+    // Steps the family adds.
+
+    /// Appends the steps of `cpu` that only this family has (7.0: its irq_work), after the
+    /// kernel's own (`cpu` is not in a switch).
+    fn cpu_steps(p: &Params, s: &State<Self>, cpu: CpuId, out: &mut Vec<Step>);
+    /// Appends the steps of a running task inside a CID operation (`t.cid_op` is `Some`).
+    fn cid_op_steps(p: &Params, s: &State<Self>, task: TaskId, out: &mut Vec<Step>);
+    /// Appends extra steps of a task in user space (6.18: the compaction task_work).
+    fn user_steps(p: &Params, s: &State<Self>, task: TaskId, out: &mut Vec<Step>);
+    /// Appends the step of a CPU whose [`Family::CpuCid`] is busy (a spin lap, the next piece of
+    /// a migration). Called instead of every other step of that CPU.
+    fn busy_cpu_steps(s: &State<Self>, cpu: CpuId, out: &mut Vec<Step>);
+
+    /// Takes a step that belongs to the family: `SchedinRetry`, `IrqWork`, `Retry`, and `Next` /
+    /// `Fail` of a task inside a CID operation, in user space (6.18 compaction), or on a CPU whose
+    /// continuation is busy.
+    fn apply_own(p: &Params, s: &mut State<Self>, step: Step);
+
+    // ----------------------------------------------------------------------------------------
+    // Hooks at the kernel's calls into the CID code.
+
+    /// `switch_mm_cid(prev, next)` inside `__schedule` on `cpu` (`rq->curr` already `next`).
+    fn switch(p: &Params, s: &mut State<Self>, cpu: CpuId, prev: Option<TaskId>, next: Option<TaskId>);
+    /// Load balancing moved the runnable `task` from `from` to `to` (`set_task_cpu` done).
+    fn migrated(p: &Params, s: &mut State<Self>, task: TaskId, from: CpuId, to: CpuId);
+    /// `copy_mm` of fork: the child shares the forker's mm (the child is not visible yet).
+    fn fork_copy(p: &Params, s: &mut State<Self>, task: TaskId, child: TaskId);
+    /// `sched_post_fork` (the child is visible).
+    fn post_fork(p: &Params, s: &mut State<Self>, task: TaskId, child: TaskId);
+    /// `bad_fork_cleanup_mm` of a failed fork, run by the forker `task`. Returns whether a CID
+    /// operation started (it then ends in [`crate::ops::sub_op_done`]); otherwise the child is
+    /// freed at once.
+    fn fork_failed(p: &Params, s: &mut State<Self>, task: TaskId, child: TaskId) -> bool;
+    /// The CID step at the start of `do_exit` (7.0: `sched_mm_cid_exit`; before: the
+    /// `exit_signals` hook).
+    fn exit_start(p: &Params, s: &mut State<Self>, task: TaskId);
+    /// `exit_mm` (before `exit_mm_release` wakes a vfork parent).
+    fn exit_mm(p: &Params, s: &mut State<Self>, task: TaskId);
+    /// `sched_mm_cid_before_execve(current)`.
+    fn before_execve(p: &Params, s: &mut State<Self>, task: TaskId);
+    /// `exec_mmap`: `task` switched from `old` to the fresh mm `new`.
+    fn exec_mmap(p: &Params, s: &mut State<Self>, task: TaskId, old: Option<MmId>, new: MmId);
+    /// `sched_mm_cid_after_execve(current)` (the task is back at `Op::User`).
+    fn after_execve(p: &Params, s: &mut State<Self>, task: TaskId);
+    /// `sched_setaffinity` widened the caller's `cpus_mask` (already stored).
+    fn affinity(p: &Params, s: &mut State<Self>, task: TaskId);
+    /// The kworker starts `process_one_work` for the work of `mm`.
+    fn work_start(p: &Params, s: &mut State<Self>, task: TaskId, mm: MmId);
+
+    // ----------------------------------------------------------------------------------------
+    // For the engine and the checks.
+
+    /// Is `step` another lap of a spin (not progress, for fairness)?
+    fn is_retry(s: &State<Self>, step: &Step) -> bool;
+    /// Appends the CPUs that spin in `s`.
+    fn spinning(s: &State<Self>, out: &mut Vec<u16>);
+    /// Appends the indices of the [`crate::invariants::Property`]s that fire in `s`.
+    fn check(p: &Params, s: &State<Self>, out: &mut Vec<usize>);
+    /// Renames every task id the family's state holds (symmetry reduction).
+    fn rename(s: &mut State<Self>, r: &dyn Fn(TaskId) -> TaskId);
+    /// Renames task ids inside a CID operation (symmetry reduction).
+    fn rename_op(op: Self::CidOp, r: &dyn Fn(TaskId) -> TaskId) -> Self::CidOp;
+
+    // ----------------------------------------------------------------------------------------
+    // Words for people (traces, reports).
+
+    /// The kernel function a family step performs: `(actor, function, argument)`, or `None`
+    /// when the kernel names it ([`crate::trace::name`]).
+    fn name(p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)>;
+    /// What a step changed in the CPUs' and mms' CID state, as short lines.
+    fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<String>);
+    /// What a step changed in task `i`'s CID state (its scheduler facts are added by the caller).
+    fn task_effects(i: usize, before: &Task<Self>, after: &Task<Self>, out: &mut Vec<String>);
+    /// Does a trace report a task's move to another CPU while its scheduler state stays the same
+    /// (a migration, which 6.18 reacts to)?
+    const REPORTS_MOVES: bool = false;
+    /// The CID state on one line.
+    fn state_line(s: &State<Self>) -> String;
+    /// The CID state on several lines (mm, CPUs, tasks).
+    fn state_report(s: &State<Self>) -> String;
+    /// The CID a task shows.
+    fn task_cid(t: &Task<Self>) -> String;
+    /// Who owns each set bit of mm `m`.
+    fn bit_owners(s: &State<Self>, m: MmId) -> Vec<String>;
+    /// One sentence on what is wrong in `s` (`property`: the property id, `stall`, `livelock`).
+    fn explain(property: &str, agent: Option<u16>, s: &State<Self>) -> String;
+}
+
+/// The 7.0 design and its predecessors back to 6.19-rc7 (the switches of designs.md S1–S9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Rewrite;
+
+/// 6.14–6.18: lazy per-CPU CIDs, remote clear and steal, the compaction scan (designs.md E.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Lazy618;
+
+/// 6.3: a CID per switched-in task from a per-mm bitmap under `cid_lock` (designs.md E.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PerSwitch63;
+
+/// Something to do with the kernel model of a configuration, whatever its family: the one place
+/// where a family is chosen at run time ([`with_model`]).
+pub trait ModelVisitor {
+    /// What the visit returns.
+    type Out;
+    /// Runs with the model of the configuration.
+    fn visit<F: Family>(self, model: KernelModel<F>) -> Self::Out;
+}
+
+/// Builds the model of `cfg` for its design's family and hands it to `v`. The error says which
+/// configuration value is off.
+pub fn with_model<V: ModelVisitor>(cfg: &Config, v: V) -> Result<V::Out, String> {
+    let design = cfg.validate()?;
+    Ok(match design.family {
+        FamilyKind::Rewrite => v.visit(KernelModel::<Rewrite>::new(cfg.clone())?),
+        FamilyKind::Lazy618 => v.visit(KernelModel::<Lazy618>::new(cfg.clone())?),
+        FamilyKind::PerSwitch63 => v.visit(KernelModel::<PerSwitch63>::new(cfg.clone())?),
+    })
+}

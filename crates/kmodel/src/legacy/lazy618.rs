@@ -1,0 +1,729 @@
+//! 6.14–6.18 ([`Lazy618`]): CPUs keep CIDs lazily, migration steals them, remote clears and the
+//! periodic compaction scan take them back (`mmcid_cid::legacy::v6_18`).
+//!
+//! The multi-step parts, each a piece the kernel can be interrupted between:
+//! - `mm_cid_get` inside a switch-in or `after_execve` may stop at a cut or busy-wait: the CPU
+//!   stays inside it ([`Cpu618::get`], rq lock held) and each further piece is a `SchedinRetry`;
+//! - a migration to a CPU runs `sched_mm_cid_migrate_to` in `activate_task` with the destination
+//!   rq lock held ([`Cpu618::migrating`]): fetch, steal, unset, place, as `Next` steps of the
+//!   migrated task taken by that CPU;
+//! - the compaction scan `mm_cid_work` (task_work on a return to user space, budget
+//!   `compactions`) is the task's CID operation ([`WorkAt`]).
+
+use std::fmt::Write as _;
+
+use mmcid_cid::legacy::v6_18::{self, GetCont, LegacyAlloc, Migrate, Mm618, RemoteClear, Task618};
+use mmcid_cid::legacy::{self as lg, LegacyCid};
+use mmcid_cid::{CpuId, CpuMask, TaskId};
+use serde::{Deserialize, Serialize};
+
+use crate::family::{Family, Lazy618};
+use crate::invariants::{Fired, Property as P};
+use crate::legacy::running;
+use crate::ops::{Params, Step};
+use crate::state::*;
+use crate::trace::{cn, sched_short, tn};
+
+/// The abstract clock passed to every 6.18 stamp.
+const NOW: u8 = 0;
+
+/// A 6.18 CPU: what it is in the middle of, holding its rq lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Cpu618 {
+    /// Inside `mm_cid_get` for its current task (a switch-in or `after_execve`), rq lock held,
+    /// IRQs off, at this continuation (a busy-wait or a mere cut, see `GetCont::waits`).
+    pub get: Option<GetCont>,
+    /// In `activate_task` of a migrated task (its dst rq lock held) between the steps of
+    /// `sched_mm_cid_migrate_to`: the task and the migration's next step. The CPU does nothing else
+    /// until it completes.
+    pub migrating: Option<(TaskId, Migrate)>,
+}
+
+/// Program points of the 6.18 compaction scan (designs.md E.2.6, E.2.7), which remote-clears at
+/// most one CPU's CID per run (the second loop, "clear high", is not modelled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum WorkAt {
+    /// The first loop ("clear old") considers `cpu` next: clear it (its slot was unused for
+    /// 100 ms) or skip it.
+    Scan {
+        /// The CPU considered.
+        cpu: CpuId,
+    },
+    /// `sched_mm_cid_remote_clear`: the slot of `cpu` was marked `cid|LAZY`; next: check
+    /// `rq(cpu).curr`, cmpxchg to UNSET.
+    Marked {
+        /// The CPU.
+        cpu: CpuId,
+        /// The CID marked.
+        cid: LegacyCid,
+    },
+    /// The slot is UNSET, the bit still set and owned by this scan (IRQs off); next:
+    /// `__mm_cid_put`.
+    Unset {
+        /// The CPU.
+        cpu: CpuId,
+        /// The CID in flight.
+        cid: LegacyCid,
+    },
+}
+
+/// Is `rq(cpu).curr` an active CID user of mm `m` (`curr->mm_cid_active && curr->mm == mm`)?
+pub fn curr_is_active_user(s: &State<Lazy618>, m: MmId, cpu: CpuId) -> bool {
+    s.curr(cpu).is_some_and(|t| {
+        let t = s.task(t);
+        t.mm == Some(m) && t.cid.active
+    })
+}
+
+/// Mm `m`'s and task `t`'s 6.18 states together.
+fn both(s: &mut State<Lazy618>, m: MmId, t: TaskId) -> (&mut Mm618, &mut Task618) {
+    (&mut s.mms[m as usize].cid, &mut s.tasks[t as usize].cid)
+}
+
+/// `mmput`: 6.18 tracks `mm_users` (its allocator bounds CIDs by it).
+fn mmput(s: &mut State<Lazy618>, m: MmId) {
+    s.mms[m as usize].cid.mm_users -= 1;
+}
+
+/// Does `cpu` busy-wait in `mm_cid_get` (a fallback lap with no free bit below
+/// `nr_cpus_allowed`, or `cid_lock` held by another CPU)? A mere cut is not a wait.
+pub fn waits(s: &State<Lazy618>, cpu: CpuId) -> bool {
+    let Some(k) = s.cpus[cpu as usize].get else {
+        return false;
+    };
+    s.curr(cpu)
+        .and_then(|t| s.task(t).mm)
+        .is_some_and(|m| k.waits(s.mm(m)))
+}
+
+/// May the first loop remote-clear `cpu` for mm `m` now (its `curr` is not an active user, its
+/// slot holds a valid CID; time is abstracted)?
+pub fn clear_candidate(s: &State<Lazy618>, m: MmId, cpu: CpuId) -> bool {
+    v6_18::clear_old_candidate(s.mm(m), cpu, curr_is_active_user(s, m, cpu))
+}
+
+/// The first CPU at or after `from` that is a candidate now (skipping the others is always a
+/// possible choice of the abstracted clock).
+fn next_candidate(s: &State<Lazy618>, m: MmId, from: CpuId) -> Option<CpuId> {
+    (from..s.np()).find(|&c| clear_candidate(s, m, c))
+}
+
+/// Can `task` (in user space) run `mm_cid_work` with something to do?
+fn can_compact(s: &State<Lazy618>, task: TaskId) -> bool {
+    let t = s.task(task);
+    s.left.compactions > 0 && t.cid.active && t.mm.is_some_and(|m| next_candidate(s, m, 0).is_some())
+}
+
+/// CIDs of mm `m` taken out of a slot whose bit is not cleared or placed yet: a remote clear
+/// between its cmpxchg to UNSET and its `clear_bit`, a migration between its unset and its
+/// placement.
+pub fn in_flight(s: &State<Lazy618>, m: MmId) -> Vec<LegacyCid> {
+    let mut out = Vec::new();
+    for t in s.tasks.iter() {
+        if let (Some(tm), Some(WorkAt::Unset { cid, .. })) = (t.mm, t.cid_op) {
+            if tm == m {
+                out.push(cid);
+            }
+        }
+    }
+    for c in s.cpus.iter() {
+        if let Some((t, Migrate::InFlight(mc))) = c.migrating {
+            if s.task(t).mm == Some(m) {
+                out.push(mc.cid);
+            }
+        }
+    }
+    out
+}
+
+/// The next piece of `cpu`'s `mm_cid_get`.
+fn get_retry(s: &mut State<Lazy618>, cpu: CpuId) {
+    let k = s.cpus[cpu as usize].get.take().expect("not in mm_cid_get");
+    let t = s.curr(cpu).expect("mm_cid_get without curr");
+    let m = s.task(t).mm.expect("mm_cid_get for a task without mm");
+    let (mm, task) = both(s, m, t);
+    if let LegacyAlloc::Spin(k) = v6_18::get_retry(mm, cpu, task, k, NOW) {
+        s.cpus[cpu as usize].get = Some(k);
+    }
+}
+
+/// The next step of the migration `cpu` (the destination) is in.
+fn migrate_next(s: &mut State<Lazy618>, cpu: CpuId) {
+    let (task, st) = s.cpus[cpu as usize].migrating.take().expect("no migration");
+    let m = s.task(task).mm.expect("migrating a task without mm");
+    let r = match st {
+        Migrate::Fetched(mc) => v6_18::migrate_steal(&mut s.mms[m as usize].cid, mc),
+        Migrate::Stolen(mc) => {
+            let busy = curr_is_active_user(s, m, mc.src);
+            let (mm, t) = both(s, m, task);
+            v6_18::migrate_unset(mm, t, mc, busy)
+        }
+        Migrate::InFlight(mc) => v6_18::migrate_place(&mut s.mms[m as usize].cid, cpu, mc, NOW),
+        Migrate::Done(_) => unreachable!("a finished migration is not stored"),
+    };
+    if !matches!(r, Migrate::Done(_)) {
+        s.cpus[cpu as usize].migrating = Some((task, r));
+    }
+}
+
+/// `task_work mm_cid_work` starts (the tick queued it; it runs on this return to user space).
+fn compaction_start(s: &mut State<Lazy618>, task: TaskId) {
+    s.left.compactions -= 1;
+    let m = s.task(task).mm.expect("user task");
+    s.task_mut(task).cid_op = next_candidate(s, m, 0).map(|cpu| WorkAt::Scan { cpu });
+}
+
+/// The scan's next step (`Next`): clear the CPU it considers, or finish a clear.
+fn compaction_next(s: &mut State<Lazy618>, task: TaskId) {
+    let m = s.task(task).mm.expect("user task");
+    let at = s.task(task).cid_op.expect("not in mm_cid_work");
+    let next = match at {
+        WorkAt::Scan { cpu } => {
+            v6_18::remote_clear_mark(&mut s.mms[m as usize].cid, cpu).map(|cid| WorkAt::Marked { cpu, cid })
+        }
+        WorkAt::Marked { cpu, cid } => {
+            let busy = curr_is_active_user(s, m, cpu);
+            match v6_18::remote_clear_unset(&mut s.mms[m as usize].cid, cpu, cid, busy) {
+                RemoteClear::Unset(cid) => Some(WorkAt::Unset { cpu, cid }),
+                _ => None,
+            }
+        }
+        WorkAt::Unset { cid, .. } => {
+            v6_18::remote_clear_drop(&mut s.mms[m as usize].cid, cid);
+            None
+        }
+    };
+    s.task_mut(task).cid_op = next;
+}
+
+/// The scan skips the CPU it considers (`Fail`): its slot was used within 100 ms.
+fn compaction_skip(s: &mut State<Lazy618>, task: TaskId) {
+    let m = s.task(task).mm.expect("user task");
+    let Some(WorkAt::Scan { cpu }) = s.task(task).cid_op else {
+        unreachable!("not scanning")
+    };
+    s.task_mut(task).cid_op = next_candidate(s, m, cpu + 1).map(|cpu| WorkAt::Scan { cpu });
+}
+
+/// `sched_mm_cid_exit_signals(t)` (or `sched_mm_cid_before_execve(t)`: the same code), one step.
+fn exit_signals(s: &mut State<Lazy618>, task: TaskId) {
+    let Some(m) = s.task(task).mm else {
+        return;
+    };
+    let cpu = s.task(task).cpu;
+    let (mm, t) = both(s, m, task);
+    v6_18::exit_signals(mm, cpu, t);
+}
+
+impl Family for Lazy618 {
+    const KIND: crate::config::FamilyKind = crate::config::FamilyKind::Lazy618;
+    type TaskCid = Task618;
+    type CidOp = WorkAt;
+    type MmCid = Mm618;
+    type CpuCid = Cpu618;
+
+    fn new_mm(np: u8, mask: CpuMask) -> Mm618 {
+        Mm618::new(np, mask)
+    }
+    fn active(t: &Task618) -> bool {
+        t.active
+    }
+    fn rq_locked(cpu: &Cpu618) -> bool {
+        cpu.get.is_some() || cpu.migrating.is_some()
+    }
+    fn in_switch(cpu: &Cpu618) -> bool {
+        cpu.get.is_some()
+    }
+    fn irqs_off(op: &WorkAt) -> bool {
+        matches!(op, WorkAt::Unset { .. })
+    }
+    fn affinity_allowed(_p: &Params, _s: &State<Self>, _task: TaskId) -> bool {
+        true
+    }
+    fn cpu_steps(_p: &Params, _s: &State<Self>, _cpu: CpuId, _out: &mut Vec<Step>) {}
+    fn cid_op_steps(_p: &Params, s: &State<Self>, task: TaskId, out: &mut Vec<Step>) {
+        let t = s.task(task);
+        match t.cid_op {
+            Some(WorkAt::Scan { cpu }) => {
+                if clear_candidate(s, t.mm.expect("user task"), cpu) {
+                    out.push(Step::Next { task });
+                }
+                out.push(Step::Fail { task });
+            }
+            _ => out.push(Step::Next { task }),
+        }
+    }
+    fn user_steps(_p: &Params, s: &State<Self>, task: TaskId, out: &mut Vec<Step>) {
+        if can_compact(s, task) {
+            // task_work mm_cid_work on this return to user space.
+            out.push(Step::Next { task });
+        }
+    }
+    fn busy_cpu_steps(s: &State<Self>, cpu: CpuId, out: &mut Vec<Step>) {
+        let c = &s.cpus[cpu as usize];
+        if c.get.is_some() {
+            out.push(Step::SchedinRetry { cpu });
+        } else if let Some((task, _)) = c.migrating {
+            out.push(Step::Next { task });
+        }
+    }
+    fn apply_own(_p: &Params, s: &mut State<Self>, step: Step) {
+        match step {
+            Step::SchedinRetry { cpu } => get_retry(s, cpu),
+            Step::Next { task } => {
+                let cpu = s.task(task).cpu;
+                if s.cpus[cpu as usize].migrating.is_some_and(|(m, _)| m == task) {
+                    migrate_next(s, cpu)
+                } else if s.task(task).cid_op.is_some() {
+                    compaction_next(s, task)
+                } else {
+                    compaction_start(s, task)
+                }
+            }
+            Step::Fail { task } => compaction_skip(s, task),
+            _ => unreachable!("not a 6.18 step: {step:?}"),
+        }
+    }
+
+    /// `switch_out(prev)` then `switch_in(next)`, whose `mm_cid_get` may stop.
+    fn switch(_p: &Params, s: &mut State<Self>, cpu: CpuId, prev: Option<TaskId>, next: Option<TaskId>) {
+        if let Some(p) = prev {
+            if let Some(m) = s.task(p).mm {
+                let (mm, t) = both(s, m, p);
+                v6_18::switch_out(mm, cpu, t, NOW);
+            }
+        }
+        if let Some(n) = next {
+            if let Some(m) = s.task(n).mm {
+                let (mm, t) = both(s, m, n);
+                if let Some(LegacyAlloc::Spin(k)) = v6_18::switch_in(mm, cpu, t, NOW) {
+                    s.cpus[cpu as usize].get = Some(k);
+                }
+            }
+        }
+    }
+    /// `activate_task` with MIGRATED → the first step of `sched_mm_cid_migrate_to` (the rest are
+    /// the destination CPU's next steps).
+    fn migrated(_p: &Params, s: &mut State<Self>, task: TaskId, from: CpuId, to: CpuId) {
+        let Some(m) = s.task(task).mm else {
+            return;
+        };
+        let busy = curr_is_active_user(s, m, from);
+        let (mm, t) = both(s, m, task);
+        v6_18::set_task_cpu(t, from, to);
+        match v6_18::migrate_to(mm, to, t, busy) {
+            Migrate::Done(_) => {}
+            r => s.cpus[to as usize].migrating = Some((task, r)),
+        }
+    }
+    /// `copy_mm` → `sched_mm_cid_fork(child)`: `active = 1`; `mm_users++` for CLONE_VM.
+    fn fork_copy(_p: &Params, s: &mut State<Self>, _task: TaskId, child: TaskId) {
+        let m = s.task(child).mm.expect("child without mm");
+        let (mm, t) = both(s, m, child);
+        v6_18::fork(t);
+        mm.mm_users += 1;
+    }
+    fn post_fork(_p: &Params, _s: &mut State<Self>, _task: TaskId, _child: TaskId) {}
+    /// No CID cleanup on a failed fork (E.2.2); `mmput` of the child's reference.
+    fn fork_failed(_p: &Params, s: &mut State<Self>, _task: TaskId, child: TaskId) -> bool {
+        if let Some(m) = s.task(child).mm {
+            mmput(s, m);
+        }
+        false
+    }
+    fn exit_start(_p: &Params, s: &mut State<Self>, task: TaskId) {
+        exit_signals(s, task)
+    }
+    fn exit_mm(_p: &Params, s: &mut State<Self>, task: TaskId) {
+        if let Some(m) = s.task(task).mm {
+            mmput(s, m);
+        }
+    }
+    fn before_execve(_p: &Params, s: &mut State<Self>, task: TaskId) {
+        exit_signals(s, task)
+    }
+    /// `exec_mmap`: `mmput(old)`.
+    fn exec_mmap(_p: &Params, s: &mut State<Self>, _task: TaskId, old: Option<MmId>, _new: MmId) {
+        if let Some(o) = old {
+            mmput(s, o);
+        }
+    }
+    /// One step; its `mm_cid_get` may stop at a cut or spin like a switch-in.
+    fn after_execve(_p: &Params, s: &mut State<Self>, task: TaskId) {
+        let Some(m) = s.task(task).mm else {
+            return;
+        };
+        let cpu = s.task(task).cpu;
+        let (mm, t) = both(s, m, task);
+        if let LegacyAlloc::Spin(k) = v6_18::after_execve(mm, cpu, t, NOW) {
+            s.cpus[cpu as usize].get = Some(k);
+        }
+    }
+    /// `__do_set_cpus_allowed` → `mm_update_cpus_allowed`.
+    fn affinity(_p: &Params, s: &mut State<Self>, task: TaskId) {
+        let t = *s.task(task);
+        if let Some(m) = t.mm {
+            v6_18::update_cpus_allowed(&mut s.mms[m as usize].cid, t.affinity);
+        }
+    }
+    fn work_start(_p: &Params, _s: &mut State<Self>, _task: TaskId, _mm: MmId) {
+        unreachable!("6.18 has no deferred mode-switch work")
+    }
+
+    fn is_retry(s: &State<Self>, step: &Step) -> bool {
+        // Only a busy-wait lap of mm_cid_get is a retry; its cuts make progress.
+        match *step {
+            Step::SchedinRetry { cpu } => waits(s, cpu),
+            _ => false,
+        }
+    }
+    fn spinning(s: &State<Self>, out: &mut Vec<u16>) {
+        for c in 0..s.np() {
+            if waits(s, c) {
+                out.push(c as u16);
+            }
+        }
+    }
+    fn check(_p: &Params, s: &State<Self>, out: &mut Vec<usize>) {
+        let np = s.np() as i32;
+        let mut fired = Fired::default();
+        for (mi, mm) in s.mms.iter().enumerate() {
+            let m = mi as MmId;
+            let x = &mm.cid;
+            fired.set(
+                P::I1,
+                lg::check_unique(running(s, m).map(|(_, t)| t.cid.mm_cid)).is_err(),
+            );
+            for (i, t) in running(s, m) {
+                if s.in_user(i) {
+                    let v = t.cid.mm_cid.user_value();
+                    fired.set(P::I2, v < 0 || v >= np || v6_18::check_bound(x, &t.cid).is_err());
+                }
+            }
+            fired.set(
+                P::I4,
+                v6_18::check_ownership(x, in_flight(s, m)).is_err()
+                    || running(s, m).any(|(_, t)| !v6_18::holds_slot_copy(x, t.cpu, &t.cid)),
+            );
+            fired.set(
+                P::D1,
+                x.faults.out_of_range.is_some() || x.faults.already_clear.is_some(),
+            );
+        }
+        // R4: a CPU busy-waits in mm_cid_get.
+        fired.set(P::R4, (0..s.np()).any(|c| waits(s, c)));
+        fired.push_to(out);
+    }
+    fn rename(s: &mut State<Self>, r: &dyn Fn(TaskId) -> TaskId) {
+        for c in s.cpus.iter_mut() {
+            if let Some((t, st)) = c.migrating {
+                c.migrating = Some((r(t), st));
+            }
+        }
+    }
+    fn rename_op(op: WorkAt, _r: &dyn Fn(TaskId) -> TaskId) -> WorkAt {
+        op
+    }
+
+    fn name(_p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {
+        Some(match step {
+            Step::SchedinRetry { cpu } => (cn(cpu), "mm_cid_get", None),
+            Step::Next { task } => {
+                let t = s.task(task);
+                if let Some((_, st)) = s.cpus[t.cpu as usize].migrating.filter(|(m, _)| *m == task) {
+                    let f = match st {
+                        Migrate::Fetched(_) => "mm_cid_steal",
+                        Migrate::Stolen(_) => "mm_cid_steal_unset",
+                        _ => "mm_cid_migrate_place",
+                    };
+                    return Some((cn(t.cpu), f, Some(tn(task))));
+                }
+                let (f, a) = match (t.op, t.cid_op) {
+                    (_, Some(WorkAt::Scan { cpu })) => ("sched_mm_cid_remote_clear", Some(cn(cpu))),
+                    (_, Some(WorkAt::Marked { cpu, .. })) => ("remote_clear_unset", Some(cn(cpu))),
+                    (_, Some(WorkAt::Unset { cpu, .. })) => ("__mm_cid_put", Some(cn(cpu))),
+                    (Op::User, None) => ("task_work", Some("mm_cid_work".to_string())),
+                    (Op::Exit { at: ExitAt::Cid }, None) => ("sched_mm_cid_exit_signals", None),
+                    (
+                        Op::Exec {
+                            at: ExecAt::Before, ..
+                        },
+                        None,
+                    ) => ("sched_mm_cid_before_execve", None),
+                    _ => return None,
+                };
+                (tn(task), f, a)
+            }
+            Step::Fail { task } => match s.task(task).cid_op {
+                Some(WorkAt::Scan { cpu }) => (tn(task), "clear_old_skip", Some(cn(cpu))),
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+    fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<String>) {
+        for (i, (a, b)) in before.cpus.iter().zip(&after.cpus).enumerate() {
+            match (a.get, b.get) {
+                (_, Some(k)) if a.get != b.get => {
+                    let what = if waits(after, i as CpuId) {
+                        "spins (rq lock held)"
+                    } else {
+                        "continues"
+                    };
+                    out.push(format!("CPU{i} mm_cid_get {what}: {k:?}"));
+                }
+                (Some(_), None) => out.push(format!("CPU{i} mm_cid_get done")),
+                _ => {}
+            }
+            if a.migrating != b.migrating {
+                match b.migrating {
+                    Some((t, st)) => out.push(format!("CPU{i} migrating T{t}: {st:?} (rq lock held)")),
+                    None => out.push(format!("CPU{i} migration done")),
+                }
+            }
+        }
+        for (m, mb) in after.mms.iter().enumerate() {
+            let Some(ma) = before.mms.get(m) else {
+                out.push(format!("new mm{m}"));
+                continue;
+            };
+            let pre = if after.mms.len() > 1 {
+                format!("mm{m} ")
+            } else {
+                String::new()
+            };
+            let (x, y) = (&ma.cid, &mb.cid);
+            if x.cidmask != y.cidmask {
+                out.push(format!("{pre}cidmask {} -> {}", x.cidmask, y.cidmask));
+            }
+            for c in 0..after.cpus.len() {
+                let (sa, sb) = (x.pcpu[c], y.pcpu[c]);
+                if sa.cid != sb.cid {
+                    out.push(format!("{pre}slot{c}.cid {} -> {}", sa.cid, sb.cid));
+                }
+                if sa.recent_cid != sb.recent_cid {
+                    out.push(format!(
+                        "{pre}slot{c}.recent_cid {} -> {}",
+                        sa.recent_cid, sb.recent_cid
+                    ));
+                }
+            }
+            if x.max_nr_cid != y.max_nr_cid {
+                out.push(format!("{pre}max_nr_cid {} -> {}", x.max_nr_cid, y.max_nr_cid));
+            }
+            if x.mm_users != y.mm_users {
+                out.push(format!("{pre}mm_users {} -> {}", x.mm_users, y.mm_users));
+            }
+            if x.nr_cpus_allowed != y.nr_cpus_allowed {
+                out.push(format!(
+                    "{pre}nr_cpus_allowed {} -> {}",
+                    x.nr_cpus_allowed, y.nr_cpus_allowed
+                ));
+            }
+            if x.use_cid_lock != y.use_cid_lock {
+                out.push(format!("{pre}use_cid_lock {}", y.use_cid_lock as u8));
+            }
+            if x.cid_lock != y.cid_lock {
+                match y.cid_lock {
+                    Some(c) => out.push(format!("{pre}cid_lock taken by CPU{c}")),
+                    None => out.push(format!("{pre}cid_lock released")),
+                }
+            }
+            if x.faults != y.faults {
+                out.push(format!("{pre}FAULT {:?}", y.faults));
+            }
+        }
+    }
+    fn task_effects(i: usize, ta: &Task<Self>, tb: &Task<Self>, out: &mut Vec<String>) {
+        let (x, y) = (ta.cid, tb.cid);
+        if x.mm_cid != y.mm_cid {
+            out.push(format!("T{i}.mm_cid {} -> {}", x.mm_cid, y.mm_cid));
+        }
+        if x.last_mm_cid != y.last_mm_cid {
+            out.push(format!("T{i}.last_mm_cid {} -> {}", x.last_mm_cid, y.last_mm_cid));
+        }
+        if x.migrate_from_cpu != y.migrate_from_cpu {
+            if let Some(c) = y.migrate_from_cpu {
+                out.push(format!("T{i}.migrate_from_cpu = CPU{c}"));
+            }
+        }
+        if x.active != y.active {
+            out.push(format!("T{i} {}", if y.active { "active" } else { "inactive" }));
+        }
+    }
+    const REPORTS_MOVES: bool = true;
+    fn state_line(s: &State<Self>) -> String {
+        let mut out = String::new();
+        for (m, mm) in s.mms.iter().enumerate() {
+            if s.mms.len() > 1 {
+                let _ = write!(out, "mm{m}: ");
+            }
+            let x = &mm.cid;
+            let _ = write!(
+                out,
+                "bits {} max_nr_cid {} users {} allowed {}{}",
+                x.cidmask,
+                x.max_nr_cid,
+                x.mm_users,
+                x.nr_cpus_allowed,
+                if x.use_cid_lock { " use_cid_lock" } else { "" }
+            );
+            for c in 0..s.np() {
+                let sl = x.slot(c);
+                let _ = write!(out, " s{c}[{}/r{}]", sl.cid, sl.recent_cid);
+            }
+            out.push_str(" | ");
+        }
+        for c in 0..s.np() {
+            let curr = s.curr(c).map_or_else(|| "-".to_string(), tn);
+            let cpu = &s.cpus[c as usize];
+            let spin = match (cpu.get, cpu.migrating) {
+                (Some(_), _) => " GET",
+                (_, Some(_)) => " MIG",
+                _ => "",
+            };
+            let _ = write!(out, "CPU{c} {curr}{spin}  ");
+        }
+        out.push_str("| ");
+        for (i, t) in s.tasks.iter().enumerate() {
+            if t.kworker || t.mm.is_none() && t.sched == Sched::Dead {
+                continue;
+            }
+            let act = if t.cid.active { "" } else { "-" };
+            let _ = write!(
+                out,
+                "T{i}:{act}{}/l{}@{}{} ",
+                t.cid.mm_cid,
+                t.cid.last_mm_cid,
+                sched_short(t.sched),
+                t.cpu
+            );
+        }
+        out.trim_end().to_string()
+    }
+    fn state_report(s: &State<Self>) -> String {
+        let mut out = String::new();
+        for (m, mm) in s.mms.iter().enumerate() {
+            let x = &mm.cid;
+            let _ = writeln!(
+                out,
+                "mm{m}: cidmask {} of {} bits, max_nr_cid {}, mm_users {}, nr_cpus_allowed {} (mask {:#b}), use_cid_lock {}, cid_lock {:?}, faults {:?}",
+                x.cidmask,
+                x.np,
+                x.max_nr_cid,
+                x.mm_users,
+                x.nr_cpus_allowed,
+                x.cpus_allowed,
+                x.use_cid_lock as u8,
+                x.cid_lock,
+                x.faults
+            );
+            for cpu in 0..s.np() {
+                let curr = s.curr(cpu).map_or_else(|| "idle".to_string(), tn);
+                let c = &s.cpus[cpu as usize];
+                let mut extra = String::new();
+                if let Some(k) = c.get {
+                    let _ = write!(extra, ", in mm_cid_get at {k:?} with its rq lock held");
+                }
+                if let Some((t, st)) = c.migrating {
+                    let _ = write!(extra, ", migrating T{t} at {st:?} with its rq lock held");
+                }
+                let rq: Vec<String> = s.runqueue(cpu).map(tn).collect();
+                let _ = writeln!(
+                    out,
+                    "  CPU{cpu}: curr {curr}, slot cid {} recent_cid {}, rq [{}]{extra}",
+                    x.slot(cpu).cid,
+                    x.slot(cpu).recent_cid,
+                    rq.join(" ")
+                );
+            }
+        }
+        for (i, t) in s.tasks.iter().enumerate() {
+            let mm = t.mm.map_or_else(|| "-".to_string(), |m| format!("mm{m}"));
+            let x = t.cid;
+            let work = t
+                .cid_op
+                .map_or_else(String::new, |w| format!(" / mm_cid_work {w:?}"));
+            let _ = writeln!(
+                out,
+                "  T{i}: {:?} on CPU{}, {mm}, mm_cid {}, last_mm_cid {}, active {}, migrate_from_cpu {:?}, in {:?}{work}",
+                t.sched, t.cpu, x.mm_cid, x.last_mm_cid, x.active as u8, x.migrate_from_cpu, t.op
+            );
+        }
+        out
+    }
+    fn task_cid(t: &Task<Self>) -> String {
+        t.cid.mm_cid.to_string()
+    }
+    fn bit_owners(s: &State<Self>, m: MmId) -> Vec<String> {
+        let mut out = Vec::new();
+        let x = s.mm(m);
+        let flight = in_flight(s, m);
+        for b in x.cidmask.iter() {
+            let mut owners = Vec::new();
+            for cpu in 0..s.np() {
+                let c = x.slot(cpu).cid;
+                if !c.is_unset() && c.index() == b {
+                    owners.push(format!("CPU{cpu} slot ({c})"));
+                }
+            }
+            if flight.iter().any(|c| c.index() == b) {
+                owners.push("in flight (remote clear or migration)".into());
+            }
+            for (i, t) in s.tasks_of(m) {
+                let c = t.cid.mm_cid;
+                if !c.is_unset() && c.index() == b {
+                    owners.push(format!("T{i} (copy {c})"));
+                }
+            }
+            if owners.is_empty() {
+                owners.push("nobody (leaked)".into());
+            }
+            out.push(format!("mm{m} bit {b}: {}", owners.join(", ")));
+        }
+        out
+    }
+    fn explain(property: &str, agent: Option<u16>, s: &State<Self>) -> String {
+        let mut why = Vec::new();
+        if let Some(cpu) = agent {
+            if let Some(k) = s.cpus[cpu as usize].get {
+                why.push(format!(
+                    "CPU{cpu} busy-waits in mm_cid_get ({k:?}) holding its rq lock with IRQs off"
+                ));
+            }
+        }
+        for (mi, mm) in s.mms.iter().enumerate() {
+            let m = mi as MmId;
+            let x = &mm.cid;
+            if let Err(e) = lg::check_unique(running(s, m).map(|(_, t)| t.cid.mm_cid)) {
+                why.push(format!("mm{m} running tasks: {e}"));
+            }
+            for (i, t) in running(s, m).filter(|(i, _)| s.in_user(*i)) {
+                if let Err(e) = v6_18::check_bound(x, &t.cid) {
+                    why.push(format!("T{i} in user space: {e}"));
+                }
+            }
+            if let Err(e) = v6_18::check_ownership(x, in_flight(s, m)) {
+                why.push(format!("mm{m}: {e}"));
+            }
+            for (i, t) in running(s, m) {
+                if !v6_18::holds_slot_copy(x, t.cpu, &t.cid) {
+                    why.push(format!(
+                        "T{i} runs with mm_cid {} but CPU{}'s slot holds {}",
+                        t.cid.mm_cid,
+                        t.cpu,
+                        x.slot(t.cpu).cid
+                    ));
+                }
+            }
+            if x.faults != Default::default() {
+                why.push(format!("mm{m} faults {:?}", x.faults));
+            }
+        }
+        if why.is_empty() {
+            format!("{property} fails")
+        } else {
+            why.join("; ")
+        }
+    }
+}

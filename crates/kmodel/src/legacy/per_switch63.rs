@@ -1,0 +1,316 @@
+//! 6.3 ([`PerSwitch63`]): a CID per switched-in task, taken from a per-mm bitmap under
+//! `cid_lock` at every switch-in and given back at every switch-out (`mmcid_cid::legacy::v6_3`).
+//! No CID operation takes more than one step, so nothing spins and no CPU is ever left inside a
+//! switch.
+
+use std::fmt::Write as _;
+
+use mmcid_cid::legacy::v6_3::{self, Mm63, SwitchMms, Task63};
+use mmcid_cid::legacy::{self as lg};
+use mmcid_cid::{CpuId, CpuMask, TaskId};
+
+use crate::family::{Family, PerSwitch63};
+use crate::invariants::{Fired, Property as P};
+use crate::legacy::{NoCidOp, running};
+use crate::ops::{Params, Step};
+use crate::state::*;
+use crate::trace::{sched_short, tn};
+
+fn both(s: &mut State<PerSwitch63>, m: MmId, t: TaskId) -> (&mut Mm63, &mut Task63) {
+    (&mut s.mms[m as usize].cid, &mut s.tasks[t as usize].cid)
+}
+
+impl Family for PerSwitch63 {
+    const KIND: crate::config::FamilyKind = crate::config::FamilyKind::PerSwitch63;
+    type TaskCid = Task63;
+    type CidOp = NoCidOp;
+    type MmCid = Mm63;
+    type CpuCid = ();
+
+    fn new_mm(np: u8, _mask: CpuMask) -> Mm63 {
+        Mm63::new(np)
+    }
+    fn active(t: &Task63) -> bool {
+        t.active
+    }
+    fn rq_locked(_cpu: &()) -> bool {
+        false
+    }
+    fn in_switch(_cpu: &()) -> bool {
+        false
+    }
+    fn irqs_off(op: &NoCidOp) -> bool {
+        match *op {}
+    }
+    fn affinity_allowed(_p: &Params, _s: &State<Self>, _task: TaskId) -> bool {
+        true
+    }
+    fn cpu_steps(_p: &Params, _s: &State<Self>, _cpu: CpuId, _out: &mut Vec<Step>) {}
+    fn cid_op_steps(_p: &Params, _s: &State<Self>, _task: TaskId, _out: &mut Vec<Step>) {
+        unreachable!("6.3 has no multi-step CID operation")
+    }
+    fn user_steps(_p: &Params, _s: &State<Self>, _task: TaskId, _out: &mut Vec<Step>) {}
+    fn busy_cpu_steps(_s: &State<Self>, _cpu: CpuId, _out: &mut Vec<Step>) {
+        unreachable!("a 6.3 CPU is never busy across steps")
+    }
+    fn apply_own(_p: &Params, _s: &mut State<Self>, step: Step) {
+        unreachable!("not a 6.3 step: {step:?}")
+    }
+
+    /// `switch_mm_cid(prev, next)`: one step, with the same-mm handover.
+    fn switch(_p: &Params, s: &mut State<Self>, _cpu: CpuId, prev: Option<TaskId>, next: Option<TaskId>) {
+        let pm = prev.and_then(|t| s.task(t).mm);
+        let nm = next.and_then(|t| s.task(t).mm);
+        let mut pt = prev.map_or_else(Task63::default, |t| s.task(t).cid);
+        let mut nt = next.map_or_else(Task63::default, |t| s.task(t).cid);
+        match (pm, nm) {
+            (Some(a), Some(b)) if a == b => {
+                v6_3::switch(SwitchMms::Same(&mut s.mms[a as usize].cid), &mut pt, &mut nt);
+            }
+            _ => {
+                let mut ma = pm.map(|m| *s.mm(m));
+                let mut mb = nm.map(|m| *s.mm(m));
+                v6_3::switch(
+                    SwitchMms::Distinct {
+                        prev: ma.as_mut(),
+                        next: mb.as_mut(),
+                    },
+                    &mut pt,
+                    &mut nt,
+                );
+                if let (Some(m), Some(x)) = (pm, ma) {
+                    s.mms[m as usize].cid = x;
+                }
+                if let (Some(m), Some(x)) = (nm, mb) {
+                    s.mms[m as usize].cid = x;
+                }
+            }
+        }
+        if let Some(t) = prev {
+            s.task_mut(t).cid = pt;
+        }
+        if let Some(t) = next {
+            s.task_mut(t).cid = nt;
+        }
+    }
+    fn migrated(_p: &Params, _s: &mut State<Self>, _task: TaskId, _from: CpuId, _to: CpuId) {}
+    /// `copy_mm` → `sched_mm_cid_fork(child)`: `active = 1`.
+    fn fork_copy(_p: &Params, s: &mut State<Self>, _task: TaskId, child: TaskId) {
+        v6_3::fork(&mut s.task_mut(child).cid);
+    }
+    fn post_fork(_p: &Params, _s: &mut State<Self>, _task: TaskId, _child: TaskId) {}
+    /// No CID cleanup on a failed fork (E.2.2).
+    fn fork_failed(_p: &Params, _s: &mut State<Self>, _task: TaskId, _child: TaskId) -> bool {
+        false
+    }
+    /// `sched_mm_cid_exit_signals(t)`.
+    fn exit_start(_p: &Params, s: &mut State<Self>, task: TaskId) {
+        if let Some(m) = s.task(task).mm {
+            let (mm, t) = both(s, m, task);
+            v6_3::exit_signals(mm, t);
+        }
+    }
+    fn exit_mm(_p: &Params, _s: &mut State<Self>, _task: TaskId) {}
+    /// `sched_mm_cid_before_execve(t)`: the `exit_signals` code on the old mm.
+    fn before_execve(p: &Params, s: &mut State<Self>, task: TaskId) {
+        Self::exit_start(p, s, task)
+    }
+    /// `exec_mmap` runs `mm_init_cid` on the new mm again.
+    fn exec_mmap(_p: &Params, s: &mut State<Self>, _task: TaskId, _old: Option<MmId>, new: MmId) {
+        v6_3::mm_init_cid(&mut s.mms[new as usize].cid);
+    }
+    fn after_execve(_p: &Params, s: &mut State<Self>, task: TaskId) {
+        if let Some(m) = s.task(task).mm {
+            let (mm, t) = both(s, m, task);
+            v6_3::after_execve(mm, t);
+        }
+    }
+    fn affinity(_p: &Params, _s: &mut State<Self>, _task: TaskId) {}
+    fn work_start(_p: &Params, _s: &mut State<Self>, _task: TaskId, _mm: MmId) {
+        unreachable!("6.3 has no deferred CID work")
+    }
+
+    fn is_retry(_s: &State<Self>, _step: &Step) -> bool {
+        false
+    }
+    fn spinning(_s: &State<Self>, _out: &mut Vec<u16>) {}
+    fn check(_p: &Params, s: &State<Self>, out: &mut Vec<usize>) {
+        let np = s.np() as i32;
+        let mut fired = Fired::default();
+        for (mi, mm) in s.mms.iter().enumerate() {
+            let m = mi as MmId;
+            let x = &mm.cid;
+            fired.set(
+                P::I1,
+                lg::check_unique(running(s, m).map(|(_, t)| t.cid.mm_cid)).is_err(),
+            );
+            for (i, t) in running(s, m) {
+                if s.in_user(i) {
+                    let v = t.cid.mm_cid.user_value();
+                    fired.set(P::I2, v < 0 || v >= np || v6_3::check_bound(x, &t.cid).is_err());
+                }
+            }
+            fired.set(
+                P::I4,
+                v6_3::check_ownership(x, s.tasks_of(m).map(|(_, t)| t.cid.mm_cid)).is_err(),
+            );
+            fired.set(
+                P::D1,
+                x.faults.out_of_range.is_some() || x.faults.already_clear.is_some(),
+            );
+        }
+        fired.push_to(out);
+    }
+    fn rename(_s: &mut State<Self>, _r: &dyn Fn(TaskId) -> TaskId) {}
+    fn rename_op(op: NoCidOp, _r: &dyn Fn(TaskId) -> TaskId) -> NoCidOp {
+        op
+    }
+
+    fn name(_p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {
+        match step {
+            Step::Next { task } => {
+                let f = match s.task(task).op {
+                    Op::Exit { at: ExitAt::Cid } => "sched_mm_cid_exit_signals",
+                    Op::Exec {
+                        at: ExecAt::Before, ..
+                    } => "sched_mm_cid_before_execve",
+                    _ => return None,
+                };
+                Some((tn(task), f, None))
+            }
+            _ => None,
+        }
+    }
+    fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<String>) {
+        for (m, mb) in after.mms.iter().enumerate() {
+            let Some(ma) = before.mms.get(m) else {
+                out.push(format!("new mm{m}"));
+                continue;
+            };
+            let pre = if after.mms.len() > 1 {
+                format!("mm{m} ")
+            } else {
+                String::new()
+            };
+            let (x, y) = (&ma.cid, &mb.cid);
+            if x.cidmask != y.cidmask {
+                out.push(format!("{pre}cidmask {} -> {}", x.cidmask, y.cidmask));
+            }
+            if x.faults != y.faults {
+                out.push(format!("{pre}FAULT {:?}", y.faults));
+            }
+        }
+    }
+    fn task_effects(i: usize, ta: &Task<Self>, tb: &Task<Self>, out: &mut Vec<String>) {
+        if ta.cid.mm_cid != tb.cid.mm_cid {
+            out.push(format!("T{i}.mm_cid {} -> {}", ta.cid.mm_cid, tb.cid.mm_cid));
+        }
+        if ta.cid.active != tb.cid.active {
+            out.push(format!(
+                "T{i} {}",
+                if tb.cid.active { "active" } else { "inactive" }
+            ));
+        }
+    }
+    const REPORTS_MOVES: bool = true;
+    fn state_line(s: &State<Self>) -> String {
+        let mut out = String::new();
+        for (m, mm) in s.mms.iter().enumerate() {
+            if s.mms.len() > 1 {
+                let _ = write!(out, "mm{m}: ");
+            }
+            let _ = write!(out, "bits {}", mm.cid.cidmask);
+            out.push_str(" | ");
+        }
+        for c in 0..s.np() {
+            let curr = s.curr(c).map_or_else(|| "-".to_string(), tn);
+            let _ = write!(out, "CPU{c} {curr}  ");
+        }
+        out.push_str("| ");
+        for (i, t) in s.tasks.iter().enumerate() {
+            if t.kworker || t.mm.is_none() && t.sched == Sched::Dead {
+                continue;
+            }
+            let act = if t.cid.active { "" } else { "-" };
+            let _ = write!(
+                out,
+                "T{i}:{act}{}@{}{} ",
+                t.cid.mm_cid,
+                sched_short(t.sched),
+                t.cpu
+            );
+        }
+        out.trim_end().to_string()
+    }
+    fn state_report(s: &State<Self>) -> String {
+        let mut out = String::new();
+        for (m, mm) in s.mms.iter().enumerate() {
+            let x = &mm.cid;
+            let _ = writeln!(
+                out,
+                "mm{m}: cidmask {} of {} bits, faults {:?}",
+                x.cidmask, x.np, x.faults
+            );
+            for cpu in 0..s.np() {
+                let curr = s.curr(cpu).map_or_else(|| "idle".to_string(), tn);
+                let rq: Vec<String> = s.runqueue(cpu).map(tn).collect();
+                let _ = writeln!(out, "  CPU{cpu}: curr {curr}, rq [{}]", rq.join(" "));
+            }
+        }
+        for (i, t) in s.tasks.iter().enumerate() {
+            let mm = t.mm.map_or_else(|| "-".to_string(), |m| format!("mm{m}"));
+            let _ = writeln!(
+                out,
+                "  T{i}: {:?} on CPU{}, {mm}, mm_cid {}, active {}, in {:?}",
+                t.sched, t.cpu, t.cid.mm_cid, t.cid.active as u8, t.op
+            );
+        }
+        out
+    }
+    fn task_cid(t: &Task<Self>) -> String {
+        t.cid.mm_cid.to_string()
+    }
+    fn bit_owners(s: &State<Self>, m: MmId) -> Vec<String> {
+        let mut out = Vec::new();
+        for b in s.mm(m).cidmask.iter() {
+            let mut owners = Vec::new();
+            for (i, t) in s.tasks_of(m) {
+                let c = t.cid.mm_cid;
+                if !c.is_unset() && c.index() == b {
+                    owners.push(format!("T{i} ({c})"));
+                }
+            }
+            if owners.is_empty() {
+                owners.push("nobody (leaked)".into());
+            }
+            out.push(format!("mm{m} bit {b}: {}", owners.join(", ")));
+        }
+        out
+    }
+    fn explain(property: &str, _agent: Option<u16>, s: &State<Self>) -> String {
+        let mut why = Vec::new();
+        for (mi, mm) in s.mms.iter().enumerate() {
+            let m = mi as MmId;
+            let x = &mm.cid;
+            if let Err(e) = lg::check_unique(running(s, m).map(|(_, t)| t.cid.mm_cid)) {
+                why.push(format!("mm{m} running tasks: {e}"));
+            }
+            for (i, t) in running(s, m).filter(|(i, _)| s.in_user(*i)) {
+                if let Err(e) = v6_3::check_bound(x, &t.cid) {
+                    why.push(format!("T{i} in user space: {e}"));
+                }
+            }
+            if let Err(e) = v6_3::check_ownership(x, s.tasks_of(m).map(|(_, t)| t.cid.mm_cid)) {
+                why.push(format!("mm{m}: {e}"));
+            }
+            if x.faults != Default::default() {
+                why.push(format!("mm{m} faults {:?}", x.faults));
+            }
+        }
+        if why.is_empty() {
+            format!("{property} fails")
+        } else {
+            why.join("; ")
+        }
+    }
+}

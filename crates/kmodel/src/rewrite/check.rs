@@ -1,0 +1,146 @@
+//! The 7.0 family's checks of [`Property`] (when each applies: [`crate::invariants`]).
+
+use mmcid_cid::{Mode, SchedinSpin};
+
+use crate::family::Rewrite;
+use crate::invariants::{Fired, Property as P};
+use crate::ops::Params;
+use crate::rewrite::cid_op::{CidOp, task_spinning, walking};
+use crate::state::*;
+
+/// Appends the indices of the properties that fire in `s`.
+pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
+    let np = s.np() as u32;
+    let mut fired = Fired::default();
+    for (mi, mm) in s.mms.iter().enumerate() {
+        let m = mi as MmId;
+        let c = &mm.cid;
+        // I1: unique among running tasks of the mm (switch complete, active, holding a CID).
+        let mut seen = 0u64;
+        for (i, t) in s.tasks_of(m) {
+            if t.cid.active && s.on_cpu_settled(i) && !t.cid.cid.is_unset() {
+                let v = t.cid.cid.index();
+                if v < 64 {
+                    fired.set(P::I1, seen & (1 << v) != 0);
+                    seen |= 1 << v;
+                }
+            }
+        }
+        // I2: a task in user space holds a CID below np.
+        for (i, t) in s.tasks_of(m) {
+            if t.cid.active && s.on_cpu_settled(i) && s.in_user(i) {
+                let v = t.cid.cid;
+                fired.set(P::I2, v.is_unset() || v.user_value() >= np);
+            }
+        }
+        // I5
+        fired.set(
+            P::I5,
+            c.pcpu
+                .iter()
+                .take(np as usize)
+                .chain(s.tasks_of(m).map(|(_, t)| &t.cid.cid))
+                .any(|x| x.on_cpu() && x.in_transit()),
+        );
+        // I8
+        let active = s.tasks_of(m).filter(|(_, t)| t.cid.active).count();
+        fired.set(
+            P::I8,
+            c.users as usize != c.user_list.len() || active != c.users as usize,
+        );
+        // I8v
+        fired.set(P::I8v, c.user_list.as_slice().iter().any(|&t| !s.published(t)));
+        // D1, W
+        fired.set(
+            P::D1,
+            c.faults.out_of_range.is_some() || c.faults.already_clear.is_some(),
+        );
+        fired.set(P::W, c.faults.warn.is_some());
+        if c.users == 0 {
+            continue;
+        }
+        // I4: owners per bit: tasks holding a plain or TRANSIT value, CPUs holding an ONCPU value.
+        let mut owners = [0u8; 64];
+        let mut bad = false;
+        for (_, t) in s.tasks_of(m) {
+            let v = t.cid.cid;
+            if !v.is_unset() && !v.on_cpu() {
+                if !t.cid.active {
+                    bad = true; // an exited or inactive task still owns a CID
+                }
+                if v.index() < 64 {
+                    owners[v.index() as usize] += 1;
+                } else {
+                    bad = true;
+                }
+            }
+        }
+        for slot in c.pcpu.iter().take(np as usize) {
+            if slot.on_cpu() {
+                if slot.index() < 64 {
+                    owners[slot.index() as usize] += 1;
+                } else {
+                    bad = true;
+                }
+            }
+        }
+        // 6.19-rc7: a schedin between get_cid and its second mode load holds the CID it just
+        // took in its continuation; it owns that bit unless the CID is the task's own plain one or
+        // its CPU's ONCPU one (those owners are counted above).
+        for cpu in 0..s.np() {
+            if let Some(SchedinSpin::TransitLoad { tc }) = s.cpus[cpu as usize].spin {
+                let task_holds = s.curr(cpu).is_some_and(|t| s.task(t).cid.cid == tc);
+                if s.curr(cpu).and_then(|t| s.task(t).mm) == Some(m)
+                    && c.slot(cpu) != tc.add_cpu()
+                    && !task_holds
+                    && tc.index() < 64
+                {
+                    owners[tc.index() as usize] += 1;
+                }
+            }
+        }
+        for b in 0..64u32 {
+            let set = c.bitmap.is_set(b);
+            let o = owners[b as usize];
+            if (set && o != 1) || (!set && o != 0) {
+                bad = true;
+            }
+        }
+        fired.set(P::I4, bad);
+        // I6 / I7
+        let walking = walking(s, m);
+        let walking_to_task = s
+            .tasks
+            .iter()
+            .any(|t| s.op_mm(t) == Some(m) && matches!(t.cid_op, Some(CidOp::CpusToTasks { .. })));
+        let transit_expected = if p.sw.one_word_mode {
+            walking
+        } else {
+            walking_to_task
+        };
+        fired.set(P::I7, c.mode.in_transit() != transit_expected);
+        if !walking && !c.mode.in_transit() {
+            let cpu_owned = c.pcpu.iter().take(np as usize).any(|x| x.on_cpu());
+            let task_owned = s.tasks_of(m).any(|(_, t)| t.cid.active && t.cid.cid.on_task());
+            fired.set(
+                P::I6,
+                (c.mode == Mode::PER_TASK && cpu_owned) || (c.mode == Mode::PER_CPU && task_owned),
+            );
+        }
+        // reachability
+        fired.set(P::R1, c.mode.percpu());
+        fired.set(P::R2, c.mode == Mode::TO_TASK);
+        fired.set(
+            P::R3,
+            s.tasks_of(m)
+                .any(|(i, t)| t.cid.cid.in_transit() && s.on_cpu_settled(i)),
+        );
+        fired.set(P::R5, mm.irq_work.is_some());
+    }
+    fired.set(
+        P::R4,
+        s.cpus.iter().any(|c| c.spin.is_some_and(|x| x.spins()))
+            || (0..s.tasks.len()).any(|t| task_spinning(s, t as u8)),
+    );
+    fired.push_to(out);
+}

@@ -1,0 +1,317 @@
+//! The 7.0 family's multi-step CID operations: `sched_mm_cid_fork`, `sched_mm_cid_exit`, the
+//! deferred work, and the spins inside them. A task inside one has `cid_op = Some(CidOp)`.
+//!
+//! Lock owners are read off these program points, never stored: a task at any point but the
+//! first of an operation holds `mm.mutex` ([`holds_mutex`]); a fork spinning in its locked section
+//! also holds `mm.lock` with IRQs off.
+
+use mmcid_cid::{self as cid, Alloc, ExitCid, ForkCid, TaskId, Work};
+use serde::{Deserialize, Serialize};
+
+use crate::family::Rewrite;
+use crate::ops::{Params, Step, sub_op_done};
+use crate::rewrite::walk;
+use crate::state::*;
+
+/// The CID operation a task is in (the multi-step parts of `sched_mm_cid_fork`,
+/// `sched_mm_cid_exit` and the work function).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum CidOp {
+    /// Next: `sched_mm_cid_fork(t)`: take `mutex` and `lock` and run the locked section.
+    Fork {
+        /// The task being registered (the child, or `current` after execve).
+        t: TaskId,
+    },
+    /// Spinning in `get_cid` inside `sched_mm_cid_fork`'s locked section (IRQs off, `mutex` and
+    /// `lock` held).
+    ForkSpinLocked {
+        /// The task being registered.
+        t: TaskId,
+        /// First-user path (also sets the local slot).
+        first_user: bool,
+    },
+    /// Next: the child's `get_cid` after a CPU→task fix-up (only `mutex` held; may spin).
+    ForkGetCid {
+        /// The task being registered.
+        t: TaskId,
+    },
+    /// Spinning in that `get_cid` (only `mutex` held, preemptible).
+    ForkSpinMutex {
+        /// The task being registered.
+        t: TaskId,
+    },
+    /// Next: `sched_mm_cid_exit(t)` (before_execve, exit, or a failed fork's cleanup).
+    Exit {
+        /// The task being de-registered.
+        t: TaskId,
+    },
+    /// Last user gone: next `irq_work_sync` + `cancel_work_sync` (no lock held).
+    LastUserSync,
+    /// Next: the work function's locked section.
+    Work,
+    /// In `fixup_tasks_to_cpus` (7.0): next visit `user_list[next]` (skipping `current`), or
+    /// `complete_transit` when past the end. `mutex` held.
+    TasksToCpus {
+        /// Cursor into `user_list`.
+        next: u8,
+    },
+    /// In the budgeted `fixup_tasks_to_cpus` (≤ 6.19.1, designs.md B.5). `mutex` held.
+    TasksToCpusBudgeted {
+        /// 1: current's thread group; 2: the process list; 3: done, complete next.
+        pass: u8,
+        /// Pass 1: position in current's thread list; pass 2: position in the process list.
+        i: u8,
+        /// Pass 2: position in that group's thread list.
+        j: u8,
+        /// Remaining budget.
+        budget: u8,
+    },
+    /// In `fixup_cpus_to_tasks`: next visit CPU `cpu`, or complete when `cpu == np`. `mutex` held.
+    CpusToTasks {
+        /// Next CPU.
+        cpu: u8,
+        /// What the initiator does afterwards.
+        then: AfterCpusToTasks,
+    },
+}
+
+/// What follows a CPU→task fix-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AfterCpusToTasks {
+    /// Release `mutex`.
+    Unlock,
+    /// `fork_cid`: give the child its CID (`mutex` only).
+    ForkGetCid(TaskId),
+}
+
+impl CidOp {
+    /// Renames the task ids it names (symmetry reduction).
+    pub fn rename(self, r: &dyn Fn(TaskId) -> TaskId) -> CidOp {
+        match self {
+            CidOp::Fork { t } => CidOp::Fork { t: r(t) },
+            CidOp::ForkSpinLocked { t, first_user } => CidOp::ForkSpinLocked { t: r(t), first_user },
+            CidOp::ForkGetCid { t } => CidOp::ForkGetCid { t: r(t) },
+            CidOp::ForkSpinMutex { t } => CidOp::ForkSpinMutex { t: r(t) },
+            CidOp::Exit { t } => CidOp::Exit { t: r(t) },
+            CidOp::CpusToTasks {
+                cpu,
+                then: AfterCpusToTasks::ForkGetCid(t),
+            } => CidOp::CpusToTasks {
+                cpu,
+                then: AfterCpusToTasks::ForkGetCid(r(t)),
+            },
+            c => c,
+        }
+    }
+    /// Is this a fix-up walk (between the flip and `complete_transit`)?
+    pub fn is_walk(self) -> bool {
+        matches!(
+            self,
+            CidOp::TasksToCpus { .. } | CidOp::TasksToCpusBudgeted { .. } | CidOp::CpusToTasks { .. }
+        )
+    }
+    /// Is this a spin in `get_cid` inside fork?
+    pub fn is_spin(self) -> bool {
+        matches!(self, CidOp::ForkSpinLocked { .. } | CidOp::ForkSpinMutex { .. })
+    }
+}
+
+/// Does a task at this CID program point hold `mm.mutex`?
+pub fn holds_mutex(op: CidOp) -> bool {
+    !matches!(
+        op,
+        CidOp::Fork { .. } | CidOp::Exit { .. } | CidOp::Work | CidOp::LastUserSync
+    )
+}
+
+/// The task holding `mm.mutex` of `m`, read off the program points.
+pub fn mutex_owner(s: &State<Rewrite>, m: MmId) -> Option<TaskId> {
+    s.tasks
+        .iter()
+        .position(|t| t.cid_op.is_some_and(holds_mutex) && s.op_mm(t) == Some(m))
+        .map(|i| i as TaskId)
+}
+
+/// The CPU holding `mm.lock` of `m` (only a fork spinning in its locked section holds it across
+/// steps).
+pub fn lock_owner(s: &State<Rewrite>, m: MmId) -> Option<mmcid_cid::CpuId> {
+    s.tasks
+        .iter()
+        .find(|t| matches!(t.cid_op, Some(CidOp::ForkSpinLocked { .. })) && s.op_mm(t) == Some(m))
+        .map(|t| t.cpu)
+}
+
+/// Is a fix-up walk of `m` in progress (its initiator between the flip and `complete_transit`)?
+pub fn walking(s: &State<Rewrite>, m: MmId) -> bool {
+    s.tasks
+        .iter()
+        .any(|t| s.op_mm(t) == Some(m) && t.cid_op.is_some_and(CidOp::is_walk))
+}
+
+/// Is the task spinning in a `get_cid` loop (its own, inside fork)?
+pub fn task_spinning(s: &State<Rewrite>, t: TaskId) -> bool {
+    s.task(t).cid_op.is_some_and(CidOp::is_spin)
+}
+
+/// Is the mm's CID state where the kernel would leave it between operations (no walk, no spin)?
+pub fn quiescent(s: &State<Rewrite>, m: MmId) -> bool {
+    !walking(s, m) && mutex_owner(s, m).is_none()
+}
+
+/// Is the kworker running the work of `m` (inside its CID operation)?
+fn kworker_running_work(s: &State<Rewrite>, m: MmId) -> bool {
+    s.tasks
+        .iter()
+        .any(|t| t.kworker && t.op == Op::Work { mm: m } && t.cid_op.is_some())
+}
+
+/// The step of a running task inside a CID operation, if its locks are free.
+pub fn steps(p: &Params, s: &State<Rewrite>, task: TaskId, out: &mut Vec<Step>) {
+    let t = s.task(task);
+    let op = t.cid_op.expect("inside a CID operation");
+    let m = s.op_mm(t).expect("CID op without mm");
+    let ok = match op {
+        CidOp::Fork { .. } | CidOp::Exit { .. } | CidOp::Work => {
+            mutex_owner(s, m).is_none() && lock_owner(s, m).is_none()
+        }
+        CidOp::ForkSpinLocked { .. } | CidOp::ForkSpinMutex { .. } => {
+            out.push(Step::Retry { task });
+            return;
+        }
+        CidOp::ForkGetCid { .. } => true,
+        CidOp::LastUserSync => {
+            let mm = &s.mms[m as usize];
+            mm.irq_work.is_none() && !kworker_running_work(s, m)
+        }
+        CidOp::TasksToCpus { .. } | CidOp::TasksToCpusBudgeted { .. } | CidOp::CpusToTasks { .. } => {
+            walk::lock(p, s, task).is_none_or(|cpu| !s.rq_locked(cpu))
+        }
+    };
+    if ok {
+        out.push(Step::Next { task });
+    }
+}
+
+/// Splits the borrow: mm `m`'s CID state and task `t`'s CID state.
+pub fn mm_and_task(s: &mut State<Rewrite>, m: MmId, t: TaskId) -> (&mut cid::MmCid, &mut cid::TaskCid) {
+    (&mut s.mms[m as usize].cid, &mut s.tasks[t as usize].cid)
+}
+
+/// Task `a`'s and task `b`'s CID states together with mm `m`'s (`a != b`).
+fn mm_and_two(
+    s: &mut State<Rewrite>,
+    m: MmId,
+    a: TaskId,
+    b: TaskId,
+) -> (&mut cid::MmCid, &mut cid::TaskCid, &mut cid::TaskCid) {
+    assert_ne!(a, b);
+    let (lo, hi) = (a.min(b) as usize, a.max(b) as usize);
+    let (x, y) = s.tasks.split_at_mut(hi);
+    let (tl, th) = (&mut x[lo].cid, &mut y[0].cid);
+    let (ta, tb) = if a < b { (tl, th) } else { (th, tl) };
+    (&mut s.mms[m as usize].cid, ta, tb)
+}
+
+/// One step of the task's CID operation.
+pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
+    let sw = &p.sw;
+    let t = *s.task(task);
+    let m = s.op_mm(&t).expect("CID op without mm");
+    let cpu = t.cpu;
+    match t.cid_op.expect("inside a CID operation") {
+        CidOp::Fork { t: child } => {
+            let r = if child == task {
+                let (mm, c) = mm_and_task(s, m, task);
+                cid::fork_cid_locked(mm, c, task, None, cpu, sw)
+            } else {
+                let (mm, c, cur) = mm_and_two(s, m, child, task);
+                cid::fork_cid_locked(mm, c, child, Some(cur), cpu, sw)
+            };
+            let next = match r {
+                ForkCid::Done => None,
+                ForkCid::SpinLocked { first_user } => Some(CidOp::ForkSpinLocked { t: child, first_user }),
+                ForkCid::FixupTasksToCpus => Some(walk::start_tasks_to_cpus(p, s, m)),
+                ForkCid::FixupCpusToTasks => Some(CidOp::CpusToTasks {
+                    cpu: 0,
+                    then: AfterCpusToTasks::ForkGetCid(child),
+                }),
+            };
+            continue_with(s, task, next);
+        }
+        CidOp::ForkGetCid { t: child } => {
+            let (mm, c) = mm_and_task(s, m, child);
+            let next = match cid::fork_cid_after_fixup(mm, c) {
+                Alloc::Got(_) => None,
+                Alloc::Spin => Some(CidOp::ForkSpinMutex { t: child }),
+            };
+            continue_with(s, task, next);
+        }
+        CidOp::Exit { t: who } => {
+            let r = if who == task {
+                let (mm, c) = mm_and_task(s, m, task);
+                cid::exit_cid_locked(mm, c, task, None, true, cpu, sw)
+            } else {
+                let uses = s.task(task).mm == Some(m);
+                let (mm, c, cur) = mm_and_two(s, m, who, task);
+                cid::exit_cid_locked(mm, c, who, Some(cur), uses, cpu, sw)
+            };
+            let next = match r {
+                ExitCid::NotUser | ExitCid::Done => None,
+                ExitCid::FixupCpusToTasks => Some(CidOp::CpusToTasks {
+                    cpu: 0,
+                    then: AfterCpusToTasks::Unlock,
+                }),
+                ExitCid::LastUser => Some(CidOp::LastUserSync),
+            };
+            continue_with(s, task, next);
+        }
+        CidOp::LastUserSync => {
+            // irq_work_sync(); cancel_work_sync(): nothing can requeue, users == 0.
+            s.mms[m as usize].work_pending = false;
+            continue_with(s, task, None);
+        }
+        CidOp::Work => {
+            let r = if s.mms[m as usize].work_pending {
+                s.mms[m as usize].work_pending = false;
+                cid::work_locked(&mut s.mms[m as usize].cid, sw)
+            } else {
+                Work::Done
+            };
+            let next = match r {
+                Work::Done => None,
+                Work::FixupCpusToTasks => Some(CidOp::CpusToTasks {
+                    cpu: 0,
+                    then: AfterCpusToTasks::Unlock,
+                }),
+            };
+            continue_with(s, task, next);
+        }
+        CidOp::ForkSpinLocked { .. } | CidOp::ForkSpinMutex { .. } => unreachable!("spins retry"),
+        CidOp::TasksToCpus { .. } | CidOp::TasksToCpusBudgeted { .. } | CidOp::CpusToTasks { .. } => {
+            walk::step(p, s, task, m)
+        }
+    }
+}
+
+/// Another lap of a `get_cid` loop inside the task's fork.
+pub fn retry(s: &mut State<Rewrite>, task: TaskId) {
+    let t = *s.task(task);
+    let m = s.op_mm(&t).expect("CID op without mm");
+    let (child, locked_first) = match t.cid_op {
+        Some(CidOp::ForkSpinLocked { t, first_user }) => (t, first_user),
+        Some(CidOp::ForkSpinMutex { t }) => (t, false),
+        _ => unreachable!("retry without spin"),
+    };
+    let (mm, c) = mm_and_task(s, m, child);
+    if cid::fork_cid_retry(mm, c, t.cpu, locked_first) {
+        continue_with(s, task, None);
+    }
+}
+
+/// The operation goes on at `next`, or returns (`None`: its locks are released).
+pub fn continue_with(s: &mut State<Rewrite>, task: TaskId, next: Option<CidOp>) {
+    s.task_mut(task).cid_op = next;
+    if next.is_none() {
+        sub_op_done(s, task);
+    }
+}

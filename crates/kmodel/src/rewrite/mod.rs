@@ -1,0 +1,239 @@
+//! The 7.0 family ([`Rewrite`]): the 7.0 design and its predecessors back to 6.19-rc7, as the
+//! `mmcid-cid` functions wired to the kernel's call sites, with the design's
+//! [`mmcid_cid::Switches`] read at each decision point.
+//!
+//! - [`cid_op`]: `sched_mm_cid_fork`, `sched_mm_cid_exit` and the deferred work as multi-step CID
+//!   operations (a task inside one holds `mm.mutex` after its first step);
+//! - [`walk`]: the fix-up walks, one visit per step;
+//! - [`check`]: the properties over the 7.0 state; [`render`]: kernel words for it.
+//!
+//! Where the kernel calls into the CID code (the [`Family`] hooks below): `switch_mm_cid` →
+//! `schedout` + `schedin` (a failed `get_cid` leaves the CPU spinning in the switch with its rq
+//! lock held); `copy_mm` (designs ≤ 6.19.1) or `sched_post_fork` (6.19.1+fork and later) →
+//! `sched_mm_cid_fork(child)`; `do_exit` and `sched_mm_cid_before_execve` →
+//! `sched_mm_cid_exit(current)`; `sched_mm_cid_after_execve` → `sched_mm_cid_fork(current)`;
+//! `bad_fork_cleanup_mm` → `sched_mm_cid_exit(child)` (S2); `sched_setaffinity` →
+//! `mm_update_cpus_allowed`, which may queue the irq_work; the irq_work schedules the work on the
+//! kworker.
+
+pub mod check;
+pub mod cid_op;
+pub mod render;
+pub mod walk;
+
+use mmcid_cid::{self as cid, CpuId, CpuMask, MmCid, Registration, Schedin, SchedinSpin, TaskCid, TaskId};
+
+use crate::family::{Family, Rewrite};
+use crate::ops::{Params, Step};
+use crate::state::*;
+use cid_op::{CidOp, lock_owner, mm_and_task};
+
+/// A CPU of the 7.0 family: whether its schedin is inside `get_cid`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RwCpu {
+    /// Spinning in `get_cid` inside the schedin of its current task, rq lock held, IRQs off (or,
+    /// 6.19-rc7, between the two mode loads).
+    pub spin: Option<SchedinSpin>,
+}
+
+impl Family for Rewrite {
+    const KIND: crate::config::FamilyKind = crate::config::FamilyKind::Rewrite;
+    const DEFERRED_WORK: bool = true;
+    type TaskCid = TaskCid;
+    type CidOp = CidOp;
+    type MmCid = MmCid;
+    type CpuCid = RwCpu;
+
+    fn new_mm(np: u8, mask: CpuMask) -> MmCid {
+        MmCid::new(np, mask)
+    }
+    fn active(t: &TaskCid) -> bool {
+        t.active
+    }
+    fn rq_locked(cpu: &RwCpu) -> bool {
+        cpu.spin.is_some()
+    }
+    fn in_switch(cpu: &RwCpu) -> bool {
+        cpu.spin.is_some()
+    }
+    fn irqs_off(op: &CidOp) -> bool {
+        matches!(op, CidOp::ForkSpinLocked { .. })
+    }
+    fn affinity_allowed(_p: &Params, s: &State<Self>, task: TaskId) -> bool {
+        // sched_setaffinity takes mm.lock, held across steps by a fork spinning under it.
+        s.task(task).mm.is_some_and(|m| lock_owner(s, m).is_none())
+    }
+
+    fn cpu_steps(_p: &Params, s: &State<Self>, cpu: CpuId, out: &mut Vec<Step>) {
+        for mm in s.mms.iter() {
+            if mm.irq_work == Some(cpu) && !s.irqs_off(cpu) {
+                out.push(Step::IrqWork { cpu });
+            }
+        }
+    }
+    fn cid_op_steps(p: &Params, s: &State<Self>, task: TaskId, out: &mut Vec<Step>) {
+        cid_op::steps(p, s, task, out)
+    }
+    fn user_steps(_p: &Params, _s: &State<Self>, _task: TaskId, _out: &mut Vec<Step>) {}
+    fn busy_cpu_steps(_s: &State<Self>, cpu: CpuId, out: &mut Vec<Step>) {
+        out.push(Step::SchedinRetry { cpu });
+    }
+
+    fn apply_own(p: &Params, s: &mut State<Self>, step: Step) {
+        match step {
+            Step::SchedinRetry { cpu } => {
+                let spin = s.cpus[cpu as usize].spin.take().expect("not spinning");
+                let t = s.curr(cpu).expect("spinning without curr");
+                let m = s.task(t).mm.expect("spinning for a task without mm");
+                let (mm, task) = mm_and_task(s, m, t);
+                if let Schedin::Spin(sp) = cid::schedin_retry(mm, task, cpu, spin, &p.sw) {
+                    s.cpus[cpu as usize].spin = Some(sp);
+                }
+            }
+            Step::IrqWork { cpu } => irq_work(s, cpu),
+            Step::Retry { task } => cid_op::retry(s, task),
+            Step::Next { task } => cid_op::step(p, s, task),
+            _ => unreachable!("not a 7.0-family step: {step:?}"),
+        }
+    }
+
+    fn switch(p: &Params, s: &mut State<Self>, cpu: CpuId, prev: Option<TaskId>, next: Option<TaskId>) {
+        if let Some(prev) = prev {
+            if let Some(m) = s.task(prev).mm {
+                let (mm, t) = mm_and_task(s, m, prev);
+                cid::schedout(mm, t, cpu, &p.sw);
+            }
+        }
+        if let Some(n) = next {
+            if let Some(m) = s.task(n).mm {
+                let (mm, t) = mm_and_task(s, m, n);
+                if let Schedin::Spin(sp) = cid::schedin(mm, t, cpu, &p.sw) {
+                    s.cpus[cpu as usize].spin = Some(sp);
+                }
+            }
+        }
+    }
+    fn migrated(_p: &Params, _s: &mut State<Self>, _task: TaskId, _from: CpuId, _to: CpuId) {}
+    fn fork_copy(p: &Params, s: &mut State<Self>, task: TaskId, child: TaskId) {
+        // ≤ 6.19.1 (S1): registration in copy_mm, before the child is visible.
+        if p.sw.registration == Registration::CopyMm {
+            s.task_mut(task).cid_op = Some(CidOp::Fork { t: child });
+        }
+    }
+    fn post_fork(p: &Params, s: &mut State<Self>, task: TaskId, child: TaskId) {
+        if p.sw.registration == Registration::PostFork {
+            s.task_mut(task).cid_op = Some(CidOp::Fork { t: child });
+        }
+    }
+    fn fork_failed(p: &Params, s: &mut State<Self>, task: TaskId, child: TaskId) -> bool {
+        if p.sw.failed_fork_exit_cid {
+            s.task_mut(task).cid_op = Some(CidOp::Exit { t: child });
+        }
+        p.sw.failed_fork_exit_cid
+    }
+    fn exit_start(_p: &Params, s: &mut State<Self>, task: TaskId) {
+        if s.task(task).mm.is_some() {
+            s.task_mut(task).cid_op = Some(CidOp::Exit { t: task });
+        }
+    }
+    fn exit_mm(_p: &Params, _s: &mut State<Self>, _task: TaskId) {}
+    fn before_execve(_p: &Params, s: &mut State<Self>, task: TaskId) {
+        s.task_mut(task).cid_op = Some(CidOp::Exit { t: task });
+    }
+    fn exec_mmap(_p: &Params, _s: &mut State<Self>, _task: TaskId, _old: Option<MmId>, _new: MmId) {}
+    fn after_execve(_p: &Params, s: &mut State<Self>, task: TaskId) {
+        s.task_mut(task).cid_op = Some(CidOp::Fork { t: task });
+    }
+    fn affinity(_p: &Params, s: &mut State<Self>, task: TaskId) {
+        let t = *s.task(task);
+        if let Some(m) = t.mm {
+            let mm = &mut s.mms[m as usize];
+            if cid::update_cpus_allowed(&mut mm.cid, t.affinity) && mm.irq_work.is_none() {
+                mm.irq_work = Some(t.cpu);
+            }
+        }
+    }
+    fn work_start(_p: &Params, s: &mut State<Self>, task: TaskId, _mm: MmId) {
+        s.task_mut(task).cid_op = Some(CidOp::Work);
+    }
+
+    fn is_retry(s: &State<Self>, step: &Step) -> bool {
+        match *step {
+            // 6.19-rc7's second mode load is a step of its own, not a lap of a spin.
+            Step::SchedinRetry { cpu } => s.cpus[cpu as usize].spin.is_some_and(|x| x.spins()),
+            Step::Retry { .. } => true,
+            _ => false,
+        }
+    }
+    fn spinning(s: &State<Self>, out: &mut Vec<u16>) {
+        for (c, cpu) in s.cpus.iter().enumerate() {
+            if cpu.spin.is_some_and(|x| x.spins()) {
+                out.push(c as u16);
+            }
+        }
+        for (t, task) in s.tasks.iter().enumerate() {
+            if s.on_cpu_settled(t as u8) && task.cid_op.is_some_and(CidOp::is_spin) {
+                out.push(task.cpu as u16);
+            }
+        }
+    }
+    fn check(p: &Params, s: &State<Self>, out: &mut Vec<usize>) {
+        check::check(p, s, out)
+    }
+    fn rename(s: &mut State<Self>, r: &dyn Fn(TaskId) -> TaskId) {
+        for mm in s.mms.iter_mut() {
+            mm.cid.user_list.rename(r);
+        }
+    }
+    fn rename_op(op: CidOp, r: &dyn Fn(TaskId) -> TaskId) -> CidOp {
+        op.rename(r)
+    }
+
+    fn name(p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {
+        render::name(p, s, step)
+    }
+    fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<String>) {
+        render::effects(before, after, out)
+    }
+    fn task_effects(i: usize, before: &Task<Self>, after: &Task<Self>, out: &mut Vec<String>) {
+        render::task_effects(i, before, after, out)
+    }
+    fn state_line(s: &State<Self>) -> String {
+        render::state_line(s)
+    }
+    fn state_report(s: &State<Self>) -> String {
+        render::state_report(s)
+    }
+    fn task_cid(t: &Task<Self>) -> String {
+        t.cid.cid.to_string()
+    }
+    fn bit_owners(s: &State<Self>, m: MmId) -> Vec<String> {
+        render::bit_owners(s, m)
+    }
+    fn explain(property: &str, agent: Option<u16>, s: &State<Self>) -> String {
+        render::explain(property, agent, s)
+    }
+}
+
+/// `mm_cid_irq_work` on `cpu`: `schedule_work(&mm->work)`; the kworker is woken there.
+fn irq_work(s: &mut State<Rewrite>, cpu: CpuId) {
+    for m in 0..s.mms.len() {
+        if s.mms[m].irq_work == Some(cpu) {
+            s.mms[m].irq_work = None;
+            s.mms[m].work_pending = true;
+        }
+    }
+    if let Some(k) = s.tasks.iter().position(|t| t.kworker) {
+        let k = &mut s.tasks[k];
+        if k.sched == Sched::Sleeping {
+            k.sched = Sched::Runnable;
+            k.cpu = cpu;
+            k.op = Op::KworkerIdle;
+        }
+        if k.op == Op::KworkerIdle {
+            if let Some(m) = s.mms.iter().position(|mm| mm.work_pending) {
+                k.op = Op::Work { mm: m as MmId };
+            }
+        }
+    }
+}
