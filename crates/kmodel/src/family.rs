@@ -20,6 +20,11 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::encode::Pack;
+
 use mmcid_cid::{CpuId, CpuMask, TaskId};
 
 use crate::config::{Config, FamilyKind};
@@ -44,15 +49,61 @@ pub trait Family:
 
     /// A task's CID state (`struct sched_mm_cid` in 7.0; `t->mm_cid` and friends before).
     /// `Default` is what `dup_task_struct` leaves.
-    type TaskCid: Copy + Clone + Debug + Default + PartialEq + Eq + Hash + PartialOrd + Ord + Send + Sync;
+    type TaskCid: Copy
+        + Clone
+        + Debug
+        + Default
+        + PartialEq
+        + Eq
+        + Hash
+        + PartialOrd
+        + Ord
+        + Send
+        + Sync
+        + Serialize
+        + DeserializeOwned
+        + Pack;
     /// A multi-step CID operation a task can be inside (a fix-up walk, a spinning fork, 6.18's
     /// compaction scan). `None` in [`Task::cid_op`] means none.
-    type CidOp: Copy + Clone + Debug + PartialEq + Eq + Hash + PartialOrd + Ord + Send + Sync;
+    type CidOp: Copy
+        + Clone
+        + Debug
+        + PartialEq
+        + Eq
+        + Hash
+        + PartialOrd
+        + Ord
+        + Send
+        + Sync
+        + Serialize
+        + DeserializeOwned
+        + Pack;
     /// An mm's CID state.
-    type MmCid: Copy + Clone + Debug + PartialEq + Eq + Hash + Send + Sync;
+    type MmCid: Copy
+        + Clone
+        + Debug
+        + PartialEq
+        + Eq
+        + Hash
+        + Send
+        + Sync
+        + Serialize
+        + DeserializeOwned
+        + Pack;
     /// What a CPU is in the middle of across steps (a schedin spinning in `get_cid`, a 6.18
     /// migration), holding its rq lock. `Default`: nothing.
-    type CpuCid: Copy + Clone + Debug + Default + PartialEq + Eq + Hash + Send + Sync;
+    type CpuCid: Copy
+        + Clone
+        + Debug
+        + Default
+        + PartialEq
+        + Eq
+        + Hash
+        + Send
+        + Sync
+        + Serialize
+        + DeserializeOwned
+        + Pack;
 
     // ----------------------------------------------------------------------------------------
     // State.

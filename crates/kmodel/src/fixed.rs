@@ -91,6 +91,38 @@ impl<T: Copy + Default, const N: usize> IntoIterator for Fixed<T, N> {
     }
 }
 
+/// Serialised as a sequence of its `len` items (unused capacity is not written).
+impl<T: Copy + Default + serde::Serialize, const N: usize> serde::Serialize for Fixed<T, N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de, T: Copy + Default + serde::Deserialize<'de>, const N: usize> serde::Deserialize<'de>
+    for Fixed<T, N>
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Seq<T, const N: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: Copy + Default + serde::Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Seq<T, N> {
+            type Value = Fixed<T, N>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "at most {N} items")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Fixed::new();
+                while let Some(x) = seq.next_element()? {
+                    if out.len() == N {
+                        return Err(serde::de::Error::invalid_length(N + 1, &self));
+                    }
+                    out.push(x);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Seq(std::marker::PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

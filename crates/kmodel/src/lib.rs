@@ -34,6 +34,7 @@
 //! allowed point). Bounds are budgets of operations: a stall is a stall within them.
 pub mod checker;
 pub mod config;
+pub mod encode;
 pub mod family;
 pub mod fixed;
 pub mod init;

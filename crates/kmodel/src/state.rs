@@ -122,7 +122,8 @@ pub enum ExecAt {
 }
 
 /// A task: the kernel's view of it, plus the family's CID state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(bound = "")]
 pub struct Task<F: Family> {
     /// A kernel worker (no mm; runs the deferred work) rather than a user task.
     pub kworker: bool,
@@ -167,7 +168,8 @@ impl<F: Family> Default for Task<F> {
 }
 
 /// An mm: the family's CID state plus the deferred-work machinery around it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
 pub struct Mm<F: Family> {
     /// The family's CID state of the mm.
     pub cid: F::MmCid,
@@ -195,7 +197,7 @@ impl<F: Family> Default for Mm<F> {
 }
 
 /// A thread group: its thread list, leader first, then in publication order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Group {
     /// Published threads.
     pub threads: Fixed<TaskId, MAX_TASKS>,
@@ -205,7 +207,8 @@ pub struct Group {
 pub type Remaining = crate::config::Budgets;
 
 /// The whole modelled kernel. `Copy`: no heap allocation anywhere in a state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
 pub struct State<F: Family> {
     /// The CPUs (`np` of them): what each is in the middle of. `rq->curr` and the run queues are
     /// derived from the tasks.
@@ -219,7 +222,43 @@ pub struct State<F: Family> {
     /// The global process list: published groups, in publication order.
     pub process_list: Fixed<GroupId, MAX_GROUPS>,
     /// Operations left to start.
+    #[serde(with = "budgets_as_tuple")]
     pub left: Remaining,
+}
+
+/// The budgets inside a state are written as a plain tuple of eight counts: the configuration's
+/// own serde form leaves out a zero `compactions` (for JSON), which a binary encoding cannot.
+mod budgets_as_tuple {
+    use super::Remaining;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Remaining, s: S) -> Result<S::Ok, S::Error> {
+        (
+            b.forks,
+            b.vforks,
+            b.fork_fails,
+            b.exits,
+            b.execs,
+            b.exec_fails,
+            b.affinity,
+            b.compactions,
+        )
+            .serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Remaining, D::Error> {
+        let (forks, vforks, fork_fails, exits, execs, exec_fails, affinity, compactions) =
+            <(u8, u8, u8, u8, u8, u8, u8, u8)>::deserialize(d)?;
+        Ok(Remaining {
+            forks,
+            vforks,
+            fork_fails,
+            exits,
+            execs,
+            exec_fails,
+            affinity,
+            compactions,
+        })
+    }
 }
 
 impl<F: Family> State<F> {

@@ -28,7 +28,7 @@ use crate::trace::{cn, sched_short, tn};
 const NOW: u8 = 0;
 
 /// A 6.18 CPU: what it is in the middle of, holding its rq lock.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Cpu618 {
     /// Inside `mm_cid_get` for its current task (a switch-in or `after_execve`), rq lock held,
     /// IRQs off, at this continuation (a busy-wait or a mere cut, see `GetCont::waits`).

@@ -36,7 +36,7 @@ use crate::family::Family;
 use crate::state::*;
 
 /// A CID operation a design without multi-step CID operations never enters (6.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum NoCidOp {}
 
 /// The running, switched-in active tasks of mm `m`.

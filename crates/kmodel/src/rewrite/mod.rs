@@ -29,7 +29,7 @@ use crate::state::*;
 use cid_op::{CidOp, lock_owner, mm_and_task};
 
 /// A CPU of the 7.0 family: whether its schedin is inside `get_cid`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RwCpu {
     /// Spinning in `get_cid` inside the schedin of its current task, rq lock held, IRQs off (or,
     /// 6.19-rc7, between the two mode loads).
