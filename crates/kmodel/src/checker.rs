@@ -122,6 +122,9 @@ pub struct CheckOptions {
     pub max_states: Option<u64>,
     /// Do not expand states at this depth (findings stay shortest; the result is incomplete).
     pub max_depth: Option<u32>,
+    /// Take silent steps inside the transition that reaches them ([`crate::ops::silent`]): the
+    /// same verdicts from fewer states; traces may be longer than the shortest by those steps.
+    pub reduction: bool,
 }
 
 /// States one on-the-fly stall decision may explore.
@@ -134,6 +137,7 @@ impl Default for CheckOptions {
             liveness: Liveness::Full,
             max_states: None,
             max_depth: None,
+            reduction: true,
         }
     }
 }
@@ -159,7 +163,11 @@ pub fn run(cfg: &Config, opts: &CheckOptions, observer: &mut dyn Observer) -> Re
     impl ModelVisitor for Run<'_> {
         type Out = Result<CheckOutcome, String>;
         fn visit<F: Family>(self, model: KernelModel<F>) -> Self::Out {
-            run_model(&model, self.opts, self.observer)
+            run_model(
+                &model.with_reduction(self.opts.reduction),
+                self.opts,
+                self.observer,
+            )
         }
     }
     with_model(cfg, Run { opts, observer })?
@@ -201,13 +209,20 @@ pub fn outcome<F: Family>(
         })
         .collect();
     for f in &r.findings {
+        // The engine's transitions, each expanded into the kernel steps it took (several when
+        // reduction fused silent steps into it); depths are counted in kernel steps.
+        let (kernel_steps, starts) = trace::expand(&model.params, model.initial_state(), &f.trace.actions);
+        let depth = match f.trace.cycle_start {
+            Some(k) => starts[k] as u32,
+            None => kernel_steps.len() as u32,
+        };
         if let Some(p) = f.property {
             statuses[p].status = if f.kind == FindingKind::Sometimes {
                 "reached"
             } else {
                 "violated"
             };
-            statuses[p].depth = Some(f.depth);
+            statuses[p].depth = Some(depth);
         }
         if f.kind == FindingKind::Sometimes {
             continue;
@@ -235,21 +250,21 @@ pub fn outcome<F: Family>(
             ),
             FindingKind::Sometimes => unreachable!(),
         };
-        let steps = trace::describe(&model.params, model.initial_state(), &f.trace.actions);
+        let steps = trace::describe(&model.params.unreduced(), model.initial_state(), &kernel_steps);
         violations.push(Violation {
             what: F::explain(&property, f.agent, last),
             property,
             kind,
             description,
-            depth: f.depth,
+            depth,
             cpu: f.agent,
             trace: steps,
-            cycle_start: f.trace.cycle_start,
+            cycle_start: f.trace.cycle_start.map(|k| starts[k]),
             state: trace::state_report(last),
             bits: (0..last.mms.len())
                 .flat_map(|m| trace::bit_owners(last, m as u8))
                 .collect(),
-            steps: f.trace.actions.clone(),
+            steps: kernel_steps,
         });
     }
     let analysed = match opts.liveness {

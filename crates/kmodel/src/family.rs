@@ -46,6 +46,10 @@ pub trait Family:
     /// Does the family queue deferred work that a kworker runs (7.0: the switch back to per-task
     /// after an affinity change)? Then a configuration with affinity changes gets a kworker.
     const DEFERRED_WORK: bool = false;
+    /// Which of its hooks at the kernel's call sites touch only the calling task (and an
+    /// unpublished child), so that the kernel step around them is silent for the reduction
+    /// ([`crate::ops::silent`]).
+    const SILENT_HOOKS: crate::ops::silent::SilentHooks;
 
     /// A task's CID state (`struct sched_mm_cid` in 7.0; `t->mm_cid` and friends before).
     /// `Default` is what `dup_task_struct` leaves.

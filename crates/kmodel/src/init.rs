@@ -25,7 +25,10 @@ pub fn params<F: Family>(cfg: &Config) -> Result<Params, String> {
             F::KIND
         ));
     }
-    Ok(Params { sw: design.switches })
+    Ok(Params {
+        sw: design.switches,
+        reduction: false,
+    })
 }
 
 /// Builds the parameters and the initial state of `cfg`.

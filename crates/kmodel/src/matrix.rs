@@ -262,6 +262,7 @@ pub fn run(
                 liveness: Liveness::Stalls,
                 max_states: Some(max_states),
                 max_depth: None,
+                reduction: true,
             };
             let o = match checker::run(&cfg, &opts, &mut mmcid_engine::NoObserver) {
                 Ok(o) => o,

@@ -45,6 +45,12 @@ impl<F: Family> KernelModel<F> {
             init: state,
         })
     }
+    /// The same model with reduction (silent steps taken inside the transition that reaches them,
+    /// [`crate::ops::silent`]) on or off. Off by default.
+    pub fn with_reduction(mut self, on: bool) -> KernelModel<F> {
+        self.params.reduction = on;
+        self
+    }
     /// The initial state.
     pub fn initial_state(&self) -> &State<F> {
         &self.init

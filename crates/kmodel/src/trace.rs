@@ -163,7 +163,22 @@ pub struct TraceStep {
     pub state: String,
 }
 
-/// Replays `steps` from `init` and describes each.
+/// The kernel steps the engine's transitions `actions` take from `init` (with reduction on, a
+/// transition may take several), and the index of each transition's first kernel step.
+pub fn expand<F: Family>(p: &Params, init: &State<F>, actions: &[Step]) -> (Vec<Step>, Vec<usize>) {
+    let mut s = *init;
+    let mut out = Vec::with_capacity(actions.len());
+    let mut starts = Vec::with_capacity(actions.len() + 1);
+    for &a in actions {
+        starts.push(out.len());
+        crate::ops::silent::apply_recording(p, &mut s, a, &mut out);
+    }
+    starts.push(out.len());
+    (out, starts)
+}
+
+/// Replays the kernel steps `steps` from `init` (one at a time: `p` without reduction) and
+/// describes each.
 pub fn describe<F: Family>(p: &Params, init: &State<F>, steps: &[Step]) -> Vec<TraceStep> {
     let mut s = *init;
     let mut out = Vec::new();

@@ -29,6 +29,8 @@ fn stalls_to_depth(depth: u32) -> CheckOptions {
         liveness: Liveness::Stalls,
         max_states: None,
         max_depth: Some(depth),
+        // These tests pin exact shortest traces: one kernel step per transition.
+        reduction: false,
     }
 }
 
@@ -152,6 +154,7 @@ fn symmetry_never_hides_a_violation() {
                     liveness: Liveness::Stalls,
                     max_states: None,
                     max_depth: Some(14),
+                    reduction: false,
                 },
             );
             let mut v: Vec<(String, u32)> = o

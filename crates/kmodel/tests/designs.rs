@@ -18,6 +18,8 @@ fn check(design: &str, cpus: u8, threads: u8, allowed: Option<u8>, b: Budgets, d
         liveness: Liveness::Stalls,
         max_states: None,
         max_depth: Some(depth),
+        // The pins are exact shortest depths: one kernel step per transition.
+        reduction: false,
     };
     checker::run(&cfg, &opts, &mut mmcid_engine::NoObserver).unwrap()
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::family::{Family, Lazy618};
 use crate::invariants::{Fired, Property as P};
 use crate::legacy::running;
+use crate::ops::silent::SilentHooks;
 use crate::ops::{Params, Step};
 use crate::state::*;
 use crate::trace::{cn, sched_short, tn};
@@ -217,6 +218,12 @@ fn exit_signals(s: &mut State<Lazy618>, task: TaskId) {
 
 impl Family for Lazy618 {
     const KIND: crate::config::FamilyKind = crate::config::FamilyKind::Lazy618;
+    /// `copy_mm` and a failed fork's cleanup change `mm_users`, which every allocation reads; the
+    /// exit and execve hooks do the CID work themselves: only `sched_post_fork` is silent.
+    const SILENT_HOOKS: SilentHooks = SilentHooks {
+        post_fork: true,
+        ..SilentHooks::NONE
+    };
     type TaskCid = Task618;
     type CidOp = WorkAt;
     type MmCid = Mm618;

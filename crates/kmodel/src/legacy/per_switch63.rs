@@ -12,6 +12,7 @@ use mmcid_cid::{CpuId, CpuMask, TaskId};
 use crate::family::{Family, PerSwitch63};
 use crate::invariants::{Fired, Property as P};
 use crate::legacy::{NoCidOp, running};
+use crate::ops::silent::SilentHooks;
 use crate::ops::{Params, Step};
 use crate::state::*;
 use crate::trace::{sched_short, tn};
@@ -22,6 +23,14 @@ fn both(s: &mut State<PerSwitch63>, m: MmId, t: TaskId) -> (&mut Mm63, &mut Task
 
 impl Family for PerSwitch63 {
     const KIND: crate::config::FamilyKind = crate::config::FamilyKind::PerSwitch63;
+    /// `copy_mm` only marks the unpublished child active; the exit and execve hooks do the CID
+    /// work themselves (the shared bitmap).
+    const SILENT_HOOKS: SilentHooks = SilentHooks {
+        fork_copy: true,
+        post_fork: true,
+        fork_failed: true,
+        ..SilentHooks::NONE
+    };
     type TaskCid = Task63;
     type CidOp = NoCidOp;
     type MmCid = Mm63;

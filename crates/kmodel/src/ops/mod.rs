@@ -24,6 +24,7 @@ pub mod affinity;
 pub mod exec;
 pub mod exit;
 pub mod fork;
+pub mod silent;
 pub mod switch;
 
 use mmcid_cid::{CpuId, Switches, TaskId};
@@ -133,6 +134,19 @@ pub enum StartOp {
 pub struct Params {
     /// The design's switches (read by the 7.0 family only).
     pub sw: Switches,
+    /// Take silent steps inside the transition that reaches them ([`silent`]).
+    pub reduction: bool,
+}
+
+impl Params {
+    /// The same parameters with reduction off: one kernel step per transition (scenarios, trace
+    /// descriptions).
+    pub fn unreduced(&self) -> Params {
+        Params {
+            reduction: false,
+            ..self.clone()
+        }
+    }
 }
 
 /// Appends every step enabled in `s`, in a fixed order (CPUs, then tasks, by index).
@@ -202,8 +216,20 @@ pub fn apply<F: Family>(p: &Params, s: &State<F>, step: Step) -> State<F> {
     s
 }
 
-/// Takes `step` in `s` (which must be enabled), in place.
+/// Takes `step` in `s` (which must be enabled), in place; with reduction on, also the silent
+/// steps it leads to on its CPU ([`silent`]).
 pub fn apply_in_place<F: Family>(p: &Params, s: &mut State<F>, step: Step) {
+    if p.reduction {
+        let cpu = crate::trace::cpu_of(s, step);
+        apply_step(p, s, step);
+        silent::run_silent(p, s, cpu, None);
+    } else {
+        apply_step(p, s, step);
+    }
+}
+
+/// Takes the one kernel step `step` (enabled in `s`), in place.
+pub fn apply_step<F: Family>(p: &Params, s: &mut State<F>, step: Step) {
     match step {
         Step::Switch { cpu, next } => switch::context_switch(p, s, cpu, next),
         Step::Migrate { task, to } => switch::migrate(p, s, task, to),

@@ -24,6 +24,7 @@ pub mod walk;
 use mmcid_cid::{self as cid, CpuId, CpuMask, MmCid, Registration, Schedin, SchedinSpin, TaskCid, TaskId};
 
 use crate::family::{Family, Rewrite};
+use crate::ops::silent::SilentHooks;
 use crate::ops::{Params, Step};
 use crate::state::*;
 use cid_op::{CidOp, lock_owner, mm_and_task};
@@ -39,6 +40,17 @@ pub struct RwCpu {
 impl Family for Rewrite {
     const KIND: crate::config::FamilyKind = crate::config::FamilyKind::Rewrite;
     const DEFERRED_WORK: bool = true;
+    /// Every hook only queues the calling task's own CID operation, except `work_start`: a work
+    /// being run (not just queued) makes a last-user exit's `cancel_work_sync` wait.
+    const SILENT_HOOKS: SilentHooks = SilentHooks {
+        fork_copy: true,
+        post_fork: true,
+        fork_failed: true,
+        exit_start: true,
+        before_execve: true,
+        after_execve: true,
+        work_start: false,
+    };
     type TaskCid = TaskCid;
     type CidOp = CidOp;
     type MmCid = MmCid;
