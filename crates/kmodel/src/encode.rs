@@ -540,6 +540,7 @@ impl Pack for MmCid {
             bitmap,
             pcpu,
             faults: DropFaults::unpack(r),
+            stats: Default::default(),
         }
     }
 }
@@ -667,7 +668,23 @@ pack_struct!(mmcid_cid::legacy::LegacyFaults {
     no_cid
 });
 pack_struct!(Task63 { mm_cid, active });
-pack_struct!(Mm63 { np, cidmask, faults });
+impl Pack for Mm63 {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        self.np.pack(w);
+        self.cidmask.pack(w);
+        self.faults.pack(w);
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Mm63 {
+        Mm63 {
+            np: r.byte(),
+            cidmask: Pack::unpack(r),
+            faults: Pack::unpack(r),
+            stats: Default::default(),
+        }
+    }
+}
 pack_struct!(Task618 {
     mm_cid,
     last_mm_cid,
@@ -720,6 +737,7 @@ impl Pack for Mm618 {
             use_cid_lock: r.byte() != 0,
             cid_lock: Pack::unpack(r),
             faults: Pack::unpack(r),
+            stats: Default::default(),
         }
     }
 }
