@@ -16,7 +16,8 @@ use clap::{Parser, Subcommand};
 /// mmcid: the Linux kernel's MM CID (rseq mm_cid) allocator, modelled step by step and checked
 /// over every interleaving within bounds.
 ///
-/// Exit status: 0 no violation, 1 violation found, 2 usage or input error.
+/// Exit status: 0 no violation, 1 violation found, 2 usage or input error, 3 no violation but the
+/// search was cut (nothing can be claimed to hold).
 #[derive(Parser, Debug)]
 #[command(name = "mmcid", version, about, long_about)]
 struct Cli {
@@ -31,7 +32,7 @@ enum Cmd {
     /// Prints one line per property (HOLDS / VIOLATED / REACHED / NOT REACHED / UNKNOWN), a summary,
     /// then each violation as a CPU-column trace (shortest first) with the CID state at the
     /// violating point and what went wrong. Exit status: 0 no violation, 1 violation found, 2 usage
-    /// or input error.
+    /// or input error, 3 no violation but the search was cut.
     Check(check::Args),
     /// Replay a scenario file as a CPU-column trace.
     ///

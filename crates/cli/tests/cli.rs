@@ -73,9 +73,59 @@ fn usage_errors_exit_2_with_a_clear_message() {
     );
     let (code, _, err) = mmcid(&["check", "--cpus", "9"]);
     assert_eq!(code, 2);
-    assert!(err.contains("--cpus must be 1..=8"), "{err}");
+    assert!(err.contains("--cpus") && err.contains("1..=8"), "{err}");
     let (code, _, _) = mmcid(&["check", "--bogus"]);
     assert_eq!(code, 2);
+    // Flags that would be silently ignored or meaningless are refused, naming the flag.
+    for (args, needle) in [
+        (&["check", "--affinity", "1"][..], "--allowed"),
+        (&["check", "--forks", "999"][..], "--forks"),
+        (
+            &["check", "--engine", "stateright", "--max-states", "5"][..],
+            "--max-states",
+        ),
+        (
+            &["bench", "--stateright-threads", "0"][..],
+            "--stateright-threads",
+        ),
+    ] {
+        let (code, _, err) = mmcid(args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_cut_search_has_its_own_exit_status() {
+    let (code, out, _) = mmcid(&["check", "-q", "--max-depth", "0"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("UNKNOWN"), "{out}");
+}
+
+#[test]
+fn a_failed_save_trace_keeps_the_report() {
+    let (code, out, err) = mmcid(&[
+        "check",
+        "-q",
+        "--design",
+        "6.19.1",
+        "--cpus",
+        "2",
+        "--threads",
+        "2",
+        "--forks",
+        "1",
+        "--exits",
+        "0",
+        "--liveness",
+        "off",
+        "--save-trace",
+        "/nonexistent-dir/x.trace",
+    ]);
+    assert_eq!(code, 2);
+    assert!(out.contains("VIOLATED"), "{out}");
+    assert!(err.contains("--save-trace"), "{err}");
 }
 
 #[test]

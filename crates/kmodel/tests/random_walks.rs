@@ -33,10 +33,11 @@ fn config() -> impl Strategy<Value = Config> {
         0u8..=1,
         0u8..=1,
         0u8..=1,
-        0u8..=2,
+        1u8..=2,
     )
         .prop_map(
             |(cpus, threads, forks, vforks, fork_fails, exits, execs, exec_fails, affinity, allowed_less)| {
+                // Affinity growth needs a CPU outside the initial mask.
                 let allowed = if affinity > 0 {
                     Some(cpus.saturating_sub(allowed_less).max(1))
                 } else {
