@@ -131,6 +131,8 @@ pub struct BenchReport {
     /// Where `PerCidCounter` got its IDs (`glibc-rseq`, `own-rseq`, or
     /// `thread-id-fallback`, in which case `add` is an atomic).
     pub source: Source,
+    /// The CPU model ([`cpu_model`]), `None` if unknown.
+    pub cpu_model: Option<String>,
     /// Online CPUs (`available_parallelism`).
     pub cpus: usize,
     /// Seconds per measured run.
@@ -218,8 +220,22 @@ fn median(xs: &[f64]) -> f64 {
     }
 }
 
-/// `/proc/loadavg`'s first three fields.
-fn loadavg() -> Vec<f64> {
+/// The CPU model as `/proc/cpuinfo` names it (`model name`, or on some
+/// architectures `Model`/`Hardware`/`cpu`), `None` if unreadable. Benchmark
+/// figures mean little without it.
+pub fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    ["model name", "Model", "Hardware", "cpu"].iter().find_map(|key| {
+        info.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == *key && !v.trim().is_empty()).then(|| v.trim().to_string())
+        })
+    })
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute load averages (empty if
+/// unreadable).
+pub fn loadavg() -> Vec<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| {
             s.split_whitespace()
@@ -324,6 +340,7 @@ pub fn run_bench(cfg: &BenchConfig) -> BenchReport {
     }
     BenchReport {
         source: source(),
+        cpu_model: cpu_model(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         run_seconds: dur.as_secs_f64(),
         repeats: cfg.repeats.max(1),
@@ -356,7 +373,8 @@ impl fmt::Display for BenchReport {
         };
         writeln!(
             f,
-            "CPU ns per increment (source {}, {} CPUs, median of {} x {:.2}s runs, threads {})",
+            "CPU ns per increment on {} (source {}, {} CPUs, median of {} x {:.2}s runs, threads {})",
+            self.cpu_model.as_deref().unwrap_or("an unknown CPU"),
             self.source,
             self.cpus,
             self.repeats,
