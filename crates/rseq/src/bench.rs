@@ -173,6 +173,9 @@ fn measure<F: Fn() + Send + Copy>(n: usize, dur: Duration, cpus: &[usize], op: F
                     if !cpus.is_empty() {
                         let _ = sys::set_affinity(&[cpus[i % cpus.len()]]);
                     }
+                    // Thread set-up (rseq area, fallback ID) outside the
+                    // timed region.
+                    crate::register_current_thread();
                     // A private copy: its captures stay in registers.
                     let op = op;
                     barrier.wait();

@@ -96,6 +96,12 @@ impl<T: Default> Default for PerCid<T> {
     }
 }
 
+impl Default for PerCidCounter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// How one [`PerCidCounter::add_traced`] call was carried out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AddOutcome {
@@ -144,7 +150,7 @@ pub enum AddOutcome {
 /// | no sections | any | an atomic add into slot `ID mod slots` |
 ///
 /// The side cells are allocated on first use (never, on a normal system).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PerCidCounter {
     slots: PerCid<AtomicU64>,
     /// Written only by atomic RMWs, while critical sections commit to
@@ -153,6 +159,11 @@ pub struct PerCidCounter {
     /// non-atomic `add` that an atomic RMW from another CPU does not exclude
     /// (increments would be lost).
     side: OnceLock<Box<[Padded<AtomicU64>]>>,
+    /// `slots`' address and length in one word for the hot path
+    /// (`sys::pack_slots`, `RseqArea::add_packed`): derived from `slots`,
+    /// whose heap array never moves, and stored because loading one word
+    /// instead of two is what keeps `add` level with librseq.
+    packed: u64,
 }
 
 impl PerCidCounter {
@@ -165,8 +176,10 @@ impl PerCidCounter {
     /// out-of-range path: IDs at or above `len` add atomically to a side
     /// cell, see [`add_traced`](Self::add_traced)).
     pub fn with_slots(len: usize) -> Self {
+        let slots = PerCid::with_len(len, |_| AtomicU64::new(0));
         PerCidCounter {
-            slots: PerCid::with_len(len, |_| AtomicU64::new(0)),
+            packed: crate::sys::pack_slots(&slots.slots),
+            slots,
             side: OnceLock::new(),
         }
     }
@@ -174,23 +187,38 @@ impl PerCidCounter {
     /// Adds `v` (wrapping on overflow).
     ///
     /// On x86_64 with a usable `mm_cid` the fast path is one TLS load (the
-    /// thread's rseq area) and one critical section: arm `rseq_cs`, read
+    /// thread's rseq area), one load of the counter (its slots' address and
+    /// length, packed) and one critical section: arm `rseq_cs`, read
     /// `mm_cid`, bounds-check it, `add` to its slot. Retries after an abort
     /// and the atomic paths are out of line.
     #[inline(always)]
     pub fn add(&self, v: u64) {
         #[cfg(target_arch = "x86_64")]
         if let Some(area) = cid_area() {
-            match area.add_at_mm_cid(&self.slots.slots, v) {
+            match area.add_packed(self.packed, v) {
                 CsAdd::Done => {}
                 CsAdd::Aborted => self.add_after_abort(area, v),
-                CsAdd::OutOfRange => {
-                    self.add_side(v);
-                }
+                CsAdd::OutOfRange => self.add_out_of_range(area, v),
             }
             return;
         }
         self.add_atomic(v);
+    }
+
+    /// The rest of [`add`](Self::add) for an ID without a slot, or slots
+    /// that could not be packed (`packed` is 0): one section on the
+    /// unpacked slot array decides.
+    #[cfg(target_arch = "x86_64")]
+    #[cold]
+    #[inline(never)]
+    fn add_out_of_range(&self, area: crate::sys::RseqArea, v: u64) {
+        match area.add_at_mm_cid(&self.slots.slots, v) {
+            CsAdd::Done => {}
+            CsAdd::Aborted => self.add_after_abort(area, v),
+            CsAdd::OutOfRange => {
+                self.add_side(v);
+            }
+        }
     }
 
     /// The rest of [`add`](Self::add) after an aborted first attempt:

@@ -323,6 +323,24 @@ fn add_with_too_few_slots_is_exact() {
     }
 }
 
+/// Slots that cannot be packed into one word for the hot path (here: more
+/// than 65,535) are still committed to by critical sections, through the
+/// out-of-range path.
+#[test]
+fn add_with_unpackable_slots_commits_to_slots() {
+    skip_unless_mm_cid!();
+    let c = PerCidCounter::with_slots(1 << 16);
+    for _ in 0..1000 {
+        c.add(1);
+    }
+    assert_eq!(c.sum(), 1000);
+    assert_eq!(
+        c.side_sum(),
+        0,
+        "unpackable slots must not send adds to the side cells"
+    );
+}
+
 /// A signal delivered inside a long critical section makes the kernel jump
 /// to our abort handler (which it only does if the descriptor and the
 /// signature in front of the handler are right; otherwise it kills the
