@@ -24,6 +24,9 @@
 //!   `i mod cpus`, so with `n <= cpus` every worker has a CPU of its own
 //!   and the shared-atomic threads really run at the same time (the cache
 //!   line bounces); the same pinning is used for every method;
+//! * the report names the CPU model ([`cpu_model`]) and gives the load
+//!   average before and after, and the fastest run of the two main methods
+//!   beside the medians (on a loaded machine the least disturbed run);
 //! * each run records its *concurrency*, the workers' total CPU time over
 //!   the run's wall time: about `min(n, cpus)` on an idle machine, less
 //!   when other processes take CPU time. It is reported for the shared
@@ -88,8 +91,12 @@ pub struct BenchRow {
     pub n: usize,
     /// [`PerCidCounter::add`](crate::PerCidCounter::add).
     pub percid_ns: f64,
+    /// The fastest `percid` run: on a loaded machine the least disturbed.
+    pub percid_min_ns: f64,
     /// `thread_local!` `Cell<u64>`.
     pub thread_local_ns: f64,
+    /// The fastest `thread_local` run.
+    pub thread_local_min_ns: f64,
     /// One shared `AtomicU64::fetch_add`.
     pub shared_atomic_ns: f64,
     /// `AtomicU64` per CPU indexed by `sched_getcpu()`.
@@ -327,10 +334,13 @@ pub fn run_bench(cfg: &BenchConfig) -> BenchReport {
         let percid_ns = median(&runs.percid);
         let thread_local_ns = median(&runs.thread_local);
         let shared_atomic_ns = median(&runs.shared_atomic);
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         rows.push(BenchRow {
             n,
             percid_ns,
+            percid_min_ns: min(&runs.percid),
             thread_local_ns,
+            thread_local_min_ns: min(&runs.thread_local),
             shared_atomic_ns,
             getcpu_sharded_ns: median(&runs.getcpu_sharded),
             thread_local_crate_ns: median(&runs.thread_local_crate),
@@ -396,10 +406,12 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "{:>3} {:>8} {:>13} {:>14} {:>15} {:>19} {:>10} {:>12} {:>7} {:>11}",
+            "{:>3} {:>8} {:>7} {:>13} {:>7} {:>14} {:>15} {:>19} {:>10} {:>12} {:>7} {:>11}",
             "n",
             "percid",
+            "(min)",
             "thread_local",
+            "(min)",
             "shared_atomic",
             "getcpu_sharded",
             "thread_local_crate",
@@ -411,10 +423,12 @@ impl fmt::Display for BenchReport {
         for r in &self.threads {
             writeln!(
                 f,
-                "{:>3} {:>8.3} {:>13.3} {:>14.2} {:>15.2} {:>19.2} {:>9.2}x {:>11.1}x {:>7} {:>11.2}",
+                "{:>3} {:>8.3} {:>7.3} {:>13.3} {:>7.3} {:>14.2} {:>15.2} {:>19.2} {:>9.2}x {:>11.1}x {:>7} {:>11.2}",
                 r.n,
                 r.percid_ns,
+                r.percid_min_ns,
                 r.thread_local_ns,
+                r.thread_local_min_ns,
                 r.shared_atomic_ns,
                 r.getcpu_sharded_ns,
                 r.thread_local_crate_ns,
