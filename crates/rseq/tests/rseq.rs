@@ -1080,3 +1080,68 @@ fn rseq_section_tables_are_consistent() {
         );
     }
 }
+
+static SIGNAL_COUNTER: std::sync::OnceLock<PerCidCounter> = std::sync::OnceLock::new();
+static SIGNAL_ADDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn add_from_handler(_: libc::c_int) {
+    if let Some(c) = SIGNAL_COUNTER.get() {
+        c.add(1);
+        SIGNAL_ADDS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// After `register_current_thread`, `add` is usable from a signal handler:
+/// the handler's critical section runs while the interrupted thread may be
+/// inside its own (which the kernel aborts on signal delivery and the
+/// thread retries), and the total stays exact.
+#[test]
+fn add_from_a_signal_handler_after_register_current_thread() {
+    skip_unless_mm_cid!();
+    let sig = libc::SIGRTMIN() + 1; // not used by the other tests
+    let c = SIGNAL_COUNTER.get_or_init(PerCidCounter::new);
+    // SAFETY: a zeroed sigaction is valid; the handler only calls what the
+    // crate documents as async-signal-safe on a registered thread.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = add_from_handler as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(sig, &sa, std::ptr::null_mut()), 0);
+    }
+    let tid = Arc::new(AtomicI32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (tid, stop) = (tid.clone(), stop.clone());
+        std::thread::spawn(move || {
+            assert!(mmcid_rseq::register_current_thread().is_mm_cid());
+            tid.store(ts::gettid(), Ordering::SeqCst);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..10_000 {
+                    c.add(1);
+                }
+                n += 10_000;
+            }
+            n
+        })
+    };
+    while tid.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    let mut sent = 0u64;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(300) {
+        if ts::tgkill(tid.load(Ordering::SeqCst), sig) {
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let own = worker.join().unwrap();
+    let handled = SIGNAL_ADDS.load(Ordering::Relaxed);
+    eprintln!("{own} adds in the thread, {handled} in its handler ({sent} signals sent)");
+    assert!(handled > 0, "no signal was handled");
+    assert_eq!(c.sum(), own + handled);
+    assert_eq!(c.side_sum(), 0);
+}
