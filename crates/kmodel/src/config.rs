@@ -191,13 +191,13 @@ impl Config {
         if !(1..=8).contains(&self.threads) {
             return Err(format!("--threads must be 1..=8, got {}", self.threads));
         }
-        if let Some(a) = self.allowed {
-            if a == 0 || a > self.cpus {
-                return Err(format!(
-                    "--allowed must be 1..={} (the CPU count), got {a}",
-                    self.cpus
-                ));
-            }
+        if let Some(a) = self.allowed
+            && (a == 0 || a > self.cpus)
+        {
+            return Err(format!(
+                "--allowed must be 1..={} (the CPU count), got {a}",
+                self.cpus
+            ));
         }
         let b = &self.budgets;
         let new_tasks = self.threads as u32 + b.forks as u32 + b.vforks as u32 + b.fork_fails as u32;
