@@ -211,13 +211,13 @@ impl Config {
         if !(1..=8).contains(&self.threads) {
             return Err(format!("--threads must be 1..=8, got {}", self.threads));
         }
-        if let Some(a) = self.allowed {
-            if a == 0 || a > self.cpus {
-                return Err(format!(
-                    "--allowed must be 1..={} (the CPU count), got {a}",
-                    self.cpus
-                ));
-            }
+        if let Some(a) = self.allowed
+            && (a == 0 || a > self.cpus)
+        {
+            return Err(format!(
+                "--allowed must be 1..={} (the CPU count), got {a}",
+                self.cpus
+            ));
         }
         let b = &self.budgets;
         for (flag, v) in b.named() {
