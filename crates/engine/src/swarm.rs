@@ -152,9 +152,13 @@ pub enum Target {
     Stall(Agent),
 }
 
+/// Maps a spinning state to the state whose continuations decide the stall (see [`StallOracle::view`]).
+pub type View<'a, S> = &'a dyn Fn(&S) -> S;
+
 /// Decides stalls with [`crate::stall::decide`], remembering answers by state fingerprint and
 /// trying a few random escape probes before a sub-search.
-pub struct StallOracle {
+pub struct StallOracle<'a, S> {
+    view: Option<View<'a, S>>,
     limit: u64,
     symmetry: bool,
     cache: HashMap<(u64, Agent), Option<bool>>,
@@ -172,10 +176,11 @@ const PROBE_LEN: usize = 48;
 /// Entries kept in the stall cache before it is cleared.
 const CACHE_MAX: usize = 1 << 20;
 
-impl StallOracle {
+impl<'a, S: Clone + std::hash::Hash> StallOracle<'a, S> {
     /// An oracle whose sub-searches explore at most `limit` states.
-    pub fn new<M: Model>(model: &M, limit: u64, symmetry: bool) -> Self {
+    pub fn new<M: Model<State = S>>(model: &M, limit: u64, symmetry: bool) -> Self {
         StallOracle {
+            view: None,
             limit,
             symmetry: symmetry && model.symmetry_preserves_agents(),
             cache: HashMap::new(),
@@ -185,8 +190,25 @@ impl StallOracle {
         }
     }
 
+    /// Decide stalls on `view(state)` instead of `state`: for example the state with no operation
+    /// budget left, so that a stall is one "unless something outside the trace comes to the rescue"
+    /// (the model's notion of bounds decides whether that is meant). The view must keep the
+    /// spinning agents spinning.
+    pub fn view(mut self, view: View<'a, S>) -> Self {
+        self.view = Some(view);
+        self
+    }
+
     /// Is `agent`, spinning in `state`, stalled there? `None`: undecided (limit reached).
-    pub fn stalled<M: Model>(&mut self, model: &M, state: &M::State, agent: Agent) -> Option<bool> {
+    pub fn stalled<M: Model<State = S>>(&mut self, model: &M, state: &S, agent: Agent) -> Option<bool> {
+        let viewed;
+        let state = match self.view {
+            Some(v) => {
+                viewed = v(state);
+                &viewed
+            }
+            None => state,
+        };
         let fp = if self.symmetry {
             fingerprint(&model.representative(state))
         } else {
@@ -303,10 +325,13 @@ pub const CLASSES: usize = 32;
 ///
 /// `classify` sorts actions into classes whose weights each walk draws (swarm testing's feature
 /// omission, see the module doc); `|_, _| 0` makes every action one class.
+///
+/// `stall_view`, if given, is the [`StallOracle::view`] of its stall decisions.
 pub fn swarm<M: Model>(
     model: &M,
     opts: &SwarmOptions,
     classify: Classify<'_, M>,
+    stall_view: Option<View<'_, M::State>>,
     on_hit: &mut dyn FnMut(Hit<M::Action>) -> Flow,
 ) -> SwarmReport {
     let start = Instant::now();
@@ -314,9 +339,13 @@ pub fn swarm<M: Model>(
     let inits = model.init_states();
     let agents = model.agents().max(1);
     let mut report = SwarmReport::default();
-    let mut oracle = opts
-        .stall_limit
-        .map(|l| StallOracle::new(model, l, opts.symmetry));
+    let mut oracle = opts.stall_limit.map(|l| {
+        let o = StallOracle::new(model, l, opts.symmetry);
+        match stall_view {
+            Some(v) => o.view(v),
+            None => o,
+        }
+    });
     let mut actions: Vec<M::Action> = Vec::new();
     let mut weights: Vec<f64> = Vec::new();
     let mut fired = Vec::new();
@@ -451,14 +480,14 @@ pub fn reaches<M: Model>(
     init: usize,
     actions: &[M::Action],
     target: Target,
-    oracle: Option<&mut StallOracle>,
+    oracle: Option<&mut StallOracle<'_, M::State>>,
 ) -> Option<Vec<M::Action>> {
     let mut oracle = oracle;
     let mut state = model.init_states().into_iter().nth(init)?;
     let mut taken = Vec::new();
     let mut enabled = Vec::new();
     let mut scratch = Vec::new();
-    let mut hit = |s: &M::State, oracle: &mut Option<&mut StallOracle>| -> bool {
+    let mut hit = |s: &M::State, oracle: &mut Option<&mut StallOracle<'_, M::State>>| -> bool {
         scratch.clear();
         match target {
             Target::Property(p) => {
@@ -500,7 +529,7 @@ pub fn shrink<M: Model>(
     model: &M,
     trace: &Trace<M::Action>,
     target: Target,
-    oracle: &mut StallOracle,
+    oracle: &mut StallOracle<'_, M::State>,
 ) -> Option<Trace<M::Action>> {
     let init = trace.init;
     let mut cur = reaches(model, init, &trace.actions, target, Some(oracle))?;

@@ -8,7 +8,7 @@ use mmcid_engine::{FindingKind, Flow, Hit, Model, SwarmOptions, Target, Trace, s
 
 fn hits<M: Model>(model: &M, opts: &SwarmOptions) -> Vec<Hit<M::Action>> {
     let mut out = Vec::new();
-    swarm(model, opts, &|_, _| 0, &mut |h| {
+    swarm(model, opts, &|_, _| 0, None, &mut |h| {
         out.push(h);
         Flow::Continue
     });
@@ -90,7 +90,7 @@ fn an_undecided_spin_is_never_reported() {
         ..SwarmOptions::default()
     };
     let mut n = 0;
-    let report = swarm(&g, &opts, &|_, _| 0, &mut |_| {
+    let report = swarm(&g, &opts, &|_, _| 0, None, &mut |_| {
         n += 1;
         Flow::Continue
     });
@@ -111,10 +111,11 @@ fn budgets_and_stop_are_honoured() {
             ..SwarmOptions::default()
         },
         &|_, _| 0,
+        None,
         &mut |_| Flow::Continue,
     );
     assert!(r.steps <= 500 + 120 && r.walks > 0);
-    let r = swarm(&g, &SwarmOptions::default(), &|_, _| 0, &mut |_| Flow::Stop);
+    let r = swarm(&g, &SwarmOptions::default(), &|_, _| 0, None, &mut |_| Flow::Stop);
     assert!(r.stopped && r.hits == 1);
 }
 
