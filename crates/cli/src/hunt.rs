@@ -35,6 +35,10 @@ pub struct Args {
     /// checked to the depth the cap allows, and larger ones go to the swarm).
     #[arg(long, default_value_t = 250_000)]
     pub max_states: u64,
+    /// Stop after this many configurations (then the run is the same on any machine, as long as
+    /// the budget does not cut it first).
+    #[arg(long)]
+    pub max_configs: Option<u64>,
     /// Write each finding's trace as a scenario file (`mmcid replay`) into this directory.
     #[arg(long, value_name = "DIR")]
     pub save_dir: Option<std::path::PathBuf>,
@@ -51,9 +55,8 @@ pub struct Args {
 
 /// Parses `--budget`: a duration with a unit, between one second and a day.
 pub fn parse_budget(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| {
-        format!("{e}: expected a duration with a unit, such as 90s, 10m or 1h30m")
-    })?;
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}: expected a duration with a unit, such as 90s, 10m or 1h30m"))?;
     if d < Duration::from_secs(1) || d > Duration::from_secs(24 * 3600) {
         return Err(format!(
             "{s} is out of range: the budget must be between 1s and 24h"
@@ -69,7 +72,10 @@ pub fn run(a: &Args) -> i32 {
         return exit::USAGE;
     }
     if a.max_states < 1000 {
-        eprintln!("mmcid hunt: --max-states must be at least 1000, got {}", a.max_states);
+        eprintln!(
+            "mmcid hunt: --max-states must be at least 1000, got {}",
+            a.max_states
+        );
         return exit::USAGE;
     }
     if let Some(dir) = &a.save_dir {
@@ -81,6 +87,7 @@ pub fn run(a: &Args) -> i32 {
     let opts = HuntOptions {
         seed: a.seed,
         max_states: a.max_states,
+        max_configs: a.max_configs,
         ..HuntOptions::new(&a.design, a.budget)
     };
     let bar = (!a.quiet && !a.json && std::io::stderr().is_terminal()).then(|| {
@@ -214,6 +221,13 @@ pub fn human(r: &HuntReport, with_states: bool, saved: &[String]) -> String {
             String::new()
         };
         let _ = writeln!(s, "smallest configuration: {}{also}", f.config_name);
+        if !f.variants.is_empty() {
+            let _ = writeln!(
+                s,
+                "also reached with more operations than it needs: {}",
+                f.variants.join(", ")
+            );
+        }
         if let Some(raw) = f.raw_depth {
             let _ = writeln!(
                 s,
@@ -231,7 +245,11 @@ pub fn human(r: &HuntReport, with_states: bool, saved: &[String]) -> String {
         if let Some(p) = saved.get(i) {
             let _ = writeln!(s, "replay: mmcid replay {p}");
         }
-        s.push_str(&crate::check::violation_text(&f.config, &f.violation, with_states));
+        s.push_str(&crate::check::violation_text(
+            &f.config,
+            &f.violation,
+            with_states,
+        ));
     }
     s
 }

@@ -4,15 +4,24 @@
 //!
 //! - **Exhaustive**: the configurations of the [ladder](space::ladder), smallest first, each
 //!   checked breadth first with on-the-fly stall detection and a cap on the states (as
-//!   `mmcid check --liveness stalls --max-states N`). A configuration that fits is checked whole;
-//!   one that does not is still checked to the depth the cap allows (every violation up to that
-//!   depth, shortest first), and every larger configuration of the ladder that *dominates* it
-//!   (at least each of its knobs) is handed to the swarm instead, since it would not fit either.
+//!   `mmcid check --liveness stalls --max-states N`), in two rounds. Round 0 runs the whole ladder
+//!   with a tenth of the cap: most small configurations fit whole, and the others are still
+//!   checked to the depth that allows (every violation up to that depth, shortest first; the seed's
+//!   stall at depth 12 of `c3t2f2` needs 25,000 states of its 15 million). Round 1 (a third of
+//!   the exhaustive work) runs the configurations round 0 cut with the full cap; a configuration
+//!   of round 1 that *dominates* (has at least each knob of) one that round 1 had to cut again is
+//!   handed to the swarm instead, since it would not fit either.
 //! - **Swarm**: random walks ([`mmcid_engine::swarm()`]) on the configurations the ladder handed
-//!   over and on random configurations up to 8 CPUs and a dozen threads. Each new violation is
-//!   shrunk ([`mmcid_engine::shrink()`]), its configuration trimmed to the operations its trace
-//!   uses, and checked breadth first there to the shrunk trace's depth, so that what is reported
-//!   is a shortest trace that `mmcid check` reproduces when it fits.
+//!   over and on random configurations up to 8 CPUs and a dozen threads. Each new violation (the
+//!   first of each property and site in a round) is shrunk ([`mmcid_engine::shrink()`]), its
+//!   configuration lowered knob by knob while the shrunk trace still reaches it, and checked
+//!   breadth first there to the shrunk trace's depth, so that what is reported is, where that
+//!   fits, a shortest trace that `mmcid check` reproduces. A stall is decided with no operation
+//!   budget left (see `no_budget_left`), i.e. as `check` decides it in the configuration trimmed
+//!   to what the trace used.
+//!
+//! Findings met by both lanes keep the smallest configuration (by [`space::size`]), then the
+//! shortest trace.
 //!
 //! # Root-cause signature
 //!
@@ -28,6 +37,10 @@
 //! and the configuration's size are left out on purpose, so the same bug found at `c3t2f2` and at
 //! `c4t3f2` is one finding. The operations are read off a *minimal* trace (a shortest BFS trace,
 //! or a 1-minimal shrunk one), so an operation that merely happened along the way is not counted.
+//! A violation whose operations *include* a known finding's (same property and site) is that
+//! finding reached with more than it needs, and is merged into it (listed as a variant): on 7.0,
+//! the failed execve's own walk preempted (F4) needs `clone+execve_fail` at `c2t2f1ef1` and only
+//! `execve_fail` at `c1t2ef2`, where a second failing execve plays the fork's part.
 //! The signature can still split one root cause that two different minimal recipes reach, and it
 //! cannot tell apart two bugs with the same property, site and operations; both are printed, so a
 //! reader can judge.
@@ -102,6 +115,9 @@ pub struct HuntOptions {
     pub swarm: Limits,
     /// Steps per swarm round (one configuration).
     pub swarm_round: u64,
+    /// Stop after this many configurations (exhaustive and swarm): with it, a run that ends
+    /// before its time budget is the same on any machine.
+    pub max_configs: Option<u64>,
 }
 
 impl HuntOptions {
@@ -117,6 +133,7 @@ impl HuntOptions {
             ladder: Limits::LADDER,
             swarm: Limits::SWARM,
             swarm_round: 300_000,
+            max_configs: None,
         }
     }
 }
@@ -207,8 +224,8 @@ pub struct HuntReport {
     pub seed: u64,
     /// Seconds spent.
     pub seconds: f64,
-    /// Why it stopped: `budget`, `space` (the ladder done and no swarm configuration left... never,
-    /// the swarm has no end) or `stopped` (the caller).
+    /// Why it stopped: `budget`, `max_configs`, or `stopped` (the caller). (The swarm's random
+    /// configurations never run out.)
     pub stop: &'static str,
     /// Configurations tried (exhaustively and by the swarm).
     pub configs_tried: u64,
@@ -280,7 +297,11 @@ fn subset(a: &[String], b: &[String]) -> bool {
 
 impl Candidate {
     fn rank(&self) -> (u32, u32, u8) {
-        (space::size(&self.cfg), self.steps.len() as u32, !self.confirmed as u8)
+        (
+            space::size(&self.cfg),
+            self.steps.len() as u32,
+            !self.confirmed as u8,
+        )
     }
 }
 
@@ -347,6 +368,10 @@ pub fn run_with(
     let mut next = 0usize;
     let mut largest = 0u32;
     while Instant::now() < deadline {
+        if opts.max_configs.is_some_and(|m| r.configs_tried >= m) {
+            r.stop = "max_configs";
+            break;
+        }
         let round0_left = next < ladder.len();
         let exhaustive = (round0_left || !round1.is_empty()) && work0 + work1 <= work_s;
         if exhaustive {
@@ -494,7 +519,11 @@ impl Hunt<'_> {
         let report = engine::swarm(&model, &sopts, &|s, a| class(s, a), Some(&view), &mut |hit| {
             if hits.len() < MAX_SHRINKS_PER_ROUND {
                 if let Ok(states) = engine::trace_states(&model, &hit.trace) {
-                    let key = (hit.property, hit.agent.is_some(), site(&model, &states, &hit.trace.actions, hit.agent));
+                    let key = (
+                        hit.property,
+                        hit.agent.is_some(),
+                        site(&model, &states, &hit.trace.actions, hit.agent),
+                    );
                     if keys.insert(key) {
                         hits.push(hit);
                     }
@@ -525,7 +554,15 @@ impl Hunt<'_> {
     /// Adds a violation met in `cfg` to the findings: a new signature, or a smaller configuration
     /// or shorter trace for a known one. A swarm trace first has its configuration trimmed to the
     /// operations it uses and is checked breadth first there.
-    fn merge(&mut self, cfg: &Config, m: Met, lane: &'static str, raw: Option<u32>, confirmed: bool, deadline: Instant) {
+    fn merge(
+        &mut self,
+        cfg: &Config,
+        m: Met,
+        lane: &'static str,
+        raw: Option<u32>,
+        confirmed: bool,
+        deadline: Instant,
+    ) {
         let Ok(model) = self.kernel.model(cfg) else { return };
         let sig = signature(&model, &m);
         let name = space::short_name(cfg);
@@ -673,7 +710,9 @@ impl Hunt<'_> {
         let Ok((_, met)) = self.exhaustive(&c.cfg, self.opts.max_states, Some(depth)) else {
             return;
         };
-        let Ok(model) = self.kernel.model(&c.cfg) else { return };
+        let Ok(model) = self.kernel.model(&c.cfg) else {
+            return;
+        };
         if let Some(m) = met
             .into_iter()
             .filter(|m| m.steps.len() <= c.steps.len())
@@ -701,7 +740,8 @@ impl Hunt<'_> {
                 c.sig,
                 check_command(&c.cfg, depth)
             );
-            let scenario = crate::scenario::write(&c.cfg, &model.params, model.initial_state(), &c.steps, &comment);
+            let scenario =
+                crate::scenario::write(&c.cfg, &model.params, model.initial_state(), &c.steps, &comment);
             out.push(HuntFinding {
                 signature: c.sig.to_string(),
                 cause: c.sig,
@@ -777,6 +817,28 @@ fn site(model: &KernelModel, states: &[State], steps: &[Step], agent: Option<u16
 
 /// The signature of a violation met in `model`'s configuration.
 fn signature(model: &KernelModel, m: &Met) -> Signature {
+    signature_of(model, m.property, m.agent, &m.steps)
+}
+
+/// The root-cause signature (see the module doc) of the violation that `steps` reach from
+/// `model`'s initial state: of `property` if given, else a stall of CPU `agent`.
+pub fn signature_of(
+    model: &KernelModel,
+    property: Option<usize>,
+    agent: Option<u16>,
+    steps: &[Step],
+) -> Signature {
+    let m = Met {
+        kind: if property.is_some() {
+            FindingKind::Invariant
+        } else {
+            FindingKind::Stall
+        },
+        property,
+        agent,
+        steps: steps.to_vec(),
+    };
+    let m = &m;
     let states = engine::trace_states(model, &trace_of(&m.steps)).unwrap_or_default();
     let property = match m.property {
         Some(p) => PROPERTIES[p].name.to_string(),
@@ -861,7 +923,10 @@ fn violation(model: &KernelModel, c: &Candidate) -> Option<Violation> {
         max_states: None,
         max_depth: None,
     };
-    checker::outcome(model, &c.cfg, &opts, &report).violations.into_iter().next()
+    checker::outcome(model, &c.cfg, &opts, &report)
+        .violations
+        .into_iter()
+        .next()
 }
 
 /// The `mmcid check` flags that select `cfg` (every budget spelled out).

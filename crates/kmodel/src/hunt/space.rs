@@ -246,7 +246,14 @@ mod tests {
         let l = ladder("7.0", Family::Rewrite, Limits::LADDER);
         assert_eq!(short_name(&l[0]), "c1t1");
         assert!(l.windows(2).all(|w| size(&w[0]) <= size(&w[1])));
-        for name in ["c2t2f1x1", "c3t2f2", "c2t3f1x2ef1", "c2t2f1ef1", "c3t2f1v1", "c4t3a2f1x2"] {
+        for name in [
+            "c2t2f1x1",
+            "c3t2f2",
+            "c2t3f1x2ef1",
+            "c2t2f1ef1",
+            "c3t2f1v1",
+            "c4t3a2f1x2",
+        ] {
             assert!(l.iter().any(|c| short_name(c) == name), "{name}");
         }
         // No meaningless combinations, nothing the model rejects.
