@@ -128,7 +128,7 @@ pub fn run(a: &Args) -> i32 {
     let mut saved = Vec::new();
     if let Some(dir) = &a.save_dir {
         for (i, f) in r.findings.iter().enumerate() {
-            let path = dir.join(format!("{}-{}-{}.scenario", r.design, i + 1, f.property));
+            let path = dir.join(format!("{}-{}-{}.scenario", r.design, i + 1, f.property()));
             if let Err(e) = std::fs::write(&path, &f.scenario) {
                 eprintln!("mmcid hunt: cannot write {}: {e}", path.display());
                 return exit::USAGE;
@@ -197,9 +197,9 @@ pub fn human(r: &HuntReport, with_states: bool, saved: &[String]) -> String {
             s,
             "{:>3}  {:<9} {:<14} {:>5}  {:<10} {}",
             i + 1,
-            f.property,
+            f.property(),
             f.config_name,
-            f.depth,
+            f.depth(),
             f.found_by,
             f.signature
         );
@@ -232,7 +232,7 @@ pub fn human(r: &HuntReport, with_states: bool, saved: &[String]) -> String {
             let _ = writeln!(
                 s,
                 "first met by the swarm: a walk of {raw} steps, shrunk to {}",
-                f.depth
+                f.depth()
             );
         }
         let _ = writeln!(s, "reproduce: {}", f.command);

@@ -196,7 +196,16 @@ fn hunt_prints_findings_as_json_with_a_reproducing_command() {
         .iter()
         .find(|f| f["signature"] == "I2 at sched_mm_cid_fork needs execve_fail")
         .expect("F1");
-    for k in ["property", "kind", "config", "depth", "command", "violation"] {
+    for k in [
+        "property",
+        "kind",
+        "config",
+        "depth",
+        "command",
+        "trace",
+        "what",
+        "signature",
+    ] {
         assert!(f1.get(k).is_some(), "{k}");
     }
     // The command reproduces it.

@@ -58,13 +58,13 @@ fn signatures(r: &HuntReport) -> Vec<&str> {
 /// The finding's trace replays in its configuration and ends where the violation is.
 fn replays(f: &HuntFinding) {
     let model = KernelModel::new(f.config.clone()).unwrap();
-    let target = match f.kind {
+    let target = match f.kind() {
         "stall" => Target::Stall(f.violation.cpu.unwrap()),
-        _ => Target::Property(mmcid_kmodel::invariants::index(&f.property).unwrap()),
+        _ => Target::Property(mmcid_kmodel::invariants::index(&f.property()).unwrap()),
     };
     let mut oracle = StallOracle::new(&model, 1_000_000, true);
     let taken = reaches(&model, 0, &f.violation.steps, target, Some(&mut oracle)).expect("replays");
-    assert_eq!(taken.len(), f.depth as usize, "{}", f.signature);
+    assert_eq!(taken.len(), f.depth() as usize, "{}", f.signature);
     assert!(f.command.starts_with("mmcid check --design "), "{}", f.command);
 }
 
@@ -74,8 +74,8 @@ fn v6_19_1_the_seed_stall_comes_out_of_a_hunt() {
     let r = hunt_until("6.19.1", None, &[&seed]);
     let f = find(&r, &seed);
     // The seed: two concurrent forks crossing max_cids on three CPUs, at depth 12 (README).
-    assert_eq!((f.config_name.as_str(), f.depth), ("c3t2f2", 12), "{f:?}");
-    assert!(f.check_confirmed && f.kind == "stall");
+    assert_eq!((f.config_name.as_str(), f.depth()), ("c3t2f2", 12), "{f:?}");
+    assert!(f.check_confirmed && f.kind() == "stall");
     assert!(
         f.violation.what.contains("invisible to the fix-up walk"),
         "{}",
@@ -94,7 +94,7 @@ fn v6_19_rc7_the_task_to_cpu_stall_comes_out_of_a_hunt() {
     let f = find(&r, &stall);
     // 2 CPUs, 2 threads, one fork, depth 6 (README finding 6).
     assert_eq!(
-        (f.config.cpus, f.config.threads, f.config.budgets.forks, f.depth),
+        (f.config.cpus, f.config.threads, f.config.budgets.forks, f.depth()),
         (2, 2, 1, 6)
     );
     replays(f);

@@ -179,16 +179,10 @@ pub struct HuntFinding {
     pub signature: String,
     /// Its signature.
     pub cause: Signature,
-    /// Property id or `stall`.
-    pub property: String,
-    /// `invariant` or `stall`.
-    pub kind: &'static str,
     /// The smallest configuration it was found in.
     pub config: Config,
     /// That configuration's short name (`c3t2f2`).
     pub config_name: String,
-    /// Length of the trace shown (a shortest one in that configuration when `check_confirmed`).
-    pub depth: u32,
     /// The `mmcid check` command that reproduces it.
     pub command: String,
     /// True if a breadth-first check of that configuration to that depth met this signature (so
@@ -205,10 +199,28 @@ pub struct HuntFinding {
     pub found_in: Vec<String>,
     /// Other sets of operations that reached it (merged in: they include `cause.needs`).
     pub variants: Vec<String>,
-    /// The trace in kernel terms, rendered as `check` renders its violations.
+    /// The violation as `check` reports it (its JSON fields, `property`, `kind`, `depth`, `trace`,
+    /// `state`, `bits`, `what`..., appear at this level): the trace is a shortest one in the
+    /// configuration when `check_confirmed`.
+    #[serde(flatten)]
     pub violation: Violation,
     /// A scenario file that replays the trace (`mmcid replay`).
     pub scenario: String,
+}
+
+impl HuntFinding {
+    /// Property id, or `stall`.
+    pub fn property(&self) -> &str {
+        &self.violation.property
+    }
+    /// `invariant` or `stall`.
+    pub fn kind(&self) -> &str {
+        self.violation.kind
+    }
+    /// Length of the trace.
+    pub fn depth(&self) -> u32 {
+        self.violation.depth
+    }
 }
 
 /// The result of a hunt.
@@ -745,12 +757,9 @@ impl Hunt<'_> {
             out.push(HuntFinding {
                 signature: c.sig.to_string(),
                 cause: c.sig,
-                property: v.property.clone(),
-                kind: v.kind,
                 config_name: space::short_name(&c.cfg),
                 command: check_command(&c.cfg, depth),
                 config: c.cfg,
-                depth,
                 check_confirmed: c.confirmed,
                 found_by: c.found_by,
                 raw_depth: c.raw_depth,
