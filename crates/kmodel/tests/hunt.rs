@@ -60,7 +60,7 @@ fn replays(f: &HuntFinding) {
     let model = KernelModel::new(f.config.clone()).unwrap();
     let target = match f.kind() {
         "stall" => Target::Stall(f.violation.cpu.unwrap()),
-        _ => Target::Property(mmcid_kmodel::invariants::index(&f.property()).unwrap()),
+        _ => Target::Property(mmcid_kmodel::invariants::index(f.property()).unwrap()),
     };
     let mut oracle = StallOracle::new(&model, 1_000_000, true);
     let taken = reaches(&model, 0, &f.violation.steps, target, Some(&mut oracle)).expect("replays");
