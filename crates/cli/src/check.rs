@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness};
+use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness, Violation};
 use mmcid_kmodel::scenario;
 use mmcid_kmodel::{Budgets, Config, trace};
 
@@ -242,28 +242,23 @@ pub enum OnOff {
 
 /// The flags that reproduce `cfg`.
 pub fn args_line(cfg: &Config) -> String {
-    let b = &cfg.budgets;
-    let mut s = format!(
-        "--design {} --cpus {} --threads {}",
-        cfg.design, cfg.cpus, cfg.threads
-    );
-    if let Some(x) = cfg.allowed {
-        let _ = write!(s, " --allowed {x}");
+    mmcid_kmodel::hunt::check_args(cfg)
+}
+
+/// One violation as text: its heading, the trace as CPU columns, the CID state at the violating
+/// point, who owns each bit, and what went wrong (shared with `mmcid hunt`).
+pub fn violation_text(c: &Config, v: &Violation, with_states: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "\n{} {}: {}", v.kind, v.property, v.description);
+    if let Ok(columns) = trace::render_columns_for(c, &v.trace, v.cycle_start, with_states) {
+        s.push_str(&columns);
     }
-    for (k, v) in [
-        ("forks", b.forks),
-        ("vforks", b.vforks),
-        ("fork-fails", b.fork_fails),
-        ("exits", b.exits),
-        ("execs", b.execs),
-        ("exec-fails", b.exec_fails),
-        ("affinity", b.affinity),
-    ] {
-        let _ = write!(s, " --{k} {v}");
+    let _ = writeln!(s, "\nat step {}:", v.trace.len());
+    s.push_str(&v.state);
+    for b in &v.bits {
+        let _ = writeln!(s, "  {b}");
     }
-    if b.compactions > 0 {
-        let _ = write!(s, " --compactions {}", b.compactions);
-    }
+    let _ = writeln!(s, "what went wrong: {}", v.what);
     s
 }
 
@@ -386,16 +381,7 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
         );
     }
     for v in &o.violations {
-        let _ = writeln!(s, "\n{} {}: {}", v.kind, v.property, v.description);
-        if let Ok(columns) = trace::render_columns_for(c, &v.trace, v.cycle_start, with_states) {
-            s.push_str(&columns);
-        }
-        let _ = writeln!(s, "\nat step {}:", v.trace.len());
-        s.push_str(&v.state);
-        for b in &v.bits {
-            let _ = writeln!(s, "  {b}");
-        }
-        let _ = writeln!(s, "what went wrong: {}", v.what);
+        s.push_str(&violation_text(c, v, with_states));
     }
     if let Some(p) = saved {
         let _ = writeln!(

@@ -5,6 +5,7 @@ mod bench_percid;
 mod check;
 mod designs;
 mod exit;
+mod hunt;
 mod matrix;
 mod observe;
 mod oracle;
@@ -48,6 +49,8 @@ enum Cmd {
     Designs(designs::Args),
     /// Check every design over a grid of small configurations.
     Matrix(matrix::Args),
+    /// Look for a design's bugs over many configurations (exhaustive where it fits, swarm beyond).
+    Hunt(hunt::Args),
     /// Our engine against stateright's on the same configuration: states/s, ratio, bytes/state.
     Bench(oracle::BenchArgs),
     /// Step through the state space by hand in stateright's web Explorer (127.0.0.1).
@@ -65,6 +68,7 @@ fn main() {
         Cmd::Replay(a) => replay::run(a),
         Cmd::Designs(a) => designs::run(a),
         Cmd::Matrix(a) => matrix::run(a),
+        Cmd::Hunt(a) => hunt::run(a),
         Cmd::Bench(a) => oracle::bench(a),
         Cmd::Explore(a) => oracle::explore(a),
         Cmd::Observe(a) => observe::run(a),
