@@ -1,6 +1,9 @@
 //! Affinity growth and the deferred switch back to per-task (spec 4.9).
 
-use crate::mm::{CpuMask, MmCid, WarnSite, update_max_cids};
+use std::borrow::Borrow;
+
+use crate::mm::{MmCidOf, WarnSite, update_max_cids};
+use crate::storage::{CpuSet, Num, Storage};
 use crate::switches::Switches;
 
 /// `mm_update_cpus_allowed(mm, newmask)` (spec 4.9): widen the mm's allowed-CPU union. Returns
@@ -9,16 +12,16 @@ use crate::switches::Switches;
 ///
 /// # Locks
 /// Caller holds `p.pi_lock` and `p`'s rq lock, IRQs off; takes `mm.lock`.
-pub fn update_cpus_allowed(mm: &mut MmCid, newmask: CpuMask) -> bool {
-    if mm.users == 0 {
+pub fn update_cpus_allowed<S: Storage>(mm: &mut MmCidOf<S>, newmask: impl Borrow<S::Mask>) -> bool {
+    if mm.users.n() == 0 {
         return false;
     }
-    mm.cpus_allowed |= newmask;
-    let w = mm.cpus_allowed.count_ones() as u8;
-    if w == mm.nr_cpus_allowed {
+    mm.cpus_allowed.union_with(newmask.borrow());
+    let w = mm.cpus_allowed.weight();
+    if w == mm.nr_cpus_allowed.n() {
         return false;
     }
-    mm.nr_cpus_allowed = w;
+    mm.nr_cpus_allowed = S::Count::of(w);
     mm.recompute_max_cids();
     if !mm.mode.percpu() {
         return false; // per-task (or CPU→task in progress): nothing else to do
@@ -44,8 +47,8 @@ pub enum Work {
 ///
 /// # Locks
 /// Takes `mutex`, then `lock`; on [`Work::FixupCpusToTasks`] only `mutex` stays held.
-pub fn work_locked(mm: &mut MmCid, sw: &Switches) -> Work {
-    if mm.users == 0 || !mm.update_deferred || !update_max_cids(mm, sw) {
+pub fn work_locked<S: Storage>(mm: &mut MmCidOf<S>, sw: &Switches) -> Work {
+    if mm.users.n() == 0 || !mm.update_deferred || !update_max_cids(mm, sw) {
         return Work::Done;
     }
     if mm.mode.percpu() {
@@ -59,6 +62,7 @@ pub fn work_locked(mm: &mut MmCid, sw: &Switches) -> Work {
 mod tests {
     use super::*;
     use crate::Mode;
+    use crate::mm::MmCid;
 
     #[test]
     fn growing_affinity_in_percpu_mode_defers_the_switch_back() {

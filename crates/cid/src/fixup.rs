@@ -7,9 +7,9 @@
 //! - tasks→CPUs: no task of the mm owns a plain CID any more;
 //! - CPUs→tasks: no CID of the mm is owned by a CPU any more.
 
-use crate::CpuId;
 use crate::helpers::{drop_on_cpu, transit_to_cpu, transit_to_task, unset_on_task};
-use crate::mm::{MmCid, TaskCid};
+use crate::mm::{MmCidOf, TaskCid};
+use crate::storage::Storage;
 use crate::switches::Switches;
 
 /// One iteration of `mm_cid_fixup_tasks_to_cpus` (7.0, spec 4.7): visit user `t` under its rq
@@ -21,7 +21,12 @@ use crate::switches::Switches;
 ///
 /// # Locks
 /// `mutex` held; takes and releases `t`'s `pi_lock` and rq lock.
-pub fn fixup_tasks_to_cpus_visit(mm: &mut MmCid, t: &mut TaskCid, running_on: Option<CpuId>, sw: &Switches) {
+pub fn fixup_tasks_to_cpus_visit<S: Storage>(
+    mm: &mut MmCidOf<S>,
+    t: &mut TaskCid,
+    running_on: Option<S::Cpu>,
+    sw: &Switches,
+) {
     if !t.cid.on_task() {
         return;
     }
@@ -33,7 +38,12 @@ pub fn fixup_tasks_to_cpus_visit(mm: &mut MmCid, t: &mut TaskCid, running_on: Op
 
 /// `mm_cid_fixup_one` of the budgeted walk (designs.md B.5, switch S4): skips a task that is not
 /// active, and reports whether the task counted against the walk's budget.
-pub fn fixup_one(mm: &mut MmCid, t: &mut TaskCid, running_on: Option<CpuId>, sw: &Switches) -> bool {
+pub fn fixup_one<S: Storage>(
+    mm: &mut MmCidOf<S>,
+    t: &mut TaskCid,
+    running_on: Option<S::Cpu>,
+    sw: &Switches,
+) -> bool {
     if sw.fixup_one_tests_active && !t.active {
         return false;
     }
@@ -47,7 +57,12 @@ pub fn fixup_one(mm: &mut MmCid, t: &mut TaskCid, running_on: Option<CpuId>, sw:
 ///
 /// # Locks
 /// `mutex` held; takes and releases `cpu`'s rq lock.
-pub fn fixup_cpus_to_tasks_visit(mm: &mut MmCid, cpu: CpuId, curr: Option<&mut TaskCid>, sw: &Switches) {
+pub fn fixup_cpus_to_tasks_visit<S: Storage>(
+    mm: &mut MmCidOf<S>,
+    cpu: S::Cpu,
+    curr: Option<&mut TaskCid>,
+    sw: &Switches,
+) {
     let slot = mm.slot(cpu);
     match curr {
         Some(curr) if slot.on_cpu() => {
@@ -71,6 +86,7 @@ pub fn fixup_cpus_to_tasks_visit(mm: &mut MmCid, cpu: CpuId, curr: Option<&mut T
 mod tests {
     use super::*;
     use crate::Cid;
+    use crate::mm::MmCid;
 
     const SW: Switches = Switches::V7_0;
 

@@ -8,22 +8,23 @@
 //! - `exit_cid`: [`exit_cid_locked`] is the `mutex` + `lock` section; a switch back to per-task
 //!   continues with the CPU→task walk; the last user continues with the irq_work / work sync.
 
+use crate::Cid;
 use crate::helpers::{
     Alloc, drop_on_cpu, get_cid, get_cid_retry, transit_to_cpu, transit_to_task, unset_on_task,
 };
-use crate::mm::{MmCid, TaskCid, WarnSite, update_max_cids};
+use crate::mm::{MmCidOf, TaskCid, WarnSite, update_max_cids};
+use crate::storage::{Num, Storage, Users};
 use crate::switches::{ExitLocalSlot, Switches};
-use crate::{Cid, CpuId, TaskId};
 
 /// `sched_mm_cid_add_user(t, mm)`: register `t` (head of `user_list`), count it, re-evaluate the
 /// mode. Returns true if the mode flipped.
 ///
 /// # Locks
 /// `mm.lock` (and `mutex`).
-pub fn add_user(mm: &mut MmCid, t: &mut TaskCid, id: TaskId, sw: &Switches) -> bool {
+pub fn add_user<S: Storage>(mm: &mut MmCidOf<S>, t: &mut TaskCid, id: S::Task, sw: &Switches) -> bool {
     t.active = true;
-    mm.user_list.push_front(id);
-    mm.users += 1;
+    mm.user_list.add_head(id);
+    mm.users = S::Count::of(mm.users.n() + 1);
     update_max_cids(mm, sw)
 }
 
@@ -32,12 +33,12 @@ pub fn add_user(mm: &mut MmCid, t: &mut TaskCid, id: TaskId, sw: &Switches) -> b
 ///
 /// # Locks
 /// `mm.lock` (and `mutex`).
-pub fn remove_user(mm: &mut MmCid, t: &mut TaskCid, id: TaskId, sw: &Switches) -> bool {
+pub fn remove_user<S: Storage>(mm: &mut MmCidOf<S>, t: &mut TaskCid, id: S::Task, sw: &Switches) -> bool {
     t.active = false;
     t.cid = t.cid.strip_transit();
     unset_on_task(mm, t);
-    mm.user_list.remove(id);
-    mm.users -= 1;
+    mm.user_list.del(id);
+    mm.users = S::Count::of(mm.users.n() - 1);
     update_max_cids(mm, sw)
 }
 
@@ -67,18 +68,18 @@ pub enum ForkCid {
 /// # Locks
 /// Takes `mutex`, then `lock` with IRQs off. On [`ForkCid::Done`] both are released; on
 /// [`ForkCid::SpinLocked`] both are held; on a fix-up only `mutex` is held.
-pub fn fork_cid_locked(
-    mm: &mut MmCid,
+pub fn fork_cid_locked<S: Storage>(
+    mm: &mut MmCidOf<S>,
     t: &mut TaskCid,
-    id: TaskId,
+    id: S::Task,
     current: Option<&mut TaskCid>,
-    cpu: CpuId,
+    cpu: S::Cpu,
     sw: &Switches,
 ) -> ForkCid {
     if t.cid != Cid::UNSET {
         mm.faults.warn.get_or_insert(WarnSite::ForkCidNotUnset);
     }
-    if mm.users == 0 {
+    if mm.users.n() == 0 {
         // First user (new process, or after execve): the mode-change result is ignored.
         add_user(mm, t, id, sw);
         return match get_cid(mm) {
@@ -119,7 +120,12 @@ pub fn fork_cid_locked(
 }
 
 /// Another lap of the `get_cid` spin in [`ForkCid::SpinLocked`]; true when the CID was assigned.
-pub fn fork_cid_retry(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, first_user: bool) -> bool {
+pub fn fork_cid_retry<S: Storage>(
+    mm: &mut MmCidOf<S>,
+    t: &mut TaskCid,
+    cpu: S::Cpu,
+    first_user: bool,
+) -> bool {
     let Alloc::Got(c) = get_cid_retry(mm) else {
         return false;
     };
@@ -133,7 +139,7 @@ pub fn fork_cid_retry(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, first_user: b
 /// The tail of `sched_mm_cid_fork` after a CPU→task fix-up: the child gets its own CID, with only
 /// `mutex` held (preemptible). [`Alloc::Spin`] means keep retrying with [`fork_cid_retry`]
 /// (`first_user = false`).
-pub fn fork_cid_after_fixup(mm: &mut MmCid, t: &mut TaskCid) -> Alloc {
+pub fn fork_cid_after_fixup<S: Storage>(mm: &mut MmCidOf<S>, t: &mut TaskCid) -> Alloc {
     let r = get_cid(mm);
     if let Alloc::Got(c) = r {
         t.cid = c;
@@ -162,19 +168,19 @@ pub enum ExitCid {
 ///
 /// # Locks
 /// Takes `mutex`, then `lock` with IRQs off; on [`ExitCid::FixupCpusToTasks`] only `mutex` stays held.
-pub fn exit_cid_locked(
-    mm: &mut MmCid,
+pub fn exit_cid_locked<S: Storage>(
+    mm: &mut MmCidOf<S>,
     t: &mut TaskCid,
-    id: TaskId,
+    id: S::Task,
     current: Option<&mut TaskCid>,
     current_uses_mm: bool,
-    cpu: CpuId,
+    cpu: S::Cpu,
     sw: &Switches,
 ) -> ExitCid {
     if !t.active {
         return ExitCid::NotUser;
     }
-    if mm.users > 1 {
+    if mm.users.n() > 1 {
         // Not the last user.
         let mut switched = remove_user(mm, t, id, sw);
         if switched {
@@ -215,6 +221,7 @@ pub fn exit_cid_locked(
 mod tests {
     use super::*;
     use crate::Mode;
+    use crate::mm::MmCid;
 
     const SW: Switches = Switches::V7_0;
 

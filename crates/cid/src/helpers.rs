@@ -1,9 +1,10 @@
 //! The primitive helpers of spec section 3: allocation (`get_cid`, the stall point), convergence,
 //! and the drop / unset / transit helpers.
 
-use crate::mm::{MmCid, TaskCid};
+use crate::Cid;
+use crate::mm::{MmCidOf, TaskCid};
+use crate::storage::{Num, Storage};
 use crate::switches::Switches;
-use crate::{Cid, CpuId};
 
 /// Result of an allocation attempt: a CID, or the caller is now spinning in `get_cid`'s loop.
 ///
@@ -24,19 +25,16 @@ pub enum Alloc {
 /// The kernel runs `cpu_relax()` between the first attempt and the fallback. The model takes both
 /// attempts in one step: any bit freed between them is below `np` and would be found by either
 /// order, so only the transient "spinning" state between the two disappears.
-pub fn get_cid(mm: &mut MmCid) -> Alloc {
-    match mm
-        .try_get(mm.max_cids as u32)
-        .or_else(|| mm.try_get(mm.np as u32))
-    {
+pub fn get_cid<S: Storage>(mm: &mut MmCidOf<S>) -> Alloc {
+    match mm.try_get(mm.max_cids.n()).or_else(|| mm.try_get(mm.np.n())) {
         Some(c) => Alloc::Got(c),
         None => Alloc::Spin,
     }
 }
 
 /// Another lap of `mm_get_cid`'s spin loop: `cpu_relax(); c = try_get(mm, np)`.
-pub fn get_cid_retry(mm: &mut MmCid) -> Alloc {
-    match mm.try_get(mm.np as u32) {
+pub fn get_cid_retry<S: Storage>(mm: &mut MmCidOf<S>) -> Alloc {
+    match mm.try_get(mm.np.n()) {
         Some(c) => Alloc::Got(c),
         None => Alloc::Spin,
     }
@@ -44,7 +42,7 @@ pub fn get_cid_retry(mm: &mut MmCid) -> Alloc {
 
 /// `mm_cid_converge(mm, orig, max)` (spec 3): pull a CID at or above `max` into `[0, max)` if a
 /// lower bit is free. One attempt, never spins. `orig` has no TRANSIT; ONCPU is kept.
-pub fn converge(mm: &mut MmCid, orig: Cid, max: u32) -> Cid {
+pub fn converge<S: Storage>(mm: &mut MmCidOf<S>, orig: Cid, max: u32) -> Cid {
     let c = orig.strip_cpu();
     if c.index() < max {
         return orig;
@@ -58,7 +56,7 @@ pub fn converge(mm: &mut MmCid, orig: Cid, max: u32) -> Cid {
 
 /// `mm_unset_cid_on_task(t)` (spec 3): `t` gives up its CID; the bit is dropped only if `t` owned
 /// it (a plain value). A borrowed ONCPU value stays with its CPU.
-pub fn unset_on_task(mm: &mut MmCid, t: &mut TaskCid) {
+pub fn unset_on_task<S: Storage>(mm: &mut MmCidOf<S>, t: &mut TaskCid) {
     let c = t.cid;
     t.cid = Cid::UNSET;
     if c.on_task() {
@@ -71,7 +69,7 @@ pub fn unset_on_task(mm: &mut MmCid, t: &mut TaskCid) {
 ///
 /// Switch S5: since 1e83ccd5921a it acts only if the slot really holds ONCPU; 6.19 (C) strips and
 /// drops whatever the slot holds.
-pub fn drop_on_cpu(mm: &mut MmCid, cpu: CpuId, sw: &Switches) {
+pub fn drop_on_cpu<S: Storage>(mm: &mut MmCidOf<S>, cpu: S::Cpu, sw: &Switches) {
     let slot = mm.slot(cpu);
     if sw.drop_on_cpu_guarded && !slot.on_cpu() {
         return;
@@ -83,7 +81,7 @@ pub fn drop_on_cpu(mm: &mut MmCid, cpu: CpuId, sw: &Switches) {
 
 /// `mm_cid_transit_to_task(t, pcp)` (spec 3): a CPU-owned CID that `t` borrows becomes `t`'s
 /// temporary CID, mirrored in the slot. Tests the *task's* CID for ONCPU, not the slot's.
-pub fn transit_to_task(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId) {
+pub fn transit_to_task<S: Storage>(mm: &mut MmCidOf<S>, t: &mut TaskCid, cpu: S::Cpu) {
     if t.cid.on_cpu() {
         t.cid = t.cid.strip_cpu().add_transit();
         mm.set_slot(cpu, t.cid);
@@ -95,7 +93,7 @@ pub fn transit_to_task(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId) {
 ///
 /// Switch S8: 6.19-rc7 (D.2) has no TRANSIT in this direction and hands the CID to the CPU for good
 /// (`transfer_to_cpu`: `t.cid |= ONCPU; slot = t.cid`).
-pub fn transit_to_cpu(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, sw: &Switches) {
+pub fn transit_to_cpu<S: Storage>(mm: &mut MmCidOf<S>, t: &mut TaskCid, cpu: S::Cpu, sw: &Switches) {
     if t.cid.on_task() {
         t.cid = if sw.transit_to_cpu {
             t.cid.add_transit()
@@ -115,6 +113,7 @@ pub fn set_task_cid(t: &mut TaskCid, c: Cid) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mm::MmCid;
 
     fn mm(np: u8) -> MmCid {
         let mut m = MmCid::new(np, (1u16 << np).wrapping_sub(1) as u8);

@@ -1,9 +1,10 @@
 //! Per-mm, per-CPU and per-task CID state (spec 1.2–1.4), and `update_max_cids` /
 //! `complete_transit` (spec 2).
 
-use crate::pool::{CidBitmap, Cleared};
+use crate::pool::Cleared;
+use crate::storage::{Bitmap, Compact, CpuSet, Num, Slots, Stats, Storage};
 use crate::switches::Switches;
-use crate::{Cid, CpuId, Mode, TaskId, mode};
+use crate::{Cid, Mode, TaskId, mode};
 
 /// Largest number of possible CPUs the model supports (slots are a fixed array).
 pub const MAX_CPUS: usize = 8;
@@ -100,39 +101,73 @@ pub struct DropFaults {
 
 /// The CID state of one mm (`struct mm_mm_cid`, spec 1.2) with its per-CPU slots (spec 1.3).
 ///
+/// Generic over its [`Storage`]; `MmCid` without a parameter is the checker's [`Compact`] one.
+///
 /// Locks, per field, as the kernel has them: `mode`, `max_cids` are written under `lock` (mode
 /// also completed under `mutex` alone) and read lock-free; `users`, `user_list` under `mutex` and
 /// `lock`; `nr_cpus_allowed`, `cpus_allowed`, `pcpu_thrs`, `update_deferred` under `lock`; the bitmap
 /// by atomic bit operations only; a slot by its CPU under its rq lock, or remotely with that rq lock
 /// held (fork/exit touch the local slot under `lock` with IRQs off).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
-pub struct MmCid {
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(bound = "")]
+pub struct MmCidOf<S: Storage> {
     /// `num_possible_cpus()`: bitmap size and the hard CID bound (I2).
-    pub np: u8,
+    pub np: S::Count,
     /// Ownership mode (I6, I7). With the two-word representation (S7 off) this is
     /// `percpu ? ONCPU : 0 | transit`, stored as the two words would be.
     pub mode: Mode,
     /// Exclusive allocation / convergence bound.
-    pub max_cids: u8,
+    pub max_cids: S::Count,
     /// Active CID users (I8: equals `user_list.len()` and the number of tasks with `active`).
-    pub users: u8,
+    pub users: S::Count,
     /// Weight of `cpus_allowed` (only grows).
-    pub nr_cpus_allowed: u8,
+    pub nr_cpus_allowed: S::Count,
     /// Union of all affinities seen (only grows).
-    pub cpus_allowed: CpuMask,
+    pub cpus_allowed: S::Mask,
     /// 0 = not per-CPU; else the user count below which the mm switches back to per-task.
-    pub pcpu_thrs: u8,
+    pub pcpu_thrs: S::Count,
     /// A deferred switch back to per-task is queued.
     pub update_deferred: bool,
     /// The active users, newest first.
-    pub user_list: UserList,
+    pub user_list: S::Users,
     /// The CID bitmap (I4).
-    pub bitmap: CidBitmap,
+    pub bitmap: S::Bitmap,
     /// Per-CPU slots (`mm_cid_pcpu.cid`); zero-filled at allocation (spec 1.3).
-    pub pcpu: [Cid; MAX_CPUS],
+    pub pcpu: S::Slots<Cid>,
     /// Drops the kernel would not notice.
     pub faults: DropFaults,
+    /// Traffic counters ([`crate::storage::NoStats`] in the checker: zero-sized).
+    #[serde(skip)]
+    pub stats: S::Stats,
 }
+
+impl<S: Storage> std::hash::Hash for MmCidOf<S> {
+    /// Field by field, as a derive would, but inlinable: the checker hashes every state it stores
+    /// and the derived impl left the slot array's hash out of line (+3% instructions on `mmcid
+    /// check`).
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.np.hash(h);
+        self.mode.hash(h);
+        self.max_cids.hash(h);
+        self.users.hash(h);
+        self.nr_cpus_allowed.hash(h);
+        self.cpus_allowed.hash(h);
+        self.pcpu_thrs.hash(h);
+        self.update_deferred.hash(h);
+        self.user_list.hash(h);
+        self.bitmap.hash(h);
+        let slots = self.pcpu.as_slice();
+        h.write_usize(slots.len());
+        for c in slots {
+            c.hash(h);
+        }
+        self.faults.hash(h);
+    }
+}
+
+/// The checker's compact [`MmCidOf`] (np ≤ 8, ≤ 16 users).
+pub type MmCid = MmCidOf<Compact>;
 
 /// A task's CID state (`struct sched_mm_cid`, spec 1.4). Membership in `user_list` is the node.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
@@ -153,53 +188,79 @@ impl Default for TaskCid {
     }
 }
 
-impl MmCid {
+impl<S: Storage> MmCidOf<S> {
     /// `mm_init_cid(mm, p)` (spec 4.1): `np` possible CPUs, `p`'s affinity `cpus_mask`.
-    pub fn new(np: u8, cpus_mask: CpuMask) -> MmCid {
-        assert!((1..=MAX_CPUS as u8).contains(&np), "np must be in 1..={MAX_CPUS}");
-        MmCid {
+    pub fn new(np: S::Count, cpus_mask: S::Mask) -> MmCidOf<S> {
+        assert!(
+            (1..=S::MAX_NP).contains(&np.n()),
+            "np must be in 1..={}",
+            S::MAX_NP
+        );
+        MmCidOf {
             np,
             mode: Mode::PER_TASK,
-            max_cids: 0,
-            users: 0,
-            nr_cpus_allowed: cpus_mask.count_ones() as u8,
+            max_cids: S::Count::of(0),
+            users: S::Count::of(0),
+            nr_cpus_allowed: S::Count::of(cpus_mask.weight()),
             cpus_allowed: cpus_mask,
-            pcpu_thrs: 0,
+            pcpu_thrs: S::Count::of(0),
             update_deferred: false,
-            user_list: UserList::default(),
-            bitmap: CidBitmap::default(),
-            pcpu: [Cid::default(); MAX_CPUS],
+            user_list: S::Users::default(),
+            bitmap: S::Bitmap::with_bits(np.n()),
+            pcpu: S::Slots::<Cid>::filled(np.n(), Cid::default()),
             faults: DropFaults::default(),
+            stats: S::Stats::default(),
         }
     }
 
     /// The slot of CPU `cpu`.
-    pub fn slot(&self, cpu: CpuId) -> Cid {
-        self.pcpu[cpu as usize]
+    #[inline(always)]
+    pub fn slot(&self, cpu: S::Cpu) -> Cid {
+        self.pcpu.as_slice()[cpu.ix()]
     }
 
     /// `set_local_slot` / a remote slot write (the caller holds that CPU's rq lock, or is that CPU
     /// with `lock` held and IRQs off).
-    pub fn set_slot(&mut self, cpu: CpuId, c: Cid) {
-        self.pcpu[cpu as usize] = c;
+    #[inline(always)]
+    pub fn set_slot(&mut self, cpu: S::Cpu, c: Cid) {
+        self.stats.slot_write();
+        self.pcpu.as_mut_slice()[cpu.ix()] = c;
+    }
+
+    /// `np` as `u32`.
+    #[inline(always)]
+    pub fn np_(&self) -> u32 {
+        self.np.n()
     }
 
     /// Recomputes `max_cids` from `users` and `nr_cpus_allowed` (spec 2).
+    #[inline]
     pub fn recompute_max_cids(&mut self) {
-        self.max_cids = mode::max_cids(self.nr_cpus_allowed as u32, self.users as u32, self.np as u32) as u8;
+        self.max_cids = S::Count::of(mode::max_cids(
+            self.nr_cpus_allowed.n(),
+            self.users.n(),
+            self.np.n(),
+        ));
     }
 
     /// `calc_thrs` for the current `users` and `nr_cpus_allowed`.
-    pub fn calc_thrs(&self) -> u8 {
-        mode::calc_thrs(self.nr_cpus_allowed as u32, self.users as u32, self.np as u32) as u8
+    #[inline]
+    pub fn calc_thrs(&self) -> S::Count {
+        S::Count::of(mode::calc_thrs(
+            self.nr_cpus_allowed.n(),
+            self.users.n(),
+            self.np.n(),
+        ))
     }
 
     /// `try_get(mm, limit)`: the lowest free bit below `limit`, taken atomically (spec 3). The
     /// kernel's find-then-test_and_set can lose a race and return UNSET; the model takes the pair as
     /// one atomic step, which removes only such spurious failures (they lead to another lap of the
     /// same loop).
+    #[inline]
     pub fn try_get(&mut self, limit: u32) -> Option<Cid> {
-        let c = self.bitmap.first_zero(limit.min(self.np as u32))?;
+        let c = self.bitmap.first_zero(limit.min(self.np.n()))?;
+        self.stats.bit_op();
         let was = self.bitmap.test_and_set(c);
         debug_assert!(!was);
         Some(Cid::new(c))
@@ -207,12 +268,13 @@ impl MmCid {
 
     /// `drop(mm, c)`: `clear_bit(c)` with no range check (spec 3), `c` taken as the raw word as the
     /// kernel does. A clear of a free bit or of an index outside the bitmap is recorded in
-    /// [`MmCid::faults`].
+    /// [`MmCidOf::faults`].
     pub fn drop_cid(&mut self, c: Cid) {
         // `clear_bit(cid, bitmap)` takes the stored word as the index: a TRANSIT or UNSET value
         // (6.19's unguarded `drop_on_cpu` of a mirrored slot) names a bit far outside the bitmap.
         let i = c.raw();
-        match self.bitmap.clear(i, self.np as u32) {
+        self.stats.bit_op();
+        match self.bitmap.clear(i, self.np.n()) {
             Cleared::Cleared => {}
             Cleared::WasClear => {
                 self.faults.already_clear.get_or_insert(i);
@@ -230,7 +292,7 @@ impl MmCid {
 ///
 /// # Locks
 /// `mm.lock` held.
-pub fn update_max_cids(mm: &mut MmCid, sw: &Switches) -> bool {
+pub fn update_max_cids<S: Storage>(mm: &mut MmCidOf<S>, sw: &Switches) -> bool {
     // Uses the mode as it was before this call: TRANSIT alone is not per-CPU.
     let percpu = mm.mode.percpu();
     // Unconditional: a fork or exit also consumes a pending deferred switch.
@@ -241,10 +303,10 @@ pub fn update_max_cids(mm: &mut MmCid, sw: &Switches) -> bool {
             mm.pcpu_thrs = mm.calc_thrs();
         }
     } else if mm.users < mm.pcpu_thrs {
-        mm.pcpu_thrs = 0;
+        mm.pcpu_thrs = S::Count::of(0);
     }
     // Mode change required?
-    if percpu == (mm.pcpu_thrs != 0) {
+    if percpu == (mm.pcpu_thrs.n() != 0) {
         return false;
     }
     if sw.one_word_mode {
@@ -252,7 +314,7 @@ pub fn update_max_cids(mm: &mut MmCid, sw: &Switches) -> bool {
         mm.mode = mm.mode.flipped();
     } else {
         // 6.19-rc7 (D.1): two words; TRANSIT only when switching to per-task, no fences.
-        let to_percpu = mm.pcpu_thrs != 0;
+        let to_percpu = mm.pcpu_thrs.n() != 0;
         let transit = mm.mode.in_transit() || !to_percpu;
         mm.mode = Mode::from_parts(to_percpu, transit);
     }
@@ -266,7 +328,7 @@ pub fn update_max_cids(mm: &mut MmCid, sw: &Switches) -> bool {
 ///
 /// # Locks
 /// `mm.mutex` held (only).
-pub fn complete_transit(mm: &mut MmCid, m: Mode, sw: &Switches) {
+pub fn complete_transit<S: Storage>(mm: &mut MmCidOf<S>, m: Mode, sw: &Switches) {
     if sw.one_word_mode {
         mm.mode = m;
     } else if !m.percpu() {

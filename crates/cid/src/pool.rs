@@ -66,7 +66,15 @@ impl CidBitmap {
     }
     /// Iterates the set bits in ascending order.
     pub fn iter(self) -> impl Iterator<Item = u32> {
-        (0..64).filter(move |&c| self.is_set(c))
+        let mut w = self.0;
+        std::iter::from_fn(move || {
+            if w == 0 {
+                return None;
+            }
+            let c = w.trailing_zeros();
+            w &= w - 1;
+            Some(c)
+        })
     }
 }
 

@@ -3,9 +3,10 @@
 //! value ([`SchedinSpin`]) so the caller can keep the CPU visibly spinning.
 
 use crate::helpers::{Alloc, converge, drop_on_cpu, get_cid, get_cid_retry, set_task_cid, unset_on_task};
-use crate::mm::{MmCid, TaskCid};
+use crate::mm::{MmCidOf, TaskCid};
+use crate::storage::{Num, Storage};
 use crate::switches::Switches;
-use crate::{Cid, CpuId, Mode};
+use crate::{Cid, Mode};
 
 /// `mm_cid_schedout(prev)` (spec 4.6): a TRANSIT CID is kept for its final owner if the transition
 /// has completed and the value is in range, and dropped otherwise. Steady CIDs are not touched.
@@ -14,13 +15,13 @@ use crate::{Cid, CpuId, Mode};
 ///
 /// # Locks
 /// The local rq lock (held by the scheduler), IRQs off.
-pub fn schedout(mm: &mut MmCid, prev: &mut TaskCid, cpu: CpuId, sw: &Switches) {
+pub fn schedout<S: Storage>(mm: &mut MmCidOf<S>, prev: &mut TaskCid, cpu: S::Cpu, sw: &Switches) {
     if !prev.cid.in_transit() {
         return; // steady state: touch nothing
     }
     let m = mm.mode;
     let c = prev.cid.strip_transit();
-    if sw.schedout_keeps && !m.in_transit() && c.index() < mm.max_cids as u32 {
+    if sw.schedout_keeps && !m.in_transit() && c.index() < mm.max_cids.n() {
         // Transition completed: keep the CID for its final owner.
         let c = if m.percpu() { c.add_cpu() } else { c };
         mm.set_slot(cpu, c);
@@ -75,7 +76,7 @@ pub enum Schedin {
 ///
 /// # Locks
 /// The local rq lock, IRQs off.
-pub fn schedin(mm: &mut MmCid, next: &mut TaskCid, cpu: CpuId, sw: &Switches) -> Schedin {
+pub fn schedin<S: Storage>(mm: &mut MmCidOf<S>, next: &mut TaskCid, cpu: S::Cpu, sw: &Switches) -> Schedin {
     if !next.active {
         return Schedin::Done;
     }
@@ -89,10 +90,10 @@ pub fn schedin(mm: &mut MmCid, next: &mut TaskCid, cpu: CpuId, sw: &Switches) ->
 }
 
 /// One more lap of the `get_cid` loop a `schedin` is spinning in; on success the slow path finishes.
-pub fn schedin_retry(
-    mm: &mut MmCid,
+pub fn schedin_retry<S: Storage>(
+    mm: &mut MmCidOf<S>,
     next: &mut TaskCid,
-    cpu: CpuId,
+    cpu: S::Cpu,
     spin: SchedinSpin,
     sw: &Switches,
 ) -> Schedin {
@@ -112,8 +113,15 @@ pub fn schedin_retry(
 }
 
 /// `mm_cid_from_task` (spec 4.6): per-task ownership, also used during the CPU→task transition.
-fn from_task(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, cpu_cid: Cid, m: Mode, sw: &Switches) -> Schedin {
-    let max = mm.max_cids as u32;
+fn from_task<S: Storage>(
+    mm: &mut MmCidOf<S>,
+    t: &mut TaskCid,
+    cpu: S::Cpu,
+    cpu_cid: Cid,
+    m: Mode,
+    sw: &Switches,
+) -> Schedin {
+    let max = mm.max_cids.n();
     let mut tc = t.cid;
     if Cid::from_raw(tc.raw() | cpu_cid.raw()).on_task() {
         // Both plain: fast path. Keep tc, mirror it into the slot as a hint.
@@ -144,7 +152,14 @@ fn from_task(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, cpu_cid: Cid, m: Mode,
     from_task_finish(mm, t, cpu, tc, m, sw)
 }
 
-fn from_task_finish(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, tc: Cid, m: Mode, sw: &Switches) -> Schedin {
+fn from_task_finish<S: Storage>(
+    mm: &mut MmCidOf<S>,
+    t: &mut TaskCid,
+    cpu: S::Cpu,
+    tc: Cid,
+    m: Mode,
+    sw: &Switches,
+) -> Schedin {
     if !sw.one_word_mode {
         // 6.19-rc7 (S7 off, D.4): the transit word is loaded here, after any spin, as a second
         // load independent of the percpu load that chose from_task: a step of its own.
@@ -158,15 +173,22 @@ fn from_task_finish(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, tc: Cid, m: Mod
 }
 
 /// 6.19-rc7's `tc |= READ_ONCE(mm.transit)`, then the slot and the task's CID.
-fn finish_with_transit_load(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, tc: Cid) {
+fn finish_with_transit_load<S: Storage>(mm: &mut MmCidOf<S>, t: &mut TaskCid, cpu: S::Cpu, tc: Cid) {
     let tc = Cid::from_raw(tc.raw() | mm.mode.transit_bits());
     mm.set_slot(cpu, tc);
     set_task_cid(t, tc);
 }
 
 /// `mm_cid_from_cpu` (spec 4.6): per-CPU ownership, also used during the task→CPU transition.
-fn from_cpu(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, cpu_cid: Cid, m: Mode, sw: &Switches) -> Schedin {
-    let max = mm.max_cids as u32;
+fn from_cpu<S: Storage>(
+    mm: &mut MmCidOf<S>,
+    t: &mut TaskCid,
+    cpu: S::Cpu,
+    cpu_cid: Cid,
+    m: Mode,
+    sw: &Switches,
+) -> Schedin {
+    let max = mm.max_cids.n();
     let tc = t.cid;
     let mut cpu_cid = cpu_cid;
     if Cid::from_raw(cpu_cid.raw() & tc.raw()).on_cpu() {
@@ -198,7 +220,14 @@ fn from_cpu(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, cpu_cid: Cid, m: Mode, 
     Schedin::Done
 }
 
-fn from_cpu_finish(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, cpu_cid: Cid, m: Mode, sw: &Switches) {
+fn from_cpu_finish<S: Storage>(
+    mm: &mut MmCidOf<S>,
+    t: &mut TaskCid,
+    cpu: S::Cpu,
+    cpu_cid: Cid,
+    m: Mode,
+    sw: &Switches,
+) {
     // Temporary during the transition (S8: 6.19-rc7 has no TRANSIT in this direction).
     let cpu_cid = if sw.transit_to_cpu && m.in_transit() {
         cpu_cid.strip_cpu().add_transit()
@@ -212,6 +241,7 @@ fn from_cpu_finish(mm: &mut MmCid, t: &mut TaskCid, cpu: CpuId, cpu_cid: Cid, m:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mm::MmCid;
 
     const SW: Switches = Switches::V7_0;
 

@@ -3,7 +3,7 @@
 //! Two complete designs that came before the 7.0 rewrite, as plain data and functions in the style
 //! of the rest of this crate: nothing here loops waiting, sleeps or takes a lock. The caller (the
 //! kernel model) holds the locks named under `# Locks`, owns every waiting loop, and is handed each
-//! spin as a value ([`v6_18::LegacyAlloc::Spin`]) to resume with a retry function. Reference:
+//! spin as a value ([`v6_18::LegacyAllocOf::Spin`]) to resume with a retry function. Reference:
 //! `shared/spec/designs.md` section E (E.0–E.2.8), which corrects `shared/spec/kernel-mmcid.md`
 //! section 9 and wins where they differ.
 //!
@@ -43,7 +43,7 @@
 //!   [`v6_3::exit_signals`], [`v6_3::after_execve`], ...).
 //! - 6.18, local side (rq lock held, IRQs off): `switch_out` (`mm_cid_put_lazy`) is one step; `get`
 //!   (`mm_cid_get`) is one step up to the first spin or cut, at which it returns
-//!   [`v6_18::LegacyAlloc::Spin`] with a [`v6_18::GetCont`]. The cuts inside `get` are: waiting for
+//!   [`v6_18::LegacyAllocOf::Spin`] with a [`v6_18::GetCont`]. The cuts inside `get` are: waiting for
 //!   `cid_lock`; each lap of `try_get`'s fallback loop (`first_zero >= nr_cpus_allowed`); between
 //!   the fallback's `first_zero` and its `test_and_set` (so `try_get` can lose a race and fail,
 //!   which is what drives `use_cid_lock`); each lap of `get_slow`'s `repeat try_get` loop.
@@ -93,6 +93,8 @@ pub mod v6_18;
 pub mod v6_3;
 
 use std::fmt;
+
+use crate::storage::Bitmap;
 
 /// A CID as the pre-rewrite kernels store it: a C `int`, −1 (all ones) = none, and in 6.4+ bit 31
 /// (`MM_CID_LAZY_PUT`) marking a value being put lazily.
@@ -259,24 +261,25 @@ impl fmt::Display for OwnershipError {
 
 /// Checks that owners (tasks or slots, given by the CIDs they hold; UNSET entries ignored) name
 /// distinct indices, that each named bit is set, and that no other bit of `bitmap` is set.
-pub(crate) fn check_owners(
-    bitmap: crate::CidBitmap,
+pub(crate) fn check_owners<B: Bitmap>(
+    bitmap: &B,
+    np: u32,
     owned: impl IntoIterator<Item = LegacyCid>,
 ) -> Result<(), OwnershipError> {
-    let mut seen = crate::CidBitmap::default();
+    let mut seen = B::with_bits(np);
     for c in owned {
         if c.is_unset() {
             continue;
         }
         let i = c.index();
-        if i >= crate::CidBitmap::CAPACITY || !bitmap.is_set(i) {
+        if i >= np || !bitmap.is_set(i) {
             return Err(OwnershipError::Unbacked(i));
         }
         if seen.test_and_set(i) {
             return Err(OwnershipError::Duplicate(i));
         }
     }
-    match bitmap.iter().find(|&i| !seen.is_set(i)) {
+    match bitmap.ones().find(|&i| !seen.is_set(i)) {
         Some(i) => Err(OwnershipError::Leaked(i)),
         None => Ok(()),
     }
@@ -331,11 +334,17 @@ mod tests {
     fn owners_and_uniqueness() {
         let b = crate::CidBitmap::from_bits(0b101);
         let (c0, c2) = (LegacyCid::new(0), LegacyCid::new(2));
-        assert_eq!(check_owners(b, [c0, c2.with_lazy(), LegacyCid::UNSET]), Ok(()));
-        assert_eq!(check_owners(b, [c0]), Err(OwnershipError::Leaked(2)));
-        assert_eq!(check_owners(b, [c0, c2, c2]), Err(OwnershipError::Duplicate(2)));
         assert_eq!(
-            check_owners(b, [LegacyCid::new(1)]),
+            check_owners(&b, 4, [c0, c2.with_lazy(), LegacyCid::UNSET]),
+            Ok(())
+        );
+        assert_eq!(check_owners(&b, 4, [c0]), Err(OwnershipError::Leaked(2)));
+        assert_eq!(
+            check_owners(&b, 4, [c0, c2, c2]),
+            Err(OwnershipError::Duplicate(2))
+        );
+        assert_eq!(
+            check_owners(&b, 4, [LegacyCid::new(1)]),
             Err(OwnershipError::Unbacked(1))
         );
         assert_eq!(check_unique([c0, c2, LegacyCid::UNSET, LegacyCid::UNSET]), Ok(()));

@@ -19,14 +19,14 @@
 //! ## Not modelled
 //! `mm_cid_next_scan`, the tick and the rate limit of the scan (time is nondeterminism, see
 //! [`compaction_candidates`]); `mm_users` raised by kernel references (the caller sets
-//! [`Mm618::mm_users`] as it likes); memory ordering (see the module docs of [`super`]).
+//! [`Mm618Of::mm_users`] as it likes); memory ordering (see the module docs of [`super`]).
 
 use super::{LegacyCid, LegacyFaults, OwnershipError};
-use crate::{CidBitmap, CpuId, CpuMask, MAX_CPUS};
+use crate::storage::{Bitmap, Compact, CpuSet, Num, Slots, Stats, Storage};
 
 /// One CPU's slot of an mm (`struct mm_cid`, per CPU).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Slot618 {
+pub struct Slot618Of<S: Storage> {
     /// The CID this CPU holds for the mm: valid (owns its bit), LAZY (owns its bit, being put) or
     /// UNSET.
     pub cid: LegacyCid,
@@ -34,16 +34,19 @@ pub struct Slot618 {
     pub recent_cid: LegacyCid,
     /// Abstract rq clock of the last use (the kernel: ns). Stamped with the caller's `now`; read by
     /// nothing here (time is abstracted, see [`compaction_candidates`]).
-    pub time: u8,
+    pub time: S::Time,
 }
 
-impl Default for Slot618 {
+/// The checker's compact [`Slot618Of`].
+pub type Slot618 = Slot618Of<Compact>;
+
+impl<S: Storage> Default for Slot618Of<S> {
     /// `mm_init_cid`: UNSET, UNSET, 0.
-    fn default() -> Slot618 {
-        Slot618 {
+    fn default() -> Slot618Of<S> {
+        Slot618Of {
             cid: LegacyCid::UNSET,
             recent_cid: LegacyCid::UNSET,
-            time: 0,
+            time: S::Time::default(),
         }
     }
 }
@@ -59,35 +62,62 @@ impl Default for Slot618 {
 /// - `use_cid_lock`, `cid_lock`: **global** in the kernel (one flag and one raw spinlock for all
 ///   mms). They live here so that the design is self-contained; a model with several mms that wants
 ///   the cross-mm contention must share them between its [`Mm618`]s.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Mm618 {
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Mm618Of<S: Storage> {
     /// `nr_cpu_ids`: the bitmap size and the number of slots in use.
-    pub np: u8,
+    pub np: S::Count,
     /// `mm->pcpu_cid`: one slot per possible CPU (`0..np` used).
-    pub pcpu: [Slot618; MAX_CPUS],
+    pub pcpu: S::Slots<Slot618Of<S>>,
     /// `mm_cidmask(mm)`: bit `c` set while some slot (valid or LAZY) or an in-flight put owns `c`.
-    pub cidmask: CidBitmap,
+    pub cidmask: S::Bitmap,
     /// Weight of `cpus_allowed` (only grows).
-    pub nr_cpus_allowed: u8,
+    pub nr_cpus_allowed: S::Count,
     /// `mm_cpus_allowed(mm)`: the union of every affinity set seen (only grows).
-    pub cpus_allowed: CpuMask,
+    pub cpus_allowed: S::Mask,
     /// `mm->max_nr_cid`: the expansion frontier of `try_get` (shrinks to
     /// `min(nr_cpus_allowed, mm_users)` since 6.14).
-    pub max_nr_cid: u8,
+    pub max_nr_cid: S::Count,
     /// `atomic_read(&mm->mm_users)`: at least the number of tasks using the mm (the caller sets it;
     /// kernel references may add more).
-    pub mm_users: u8,
+    pub mm_users: S::Count,
     /// Global `use_cid_lock`: allocations must take `cid_lock` (forward progress).
     pub use_cid_lock: bool,
     /// Global raw spinlock `cid_lock`: the CPU holding it, if any.
-    pub cid_lock: Option<CpuId>,
+    pub cid_lock: Option<S::Cpu>,
     /// Clears the kernel would not notice.
     pub faults: LegacyFaults,
+    /// Traffic counters (zero-sized in the checker).
+    #[serde(skip)]
+    pub stats: S::Stats,
 }
+
+impl<S: Storage> std::hash::Hash for Mm618Of<S> {
+    /// Field by field, as a derive would, but inlinable (see `MmCidOf`'s impl).
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.np.hash(h);
+        let slots = self.pcpu.as_slice();
+        h.write_usize(slots.len());
+        for c in slots {
+            c.hash(h);
+        }
+        self.cidmask.hash(h);
+        self.nr_cpus_allowed.hash(h);
+        self.cpus_allowed.hash(h);
+        self.max_nr_cid.hash(h);
+        self.mm_users.hash(h);
+        self.use_cid_lock.hash(h);
+        self.cid_lock.hash(h);
+        self.faults.hash(h);
+    }
+}
+
+/// The checker's compact [`Mm618Of`].
+pub type Mm618 = Mm618Of<Compact>;
 
 /// A task's CID state in 6.4–6.18.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Task618 {
+pub struct Task618Of<S: Storage> {
     /// `t->mm_cid`: a copy of its CPU's slot while running, UNSET otherwise. What user space reads.
     pub mm_cid: LegacyCid,
     /// `t->last_mm_cid`: the CID it last ran with (for migration), or UNSET.
@@ -95,13 +125,16 @@ pub struct Task618 {
     /// `t->mm_cid_active`.
     pub active: bool,
     /// `t->migrate_from_cpu`: the CPU it last left (`None` = −1, only after `dup`; never reset).
-    pub migrate_from_cpu: Option<CpuId>,
+    pub migrate_from_cpu: Option<S::Cpu>,
 }
 
-impl Default for Task618 {
+/// The checker's compact [`Task618Of`].
+pub type Task618 = Task618Of<Compact>;
+
+impl<S: Storage> Default for Task618Of<S> {
     /// `dup_task_struct` + `init_sched_mm_cid`: no CID, inactive, `migrate_from_cpu = -1`.
-    fn default() -> Task618 {
-        Task618 {
+    fn default() -> Task618Of<S> {
+        Task618Of {
             mm_cid: LegacyCid::UNSET,
             last_mm_cid: LegacyCid::UNSET,
             active: false,
@@ -110,62 +143,66 @@ impl Default for Task618 {
     }
 }
 
-impl Task618 {
+impl<S: Storage> Task618Of<S> {
     /// What user space reads in `rseq::mm_cid` (−1 when the task has no CID).
     pub const fn user_value(&self) -> i32 {
         self.mm_cid.user_value()
     }
 }
 
-impl Mm618 {
+impl<S: Storage> Mm618Of<S> {
     /// `mm_init_cid(mm, p)`: `np` possible CPUs, `p`'s affinity `cpus_mask` (bits `>= np` ignored).
     /// Slots UNSET/UNSET/0, `max_nr_cid = 0`, bitmap clear, `mm_users = 1` (as `mm_init` sets it),
     /// `use_cid_lock = 0`, `cid_lock` free.
-    pub fn new(np: u8, cpus_mask: CpuMask) -> Mm618 {
-        assert!((1..=MAX_CPUS as u8).contains(&np), "np must be in 1..={MAX_CPUS}");
-        let mask = cpus_mask & np_mask(np);
-        Mm618 {
+    pub fn new(np: S::Count, cpus_mask: S::Mask) -> Mm618Of<S> {
+        assert!(
+            (1..=S::MAX_NP).contains(&np.n()),
+            "np must be in 1..={}",
+            S::MAX_NP
+        );
+        let mut mask = cpus_mask;
+        mask.clip(np.n());
+        Mm618Of {
             np,
-            pcpu: [Slot618::default(); MAX_CPUS],
-            cidmask: CidBitmap::default(),
-            nr_cpus_allowed: mask.count_ones() as u8,
+            pcpu: S::Slots::<Slot618Of<S>>::filled(np.n(), Slot618Of::default()),
+            cidmask: S::Bitmap::with_bits(np.n()),
+            nr_cpus_allowed: S::Count::of(mask.weight()),
             cpus_allowed: mask,
-            max_nr_cid: 0,
-            mm_users: 1,
+            max_nr_cid: S::Count::of(0),
+            mm_users: S::Count::of(1),
             use_cid_lock: false,
             cid_lock: None,
             faults: LegacyFaults::default(),
+            stats: S::Stats::default(),
         }
     }
 
     /// The slot of CPU `cpu`.
-    pub fn slot(&self, cpu: CpuId) -> &Slot618 {
-        &self.pcpu[cpu as usize]
+    pub fn slot(&self, cpu: S::Cpu) -> &Slot618Of<S> {
+        &self.pcpu.as_slice()[cpu.ix()]
     }
 
-    fn slot_mut(&mut self, cpu: CpuId) -> &mut Slot618 {
-        &mut self.pcpu[cpu as usize]
+    fn slot_mut(&mut self, cpu: S::Cpu) -> &mut Slot618Of<S> {
+        self.stats.slot_write();
+        &mut self.pcpu.as_mut_slice()[cpu.ix()]
     }
 
     /// `__mm_cid_put(mm, c)`: nothing for a negative value, else `clear_bit(c)` (no range check;
-    /// a bad clear is recorded in [`Mm618::faults`]).
+    /// a bad clear is recorded in [`Mm618Of::faults`]).
     pub fn put_bit(&mut self, c: LegacyCid) {
         if c.user_value() < 0 {
             return;
         }
         let i = c.raw();
-        let r = self.cidmask.clear(i, self.np as u32);
+        self.stats.bit_op();
+        let r = self.cidmask.clear(i, self.np.n());
         self.faults.record(i, r);
     }
 }
 
-fn np_mask(np: u8) -> CpuMask {
-    ((1u16 << np) - 1) as CpuMask
-}
-
-/// `mm_init_cid(mm, p)`: see [`Mm618::new`].
-pub fn mm_init_cid(np: u8, cpus_mask: CpuMask) -> Mm618 {
-    Mm618::new(np, cpus_mask)
+/// `mm_init_cid(mm, p)`: see [`Mm618Of::new`].
+pub fn mm_init_cid<S: Storage>(np: S::Count, cpus_mask: S::Mask) -> Mm618Of<S> {
+    Mm618Of::new(np, cpus_mask)
 }
 
 /// `sched_mm_cid_fork(t)` in `copy_mm`: `active = 1`. No CID until the first switch-in; no cleanup
@@ -173,7 +210,7 @@ pub fn mm_init_cid(np: u8, cpus_mask: CpuMask) -> Mm618 {
 ///
 /// # Locks
 /// None.
-pub fn fork(t: &mut Task618) {
+pub fn fork<S: Storage>(t: &mut Task618Of<S>) {
     t.active = true;
 }
 
@@ -181,7 +218,7 @@ pub fn fork(t: &mut Task618) {
 ///
 /// # Locks
 /// The task's rq lock(s) as `set_task_cpu` requires; only `t` is touched.
-pub fn set_task_cpu(t: &mut Task618, old: CpuId, new: CpuId) {
+pub fn set_task_cpu<S: Storage>(t: &mut Task618Of<S>, old: S::Cpu, new: S::Cpu) {
     if old != new {
         t.migrate_from_cpu = Some(old);
     }
@@ -192,9 +229,11 @@ pub fn set_task_cpu(t: &mut Task618, old: CpuId, new: CpuId) {
 ///
 /// # Locks
 /// The per-mm `cpus_allowed_lock` (the caller also holds p's rq lock and `pi_lock`). One step.
-pub fn update_cpus_allowed(mm: &mut Mm618, mask: CpuMask) {
-    mm.cpus_allowed |= mask & np_mask(mm.np);
-    mm.nr_cpus_allowed = mm.cpus_allowed.count_ones() as u8;
+pub fn update_cpus_allowed<S: Storage>(mm: &mut Mm618Of<S>, mask: impl std::borrow::Borrow<S::Mask>) {
+    let mut mask = mask.borrow().clone();
+    mask.clip(mm.np.n());
+    mm.cpus_allowed.union_with(&mask);
+    mm.nr_cpus_allowed = S::Count::of(mm.cpus_allowed.weight());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -206,7 +245,7 @@ pub fn update_cpus_allowed(mm: &mut Mm618, mask: CpuMask) {
 /// # Locks
 /// The local rq lock, IRQs off. One step (the cmpxchg races with the second cmpxchg of the
 /// remote party; exactly one of them wins and clears).
-pub fn put_lazy(mm: &mut Mm618, cpu: CpuId) {
+pub fn put_lazy<S: Storage>(mm: &mut Mm618Of<S>, cpu: S::Cpu) {
     let c = mm.slot(cpu).cid;
     if !c.is_lazy() {
         return;
@@ -224,7 +263,7 @@ pub fn put_lazy(mm: &mut Mm618, cpu: CpuId) {
 ///
 /// # Locks
 /// The local rq lock, IRQs off. One step.
-pub fn switch_out(mm: &mut Mm618, cpu: CpuId, prev: &mut Task618, now: u8) {
+pub fn switch_out<S: Storage>(mm: &mut Mm618Of<S>, cpu: S::Cpu, prev: &mut Task618Of<S>, now: S::Time) {
     if !prev.active {
         return;
     }
@@ -247,12 +286,12 @@ pub enum SlowStage {
     Forced,
 }
 
-/// Where an allocation resumes: the continuation of [`LegacyAlloc::Spin`].
+/// Where an allocation resumes: the continuation of [`LegacyAllocOf::Spin`].
 ///
 /// Some of these are real busy-waits (the CPU spins with its rq lock held and IRQs off), some only
-/// atomic cuts; [`GetCont::waits`] tells which.
+/// atomic cuts; [`GetContOf::waits`] tells which.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
-pub enum GetCont {
+pub enum GetContOf<S: Storage> {
     /// Spinning on `raw_spin_lock(&cid_lock)`. Once acquired, run `try_get` in stage `then`
     /// (`LockedFirst`; or `Forced`, first setting `use_cid_lock = 1`).
     Lock {
@@ -275,30 +314,36 @@ pub enum GetCont {
         /// The `get_slow` stage this `try_get` runs in.
         stage: SlowStage,
         /// The bit found by `first_zero`.
-        c: u8,
+        c: S::Count,
     },
 }
 
-impl GetCont {
+/// The checker's compact [`GetContOf`].
+pub type GetCont = GetContOf<Compact>;
+
+impl<S: Storage> GetContOf<S> {
     /// True if the CPU is busy-waiting here: a lap of the fallback loop, or `cid_lock` held by
     /// another CPU. False for a mere cut (the next step makes progress or fails).
-    pub fn waits(&self, mm: &Mm618) -> bool {
+    pub fn waits(&self, mm: &Mm618Of<S>) -> bool {
         match self {
-            GetCont::Lock { .. } => mm.cid_lock.is_some(),
-            GetCont::Scan { .. } => mm.cidmask.first_zero(fallback_bound(mm)).is_none(),
-            GetCont::Lap { .. } | GetCont::Set { .. } => false,
+            GetContOf::Lock { .. } => mm.cid_lock.is_some(),
+            GetContOf::Scan { .. } => mm.cidmask.first_zero(fallback_bound(mm)).is_none(),
+            GetContOf::Lap { .. } | GetContOf::Set { .. } => false,
         }
     }
 }
 
 /// Result of an allocation step.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum LegacyAlloc {
+pub enum LegacyAllocOf<S: Storage> {
     /// The task has its CID (slot `cid` and `recent_cid`, `t.mm_cid` and `t.last_mm_cid` written).
     Got(LegacyCid),
     /// Not yet: resume with [`get_retry`] and this continuation as the CPU's next step.
-    Spin(GetCont),
+    Spin(GetContOf<S>),
 }
+
+/// The checker's compact [`LegacyAllocOf`].
+pub type LegacyAlloc = LegacyAllocOf<Compact>;
 
 /// `switch_mm_cid(rq, prev, next)`, next half (designs.md E.2.3): if `next` is active,
 /// `next.mm_cid = next.last_mm_cid = mm_cid_get(rq, next, next.mm)` ([`get`]). `None` if `next` is
@@ -306,7 +351,12 @@ pub enum LegacyAlloc {
 ///
 /// # Locks
 /// The local rq lock, IRQs off. See [`get`] for the steps.
-pub fn switch_in(mm: &mut Mm618, cpu: CpuId, next: &mut Task618, now: u8) -> Option<LegacyAlloc> {
+pub fn switch_in<S: Storage>(
+    mm: &mut Mm618Of<S>,
+    cpu: S::Cpu,
+    next: &mut Task618Of<S>,
+    now: S::Time,
+) -> Option<LegacyAllocOf<S>> {
     next.active.then(|| get(mm, cpu, next, now))
 }
 
@@ -316,20 +366,25 @@ pub fn switch_in(mm: &mut Mm618, cpu: CpuId, next: &mut Task618, now: u8) -> Opt
 /// 3. `__mm_cid_get`: `try_get` (lock-free, or under `cid_lock` if `use_cid_lock`), then the
 ///    forward-progress loop; stamp the time; write the slot's `cid` and `recent_cid`.
 ///
-/// One step up to the first wait or cut, then [`LegacyAlloc::Spin`]; continue with [`get_retry`].
+/// One step up to the first wait or cut, then [`LegacyAllocOf::Spin`]; continue with [`get_retry`].
 /// The shrink/recent/expand part of `try_get` is inside this step (see the module docs of
 /// [`super`] for what that merges).
 ///
 /// # Locks
 /// The local rq lock, IRQs off; `cid_lock` is taken and released inside (the model records the
-/// holder in [`Mm618::cid_lock`]).
-pub fn get(mm: &mut Mm618, cpu: CpuId, t: &mut Task618, now: u8) -> LegacyAlloc {
+/// holder in [`Mm618Of::cid_lock`]).
+pub fn get<S: Storage>(
+    mm: &mut Mm618Of<S>,
+    cpu: S::Cpu,
+    t: &mut Task618Of<S>,
+    now: S::Time,
+) -> LegacyAllocOf<S> {
     let c = mm.slot(cpu).cid;
     if c.is_valid() {
         mm.slot_mut(cpu).time = now;
         t.mm_cid = c;
         t.last_mm_cid = c;
-        return LegacyAlloc::Got(c);
+        return LegacyAllocOf::Got(c);
     }
     if c.is_lazy() {
         mm.slot_mut(cpu).cid = LegacyCid::UNSET;
@@ -343,7 +398,7 @@ pub fn get(mm: &mut Mm618, cpu: CpuId, t: &mut Task618, now: u8) -> LegacyAlloc 
             mm,
             cpu,
             t,
-            GetCont::Lock {
+            GetContOf::Lock {
                 then: SlowStage::LockedFirst,
             },
             now,
@@ -351,27 +406,34 @@ pub fn get(mm: &mut Mm618, cpu: CpuId, t: &mut Task618, now: u8) -> LegacyAlloc 
     }
 }
 
-/// The next step of an allocation that returned [`LegacyAlloc::Spin`]`(cont)`: try `cid_lock`
+/// The next step of an allocation that returned [`LegacyAllocOf::Spin`]`(cont)`: try `cid_lock`
 /// again, rescan, do the pending `test_and_set`, or run another `try_get` lap.
 ///
 /// # Locks
 /// As [`get`].
-pub fn get_retry(mm: &mut Mm618, cpu: CpuId, t: &mut Task618, cont: GetCont, now: u8) -> LegacyAlloc {
+pub fn get_retry<S: Storage>(
+    mm: &mut Mm618Of<S>,
+    cpu: S::Cpu,
+    t: &mut Task618Of<S>,
+    cont: GetContOf<S>,
+    now: S::Time,
+) -> LegacyAllocOf<S> {
     let (stage, r) = match cont {
-        GetCont::Lock { then } => {
+        GetContOf::Lock { then } => {
             assert_ne!(mm.cid_lock, Some(cpu), "cpu {cpu} takes cid_lock twice");
             if mm.cid_lock.is_some() {
-                return LegacyAlloc::Spin(cont);
+                return LegacyAllocOf::Spin(cont);
             }
             mm.cid_lock = Some(cpu);
+            mm.stats.lock();
             if then == SlowStage::Forced {
                 mm.use_cid_lock = true;
             }
             (then, try_get_start(mm, cpu))
         }
-        GetCont::Lap { stage } => (stage, try_get_start(mm, cpu)),
-        GetCont::Scan { stage } => (stage, try_get_scan(mm)),
-        GetCont::Set { stage, c } => (stage, try_get_set(mm, c)),
+        GetContOf::Lap { stage } => (stage, try_get_start(mm, cpu)),
+        GetContOf::Scan { stage } => (stage, try_get_scan(mm)),
+        GetContOf::Set { stage, c } => (stage, try_get_set(mm, c.n())),
     };
     after_try(mm, cpu, t, stage, r, now)
 }
@@ -381,36 +443,40 @@ enum Try {
     Got(u32),
     Fail,
     Scan,
-    Set(u8),
+    Set(u32),
 }
 
 /// The fallback loop's bound: `nr_cpus_allowed` (6.13+), within the `np`-bit bitmap.
-fn fallback_bound(mm: &Mm618) -> u32 {
-    (mm.nr_cpus_allowed as u32).min(mm.np as u32)
+fn fallback_bound<S: Storage>(mm: &Mm618Of<S>) -> u32 {
+    mm.nr_cpus_allowed.n().min(mm.np.n())
 }
 
 /// `__mm_cid_try_get` (6.14–6.18, designs.md E.2.4) up to the first fallback scan: shrink
 /// `max_nr_cid` to `min(nr_cpus_allowed, mm_users)`; reuse `recent_cid` if below `max_nr_cid` and
 /// free; expand `max_nr_cid` one by one while below both bounds, taking the first free bit met;
 /// then the first lap of the fallback loop.
-fn try_get_start(mm: &mut Mm618, cpu: CpuId) -> Try {
-    let nr = mm.nr_cpus_allowed as u32;
-    let users = mm.mm_users as u32;
+fn try_get_start<S: Storage>(mm: &mut Mm618Of<S>, cpu: S::Cpu) -> Try {
+    let nr = mm.nr_cpus_allowed.n();
+    let users = mm.mm_users.n();
     // Shrink (each cmpxchg atomic; one CPU's loop ends with max_nr_cid = min(m, a)).
     let allowed = nr.min(users);
-    if allowed < mm.max_nr_cid as u32 {
-        mm.max_nr_cid = allowed as u8;
+    if allowed < mm.max_nr_cid.n() {
+        mm.max_nr_cid = S::Count::of(allowed);
     }
-    let m = mm.max_nr_cid as u32;
+    let m = mm.max_nr_cid.n();
     // recent_cid fast path.
     let r = mm.slot(cpu).recent_cid;
-    if !r.is_unset() && r.index() < m && !mm.cidmask.test_and_set(r.index()) {
-        return Try::Got(r.index());
+    if !r.is_unset() && r.index() < m {
+        mm.stats.bit_op();
+        if !mm.cidmask.test_and_set(r.index()) {
+            return Try::Got(r.index());
+        }
     }
     // Expand: cmpxchg(max_nr_cid, c -> c + 1), then test_and_set(c).
     let mut c = m;
     while c < nr && c < users {
-        mm.max_nr_cid = (c + 1) as u8;
+        mm.max_nr_cid = S::Count::of(c + 1);
+        mm.stats.bit_op();
         if !mm.cidmask.test_and_set(c) {
             return Try::Got(c);
         }
@@ -421,24 +487,32 @@ fn try_get_start(mm: &mut Mm618, cpu: CpuId) -> Try {
 
 /// One lap of `try_get`'s fallback loop: `c = first_zero(cidmask)`; below `nr_cpus_allowed` →
 /// the `test_and_set` is next, else `cpu_relax` and look again.
-fn try_get_scan(mm: &Mm618) -> Try {
+fn try_get_scan<S: Storage>(mm: &Mm618Of<S>) -> Try {
     match mm.cidmask.first_zero(fallback_bound(mm)) {
-        Some(c) => Try::Set(c as u8),
+        Some(c) => Try::Set(c),
         None => Try::Scan,
     }
 }
 
 /// The fallback's `test_and_set(c)`: −1 if somebody took `c` since the scan.
-fn try_get_set(mm: &mut Mm618, c: u8) -> Try {
-    if mm.cidmask.test_and_set(c as u32) {
+fn try_get_set<S: Storage>(mm: &mut Mm618Of<S>, c: u32) -> Try {
+    mm.stats.bit_op();
+    if mm.cidmask.test_and_set(c) {
         Try::Fail
     } else {
-        Try::Got(c as u32)
+        Try::Got(c)
     }
 }
 
 /// `__mm_cid_get` after a piece of `try_get`: finish on success, else move to the next stage.
-fn after_try(mm: &mut Mm618, cpu: CpuId, t: &mut Task618, stage: SlowStage, r: Try, now: u8) -> LegacyAlloc {
+fn after_try<S: Storage>(
+    mm: &mut Mm618Of<S>,
+    cpu: S::Cpu,
+    t: &mut Task618Of<S>,
+    stage: SlowStage,
+    r: Try,
+    now: S::Time,
+) -> LegacyAllocOf<S> {
     match r {
         Try::Got(c) => {
             match stage {
@@ -456,22 +530,25 @@ fn after_try(mm: &mut Mm618, cpu: CpuId, t: &mut Task618, stage: SlowStage, r: T
             s.recent_cid = c;
             t.mm_cid = c;
             t.last_mm_cid = c;
-            LegacyAlloc::Got(c)
+            LegacyAllocOf::Got(c)
         }
-        Try::Scan => LegacyAlloc::Spin(GetCont::Scan { stage }),
-        Try::Set(c) => LegacyAlloc::Spin(GetCont::Set { stage, c }),
+        Try::Scan => LegacyAllocOf::Spin(GetContOf::Scan { stage }),
+        Try::Set(c) => LegacyAllocOf::Spin(GetContOf::Set {
+            stage,
+            c: S::Count::of(c),
+        }),
         Try::Fail => match stage {
             // Lock-free attempt lost a race: take cid_lock, then force.
-            SlowStage::Unlocked => LegacyAlloc::Spin(GetCont::Lock {
+            SlowStage::Unlocked => LegacyAllocOf::Spin(GetContOf::Lock {
                 then: SlowStage::Forced,
             }),
             SlowStage::LockedFirst => {
                 mm.use_cid_lock = true;
-                LegacyAlloc::Spin(GetCont::Lap {
+                LegacyAllocOf::Spin(GetContOf::Lap {
                     stage: SlowStage::Forced,
                 })
             }
-            SlowStage::Forced => LegacyAlloc::Spin(GetCont::Lap {
+            SlowStage::Forced => LegacyAllocOf::Spin(GetContOf::Lap {
                 stage: SlowStage::Forced,
             }),
         },
@@ -487,7 +564,7 @@ fn after_try(mm: &mut Mm618, cpu: CpuId, t: &mut Task618, stage: SlowStage, r: T
 ///
 /// # Locks
 /// The local rq lock (irqsave). One step (see the module docs of [`super`]).
-pub fn exit_signals(mm: &mut Mm618, cpu: CpuId, t: &mut Task618) {
+pub fn exit_signals<S: Storage>(mm: &mut Mm618Of<S>, cpu: S::Cpu, t: &mut Task618Of<S>) {
     t.active = false;
     let c = mm.slot(cpu).cid;
     mm.slot_mut(cpu).cid = LegacyCid::UNSET;
@@ -502,7 +579,7 @@ pub fn exit_signals(mm: &mut Mm618, cpu: CpuId, t: &mut Task618) {
 ///
 /// # Locks
 /// The local rq lock (irqsave). One step.
-pub fn before_execve(mm: &mut Mm618, cpu: CpuId, t: &mut Task618) {
+pub fn before_execve<S: Storage>(mm: &mut Mm618Of<S>, cpu: S::Cpu, t: &mut Task618Of<S>) {
     exit_signals(mm, cpu, t);
 }
 
@@ -512,7 +589,12 @@ pub fn before_execve(mm: &mut Mm618, cpu: CpuId, t: &mut Task618) {
 ///
 /// # Locks
 /// The local rq lock (irqsave), as [`get`].
-pub fn after_execve(mm: &mut Mm618, cpu: CpuId, t: &mut Task618, now: u8) -> LegacyAlloc {
+pub fn after_execve<S: Storage>(
+    mm: &mut Mm618Of<S>,
+    cpu: S::Cpu,
+    t: &mut Task618Of<S>,
+    now: S::Time,
+) -> LegacyAllocOf<S> {
     t.active = true;
     get(mm, cpu, t, now)
 }
@@ -522,14 +604,17 @@ pub fn after_execve(mm: &mut Mm618, cpu: CpuId, t: &mut Task618, now: u8) -> Leg
 
 /// A migration in progress: the source CPU and the CID being stolen from it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
-pub struct MigrateCont {
+pub struct MigrateContOf<S: Storage> {
     /// `t.migrate_from_cpu`.
-    pub src: CpuId,
+    pub src: S::Cpu,
     /// The source slot's valid CID (`== t.last_mm_cid` when fetched).
     pub cid: LegacyCid,
     /// The destination slot had a `cid` or a `recent_cid` when the migration started.
     pub dst_set: bool,
 }
+
+/// The checker's compact [`MigrateContOf`].
+pub type MigrateCont = MigrateContOf<Compact>;
 
 /// How a migration ended.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
@@ -557,17 +642,20 @@ pub enum MigrateOutcome {
 
 /// A migration step's result.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
-pub enum Migrate {
+pub enum MigrateOf<S: Storage> {
     /// Finished.
     Done(MigrateOutcome),
     /// Fetched; next: [`migrate_steal`].
-    Fetched(MigrateCont),
+    Fetched(MigrateContOf<S>),
     /// The source slot is now `cid|LAZY`; next: [`migrate_complete`] (or [`migrate_unset`]).
-    Stolen(MigrateCont),
+    Stolen(MigrateContOf<S>),
     /// The source slot is UNSET and the bit is owned by this migration, in flight; next:
     /// [`migrate_place`].
-    InFlight(MigrateCont),
+    InFlight(MigrateContOf<S>),
 }
+
+/// The checker's compact [`MigrateOf`].
+pub type Migrate = MigrateOf<Compact>;
 
 /// `sched_mm_cid_migrate_to(dst_rq, t)`, first step: the decision and the fetch
 /// (`__sched_mm_cid_migrate_from_fetch_cid`), on `activate_task` with MIGRATED. The caller skips
@@ -575,29 +663,34 @@ pub enum Migrate {
 ///
 /// # Locks
 /// The **destination** rq lock (held across all migration steps); not the source's.
-pub fn migrate_to(mm: &mut Mm618, dst: CpuId, t: &mut Task618, src_curr_is_active_user: bool) -> Migrate {
+pub fn migrate_to<S: Storage>(
+    mm: &mut Mm618Of<S>,
+    dst: S::Cpu,
+    t: &mut Task618Of<S>,
+    src_curr_is_active_user: bool,
+) -> MigrateOf<S> {
     let Some(src) = t.migrate_from_cpu else {
         t.last_mm_cid = LegacyCid::UNSET;
-        return Migrate::Done(MigrateOutcome::NoSource);
+        return MigrateOf::Done(MigrateOutcome::NoSource);
     };
     let d = mm.slot(dst);
     let dst_set = !d.cid.is_unset() || !d.recent_cid.is_unset();
     if dst_set && mm.mm_users >= mm.nr_cpus_allowed {
-        return Migrate::Done(MigrateOutcome::DstKeeps);
+        return MigrateOf::Done(MigrateOutcome::DstKeeps);
     }
     let last = t.last_mm_cid;
     if last.is_unset() {
-        return Migrate::Done(MigrateOutcome::NothingToMove);
+        return MigrateOf::Done(MigrateOutcome::NothingToMove);
     }
     let s = mm.slot(src).cid;
     if !s.is_valid() || s != last {
-        return Migrate::Done(MigrateOutcome::NothingToMove);
+        return MigrateOf::Done(MigrateOutcome::NothingToMove);
     }
     if src_curr_is_active_user {
         t.last_mm_cid = LegacyCid::UNSET;
-        return Migrate::Done(MigrateOutcome::SrcBusy);
+        return MigrateOf::Done(MigrateOutcome::SrcBusy);
     }
-    Migrate::Fetched(MigrateCont { src, cid: s, dst_set })
+    MigrateOf::Fetched(MigrateContOf { src, cid: s, dst_set })
 }
 
 /// Migration, second step (`__sched_mm_cid_migrate_from_try_steal_cid`, first half):
@@ -605,13 +698,13 @@ pub fn migrate_to(mm: &mut Mm618, dst: CpuId, t: &mut Task618, src_curr_is_activ
 ///
 /// # Locks
 /// The destination rq lock; the source slot is written without its rq lock.
-pub fn migrate_steal(mm: &mut Mm618, m: MigrateCont) -> Migrate {
+pub fn migrate_steal<S: Storage>(mm: &mut Mm618Of<S>, m: MigrateContOf<S>) -> MigrateOf<S> {
     let s = mm.slot_mut(m.src);
     if s.cid != m.cid {
-        return Migrate::Done(MigrateOutcome::StealLost);
+        return MigrateOf::Done(MigrateOutcome::StealLost);
     }
     s.cid = m.cid.with_lazy();
-    Migrate::Stolen(m)
+    MigrateOf::Stolen(m)
 }
 
 /// Migration, third step, first half: recheck `rq(src).curr` (the caller passes it, read now); if
@@ -620,23 +713,23 @@ pub fn migrate_steal(mm: &mut Mm618, m: MigrateCont) -> Migrate {
 ///
 /// # Locks
 /// The destination rq lock.
-pub fn migrate_unset(
-    mm: &mut Mm618,
-    t: &mut Task618,
-    m: MigrateCont,
+pub fn migrate_unset<S: Storage>(
+    mm: &mut Mm618Of<S>,
+    t: &mut Task618Of<S>,
+    m: MigrateContOf<S>,
     src_curr_is_active_user: bool,
-) -> Migrate {
+) -> MigrateOf<S> {
     if src_curr_is_active_user {
         t.last_mm_cid = LegacyCid::UNSET;
-        return Migrate::Done(MigrateOutcome::SrcBusyAfterSteal);
+        return MigrateOf::Done(MigrateOutcome::SrcBusyAfterSteal);
     }
     let s = mm.slot_mut(m.src);
     if s.cid != m.cid.with_lazy() {
-        return Migrate::Done(MigrateOutcome::CompleteLost);
+        return MigrateOf::Done(MigrateOutcome::CompleteLost);
     }
     s.cid = LegacyCid::UNSET;
     s.recent_cid = LegacyCid::UNSET;
-    Migrate::InFlight(m)
+    MigrateOf::InFlight(m)
 }
 
 /// Migration, third step, second half: the destination slot was set → clear the bit; else move
@@ -644,16 +737,21 @@ pub fn migrate_unset(
 ///
 /// # Locks
 /// The destination rq lock.
-pub fn migrate_place(mm: &mut Mm618, dst: CpuId, m: MigrateCont, now: u8) -> Migrate {
+pub fn migrate_place<S: Storage>(
+    mm: &mut Mm618Of<S>,
+    dst: S::Cpu,
+    m: MigrateContOf<S>,
+    now: S::Time,
+) -> MigrateOf<S> {
     if m.dst_set {
         mm.put_bit(m.cid);
-        return Migrate::Done(MigrateOutcome::Dropped);
+        return MigrateOf::Done(MigrateOutcome::Dropped);
     }
     let d = mm.slot_mut(dst);
     d.time = now;
     d.cid = m.cid;
     d.recent_cid = m.cid;
-    Migrate::Done(MigrateOutcome::Moved)
+    MigrateOf::Done(MigrateOutcome::Moved)
 }
 
 /// Migration, third step as one atomic step: [`migrate_unset`] then, if it succeeded,
@@ -662,16 +760,16 @@ pub fn migrate_place(mm: &mut Mm618, dst: CpuId, m: MigrateCont, now: u8) -> Mig
 ///
 /// # Locks
 /// The destination rq lock.
-pub fn migrate_complete(
-    mm: &mut Mm618,
-    dst: CpuId,
-    t: &mut Task618,
-    m: MigrateCont,
+pub fn migrate_complete<S: Storage>(
+    mm: &mut Mm618Of<S>,
+    dst: S::Cpu,
+    t: &mut Task618Of<S>,
+    m: MigrateContOf<S>,
     src_curr_is_active_user: bool,
-    now: u8,
-) -> Migrate {
+    now: S::Time,
+) -> MigrateOf<S> {
     match migrate_unset(mm, t, m, src_curr_is_active_user) {
-        Migrate::InFlight(m) => migrate_place(mm, dst, m, now),
+        MigrateOf::InFlight(m) => migrate_place(mm, dst, m, now),
         r => r,
     }
 }
@@ -698,7 +796,7 @@ pub enum RemoteClear {
 ///
 /// # Locks
 /// None on `cpu` (the scan runs in a task's context on another CPU).
-pub fn remote_clear_mark(mm: &mut Mm618, cpu: CpuId) -> Option<LegacyCid> {
+pub fn remote_clear_mark<S: Storage>(mm: &mut Mm618Of<S>, cpu: S::Cpu) -> Option<LegacyCid> {
     let c = mm.slot(cpu).cid;
     if !c.is_valid() {
         return None;
@@ -714,9 +812,9 @@ pub fn remote_clear_mark(mm: &mut Mm618, cpu: CpuId) -> Option<LegacyCid> {
 ///
 /// # Locks
 /// None on `cpu`; IRQs off locally.
-pub fn remote_clear_unset(
-    mm: &mut Mm618,
-    cpu: CpuId,
+pub fn remote_clear_unset<S: Storage>(
+    mm: &mut Mm618Of<S>,
+    cpu: S::Cpu,
     c: LegacyCid,
     curr_is_active_user: bool,
 ) -> RemoteClear {
@@ -735,7 +833,7 @@ pub fn remote_clear_unset(
 ///
 /// # Locks
 /// None; IRQs off locally.
-pub fn remote_clear_drop(mm: &mut Mm618, c: LegacyCid) -> RemoteClear {
+pub fn remote_clear_drop<S: Storage>(mm: &mut Mm618Of<S>, c: LegacyCid) -> RemoteClear {
     mm.put_bit(c);
     RemoteClear::Cleared
 }
@@ -747,9 +845,9 @@ pub fn remote_clear_drop(mm: &mut Mm618, c: LegacyCid) -> RemoteClear {
 ///
 /// # Locks
 /// None on `cpu`; IRQs off locally.
-pub fn remote_clear_finish(
-    mm: &mut Mm618,
-    cpu: CpuId,
+pub fn remote_clear_finish<S: Storage>(
+    mm: &mut Mm618Of<S>,
+    cpu: S::Cpu,
     c: LegacyCid,
     curr_is_active_user: bool,
 ) -> RemoteClear {
@@ -764,25 +862,25 @@ pub fn remote_clear_finish(
 ///
 /// # Locks
 /// None (racy clock read in the kernel).
-pub fn compaction_refresh(mm: &mut Mm618, cpu: CpuId, now: u8) {
+pub fn compaction_refresh<S: Storage>(mm: &mut Mm618Of<S>, cpu: S::Cpu, now: S::Time) {
     mm.slot_mut(cpu).time = now;
 }
 
 /// The first loop's choice for one CPU, with time abstracted (designs.md E.2.7): a CPU whose `curr`
 /// is not an active user of the mm and whose slot holds a valid CID **may** be remote-cleared (the
 /// kernel: if 100 ms passed since the slot's time). Over-approximates; sound for safety.
-pub fn clear_old_candidate(mm: &Mm618, cpu: CpuId, curr_is_active_user: bool) -> bool {
+pub fn clear_old_candidate<S: Storage>(mm: &Mm618Of<S>, cpu: S::Cpu, curr_is_active_user: bool) -> bool {
     !curr_is_active_user && mm.slot(cpu).cid.is_valid()
 }
 
 /// The second loop's threshold: `w = weight(cidmask)`, read once when the first loop has ended.
-pub fn clear_high_weight(mm: &Mm618) -> u32 {
+pub fn clear_high_weight<S: Storage>(mm: &Mm618Of<S>) -> u32 {
     mm.cidmask.weight()
 }
 
 /// The second loop ("clear high") for one CPU: its slot holds a valid CID `>= w`, so it is
 /// remote-cleared (deterministic given `w`).
-pub fn clear_high_candidate(mm: &Mm618, cpu: CpuId, w: u32) -> bool {
+pub fn clear_high_candidate<S: Storage>(mm: &Mm618Of<S>, cpu: S::Cpu, w: u32) -> bool {
     mm.slot(cpu).cid.valid_index().is_some_and(|c| c >= w)
 }
 
@@ -794,7 +892,10 @@ pub fn clear_high_candidate(mm: &Mm618, cpu: CpuId, w: u32) -> bool {
 ///
 /// The scan itself may run at any return to user space of a non-exiting user task of the mm
 /// (the tick, the 100 ms rate limit and `next_scan` are abstracted away).
-pub fn compaction_candidates(mm: &Mm618, curr_is_user: [bool; MAX_CPUS]) -> (CpuMask, CpuMask) {
+pub fn compaction_candidates(
+    mm: &Mm618,
+    curr_is_user: [bool; crate::MAX_CPUS],
+) -> (crate::CpuMask, crate::CpuMask) {
     let w = clear_high_weight(mm);
     let (mut old, mut high) = (0, 0);
     for cpu in 0..mm.np {
@@ -814,22 +915,22 @@ pub fn compaction_candidates(mm: &Mm618, curr_is_user: [bool; MAX_CPUS]) -> (Cpu
 /// Bit ownership in 6.14–6.18: the bits set in `mm.cidmask` are exactly the indices named by the
 /// slots of CPUs `0..np` (valid: held by that CPU; LAZY: being put, the bit goes with whoever
 /// completes the cmpxchg to UNSET) plus `in_flight`: CIDs taken out of a slot but whose bit is not
-/// yet cleared or placed (a [`RemoteClear::Unset`] or [`Migrate::InFlight`] the caller holds), each
+/// yet cleared or placed (a [`RemoteClear::Unset`] or [`MigrateOf::InFlight`] the caller holds), each
 /// named once. Tasks only hold copies and are not owners.
-pub fn check_ownership(
-    mm: &Mm618,
+pub fn check_ownership<S: Storage>(
+    mm: &Mm618Of<S>,
     in_flight: impl IntoIterator<Item = LegacyCid>,
 ) -> Result<(), OwnershipError> {
-    let slots = mm.pcpu[..mm.np as usize].iter().map(|s| s.cid);
-    super::check_owners(mm.cidmask, slots.chain(in_flight))
+    let slots = mm.pcpu.as_slice()[..mm.np.ix()].iter().map(|s| s.cid);
+    super::check_owners(&mm.cidmask, mm.np.n(), slots.chain(in_flight))
 }
 
 /// I2 for 6.14–6.18 on one running active task: its CID is below the current `nr_cpus_allowed`
 /// (designs.md E.0.8, derived; hence below `nr_cpu_ids`). An UNSET value (the task's `get` has not
 /// finished) passes.
-pub fn check_bound(mm: &Mm618, t: &Task618) -> Result<(), OwnershipError> {
+pub fn check_bound<S: Storage>(mm: &Mm618Of<S>, t: &Task618Of<S>) -> Result<(), OwnershipError> {
     match t.mm_cid.valid_index() {
-        Some(c) if t.active && c >= mm.nr_cpus_allowed as u32 => Err(OwnershipError::OutOfBound(c)),
+        Some(c) if t.active && c >= mm.nr_cpus_allowed.n() => Err(OwnershipError::OutOfBound(c)),
         _ => Ok(()),
     }
 }
@@ -837,7 +938,7 @@ pub fn check_bound(mm: &Mm618, t: &Task618) -> Result<(), OwnershipError> {
 /// Derived: a running active task whose `get` has completed holds a copy of its CPU's slot CID
 /// (possibly marked LAZY since by a remote clear or steal that saw the task and left the put to
 /// it). False means the slot was taken away under a running user.
-pub fn holds_slot_copy(mm: &Mm618, cpu: CpuId, t: &Task618) -> bool {
+pub fn holds_slot_copy<S: Storage>(mm: &Mm618Of<S>, cpu: S::Cpu, t: &Task618Of<S>) -> bool {
     let s = mm.slot(cpu).cid;
     !t.active || (!s.is_unset() && s.clear_lazy() == t.mm_cid)
 }
@@ -845,11 +946,12 @@ pub fn holds_slot_copy(mm: &Mm618, cpu: CpuId, t: &Task618) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CpuId;
 
     const NOW: u8 = 0;
 
     fn mm(np: u8, users: u8) -> Mm618 {
-        let mut m = Mm618::new(np, np_mask(np));
+        let mut m = Mm618::new(np, <u8 as CpuSet>::full(np as u32));
         m.mm_users = users;
         m
     }

@@ -9,7 +9,7 @@
 //! local CPU, touching only the bitmap and the tasks passed in.
 
 use super::{LegacyCid, LegacyFaults, OwnershipError};
-use crate::CidBitmap;
+use crate::storage::{Bitmap, Compact, Num, Stats, Storage};
 
 /// The CID state of one mm in 6.3: `cid_lock` and `cidmask` (designs.md E.1).
 ///
@@ -17,14 +17,21 @@ use crate::CidBitmap;
 /// The bitmap is read and written only under the per-mm `cid_lock` (each function that touches it
 /// is one critical section; the model takes it as one step).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Mm63 {
+#[serde(bound = "")]
+pub struct Mm63Of<S: Storage> {
     /// `nr_cpu_ids`: the bitmap size and the allocation bound.
-    pub np: u8,
+    pub np: S::Count,
     /// `mm_cidmask(mm)`: bit `c` set while some switched-in task holds CID `c`.
-    pub cidmask: CidBitmap,
+    pub cidmask: S::Bitmap,
     /// Clears the kernel would not notice, and −1 handed out.
     pub faults: LegacyFaults,
+    /// Traffic counters (zero-sized in the checker).
+    #[serde(skip)]
+    pub stats: S::Stats,
 }
+
+/// The checker's compact [`Mm63Of`].
+pub type Mm63 = Mm63Of<Compact>;
 
 /// A task's CID state in 6.3 (`t.mm_cid`, `t.mm_cid_active`).
 #[derive(
@@ -44,18 +51,20 @@ impl Task63 {
     }
 }
 
-impl Mm63 {
+impl<S: Storage> Mm63Of<S> {
     /// `mm_init` → `mm_init_cid(mm)`: an mm with `np = nr_cpu_ids` bits, all clear.
-    pub fn new(np: u8) -> Mm63 {
-        assert!(
-            (1..=CidBitmap::CAPACITY as u8).contains(&np),
-            "np must be in 1..={}",
-            CidBitmap::CAPACITY
-        );
-        Mm63 {
+    pub fn new(np: S::Count) -> Mm63Of<S> {
+        let cap = if S::MAX_NP < crate::CidBitmap::CAPACITY {
+            crate::CidBitmap::CAPACITY
+        } else {
+            S::MAX_NP
+        };
+        assert!((1..=cap).contains(&np.n()), "np must be in 1..={cap}");
+        Mm63Of {
             np,
-            cidmask: CidBitmap::default(),
+            cidmask: S::Bitmap::with_bits(np.n()),
             faults: LegacyFaults::default(),
+            stats: S::Stats::default(),
         }
     }
 
@@ -65,8 +74,10 @@ impl Mm63 {
     /// # Locks
     /// Takes `cid_lock` (the model: one step).
     pub fn get(&mut self) -> LegacyCid {
-        match self.cidmask.first_zero(self.np as u32) {
+        self.stats.lock();
+        match self.cidmask.first_zero(self.np.n()) {
             Some(c) => {
+                self.stats.bit_op();
                 self.cidmask.test_and_set(c);
                 LegacyCid::new(c)
             }
@@ -78,7 +89,7 @@ impl Mm63 {
     }
 
     /// `mm_cid_put(mm, c)`: nothing for a negative value, else `clear_bit(c)` (no range check; a
-    /// bad clear is recorded in [`Mm63::faults`]).
+    /// bad clear is recorded in [`Mm63Of::faults`]).
     ///
     /// # Locks
     /// Takes `cid_lock` (the model: one step).
@@ -86,19 +97,21 @@ impl Mm63 {
         if c.user_value() < 0 {
             return;
         }
+        self.stats.lock();
+        self.stats.bit_op();
         let i = c.raw();
-        let r = self.cidmask.clear(i, self.np as u32);
+        let r = self.cidmask.clear(i, self.np.n());
         self.faults.record(i, r);
     }
 }
 
-/// `mm_init_cid(mm)`: clear the bitmap. Called in `mm_init` (that is [`Mm63::new`]) and **again** in
+/// `mm_init_cid(mm)`: clear the bitmap. Called in `mm_init` (that is [`Mm63Of::new`]) and **again** in
 /// `exec_mmap`, after `current` has switched to the new mm (designs.md E.0.1).
 ///
 /// # Locks
 /// None (the mm is not shared yet).
-pub fn mm_init_cid(mm: &mut Mm63) {
-    mm.cidmask = CidBitmap::default();
+pub fn mm_init_cid<S: Storage>(mm: &mut Mm63Of<S>) {
+    mm.cidmask = S::Bitmap::with_bits(mm.np.n());
 }
 
 /// `sched_mm_cid_fork(child)` in `copy_mm`, after `child.mm` is set: `child.active = 1`. The child
@@ -111,17 +124,20 @@ pub fn fork(child: &mut Task63) {
 }
 
 /// The mms of a context switch's two tasks, so that "same mm" can be passed without aliasing.
-pub enum SwitchMms<'a> {
+pub enum SwitchMmsOf<'a, S: Storage> {
     /// `prev.mm == next.mm`.
-    Same(&'a mut Mm63),
+    Same(&'a mut Mm63Of<S>),
     /// Different mms; `None` for a task without an mm (a kernel thread, which is never active).
     Distinct {
         /// `prev.mm`.
-        prev: Option<&'a mut Mm63>,
+        prev: Option<&'a mut Mm63Of<S>>,
         /// `next.mm`.
-        next: Option<&'a mut Mm63>,
+        next: Option<&'a mut Mm63Of<S>>,
     },
 }
+
+/// The checker's compact [`SwitchMmsOf`].
+pub type SwitchMms<'a> = SwitchMmsOf<'a, Compact>;
 
 /// `switch_mm_cid(prev, next)` in `prepare_task_switch` (designs.md E.1):
 /// - prev active and next an active task of the same mm: hand prev's CID to next, no lock, no
@@ -133,9 +149,9 @@ pub enum SwitchMms<'a> {
 ///
 /// # Panics
 /// If an active task's mm is missing from `mms`.
-pub fn switch(mms: SwitchMms<'_>, prev: &mut Task63, next: &mut Task63) {
+pub fn switch<S: Storage>(mms: SwitchMmsOf<'_, S>, prev: &mut Task63, next: &mut Task63) {
     let (mm_prev, mm_next) = match mms {
-        SwitchMms::Same(mm) => {
+        SwitchMmsOf::Same(mm) => {
             if prev.active && next.active {
                 next.mm_cid = prev.mm_cid;
                 prev.mm_cid = LegacyCid::UNSET;
@@ -150,7 +166,7 @@ pub fn switch(mms: SwitchMms<'_>, prev: &mut Task63, next: &mut Task63) {
             }
             return;
         }
-        SwitchMms::Distinct { prev, next } => (prev, next),
+        SwitchMmsOf::Distinct { prev, next } => (prev, next),
     };
     if prev.active {
         let mm = mm_prev.expect("active prev without an mm");
@@ -168,7 +184,7 @@ pub fn switch(mms: SwitchMms<'_>, prev: &mut Task63, next: &mut Task63) {
 ///
 /// # Locks
 /// IRQs off (not the rq lock, designs.md E.0.1); `cid_lock` inside put. One step.
-pub fn exit_signals(mm: &mut Mm63, t: &mut Task63) {
+pub fn exit_signals<S: Storage>(mm: &mut Mm63Of<S>, t: &mut Task63) {
     mm.put(t.mm_cid);
     t.mm_cid = LegacyCid::UNSET;
     t.active = false;
@@ -178,7 +194,7 @@ pub fn exit_signals(mm: &mut Mm63, t: &mut Task63) {
 ///
 /// # Locks
 /// IRQs off; `cid_lock` inside put. One step.
-pub fn before_execve(mm: &mut Mm63, t: &mut Task63) {
+pub fn before_execve<S: Storage>(mm: &mut Mm63Of<S>, t: &mut Task63) {
     exit_signals(mm, t);
 }
 
@@ -189,7 +205,7 @@ pub fn before_execve(mm: &mut Mm63, t: &mut Task63) {
 ///
 /// # Locks
 /// IRQs off; `cid_lock` inside get. One step.
-pub fn after_execve(mm: &mut Mm63, t: &mut Task63) {
+pub fn after_execve<S: Storage>(mm: &mut Mm63Of<S>, t: &mut Task63) {
     t.mm_cid = mm.get();
     t.active = true;
 }
@@ -198,23 +214,23 @@ pub fn after_execve(mm: &mut Mm63, t: &mut Task63) {
 /// this mm, each named once. A task has a non-negative `mm_cid` exactly while it is switched in,
 /// or while it runs `after_execve` and after; so `holders` is the `mm_cid` of every task whose mm
 /// is `mm` (UNSET entries are ignored, so passing all of them is fine).
-pub fn check_ownership(
-    mm: &Mm63,
+pub fn check_ownership<S: Storage>(
+    mm: &Mm63Of<S>,
     holders: impl IntoIterator<Item = LegacyCid>,
 ) -> Result<(), OwnershipError> {
-    super::check_owners(mm.cidmask, holders)
+    super::check_owners(&mm.cidmask, mm.np.n(), holders)
 }
 
 /// I2 for 6.3 on one running task: an active task's `mm_cid` is in `0..nr_cpu_ids`. A −1 (the
 /// allocator found nothing, and user space reads a negative `mm_cid`) is
 /// [`OwnershipError::Negative`].
-pub fn check_bound(mm: &Mm63, t: &Task63) -> Result<(), OwnershipError> {
+pub fn check_bound<S: Storage>(mm: &Mm63Of<S>, t: &Task63) -> Result<(), OwnershipError> {
     if !t.active {
         return Ok(());
     }
     match t.mm_cid.user_value() {
         v if v < 0 => Err(OwnershipError::Negative),
-        v if v as u32 >= mm.np as u32 => Err(OwnershipError::OutOfBound(v as u32)),
+        v if v as u32 >= mm.np.n() => Err(OwnershipError::OutOfBound(v as u32)),
         _ => Ok(()),
     }
 }
