@@ -10,6 +10,8 @@ mod observe;
 mod oracle;
 mod progress;
 mod replay;
+mod sim;
+mod sim_kernel;
 
 use clap::{Parser, Subcommand};
 
@@ -55,6 +57,8 @@ enum Cmd {
     Observe(observe::Args),
     /// Benchmark PerCidCounter against other per-thread/per-CPU counters.
     BenchPercid(bench_percid::Args),
+    /// Simulate every design under real workloads at machine scale, side by side.
+    Sim(sim::Args),
 }
 
 fn main() {
@@ -68,6 +72,7 @@ fn main() {
         Cmd::Explore(a) => oracle::explore(a),
         Cmd::Observe(a) => observe::run(a),
         Cmd::BenchPercid(a) => bench_percid::run(a),
+        Cmd::Sim(a) => sim::run(a),
     };
     std::process::exit(code);
 }
