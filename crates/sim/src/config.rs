@@ -85,6 +85,9 @@ pub struct SimConfig {
     pub seed: u64,
     /// Stop after this many context switches.
     pub switches: u64,
+    /// ... or after this much simulated time (ms), whichever comes first (CPU-bound tasks alone
+    /// on their CPUs never switch).
+    pub max_sim_ms: f64,
     /// Costs.
     pub costs: Costs,
     /// Invariant checking.
@@ -102,6 +105,7 @@ impl SimConfig {
             workload,
             seed,
             switches,
+            max_sim_ms: 3_600_000.0,
             costs: Costs::default(),
             checking: Checking::Sampled,
             series: false,

@@ -117,6 +117,23 @@ pub struct Mm {
     pub high_since: Option<u64>,
 }
 
+/// A workload group's parameters, evaluated for the machine (ns, probabilities).
+#[derive(Clone, Copy, Debug)]
+pub struct GroupRt {
+    /// Mean burst.
+    pub burst: u64,
+    /// Mean sleep (0: CPU bound).
+    pub sleep: u64,
+    /// Probabilities at a burst end: pthread_create, exit, spawn, setaffinity (cumulative).
+    pub p: [f64; 4],
+    /// Most threads per process.
+    pub max_threads: u64,
+    /// Mean bursts of a created or spawned task (×1000, for the exponential).
+    pub child_bursts: u64,
+    /// Probability that a spawn's execve fails.
+    pub exec_fail: f64,
+}
+
 /// A cpuset.
 #[derive(Clone, Debug)]
 pub struct CpuSetDef {
@@ -196,6 +213,8 @@ pub struct Machine {
     free_mms: Vec<u32>,
     /// cpusets (0 = all CPUs).
     pub cpusets: Vec<CpuSetDef>,
+    /// Workload groups, evaluated.
+    pub grt: Vec<GroupRt>,
     idle: WideBitmap,
     events: BinaryHeap<Reverse<(u64, u64)>>,
     /// Random choices.
@@ -254,6 +273,7 @@ impl Machine {
                 mask: WideBitmap::full(np),
                 list: (0..np).collect(),
             }],
+            grt: Vec::new(),
             idle: WideBitmap::full(np),
             events: BinaryHeap::new(),
             rng: Rng::new(cfg.seed),
@@ -266,6 +286,7 @@ impl Machine {
             last_sweep: 0,
             cfg,
         };
+        mm.m.cid_hist = vec![0; np as usize];
         mm.start_workload()?;
         mm.push(mm.cfg.costs.sample_ns, ev(EV_SAMPLE, 0, 0));
         Ok(mm)
@@ -296,6 +317,21 @@ impl Machine {
     fn start_workload(&mut self) -> Result<(), String> {
         let np = self.cfg.cpus;
         let groups = self.workload().groups.clone();
+        for g in &groups {
+            self.grt.push(GroupRt {
+                burst: (g.burst_us * 1000.0) as u64,
+                sleep: (g.sleep_us * 1000.0) as u64,
+                p: [
+                    g.pthread_create,
+                    g.pthread_create + g.exit,
+                    g.pthread_create + g.exit + g.spawn,
+                    g.pthread_create + g.exit + g.spawn + g.setaffinity,
+                ],
+                max_threads: g.max_threads.eval(np)?,
+                child_bursts: (g.child_bursts * 1000.0) as u64,
+                exec_fail: g.exec_fail,
+            });
+        }
         let mut next_first = 0u32;
         for (gi, g) in groups.iter().enumerate() {
             let procs = g.processes.eval(np)?;
@@ -503,7 +539,8 @@ impl Machine {
     /// `progress` is called every 2^16 switches with the switch count.
     pub fn run(&mut self, mut progress: impl FnMut(u64)) {
         let target = self.cfg.switches;
-        while self.m.switches < target && self.violation.is_none() {
+        let end = (self.cfg.max_sim_ms * 1e6) as u64;
+        while self.m.switches < target && self.violation.is_none() && self.now < end {
             let Some(Reverse((t, p))) = self.events.pop() else {
                 break;
             };
@@ -620,9 +657,7 @@ impl Machine {
         let tk = &mut self.tasks[t as usize];
         tk.state = TState::Runnable;
         if tk.burst_left == 0 {
-            let g = &self.cfg.workload.groups[tk.group as usize];
-            let mean = (g.burst_us * 1000.0) as u64;
-            tk.burst_left = self.rng.exp(mean);
+            tk.burst_left = self.rng.exp(self.grt[tk.group as usize].burst);
         }
         self.cpus[cpu as usize].rq.push_back(t);
         self.set_idle(cpu, false);
@@ -797,6 +832,9 @@ impl Machine {
         }
         self.clear_run_cid(cpu);
         if let Some(c) = self.fam.user_cid(t) {
+            if let Some(h) = self.m.cid_hist.get_mut(c as usize) {
+                *h += 1;
+            }
             if !self.fam.running_set(m, c) {
                 let other = (0..self.cfg.cpus)
                     .find(|&o| {
@@ -875,31 +913,29 @@ impl Machine {
                 return crate::ops::begin(self, cpu, crate::ops::Op::exit(t));
             }
         }
-        let g = &self.cfg.workload.groups[tk.group as usize];
-        let (pc, ex, sp, af) = (g.pthread_create, g.exit, g.spawn, g.setaffinity);
-        let sleep_mean = (g.sleep_us * 1000.0) as u64;
-        let max_threads = g.max_threads.eval(self.cfg.cpus).unwrap_or(u64::MAX);
+        let g = self.grt[tk.group as usize];
         let r = (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
         let p = tk.proc;
-        let nthreads = self.procs[p as usize].threads.len() as u64;
-        if r < pc {
-            if nthreads < max_threads {
-                return crate::ops::begin(self, cpu, crate::ops::Op::fork(t));
+        if r < g.p[3] {
+            let nthreads = self.procs[p as usize].threads.len() as u64;
+            if r < g.p[0] {
+                if nthreads < g.max_threads {
+                    return crate::ops::begin(self, cpu, crate::ops::Op::fork(t));
+                }
+            } else if r < g.p[1] {
+                if nthreads > 1 {
+                    return crate::ops::begin(self, cpu, crate::ops::Op::exit(t));
+                }
+            } else if r < g.p[2] {
+                return crate::ops::begin(self, cpu, crate::ops::Op::spawn(t));
+            } else {
+                return crate::ops::begin(self, cpu, crate::ops::Op::affinity(t));
             }
-        } else if r < pc + ex {
-            if nthreads > 1 {
-                return crate::ops::begin(self, cpu, crate::ops::Op::exit(t));
-            }
-        } else if r < pc + ex + sp {
-            return crate::ops::begin(self, cpu, crate::ops::Op::spawn(t));
-        } else if r < pc + ex + sp + af {
-            return crate::ops::begin(self, cpu, crate::ops::Op::affinity(t));
         }
+        let sleep_mean = g.sleep;
         if sleep_mean == 0 {
             // CPU bound: another burst right away
-            let g = &self.cfg.workload.groups[self.tasks[t as usize].group as usize];
-            let mean = (g.burst_us * 1000.0) as u64;
-            self.tasks[t as usize].burst_left = self.rng.exp(mean);
+            self.tasks[t as usize].burst_left = self.rng.exp(g.burst);
             return self.start_user(cpu, 0);
         }
         let d = self.rng.exp(sleep_mean);

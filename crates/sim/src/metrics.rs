@@ -214,6 +214,9 @@ pub struct Metrics {
     pub migrations: u64,
     /// Time series: (simulated ns, sum over mms of range in use, sum of running tasks).
     pub series: Vec<(u64, u32, u32)>,
+    /// Samples per CID: the CID each task has at every return to user space (where a real
+    /// thread would read `rseq::mm_cid`).
+    pub cid_hist: Vec<u64>,
     /// Invariant checks run (cheap per-event checks and full per-mm checks).
     pub checks_cheap: u64,
     /// See `checks_cheap`.

@@ -304,8 +304,7 @@ pub fn step(mc: &mut Machine, cpu: u32, op: Op) {
     let costs = mc.cfg.costs;
     match op {
         Op::Return { t } => {
-            let g = &mc.cfg.workload.groups[mc.tasks[t as usize].group as usize];
-            let mean = (g.burst_us * 1000.0) as u64;
+            let mean = mc.grt[mc.tasks[t as usize].group as usize].burst;
             if mc.tasks[t as usize].burst_left == 0 {
                 mc.tasks[t as usize].burst_left = mc.rng.exp(mean);
             }
@@ -324,12 +323,8 @@ pub fn step(mc: &mut Machine, cpu: u32, op: Op) {
                     mc.mms[m as usize].procs.push(np);
                     (np, 1)
                 } else {
-                    let gr = &mc.cfg.workload.groups[g as usize];
-                    let b = mc
-                        .rng
-                        .exp((gr.child_bursts * 1000.0) as u64)
-                        .div_ceil(1000)
-                        .max(1) as u32;
+                    let cb = mc.grt[g as usize].child_bursts;
+                    let b = mc.rng.exp(cb).div_ceil(1000).max(1) as u32;
                     (p, b)
                 };
                 let c = mc.new_task(proc, m, g, cs, bursts);
@@ -393,8 +388,8 @@ pub fn step(mc: &mut Machine, cpu: u32, op: Op) {
                 let m = mc.tasks[t as usize].mm;
                 mc.after_op(m);
                 if vfork {
-                    let g = &mc.cfg.workload.groups[mc.tasks[t as usize].group as usize];
-                    let ok = !mc.rng.chance(g.exec_fail);
+                    let f = mc.grt[mc.tasks[t as usize].group as usize].exec_fail;
+                    let ok = !mc.rng.chance(f);
                     let ck = &mut mc.tasks[child as usize];
                     ck.exec_pending = Some(ok);
                     ck.vfork_parent = t;
@@ -481,8 +476,8 @@ pub fn step(mc: &mut Machine, cpu: u32, op: Op) {
                     }
                     release_vfork(mc, t);
                     // the new image: a plain process that runs a few bursts, then exits
-                    let g = &mc.cfg.workload.groups[mc.tasks[t as usize].group as usize];
-                    let b = mc.rng.exp((g.child_bursts * 1000.0) as u64).div_ceil(1000).max(1) as u32;
+                    let cb = mc.grt[mc.tasks[t as usize].group as usize].child_bursts;
+                    let b = mc.rng.exp(cb).div_ceil(1000).max(1) as u32;
                     mc.tasks[t as usize].bursts_left = b;
                 } else {
                     mc.m.execs_failed += 1;

@@ -86,6 +86,8 @@ pub struct Outcome {
     pub ops: Ops,
     /// Invariant checks run (cheap, full).
     pub checks: (u64, u64),
+    /// Samples per CID at returns to user space: (CID, samples), CIDs with samples only.
+    pub cid_hist: Vec<(u32, u64)>,
     /// Time series (simulated ms, sum of ID ranges, sum of running tasks); only with
     /// `SimConfig::series`.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -179,6 +181,13 @@ impl Outcome {
                 migrations: m.migrations,
             },
             checks: (m.checks_cheap, m.checks_full),
+            cid_hist: m
+                .cid_hist
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(c, n)| (c as u32, *n))
+                .collect(),
             series: m.series.iter().map(|&(t, a, b)| (t as f64 / 1e6, a, b)).collect(),
         }
     }

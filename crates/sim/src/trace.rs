@@ -105,14 +105,24 @@ fn cid(c: i64) -> String {
     }
 }
 
-/// Renders the last `n` records in CPU columns (only the CPUs that appear), as `mmcid check` prints
-/// traces: a step number, then one column per CPU.
+/// Renders the last `n` records in CPU columns, as `mmcid check` prints traces: one column per
+/// CPU, for the (at most five) CPUs most recently active; events on other CPUs are left out and
+/// counted.
 pub fn render(recs: &[Rec], n: usize) -> String {
-    let recs = &recs[recs.len().saturating_sub(n)..];
-    let mut cpus: Vec<u32> = recs.iter().map(|r| r.cpu).collect();
+    let mut cpus: Vec<u32> = Vec::new();
+    for r in recs.iter().rev() {
+        if !cpus.contains(&r.cpu) {
+            cpus.push(r.cpu);
+        }
+        if cpus.len() == 5 {
+            break;
+        }
+    }
     cpus.sort_unstable();
-    cpus.dedup();
-    const W: usize = 30;
+    let kept: Vec<&Rec> = recs.iter().filter(|r| cpus.contains(&r.cpu)).collect();
+    let omitted = recs.len() - kept.len();
+    let recs = &kept[kept.len().saturating_sub(n)..];
+    const W: usize = 34;
     let mut out = String::new();
     let _ = write!(out, "{:>12} ", "time (ns)");
     for c in &cpus {
@@ -145,6 +155,12 @@ pub fn render(recs: &[Rec], n: usize) -> String {
         };
         let _ = write!(out, "{:>12} {}{}", r.t, " ".repeat(col * W), text);
         out.push('\n');
+    }
+    if omitted > 0 {
+        let _ = writeln!(
+            out,
+            "({omitted} events of the same window on other CPUs not shown)"
+        );
     }
     out
 }
