@@ -287,6 +287,9 @@ impl Machine {
             cfg,
         };
         mm.m.cid_hist = vec![0; np as usize];
+        if np <= 64 {
+            mm.m.cpu_cid = vec![0; (np * np) as usize];
+        }
         mm.start_workload()?;
         mm.push(mm.cfg.costs.sample_ns, ev(EV_SAMPLE, 0, 0));
         Ok(mm)
@@ -833,6 +836,9 @@ impl Machine {
         self.clear_run_cid(cpu);
         if let Some(c) = self.fam.user_cid(t) {
             if let Some(h) = self.m.cid_hist.get_mut(c as usize) {
+                *h += 1;
+            }
+            if let Some(h) = self.m.cpu_cid.get_mut((cpu * self.cfg.cpus + c) as usize) {
                 *h += 1;
             }
             if !self.fam.running_set(m, c) {

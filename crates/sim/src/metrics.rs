@@ -217,6 +217,8 @@ pub struct Metrics {
     /// Samples per CID: the CID each task has at every return to user space (where a real
     /// thread would read `rseq::mm_cid`).
     pub cid_hist: Vec<u64>,
+    /// The same per (CPU, CID), `cpu * np + cid` (machines of up to 64 CPUs only; else empty).
+    pub cpu_cid: Vec<u64>,
     /// Invariant checks run (cheap per-event checks and full per-mm checks).
     pub checks_cheap: u64,
     /// See `checks_cheap`.

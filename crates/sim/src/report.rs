@@ -88,6 +88,8 @@ pub struct Outcome {
     pub checks: (u64, u64),
     /// Samples per CID at returns to user space: (CID, samples), CIDs with samples only.
     pub cid_hist: Vec<(u32, u64)>,
+    /// The same per (CPU, CID): (CPU, CID, samples), non-zero entries (up to 64 CPUs).
+    pub cpu_cid_hist: Vec<(u32, u32, u64)>,
     /// Time series (simulated ms, sum of ID ranges, sum of running tasks); only with
     /// `SimConfig::series`.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -187,6 +189,13 @@ impl Outcome {
                 .enumerate()
                 .filter(|(_, n)| **n > 0)
                 .map(|(c, n)| (c as u32, *n))
+                .collect(),
+            cpu_cid_hist: m
+                .cpu_cid
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, n)| (i as u32 / mc.cfg.cpus, i as u32 % mc.cfg.cpus, *n))
                 .collect(),
             series: m.series.iter().map(|&(t, a, b)| (t as f64 / 1e6, a, b)).collect(),
         }
