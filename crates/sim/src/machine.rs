@@ -647,7 +647,6 @@ impl Machine {
     pub(crate) fn wake(&mut self, t: u32) {
         let cpu = self.place(t);
         self.enqueue(t, cpu);
-        self.rec(cpu, Kind::Wake, t, 0);
     }
 
     fn enqueue(&mut self, t: u32, cpu: u32) {

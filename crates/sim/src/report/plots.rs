@@ -83,7 +83,7 @@ fn range_plot(path: &Path, wl: &str, runs: &[&Outcome]) -> Result<(), String> {
     ch.configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::LowerRight)
         .draw()
         .map_err(err)?;
     root.present().map_err(err)
