@@ -34,6 +34,7 @@ pub mod config;
 pub mod machine;
 pub mod metrics;
 pub mod ops;
+pub mod queue;
 pub mod report;
 pub mod rng;
 pub mod trace;

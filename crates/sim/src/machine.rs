@@ -20,8 +20,7 @@
 //! - A running task whose affinity changes finishes its burst where it is; queued ones move at once.
 //! - Wake-ups do not wait for a spinning CPU's rq lock (walk visits do: that is the stall).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 
 use mmcid_cid::storage::{CpuSet, WideBitmap};
 
@@ -216,7 +215,7 @@ pub struct Machine {
     /// Workload groups, evaluated.
     pub grt: Vec<GroupRt>,
     idle: WideBitmap,
-    events: BinaryHeap<Reverse<(u64, u64)>>,
+    events: crate::queue::Calendar,
     /// Random choices.
     pub rng: Rng,
     /// Metrics.
@@ -275,7 +274,7 @@ impl Machine {
             }],
             grt: Vec::new(),
             idle: WideBitmap::full(np),
-            events: BinaryHeap::new(),
+            events: crate::queue::Calendar::new(),
             rng: Rng::new(cfg.seed),
             m: Metrics::default(),
             ring: Ring::new(48),
@@ -484,7 +483,7 @@ impl Machine {
 
     #[inline]
     fn push(&mut self, t: u64, payload: u64) {
-        self.events.push(Reverse((t, payload)));
+        self.events.push(t, payload);
     }
 
     /// Schedules the CPU's next event at `t` (replacing any pending one).
@@ -544,7 +543,7 @@ impl Machine {
         let target = self.cfg.switches;
         let end = (self.cfg.max_sim_ms * 1e6) as u64;
         while self.m.switches < target && self.violation.is_none() && self.now < end {
-            let Some(Reverse((t, p))) = self.events.pop() else {
+            let Some((t, p)) = self.events.pop() else {
                 break;
             };
             self.now = t;
