@@ -1,4 +1,4 @@
-//! The event queue: a calendar queue (Brown 1988) of 1.024 µs buckets over a 33 ms window, with a
+//! The event queue: a calendar queue (Brown 1988) of 1.024 µs buckets over a 1 ms window, with a
 //! binary heap for the events beyond it.
 //!
 //! A run pushes and pops a few events per context switch; with thousands of sleeping tasks a
@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 const SHIFT: u32 = 10;
-const NB: u64 = 1 << 15;
+const NB: u64 = 1 << 10;
 
 /// A priority queue of `(time, payload)`, least first, for times that never go back below the
 /// last popped one.
