@@ -266,14 +266,8 @@ impl Fam {
                 Ok(())
             }
             K::Lz(l) => v6_18::check_bound(&l.mms[mi], &l.t[ti]).map_err(|e| e.to_string()),
-            K::Ps(p) => {
-                let r = v6_3::check_bound(&p.mms[mi], &p.t[ti]).map_err(|e| e.to_string());
-                if r.is_err() {
-                    // 6.3 hands out -1 when the bitmap is full; user space sees it (counted too)
-                    return r;
-                }
-                Ok(())
-            }
+            // 6.3 hands out -1 when the bitmap is full: user space sees it
+            K::Ps(p) => v6_3::check_bound(&p.mms[mi], &p.t[ti]).map_err(|e| e.to_string()),
         }
     }
 

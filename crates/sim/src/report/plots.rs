@@ -8,6 +8,9 @@ use plotters::prelude::*;
 
 use crate::report::Outcome;
 
+/// A labelled metric of an outcome.
+type Metric<T> = (&'static str, fn(&Outcome) -> T);
+
 const COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -117,12 +120,13 @@ fn cost_plot(path: &Path, wl: &str, runs: &[&Outcome]) -> Result<(), String> {
         .y_desc("shared-line writes / switch")
         .draw()
         .map_err(err)?;
-    let parts: [(&str, RGBColor, fn(&Outcome) -> f64); 3] = [
-        ("bitmap atomics", COLORS[0], |o| o.per_switch.bit_ops),
-        ("slot writes", COLORS[1], |o| o.per_switch.slot_writes),
-        ("lock acquisitions", COLORS[3], |o| o.per_switch.locks),
+    let parts: [Metric<f64>; 3] = [
+        ("bitmap atomics", |o| o.per_switch.bit_ops),
+        ("slot writes", |o| o.per_switch.slot_writes),
+        ("lock acquisitions", |o| o.per_switch.locks),
     ];
-    for (k, (name, c, f)) in parts.into_iter().enumerate() {
+    for (k, (name, f)) in parts.into_iter().enumerate() {
+        let c = [COLORS[0], COLORS[1], COLORS[3]][k];
         ch.draw_series(runs.iter().enumerate().map(|(i, o)| {
             let base: f64 = parts_sum(o, k);
             let v = f(o);
@@ -252,7 +256,7 @@ pub fn write(dir: &Path, outs: &[Outcome]) -> Result<(), String> {
             let _ = write!(html, "<th>{}</th>", o.design);
         }
         html.push_str("</tr>");
-        let rows: [(&str, fn(&Outcome) -> String); 10] = [
+        let rows: [Metric<String>; 10] = [
             ("invariants", |o| {
                 o.violation.as_ref().map_or("ok".into(), |v| {
                     format!("<span class=bad>VIOLATED {}</span>", v.property)
