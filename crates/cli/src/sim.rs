@@ -63,6 +63,10 @@ pub struct Args {
     /// --against-kernel: seconds of real run.
     #[arg(long, default_value_t = 2.0)]
     pub kernel_seconds: f64,
+    /// --against-kernel: CPU-bound single-threaded processes (20 ms bursts, 5 ms sleeps) the
+    /// simulated machine also runs, standing in for the real machine's other load.
+    #[arg(long, default_value_t = 0)]
+    pub kernel_background: u32,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,

@@ -187,12 +187,20 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
     let allowed = cpus.len() as u32;
     let src = format!(
         "name = \"against-kernel\"\ndescription = \"{} threads on {} of {} CPUs, 2 us samples, 60 us sleeps\"\n\
-         [[group]]\nprocesses = 1\nthreads = {}\nburst_us = 2\nsleep_us = 60\ncpuset = {}\n",
+         [[group]]\nprocesses = 1\nthreads = {}\nburst_us = 2\nsleep_us = 60\ncpuset = {}\n{}",
         args.kernel_threads,
         allowed,
         np,
         args.kernel_threads,
-        if allowed >= np { 0 } else { allowed }
+        if allowed >= np { 0 } else { allowed },
+        if args.kernel_background > 0 {
+            format!(
+                "[[group]]\nname = \"background\"\nprocesses = {}\nthreads = 1\nburst_us = 20000\nsleep_us = 5000\n",
+                args.kernel_background
+            )
+        } else {
+            String::new()
+        }
     );
     let w = Workload::from_toml(&src)?;
     // as much simulated time as the real run (each thread wakes every ~62 us, ~2 switches each)
@@ -200,6 +208,7 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
         ((args.kernel_threads as f64 * args.kernel_seconds / 62e-6) * 2.0).clamp(10_000.0, 2e7) as u64;
     let mut sc = SimConfig::new("6.18", np, w, args.seed, switches);
     sc.max_sim_ms = args.kernel_seconds * 1000.0;
+    sc.hist_group = Some(0);
     let sim = mmcid_sim::run(sc, |_| {})?;
     let sim_joint: BTreeMap<(u32, u32), u64> =
         sim.cpu_cid_hist.iter().map(|&(c, i, n)| ((c, i), n)).collect();
@@ -219,7 +228,8 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
         };
         let doc = serde_json::json!({
             "setup": {"threads": args.kernel_threads, "cpus": cpus, "possible_cpus": np,
-                      "seconds": args.kernel_seconds, "sleep_us": 50},
+                      "seconds": args.kernel_seconds, "sleep_us": 50,
+                      "simulated_background_processes": args.kernel_background},
             "kernel": {"source": format!("{:?}", mmcid_rseq::source()), "samples": real.values().sum::<u64>(),
                        "max_cid": real_max, "distinct_cids": kc.len(), "joint": j(&real)},
             "simulated_6_18": {"switches": sim.switches, "sim_ms": sim.sim_ms, "max_cid": sim_max,

@@ -94,6 +94,8 @@ pub struct SimConfig {
     pub checking: Checking,
     /// Keep a time series of the ID range for plots (one point per sample).
     pub series: bool,
+    /// Count the per-CID (and per CPU and CID) samples of this workload group only (None: all).
+    pub hist_group: Option<u16>,
 }
 
 impl SimConfig {
@@ -109,6 +111,7 @@ impl SimConfig {
             costs: Costs::default(),
             checking: Checking::Sampled,
             series: false,
+            hist_group: None,
         }
     }
 }

@@ -833,11 +833,17 @@ impl Machine {
         }
         self.clear_run_cid(cpu);
         if let Some(c) = self.fam.user_cid(t) {
-            if let Some(h) = self.m.cid_hist.get_mut(c as usize) {
-                *h += 1;
-            }
-            if let Some(h) = self.m.cpu_cid.get_mut((cpu * self.cfg.cpus + c) as usize) {
-                *h += 1;
+            if self
+                .cfg
+                .hist_group
+                .is_none_or(|g| g == self.tasks[t as usize].group)
+            {
+                if let Some(h) = self.m.cid_hist.get_mut(c as usize) {
+                    *h += 1;
+                }
+                if let Some(h) = self.m.cpu_cid.get_mut((cpu * self.cfg.cpus + c) as usize) {
+                    *h += 1;
+                }
             }
             if !self.fam.running_set(m, c) {
                 let other = (0..self.cfg.cpus)
