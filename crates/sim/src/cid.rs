@@ -8,7 +8,7 @@ use mmcid_cid::legacy::v6_18::{self, GetContOf, LegacyAllocOf, MigrateOf, Mm618O
 use mmcid_cid::legacy::{LegacyCid, OwnershipError};
 use mmcid_cid::storage::{Bitmap, Stats, Traffic, Users, WideBitmap};
 use mmcid_cid::{MmCidOf, Mode, Schedin, SchedinSpin, Switches, TaskCid, Wide};
-use mmcid_kmodel::{Design, Family};
+use mmcid_kmodel::Design;
 
 use crate::machine::{Machine, NONE, TState, Work};
 
@@ -96,29 +96,39 @@ fn own_err(e: OwnershipError) -> (&'static str, String) {
 
 impl Fam {
     /// The state for a design on `np` CPUs.
-    pub fn new(d: &Design, np: u32) -> Fam {
-        let k = match d.family {
-            Family::Rewrite => K::Rw(Rw {
+    ///
+    /// The family is read from the design table by its tag's variant name (`Rewrite`, `Lazy618`,
+    /// `PerSwitch63`), so that this crate does not depend on what the kernel model calls the tag's
+    /// type; an unknown family is an error.
+    pub fn new(d: &Design, np: u32) -> Result<Fam, String> {
+        let k = match format!("{:?}", d.family).as_str() {
+            "Rewrite" => K::Rw(Rw {
                 sw: d.switches,
                 mms: Vec::new(),
                 t: Vec::new(),
                 spin: vec![None; np as usize],
             }),
-            Family::Lazy618 => K::Lz(Lz {
+            "Lazy618" => K::Lz(Lz {
                 mms: Vec::new(),
                 t: Vec::new(),
                 spin: vec![None; np as usize],
             }),
-            Family::PerSwitch63 => K::Ps(Ps {
+            "PerSwitch63" => K::Ps(Ps {
                 mms: Vec::new(),
                 t: Vec::new(),
             }),
+            other => {
+                return Err(format!(
+                    "design {}: the simulator does not know family {other}",
+                    d.name
+                ));
+            }
         };
-        Fam {
+        Ok(Fam {
             k,
             running: Vec::new(),
             np,
-        }
+        })
     }
 
     /// `mm_init_cid` for mm slot `i`.

@@ -250,7 +250,7 @@ impl Machine {
         cfg.workload.validate()?;
         let np = cfg.cpus;
         let mut mm = Machine {
-            fam: Fam::new(d, np),
+            fam: Fam::new(d, np)?,
             now: 0,
             cpus: (0..np)
                 .map(|_| Cpu {
