@@ -1,19 +1,43 @@
 //! The breadth-first search: [`check`].
+//!
+//! The search runs level by level, and each level in *batches* of frontier chunks, in four
+//! phases (the crate doc's "Parallel levels" explains why this gives the sequential answer):
+//!
+//! 1. **expand** (parallel): every parent of the batch is expanded; each successor is encoded
+//!    (or kept whole) and fingerprinted; with more than one worker, successors already in the
+//!    visited set are recognised here, read-only, and dropped. What is left are *candidates*,
+//!    in (parent, action) order.
+//! 2. **number** (sequential): candidates are inserted into the visited set in that order; a
+//!    new fingerprint gets the next state index, exactly as the sequential search would give it.
+//! 3. **check** (parallel): the properties, and the on-the-fly stall search, run on the new
+//!    states.
+//! 4. **commit** (sequential): in index order, parent links, the next level, the liveness
+//!    graph and the findings are recorded, and the stop conditions are tested state by state,
+//!    so a search that stops stops at the very state the sequential search would stop at.
 
 use crate::EngineError;
-use crate::fingerprint::{collision_probability, fingerprint, mask};
-use crate::frontier::Frontier;
+use crate::chunked::{self, Rss};
+use crate::fingerprint::{Fingerprinter, collision_probability};
+use crate::frontier::{Chunk, Frontier};
 use crate::liveness::{self, Graph, MAX_AGENTS};
 use crate::model::{Agent, Model, PropertyInfo, PropertyKind};
 use crate::observer::{Observer, Progress};
 use crate::parents::{Parents, Step};
-use crate::report::{Cut, Finding, FindingKind, Memory, Options, Report, Trace};
+use crate::report::{Cancel, Cut, Finding, FindingKind, Memory, Options, Report, Trace};
 use crate::seen::Seen;
+use crate::stall::{self, Decision};
 use crate::trace::Replayer;
+use rayon::prelude::*;
 use std::time::Instant;
 
 /// New states between two progress reports inside a level.
 const PROGRESS_EVERY: u64 = 100_000;
+/// Parent states per batch and worker.
+const BATCH_PER_WORKER: usize = 8192;
+/// Marks a graph edge whose target is a candidate of the same batch (resolved in phase 2).
+const CAND: u32 = 1 << 31;
+/// Index not assigned (a candidate past a cut).
+const NONE: u32 = u32::MAX;
 
 /// Explores every state of `model` reachable from its initial states, breadth first, checks
 /// every property in every newly discovered (concrete) state, optionally looks for stalls and
@@ -36,6 +60,9 @@ pub fn check<M: Model>(
             opts.fingerprint_bits
         )));
     }
+    if opts.workers == 0 {
+        return Err(EngineError::InvalidOption("workers must be at least 1".into()));
+    }
     let agents = model.agents();
     if opts.liveness && agents > MAX_AGENTS {
         return Err(EngineError::TooManyAgents {
@@ -43,203 +70,684 @@ pub fn check<M: Model>(
             limit: MAX_AGENTS,
         });
     }
+    let rss_reset = chunked::reset_peak_rss();
     let start = Instant::now();
-    let props = model.properties();
-    let fp_mask = mask(opts.fingerprint_bits);
-    let symmetry = opts.symmetry;
-    let fp_of = |s: &M::State| -> u64 {
-        if symmetry {
-            fingerprint(&model.representative(s)) & fp_mask
-        } else {
-            fingerprint(s) & fp_mask
-        }
+    let pool = if opts.workers > 1 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.workers)
+            .thread_name(|i| format!("mmcid-engine-{i}"))
+            .build()
+            .ok()
+    } else {
+        None
     };
-    let max_states = opts.max_states.unwrap_or(u64::MAX);
+    let workers = pool.as_ref().map_or(1, |p| p.current_num_threads());
+    let fp = Fingerprinter::new(model, opts.symmetry, opts.fingerprint_bits);
+    let mut s = Search {
+        model,
+        opts,
+        props: model.properties(),
+        agents,
+        frontier: Frontier::new(fp.codec()),
+        fp,
+        seen: Seen::new(),
+        parents: Parents::new(),
+        graph: opts.liveness.then(|| Graph::new(agents)),
+        first: Vec::new(),
+        cut: None,
+        transitions: 0,
+        max_depth: 0,
+        stalls: Vec::new(),
+        stalls_undecided: 0,
+        max_states: opts.max_states.unwrap_or(u64::MAX),
+        left_in_batch: 0,
+        start,
+        pool,
+        next_progress: PROGRESS_EVERY,
+        cands_per_parent: 8.0,
+        bytes_per_cand: 64.0,
+    };
+    s.first = vec![None; s.props.len()];
+    s.roots()?;
+    s.search(observer)?;
+    s.progress(observer);
+    observer.done();
+    let rss = chunked::rss();
+    s.report(rss, rss_reset, workers)
+}
 
-    let mut seen = Seen::new();
-    let mut parents = Parents::new();
-    let mut graph = opts.liveness.then(|| Graph::new(agents));
-    let mut first: Vec<Option<(u32, u32)>> = vec![None; props.len()];
-    let mut scratch = Vec::new();
-    let mut cut: Option<Cut> = None;
-    let mut transitions = 0u64;
-    let mut max_depth = 0u32;
-    let mut stalls: Vec<(Agent, u32, u32)> = Vec::new();
-    let mut stalls_undecided = 0u64;
+/// Everything the search keeps between batches.
+struct Search<'m, M: Model> {
+    model: &'m M,
+    opts: &'m Options,
+    props: Vec<PropertyInfo>,
+    agents: usize,
+    fp: Fingerprinter<'m, M>,
+    seen: Seen,
+    parents: Parents,
+    frontier: Frontier<M::State>,
+    graph: Option<Graph>,
+    /// First (state index, depth) firing each property.
+    first: Vec<Option<(u32, u32)>>,
+    cut: Option<Cut>,
+    transitions: u64,
+    max_depth: u32,
+    /// (agent, state index, depth) of each stall found on the fly.
+    stalls: Vec<(Agent, u32, u32)>,
+    stalls_undecided: u64,
+    max_states: u64,
+    /// Parents of the batch that was cut that were not expanded (they count as left on the
+    /// frontier).
+    left_in_batch: u64,
+    start: Instant,
+    pool: Option<rayon::ThreadPool>,
+    next_progress: u64,
+    /// Running averages, for the memory limit's worst case of a batch.
+    cands_per_parent: f64,
+    bytes_per_cand: f64,
+}
 
-    let mut roots = Vec::new();
-    for (i, s) in model.init_states().into_iter().enumerate() {
-        let (idx, new) = seen.insert(fp_of(&s))?;
-        if !new {
-            continue;
-        }
-        parents.push_root(i);
-        if record(model, &s, idx, 0, &props, &mut first, &mut scratch)? && opts.stop_at_first_violation {
-            cut = Some(Cut::FirstViolation);
-        }
-        roots.push((s, idx));
-        if seen.len() as u64 >= max_states {
-            cut = cut.or(Some(Cut::MaxStates));
-        }
-        if cut.is_some() {
-            break;
+/// A batch's successors of one frontier chunk, with everything the later phases need.
+struct Expanded<S> {
+    /// State index of the chunk's first parent.
+    first: u32,
+    /// Actions enabled in each parent.
+    nactions: Vec<u32>,
+    /// Candidates: fingerprint, parent (offset in the chunk), action index.
+    meta: Vec<(u64, u32, u32)>,
+    cands: Cands<S>,
+    /// With liveness: per action of each parent, the target (a state index, or
+    /// `CAND | candidate`) and the label; per parent, the spinning agents (`spin_ends` delimits).
+    edges: Vec<(u32, Agent, bool)>,
+    spins: Vec<Agent>,
+    spin_ends: Vec<u32>,
+    /// Phase 2: each candidate's state index and whether it is new.
+    idx: Vec<u32>,
+    fresh: Vec<bool>,
+    /// Phase 3: (candidate, property) fired; (candidate, agents asked, decision).
+    fired: Vec<(u32, u32)>,
+    decided: Vec<(u32, Vec<Agent>, Decision)>,
+    err: Option<EngineError>,
+    interrupted: bool,
+}
+
+/// Candidate states: whole, or encoded back to back.
+enum Cands<S> {
+    Plain(Vec<Option<S>>),
+    Packed { bytes: Vec<u8>, ends: Vec<u32> },
+}
+
+impl<S> Cands<S> {
+    fn encoding(&self, j: usize) -> &[u8] {
+        match self {
+            Cands::Packed { bytes, ends } => {
+                let from = if j == 0 { 0 } else { ends[j - 1] as usize };
+                &bytes[from..ends[j] as usize]
+            }
+            Cands::Plain(_) => &[],
         }
     }
-
-    let mut frontier = Frontier::new(roots);
-    let mut actions: Vec<M::Action> = Vec::new();
-    let mut spinning = Vec::new();
-    let mut next_progress = PROGRESS_EVERY;
-    let memory_now = |seen: &Seen, parents: &Parents, f: &Frontier<M::State>, g: &Option<Graph>| {
-        seen.bytes() + parents.bytes() + f.bytes() + g.as_ref().map_or(0, Graph::bytes)
-    };
-    let progress = |seen: &Seen, transitions, f: &Frontier<M::State>, memory_bytes| Progress {
-        states: seen.len() as u64,
-        transitions,
-        depth: f.depth(),
-        frontier: f.len() as u64,
-        elapsed_secs: start.elapsed().as_secs_f64(),
-        memory_bytes,
-    };
-
-    'levels: while cut.is_none() && frontier.current_len() > 0 {
-        let depth = frontier.depth();
-        if opts.max_depth.is_some_and(|m| depth >= m) {
-            cut = Some(Cut::MaxDepth);
-            break;
+    fn bytes(&self) -> usize {
+        match self {
+            Cands::Packed { bytes, ends } => bytes.capacity() + ends.capacity() * 4,
+            Cands::Plain(v) => v.capacity() * std::mem::size_of::<Option<S>>(),
         }
-        observer.progress(&progress(
-            &seen,
-            transitions,
-            &frontier,
-            memory_now(&seen, &parents, &frontier, &graph),
-        ));
-        while let Some((state, idx)) = frontier.pop() {
-            debug_assert!(graph.as_ref().is_none_or(|g| g.states() == idx as usize));
+    }
+}
+
+/// What phase 1 and 3 read, shared by the workers.
+struct Ctx<'a, M: Model> {
+    model: &'a M,
+    fp: &'a Fingerprinter<'a, M>,
+    seen: &'a Seen,
+    agents: usize,
+    graph: bool,
+    /// Drop successors already in `seen` (worth it only when others wait for phase 2).
+    filter: bool,
+    props: usize,
+    stall_search: Option<u64>,
+    /// Agents already known to stall (not decided again).
+    stalled: &'a [Agent],
+    cancel: Option<&'a Cancel>,
+}
+
+impl<M: Model> Ctx<'_, M> {
+    /// Phase 1 for one chunk.
+    fn expand(&self, first: u32, chunk: Chunk<M::State>) -> Expanded<M::State> {
+        let packed = matches!(chunk, Chunk::Packed { .. });
+        let mut e = Expanded {
+            first,
+            nactions: Vec::with_capacity(chunk.len()),
+            meta: Vec::new(),
+            cands: if packed {
+                Cands::Packed {
+                    bytes: Vec::new(),
+                    ends: Vec::new(),
+                }
+            } else {
+                Cands::Plain(Vec::new())
+            },
+            edges: Vec::new(),
+            spins: Vec::new(),
+            spin_ends: Vec::new(),
+            idx: Vec::new(),
+            fresh: Vec::new(),
+            fired: Vec::new(),
+            decided: Vec::new(),
+            err: None,
+            interrupted: false,
+        };
+        let mut actions = Vec::new();
+        let mut scratch = Vec::new();
+        let mut spinning = Vec::new();
+        let mut one = |off: u32, state: &M::State, e: &mut Expanded<M::State>| -> bool {
+            if self.cancel.is_some_and(Cancel::is_cancelled) {
+                e.interrupted = true;
+                return false;
+            }
             actions.clear();
-            model.actions(&state, &mut actions);
+            self.model.actions(state, &mut actions);
+            e.nactions.push(actions.len() as u32);
             for (k, action) in actions.iter().enumerate() {
-                let next = model.next_state(&state, action);
-                let (child, new) = seen.insert(fp_of(&next))?;
-                transitions += 1;
-                if let Some(g) = graph.as_mut() {
-                    let agent = model.agent(&state, action);
-                    if agent as usize >= agents {
-                        return Err(EngineError::InvalidAgent { agent, agents });
+                let next = self.model.next_state(state, action);
+                let j = e.meta.len() as u32;
+                let (fp, known) = match &mut e.cands {
+                    Cands::Packed { bytes, ends } => {
+                        let at = bytes.len();
+                        let fp = self.fp.encode(&next, bytes, &mut scratch);
+                        let known = if self.filter { self.seen.get(fp) } else { None };
+                        if known.is_some() {
+                            bytes.truncate(at);
+                        } else {
+                            ends.push(bytes.len() as u32);
+                        }
+                        (fp, known)
                     }
-                    g.push_edge(child, agent, model.is_retry(&state, action));
+                    Cands::Plain(v) => {
+                        let fp = self.fp.of(&next, &mut scratch);
+                        let known = if self.filter { self.seen.get(fp) } else { None };
+                        if known.is_none() {
+                            v.push(Some(next));
+                        }
+                        (fp, known)
+                    }
+                };
+                if known.is_none() {
+                    e.meta.push((fp, off, k as u32));
                 }
-                if !new {
-                    continue;
+                if self.graph {
+                    let agent = self.model.agent(state, action);
+                    if agent as usize >= self.agents {
+                        e.err = Some(EngineError::InvalidAgent {
+                            agent,
+                            agents: self.agents,
+                        });
+                        return false;
+                    }
+                    let retry = self.model.is_retry(state, action);
+                    e.edges.push((known.unwrap_or(CAND | j), agent, retry));
                 }
-                parents.push(idx, k as u32);
-                max_depth = depth + 1;
-                let mut violated = record(model, &next, child, depth + 1, &props, &mut first, &mut scratch)?;
-                if let (Some(limit), None) = (opts.stall_search, graph.as_ref()) {
-                    spinning.clear();
-                    model.spinning(&next, &mut spinning);
-                    spinning.retain(|a| !stalls.iter().any(|(b, _, _)| b == a));
-                    if !spinning.is_empty() {
-                        let d = crate::stall::decide(model, &next, &spinning, symmetry, limit);
-                        stalls_undecided += d.undecided as u64;
+            }
+            if self.graph {
+                spinning.clear();
+                self.model.spinning(state, &mut spinning);
+                if let Some(&agent) = spinning.iter().find(|&&a| a as usize >= self.agents) {
+                    e.err = Some(EngineError::InvalidAgent {
+                        agent,
+                        agents: self.agents,
+                    });
+                    return false;
+                }
+                e.spins.extend_from_slice(&spinning);
+                e.spin_ends.push(e.spins.len() as u32);
+            }
+            true
+        };
+        match &chunk {
+            Chunk::Plain(states) => {
+                for (off, state) in states.iter().enumerate() {
+                    if !one(off as u32, state, &mut e) {
+                        break;
+                    }
+                }
+            }
+            Chunk::Packed { .. } => {
+                for (off, bytes) in chunk.encodings().enumerate() {
+                    let state = self.model.decode(bytes);
+                    if !one(off as u32, &state, &mut e) {
+                        break;
+                    }
+                }
+            }
+        }
+        e
+    }
+
+    /// Phase 3 for one chunk's new states.
+    fn check(&self, e: &mut Expanded<M::State>) {
+        let mut fired = Vec::new();
+        let mut spinning = Vec::new();
+        for j in 0..e.meta.len() {
+            if !e.fresh[j] {
+                continue;
+            }
+            let decoded;
+            let state = match &e.cands {
+                Cands::Plain(v) => v[j].as_ref().expect("a candidate is taken only in phase 4"),
+                Cands::Packed { .. } => {
+                    decoded = self.model.decode(e.cands.encoding(j));
+                    &decoded
+                }
+            };
+            fired.clear();
+            self.model.check(state, &mut fired);
+            for &p in &fired {
+                if p >= self.props {
+                    e.err = Some(EngineError::InvalidProperty {
+                        index: p,
+                        properties: self.props,
+                    });
+                    return;
+                }
+                e.fired.push((j as u32, p as u32));
+            }
+            if let (Some(limit), false) = (self.stall_search, self.graph) {
+                spinning.clear();
+                self.model.spinning(state, &mut spinning);
+                spinning.retain(|a| !self.stalled.contains(a));
+                if !spinning.is_empty() {
+                    let d = stall::decide(self.model, state, &spinning, self.fp, limit, self.cancel);
+                    e.decided.push((j as u32, spinning.clone(), d));
+                }
+            }
+        }
+    }
+}
+
+impl<M: Model> Search<'_, M> {
+    fn roots(&mut self) -> Result<(), EngineError> {
+        let mut scratch = Vec::new();
+        let mut encoded = Vec::new();
+        for (i, s) in self.model.init_states().into_iter().enumerate() {
+            let fp = if self.fp.codec() {
+                encoded.clear();
+                self.fp.encode(&s, &mut encoded, &mut scratch)
+            } else {
+                self.fp.of(&s, &mut scratch)
+            };
+            let (idx, new) = self.seen.insert(fp)?;
+            if !new {
+                continue;
+            }
+            self.parents.push_root(i);
+            let mut fired = Vec::new();
+            self.model.check(&s, &mut fired);
+            let fired: Vec<u32> = fired.into_iter().map(|p| p as u32).collect();
+            if self.record(idx, 0, &fired)? && self.opts.stop_at_first_violation {
+                self.cut = Some(Cut::FirstViolation);
+            }
+            if self.fp.codec() {
+                self.frontier.push_encoded(&encoded);
+            } else {
+                self.frontier.push(s);
+            }
+            if self.seen.len() as u64 >= self.max_states {
+                self.cut = self.cut.or(Some(Cut::MaxStates));
+            }
+            if self.cut.is_some() {
+                break;
+            }
+        }
+        self.frontier.start();
+        Ok(())
+    }
+
+    fn memory_now(&self) -> u64 {
+        self.seen.bytes()
+            + self.parents.bytes()
+            + self.frontier.bytes()
+            + self.graph.as_ref().map_or(0, Graph::bytes)
+    }
+
+    fn progress(&self, observer: &mut dyn Observer) {
+        observer.progress(&Progress {
+            states: self.seen.len() as u64,
+            transitions: self.transitions,
+            depth: self.frontier.depth(),
+            frontier: self.frontier.len() as u64,
+            elapsed_secs: self.start.elapsed().as_secs_f64(),
+            memory_bytes: self.memory_now(),
+        });
+    }
+
+    /// True if the next batch of `parents` states might pass the memory limit.
+    fn over_memory_limit(&self, parents: usize) -> bool {
+        let Some(limit) = self.opts.memory_limit else {
+            return false;
+        };
+        let accounted = self.memory_now();
+        let rss = chunked::rss().map_or(0, |r| r.current);
+        // Worst case of the batch: twice the average successors, all new.
+        let cands = (parents as f64 * self.cands_per_parent * 2.0) as usize + 64;
+        let growth = self.seen.growth_within(cands)
+            + (cands as f64 * (self.bytes_per_cand + 16.0)) as u64 * 2
+            + if self.graph.is_some() {
+                cands as u64 * 12
+            } else {
+                0
+            }
+            + (256 << 10);
+        accounted.max(rss) + growth > limit
+    }
+
+    fn search(&mut self, observer: &mut dyn Observer) -> Result<(), EngineError> {
+        let batch_parents = BATCH_PER_WORKER * self.pool.as_ref().map_or(1, |p| p.current_num_threads());
+        while self.cut.is_none() && self.frontier.current_len() > 0 {
+            let depth = self.frontier.depth();
+            if self.opts.max_depth.is_some_and(|m| depth >= m) {
+                self.cut = Some(Cut::MaxDepth);
+                break;
+            }
+            self.progress(observer);
+            while self.frontier.current_len() > 0 {
+                if self.opts.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+                    self.cut = Some(Cut::Interrupted);
+                    return Ok(());
+                }
+                if self.over_memory_limit(batch_parents.min(self.frontier.current_len())) {
+                    self.cut = Some(Cut::MemoryLimit);
+                    return Ok(());
+                }
+                self.batch(batch_parents)?;
+                self.frontier.note_peak();
+                if self.cut.is_some() {
+                    return Ok(());
+                }
+                if self.seen.len() as u64 >= self.next_progress {
+                    self.next_progress = (self.seen.len() as u64 / PROGRESS_EVERY + 1) * PROGRESS_EVERY;
+                    self.progress(observer);
+                }
+            }
+            self.frontier.advance();
+        }
+        Ok(())
+    }
+
+    /// Expands one batch of the current level (phases 1 to 4).
+    fn batch(&mut self, batch_parents: usize) -> Result<(), EngineError> {
+        let depth = self.frontier.depth();
+        let (first, chunks) = self.frontier.take_chunks(batch_parents);
+        let parents_in_batch: usize = chunks.iter().map(Chunk::len).sum();
+        // Phase 1: expand.
+        let mut firsts = Vec::with_capacity(chunks.len());
+        let mut at = first;
+        for c in &chunks {
+            firsts.push(at);
+            at += c.len() as u32;
+        }
+        let stalled: Vec<Agent> = self.stalls.iter().map(|&(a, _, _)| a).collect();
+        let ctx = self.ctx(&stalled);
+        let mut batch: Vec<Expanded<M::State>> = match &self.pool {
+            Some(pool) if chunks.len() > 1 => pool.install(|| {
+                chunks
+                    .into_par_iter()
+                    .zip(firsts)
+                    .map(|(c, f)| ctx.expand(f, c))
+                    .collect()
+            }),
+            _ => chunks
+                .into_iter()
+                .zip(firsts)
+                .map(|(c, f)| ctx.expand(f, c))
+                .collect(),
+        };
+        if let Some(e) = batch.iter_mut().find_map(|e| e.err.take()) {
+            return Err(e);
+        }
+        if batch.iter().any(|e| e.interrupted) {
+            self.cut = Some(Cut::Interrupted);
+            self.left_in_batch = parents_in_batch as u64;
+            return Ok(());
+        }
+        let cands: usize = batch.iter().map(|e| e.meta.len()).sum();
+        let cand_bytes: usize = batch.iter().map(|e| e.cands.bytes()).sum();
+        if parents_in_batch > 0 {
+            self.cands_per_parent = self.cands_per_parent.max(cands as f64 / parents_in_batch as f64);
+        }
+        if cands > 0 {
+            self.bytes_per_cand = self.bytes_per_cand.max(cand_bytes as f64 / cands as f64);
+        }
+
+        // Phase 2: number the new states in (parent, action) order.
+        let mut full = false;
+        for e in batch.iter_mut() {
+            let n = e.meta.len();
+            e.idx = vec![NONE; n];
+            e.fresh = vec![false; n];
+            for j in 0..n {
+                if full {
+                    break;
+                }
+                let (idx, new) = self.seen.insert(e.meta[j].0)?;
+                e.idx[j] = idx;
+                e.fresh[j] = new;
+                full = new && self.seen.len() as u64 >= self.max_states;
+            }
+        }
+
+        // Phase 3: check the new states.
+        let ctx = self.ctx(&stalled);
+        match &self.pool {
+            Some(pool) if batch.len() > 1 => pool.install(|| batch.par_iter_mut().for_each(|e| ctx.check(e))),
+            _ => batch.iter_mut().for_each(|e| ctx.check(e)),
+        }
+        if let Some(e) = batch.iter_mut().find_map(|e| e.err.take()) {
+            return Err(e);
+        }
+
+        // Phase 4: commit in index order, testing the stop conditions state by state.
+        let mut expanded_before = 0u64; // parents of earlier chunks in this batch
+        let mut transitions_before = self.transitions;
+        for e in batch.iter_mut() {
+            let mut fired = e.fired.iter().peekable();
+            let mut decided = e.decided.iter_mut().peekable();
+            let mut j = 0usize;
+            let mut edge = 0usize;
+            let mut actions_before = 0u64; // actions of earlier parents of this chunk
+            for (off, &nactions) in e.nactions.iter().enumerate() {
+                if let Some(g) = self.graph.as_mut() {
+                    debug_assert_eq!(g.states(), (e.first as usize) + off);
+                    for &(target, agent, retry) in &e.edges[edge..edge + nactions as usize] {
+                        let target = if target & CAND != 0 {
+                            e.idx[(target & !CAND) as usize]
+                        } else {
+                            target
+                        };
+                        g.push_edge(target, agent, retry);
+                    }
+                    edge += nactions as usize;
+                    let from = if off == 0 {
+                        0
+                    } else {
+                        e.spin_ends[off - 1] as usize
+                    };
+                    g.end_state(&e.spins[from..e.spin_ends[off] as usize]);
+                }
+                while j < e.meta.len() && e.meta[j].1 as usize == off {
+                    let cj = j;
+                    j += 1;
+                    if !e.fresh[cj] {
+                        continue;
+                    }
+                    let (_, _, action) = e.meta[cj];
+                    let idx = e.idx[cj];
+                    let parent = e.first + off as u32;
+                    self.parents.push(parent, action);
+                    match &mut e.cands {
+                        Cands::Plain(v) => self.frontier.push(v[cj].take().expect("taken once")),
+                        Cands::Packed { .. } => self.frontier.push_encoded(e.cands.encoding(cj)),
+                    }
+                    self.max_depth = depth + 1;
+                    let mut props = Vec::new();
+                    while let Some(&&(c, p)) = fired.peek() {
+                        if c as usize != cj {
+                            break;
+                        }
+                        props.push(p);
+                        fired.next();
+                    }
+                    let mut violated = self.record(idx, depth + 1, &props)?;
+                    if let Some((_, asked, d)) = decided.next_if(|(c, _, _)| *c as usize == cj) {
+                        // Agents found stalled earlier in this batch are not decided again,
+                        // as the sequential search would not have asked.
+                        let now: Vec<Agent> = asked
+                            .iter()
+                            .copied()
+                            .filter(|a| !self.stalls.iter().any(|(b, _, _)| b == a))
+                            .collect();
+                        let d = if now.len() == asked.len() {
+                            std::mem::replace(
+                                d,
+                                Decision {
+                                    stalled: vec![],
+                                    undecided: false,
+                                },
+                            )
+                        } else if now.is_empty() {
+                            Decision {
+                                stalled: vec![],
+                                undecided: false,
+                            }
+                        } else {
+                            let state = self.decode_cand(&e.cands, cj);
+                            let limit = self.opts.stall_search.expect("decided only with stall search");
+                            stall::decide(
+                                self.model,
+                                &state,
+                                &now,
+                                &self.fp,
+                                limit,
+                                self.opts.cancel.as_ref(),
+                            )
+                        };
+                        self.stalls_undecided += d.undecided as u64;
                         for a in d.stalled {
-                            stalls.push((a, child, depth + 1));
+                            self.stalls.push((a, idx, depth + 1));
                             violated = true;
                         }
                     }
+                    let cut = if violated && self.opts.stop_at_first_violation {
+                        Some(Cut::FirstViolation)
+                    } else if idx as u64 + 1 >= self.max_states {
+                        Some(Cut::MaxStates)
+                    } else {
+                        None
+                    };
+                    if cut.is_some() {
+                        self.cut = cut;
+                        self.transitions = transitions_before + actions_before + action as u64 + 1;
+                        self.left_in_batch = parents_in_batch as u64 - (expanded_before + off as u64 + 1);
+                        self.seen.truncate(idx as usize + 1);
+                        return Ok(());
+                    }
                 }
-                frontier.push(next, child);
-                if violated && opts.stop_at_first_violation {
-                    cut = Some(Cut::FirstViolation);
-                } else if seen.len() as u64 >= max_states {
-                    cut = Some(Cut::MaxStates);
-                }
-                if cut.is_some() {
-                    break 'levels;
-                }
-                if seen.len() as u64 >= next_progress {
-                    next_progress += PROGRESS_EVERY;
-                    observer.progress(&progress(
-                        &seen,
-                        transitions,
-                        &frontier,
-                        memory_now(&seen, &parents, &frontier, &graph),
-                    ));
-                }
+                actions_before += nactions as u64;
             }
-            if let Some(g) = graph.as_mut() {
-                spinning.clear();
-                model.spinning(&state, &mut spinning);
-                if let Some(&agent) = spinning.iter().find(|&&a| a as usize >= agents) {
-                    return Err(EngineError::InvalidAgent { agent, agents });
-                }
-                g.end_state(&spinning);
+            expanded_before += e.nactions.len() as u64;
+            transitions_before += actions_before;
+        }
+        self.transitions = transitions_before;
+        Ok(())
+    }
+
+    fn ctx<'a>(&'a self, stalled: &'a [Agent]) -> Ctx<'a, M> {
+        Ctx {
+            model: self.model,
+            fp: &self.fp,
+            seen: &self.seen,
+            agents: self.agents,
+            graph: self.graph.is_some(),
+            filter: self.pool.is_some(),
+            props: self.props.len(),
+            stall_search: self.opts.stall_search,
+            stalled,
+            cancel: self.opts.cancel.as_ref(),
+        }
+    }
+
+    fn decode_cand(&self, cands: &Cands<M::State>, j: usize) -> M::State {
+        match cands {
+            Cands::Plain(v) => v[j].clone().expect("not yet taken"),
+            Cands::Packed { .. } => self.model.decode(cands.encoding(j)),
+        }
+    }
+
+    /// Records the properties `fired` in state `idx` (remembering the first state firing each).
+    /// Returns whether an `Always` property fired.
+    fn record(&mut self, idx: u32, depth: u32, fired: &[u32]) -> Result<bool, EngineError> {
+        let mut violated = false;
+        for &p in fired {
+            let info = self.props.get(p as usize).ok_or(EngineError::InvalidProperty {
+                index: p as usize,
+                properties: self.props.len(),
+            })?;
+            violated |= info.kind == PropertyKind::Always;
+            if self.first[p as usize].is_none() {
+                self.first[p as usize] = Some((idx, depth));
             }
         }
-        frontier.advance();
+        Ok(violated)
     }
-    observer.progress(&progress(
-        &seen,
-        transitions,
-        &frontier,
-        memory_now(&seen, &parents, &frontier, &graph),
-    ));
-    observer.done();
 
-    // Findings, each with a replayed shortest trace.
-    let replayer = Replayer {
-        model,
-        seen: &seen,
-        symmetry,
-        mask: fp_mask,
-    };
-    let mut findings = Vec::new();
-    for (p, hit) in first.iter().enumerate() {
-        let Some((idx, depth)) = *hit else { continue };
-        let (root, init, steps) = parents.path_to(idx);
-        let (actions, _) = replayer.replay(root, init, &steps)?;
-        findings.push(Finding {
-            property: Some(p),
-            kind: match props[p].kind {
-                PropertyKind::Always => FindingKind::Invariant,
-                PropertyKind::Sometimes => FindingKind::Sometimes,
-            },
-            agent: None,
-            depth,
-            trace: Trace {
-                init,
-                actions,
-                cycle_start: None,
-            },
-        });
-    }
-    for &(agent, idx, depth) in &stalls {
-        let (root, init, steps) = parents.path_to(idx);
-        let (actions, _) = replayer.replay(root, init, &steps)?;
-        findings.push(Finding {
-            property: None,
-            kind: FindingKind::Stall,
-            agent: Some(agent),
-            depth,
-            trace: Trace {
-                init,
-                actions,
-                cycle_start: None,
-            },
-        });
-    }
-    let complete = cut.is_none();
-    let liveness_checked = complete && graph.is_some();
-    if let (true, Some(g)) = (complete, graph.as_ref()) {
-        let analysis = liveness::analyze(g, agents);
-        for stall in &analysis.stalls {
-            let (root, init, steps) = parents.path_to(stall.state);
+    fn report(
+        self,
+        rss: Option<Rss>,
+        rss_reset: bool,
+        workers: usize,
+    ) -> Result<Report<M::Action>, EngineError> {
+        let Search {
+            model,
+            opts,
+            props,
+            agents,
+            fp,
+            seen,
+            parents,
+            frontier,
+            graph,
+            first,
+            cut,
+            transitions,
+            max_depth,
+            stalls,
+            stalls_undecided,
+            left_in_batch,
+            start,
+            ..
+        } = self;
+        // Findings, each with a replayed shortest trace.
+        let replayer = Replayer {
+            model,
+            seen: &seen,
+            fp,
+        };
+        let mut findings = Vec::new();
+        let traced = |idx: u32| -> Result<(usize, Vec<M::Action>, usize), EngineError> {
+            let (root, init, steps) = parents.path_to(idx);
             let (actions, _) = replayer.replay(root, init, &steps)?;
+            Ok((init, actions, steps.len()))
+        };
+        for (p, hit) in first.iter().enumerate() {
+            let Some((idx, depth)) = *hit else { continue };
+            let (init, actions, _) = traced(idx)?;
             findings.push(Finding {
-                property: None,
-                kind: FindingKind::Stall,
-                agent: Some(stall.agent),
-                depth: steps.len() as u32,
+                property: Some(p),
+                kind: match props[p].kind {
+                    PropertyKind::Always => FindingKind::Invariant,
+                    PropertyKind::Sometimes => FindingKind::Sometimes,
+                },
+                agent: None,
+                depth,
                 trace: Trace {
                     init,
                     actions,
@@ -247,88 +755,101 @@ pub fn check<M: Model>(
                 },
             });
         }
-        for lasso in &analysis.livelocks {
-            let (root, init, mut steps) = parents.path_to(lasso.entry);
-            let prefix = steps.len();
-            steps.extend(lasso.cycle.iter().map(|&(src, e)| Step {
-                child: g.target(e),
-                action: g.action_index(src, e),
-            }));
-            let (actions, _) = replayer.replay(root, init, &steps)?;
+        for &(agent, idx, depth) in &stalls {
+            let (init, actions, _) = traced(idx)?;
             findings.push(Finding {
                 property: None,
-                kind: FindingKind::Livelock,
-                agent: Some(lasso.agent),
-                depth: prefix as u32,
+                kind: FindingKind::Stall,
+                agent: Some(agent),
+                depth,
                 trace: Trace {
                     init,
                     actions,
-                    cycle_start: Some(prefix),
+                    cycle_start: None,
                 },
             });
         }
-    }
-
-    let unique_states = seen.len() as u64;
-    let memory = Memory {
-        seen_bytes: seen.bytes(),
-        parents_bytes: parents.bytes(),
-        frontier_peak_bytes: frontier.peak_bytes(),
-        graph_bytes: graph.as_ref().map_or(0, Graph::bytes),
-    };
-    let unreached_sometimes = props
-        .iter()
-        .enumerate()
-        .filter(|(p, info)| info.kind == PropertyKind::Sometimes && first[*p].is_none())
-        .map(|(p, _)| p)
-        .collect();
-    Ok(Report {
-        unique_states,
-        transitions,
-        max_depth,
-        seconds: start.elapsed().as_secs_f64(),
-        complete,
-        cut,
-        states_left_on_frontier: frontier.len() as u64,
-        symmetry,
-        liveness_checked,
-        stalls_undecided,
-        fingerprint_bits: opts.fingerprint_bits,
-        collision_probability: collision_probability(unique_states, opts.fingerprint_bits),
-        bytes_per_state: if unique_states == 0 {
-            0.0
-        } else {
-            (memory.seen_bytes + memory.parents_bytes) as f64 / unique_states as f64
-        },
-        memory,
-        unreached_sometimes,
-        findings,
-    })
-}
-
-/// Runs `Model::check` on a new state and remembers the first state firing each property.
-/// Returns whether an `Always` property fired here.
-fn record<M: Model>(
-    model: &M,
-    state: &M::State,
-    idx: u32,
-    depth: u32,
-    props: &[PropertyInfo],
-    first: &mut [Option<(u32, u32)>],
-    scratch: &mut Vec<usize>,
-) -> Result<bool, EngineError> {
-    scratch.clear();
-    model.check(state, scratch);
-    let mut violated = false;
-    for &p in scratch.iter() {
-        let info = props.get(p).ok_or(EngineError::InvalidProperty {
-            index: p,
-            properties: props.len(),
-        })?;
-        violated |= info.kind == PropertyKind::Always;
-        if first[p].is_none() {
-            first[p] = Some((idx, depth));
+        let complete = cut.is_none();
+        let liveness_checked = complete && graph.is_some();
+        if let (true, Some(g)) = (complete, graph.as_ref()) {
+            let analysis = liveness::analyze(g, agents);
+            for stall in &analysis.stalls {
+                let (init, actions, depth) = traced(stall.state)?;
+                findings.push(Finding {
+                    property: None,
+                    kind: FindingKind::Stall,
+                    agent: Some(stall.agent),
+                    depth: depth as u32,
+                    trace: Trace {
+                        init,
+                        actions,
+                        cycle_start: None,
+                    },
+                });
+            }
+            for lasso in &analysis.livelocks {
+                let (root, init, mut steps) = parents.path_to(lasso.entry);
+                let prefix = steps.len();
+                steps.extend(lasso.cycle.iter().map(|&(src, e)| Step {
+                    child: g.target(e),
+                    action: g.action_index(src, e),
+                }));
+                let (actions, _) = replayer.replay(root, init, &steps)?;
+                findings.push(Finding {
+                    property: None,
+                    kind: FindingKind::Livelock,
+                    agent: Some(lasso.agent),
+                    depth: prefix as u32,
+                    trace: Trace {
+                        init,
+                        actions,
+                        cycle_start: Some(prefix),
+                    },
+                });
+            }
         }
+
+        let unique_states = seen.len() as u64;
+        let memory = Memory {
+            seen_bytes: seen.bytes(),
+            parents_bytes: parents.bytes(),
+            frontier_peak_bytes: frontier.peak_bytes(),
+            graph_bytes: graph.as_ref().map_or(0, Graph::bytes),
+        };
+        let unreached_sometimes = props
+            .iter()
+            .enumerate()
+            .filter(|(p, info)| info.kind == PropertyKind::Sometimes && first[*p].is_none())
+            .map(|(p, _)| p)
+            .collect();
+        let per_state = |bytes: u64| {
+            if unique_states == 0 {
+                0.0
+            } else {
+                bytes as f64 / unique_states as f64
+            }
+        };
+        let peak_rss_bytes = rss.filter(|_| rss_reset).map(|r| r.peak);
+        Ok(Report {
+            unique_states,
+            transitions,
+            max_depth,
+            seconds: start.elapsed().as_secs_f64(),
+            complete,
+            cut,
+            states_left_on_frontier: frontier.len() as u64 + left_in_batch,
+            symmetry: opts.symmetry,
+            liveness_checked,
+            stalls_undecided,
+            fingerprint_bits: opts.fingerprint_bits,
+            collision_probability: collision_probability(unique_states, opts.fingerprint_bits),
+            bytes_per_state: per_state(memory.seen_bytes + memory.parents_bytes),
+            peak_rss_bytes,
+            peak_rss_per_state: peak_rss_bytes.map(per_state),
+            workers,
+            memory,
+            unreached_sometimes,
+            findings,
+        })
     }
-    Ok(violated)
 }

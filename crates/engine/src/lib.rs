@@ -127,6 +127,7 @@
 //! explicit fair-cycle analysis.
 
 pub mod bfs;
+pub mod chunked;
 pub mod error;
 pub mod fingerprint;
 pub mod frontier;
@@ -143,5 +144,5 @@ pub use bfs::check;
 pub use error::EngineError;
 pub use model::{Agent, Model, PropertyInfo, PropertyKind};
 pub use observer::{NoObserver, Observer, Progress};
-pub use report::{Cut, Finding, FindingKind, Memory, Options, Report, Trace};
+pub use report::{Cancel, Cut, Finding, FindingKind, Memory, Options, Report, Trace, all_cores};
 pub use trace::trace_states;

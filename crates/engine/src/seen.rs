@@ -1,17 +1,21 @@
 //! The visited set ("Seen", TLC's fingerprint set): fingerprint → state index.
 //!
 //! Layout, chosen for memory (the target is ≤ 40 bytes per stored state, Seen + Parents):
-//! - `fps`: a dense array, state index → its 64-bit fingerprint (8 bytes per state). Besides
-//!   backing the table it answers "what is the fingerprint of state *i*", which trace replay and
-//!   debugging use.
+//! - `fps`: a dense array, state index → its 64-bit fingerprint (8 bytes per state), in
+//!   [chunks](crate::chunked) so that it grows without slack or copies. Besides backing the
+//!   table it answers "what is the fingerprint of state *i*", which trace replay and debugging
+//!   use.
 //! - `slots`: an open-addressing table (linear probing, power-of-two size, load ≤ 3/4) of 8-byte
 //!   slots `high 32 bits of fp << 32 | state index`. A probe compares the 32-bit tag first and
 //!   only then reads `fps[index]` for the full 64-bit comparison, so misses almost never touch
-//!   `fps`. At a load between 3/8 and 3/4 the table costs 10.7–21.3 bytes per state.
+//!   `fps`. At a load between 3/8 and 3/4 the table costs 10.7–21.3 bytes per state. It doubles
+//!   when it passes 3/4; [`Seen::growth_within`] tells the engine how many bytes the next
+//!   doubling will take, so that a memory limit can stop the search before it.
 //!
 //! State indices are `u32` and dense, in discovery (BFS) order; `u32::MAX` is reserved.
 
 use crate::EngineError;
+use crate::chunked::ChunkedVec;
 
 const EMPTY: u64 = u64::MAX;
 const MIN_SLOTS: usize = 1 << 10;
@@ -37,7 +41,7 @@ pub(crate) fn push_lean<T>(v: &mut Vec<T>, x: T) {
 #[derive(Debug)]
 pub struct Seen {
     slots: Vec<u64>,
-    fps: Vec<u64>,
+    fps: ChunkedVec<u64>,
     shift: u32,
 }
 
@@ -52,7 +56,7 @@ impl Seen {
     pub fn new() -> Self {
         Seen {
             slots: vec![EMPTY; MIN_SLOTS],
-            fps: Vec::new(),
+            fps: ChunkedVec::new(),
             shift: 64 - MIN_SLOTS.trailing_zeros(),
         }
     }
@@ -80,10 +84,10 @@ impl Seen {
                     return Err(EngineError::TooManyStates { limit: MAX_STATES });
                 }
                 self.slots[p] = (tag << 32) | idx;
-                push_lean(&mut self.fps, fp);
+                self.fps.push(fp);
                 return Ok((idx as u32, true));
             }
-            if s >> 32 == tag && self.fps[(s as u32) as usize] == fp {
+            if s >> 32 == tag && self.fps.get((s as u32) as usize) == fp {
                 return Ok((s as u32, false));
             }
             p = (p + 1) & mask;
@@ -101,7 +105,7 @@ impl Seen {
             if s == EMPTY {
                 return None;
             }
-            if s >> 32 == tag && self.fps[(s as u32) as usize] == fp {
+            if s >> 32 == tag && self.fps.get((s as u32) as usize) == fp {
                 return Some(s as u32);
             }
             p = (p + 1) & mask;
@@ -111,7 +115,7 @@ impl Seen {
     /// The fingerprint of state `idx` (panics if `idx >= len()`).
     #[inline]
     pub fn fingerprint_of(&self, idx: u32) -> u64 {
-        self.fps[idx as usize]
+        self.fps.get(idx as usize)
     }
 
     /// Number of distinct fingerprints stored.
@@ -127,7 +131,37 @@ impl Seen {
 
     /// Heap bytes held (capacities, not just lengths).
     pub fn bytes(&self) -> u64 {
-        (self.slots.capacity() * 8 + self.fps.capacity() * 8) as u64
+        (self.slots.capacity() * 8) as u64 + self.fps.bytes()
+    }
+
+    /// Bytes that inserting `n` more states would newly allocate: the doubled table if it
+    /// would pass its load limit (during the doubling the old table is still held, so the peak
+    /// is `bytes()` plus this), plus the fingerprint chunks.
+    pub fn growth_within(&self, n: usize) -> u64 {
+        let table = if (self.fps.len() + n) * 4 > self.slots.len() * 3 {
+            (self.slots.len() * 2 * 8) as u64
+        } else {
+            0
+        };
+        table + (n as u64 * 8).next_multiple_of(512 << 10)
+    }
+
+    /// Forgets every state with index `len` or more (the table is rebuilt: O(`len`), meant for
+    /// the end of a search that was cut inside a batch).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.fps.len() {
+            return;
+        }
+        self.fps.truncate(len);
+        self.slots.iter_mut().for_each(|s| *s = EMPTY);
+        let mask = self.slots.len() - 1;
+        for (idx, fp) in self.fps.iter().enumerate() {
+            let mut p = self.home(fp);
+            while self.slots[p] != EMPTY {
+                p = (p + 1) & mask;
+            }
+            self.slots[p] = ((fp >> 32) << 32) | idx as u64;
+        }
     }
 
     fn grow(&mut self) {
@@ -136,7 +170,7 @@ impl Seen {
         self.shift -= 1;
         let mask = new_len - 1;
         for s in old.into_iter().filter(|&s| s != EMPTY) {
-            let fp = self.fps[(s as u32) as usize];
+            let fp = self.fps.get((s as u32) as usize);
             let mut p = self.home(fp);
             while self.slots[p] != EMPTY {
                 p = (p + 1) & mask;
@@ -167,7 +201,11 @@ mod tests {
         assert_eq!(s.get(fingerprint(&u64::MAX)), None);
         assert_eq!(s.len(), 100_000);
         let per_state = s.bytes() as f64 / s.len() as f64;
-        assert!(per_state <= 8.0 * 1.13 + 8.0 / 0.375, "{per_state}");
+        // 8 bytes of fingerprint (in 64 Ki chunks) and a table at load >= 3/8.
+        assert!(
+            per_state <= 8.0 + 8.0 * 65536.0 / 100_000.0 + 8.0 / 0.375,
+            "{per_state}"
+        );
     }
 
     #[test]
@@ -183,5 +221,19 @@ mod tests {
         assert_eq!(s.insert(0).unwrap(), (2, true));
         assert_eq!(s.insert(u64::MAX).unwrap(), (3, true));
         assert_eq!(s.get(u64::MAX), Some(3));
+    }
+
+    #[test]
+    fn truncate_forgets_the_newest() {
+        let mut s = Seen::new();
+        for i in 0..5000u64 {
+            s.insert(fingerprint(&i)).unwrap();
+        }
+        s.truncate(1000);
+        assert_eq!(s.len(), 1000);
+        assert_eq!(s.get(fingerprint(&999u64)), Some(999));
+        assert_eq!(s.get(fingerprint(&1000u64)), None);
+        assert_eq!(s.insert(fingerprint(&4000u64)).unwrap(), (1000, true));
+        assert!(s.growth_within(1 << 20) > s.growth_within(1));
     }
 }
