@@ -27,7 +27,11 @@ use crate::report::{Cancel, Cut, Finding, FindingKind, Memory, Options, Report, 
 use crate::seen::Seen;
 use crate::stall::{self, Decision};
 use crate::trace::Replayer;
-use rayon::prelude::*;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// New states between two progress reports inside a level.
@@ -38,6 +42,8 @@ const BATCH_PER_WORKER: usize = 8192;
 const CAND: u32 = 1 << 31;
 /// Index not assigned (a candidate past a cut).
 const NONE: u32 = u32::MAX;
+/// How many candidates ahead the visited set's slots are prefetched.
+const PREFETCH: usize = 12;
 
 /// Explores every state of `model` reachable from its initial states, breadth first, checks
 /// every property in every newly discovered (concrete) state, optionally looks for stalls and
@@ -72,16 +78,17 @@ pub fn check<M: Model>(
     }
     let rss_reset = chunked::reset_peak_rss();
     let start = Instant::now();
+    // The calling thread is a worker too: the pool holds the others.
     let pool = if opts.workers > 1 {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(opts.workers)
-            .thread_name(|i| format!("mmcid-engine-{i}"))
+            .num_threads(opts.workers - 1)
+            .thread_name(|i| format!("mmcid-engine-{}", i + 1))
             .build()
             .ok()
     } else {
         None
     };
-    let workers = pool.as_ref().map_or(1, |p| p.current_num_threads());
+    let workers = pool.as_ref().map_or(1, |p| p.current_num_threads() + 1);
     let fp = Fingerprinter::new(model, opts.symmetry, opts.fingerprint_bits);
     let mut s = Search {
         model,
@@ -251,30 +258,19 @@ impl<M: Model> Ctx<'_, M> {
             for (k, action) in actions.iter().enumerate() {
                 let next = self.model.next_state(state, action);
                 let j = e.meta.len() as u32;
-                let (fp, known) = match &mut e.cands {
+                let fp = match &mut e.cands {
                     Cands::Packed { bytes, ends } => {
-                        let at = bytes.len();
                         let fp = self.fp.encode(&next, bytes, &mut scratch);
-                        let known = if self.filter { self.seen.get(fp) } else { None };
-                        if known.is_some() {
-                            bytes.truncate(at);
-                        } else {
-                            ends.push(bytes.len() as u32);
-                        }
-                        (fp, known)
+                        ends.push(bytes.len() as u32);
+                        fp
                     }
                     Cands::Plain(v) => {
                         let fp = self.fp.of(&next, &mut scratch);
-                        let known = if self.filter { self.seen.get(fp) } else { None };
-                        if known.is_none() {
-                            v.push(Some(next));
-                        }
-                        (fp, known)
+                        v.push(Some(next));
+                        fp
                     }
                 };
-                if known.is_none() {
-                    e.meta.push((fp, off, k as u32));
-                }
+                e.meta.push((fp, off, k as u32));
                 if self.graph {
                     let agent = self.model.agent(state, action);
                     if agent as usize >= self.agents {
@@ -285,7 +281,7 @@ impl<M: Model> Ctx<'_, M> {
                         return false;
                     }
                     let retry = self.model.is_retry(state, action);
-                    e.edges.push((known.unwrap_or(CAND | j), agent, retry));
+                    e.edges.push((CAND | j, agent, retry));
                 }
             }
             if self.graph {
@@ -320,7 +316,72 @@ impl<M: Model> Ctx<'_, M> {
                 }
             }
         }
+        if self.filter && e.err.is_none() && !e.interrupted {
+            self.drop_known(&mut e);
+        }
         e
+    }
+
+    /// Drops the candidates already in the visited set (pointing their graph edges at the
+    /// known states), so that the sequential phase only sees new fingerprints. The probes are
+    /// prefetched a few candidates ahead: they are cache misses in a large table.
+    fn drop_known(&self, e: &mut Expanded<M::State>) {
+        let n = e.meta.len();
+        let mut keep = Vec::with_capacity(n); // new number, or the known state's index
+        let mut kept = 0u32;
+        for j in 0..n {
+            if let Some(&(fp, _, _)) = e.meta.get(j + PREFETCH) {
+                self.seen.prefetch(fp);
+            }
+            if let Some(&(fp, _, _)) = e.meta.get(j + PREFETCH / 2) {
+                self.seen.prefetch_match(fp);
+            }
+            match self.seen.get(e.meta[j].0) {
+                Some(idx) => keep.push(Err(idx)),
+                None => {
+                    keep.push(Ok(kept));
+                    kept += 1;
+                }
+            }
+        }
+        if kept as usize == n {
+            return;
+        }
+        let mut j = 0;
+        e.meta.retain(|_| {
+            j += 1;
+            keep[j - 1].is_ok()
+        });
+        match &mut e.cands {
+            Cands::Plain(v) => {
+                let mut j = 0;
+                v.retain(|_| {
+                    j += 1;
+                    keep[j - 1].is_ok()
+                });
+            }
+            Cands::Packed { bytes, ends } => {
+                let (mut from, mut to, mut w) = (0usize, 0usize, 0usize);
+                for j in 0..n {
+                    let end = ends[j] as usize;
+                    if keep[j].is_ok() {
+                        bytes.copy_within(from..end, to);
+                        to += end - from;
+                        ends[w] = to as u32;
+                        w += 1;
+                    }
+                    from = end;
+                }
+                bytes.truncate(to);
+                ends.truncate(w);
+            }
+        }
+        for edge in &mut e.edges {
+            edge.0 = match keep[(edge.0 & !CAND) as usize] {
+                Ok(new) => CAND | new,
+                Err(idx) => idx,
+            };
+        }
     }
 
     /// Phase 3 for one chunk's new states.
@@ -441,7 +502,7 @@ impl<M: Model> Search<'_, M> {
     }
 
     fn search(&mut self, observer: &mut dyn Observer) -> Result<(), EngineError> {
-        let batch_parents = BATCH_PER_WORKER * self.pool.as_ref().map_or(1, |p| p.current_num_threads());
+        let batch_parents = BATCH_PER_WORKER * self.workers();
         while self.cut.is_none() && self.frontier.current_len() > 0 {
             let depth = self.frontier.depth();
             if self.opts.max_depth.is_some_and(|m| depth >= m) {
@@ -487,20 +548,9 @@ impl<M: Model> Search<'_, M> {
         }
         let stalled: Vec<Agent> = self.stalls.iter().map(|&(a, _, _)| a).collect();
         let ctx = self.ctx(&stalled);
-        let mut batch: Vec<Expanded<M::State>> = match &self.pool {
-            Some(pool) if chunks.len() > 1 => pool.install(|| {
-                chunks
-                    .into_par_iter()
-                    .zip(firsts)
-                    .map(|(c, f)| ctx.expand(f, c))
-                    .collect()
-            }),
-            _ => chunks
-                .into_iter()
-                .zip(firsts)
-                .map(|(c, f)| ctx.expand(f, c))
-                .collect(),
-        };
+        let work: Vec<_> = chunks.into_iter().zip(firsts).collect();
+        let mut batch: Vec<Expanded<M::State>> =
+            parallel(self.pool.as_ref(), work, &|(c, f)| ctx.expand(f, c));
         if let Some(e) = batch.iter_mut().find_map(|e| e.err.take()) {
             return Err(e);
         }
@@ -518,8 +568,15 @@ impl<M: Model> Search<'_, M> {
             self.bytes_per_cand = self.bytes_per_cand.max(cand_bytes as f64 / cands as f64);
         }
 
-        // Phase 2: number the new states in (parent, action) order.
+        // Phase 2: number the new states in (parent, action) order. With workers, the
+        // candidates' duplicates within the batch are found first, in parallel (each worker
+        // owns a slice of the fingerprints), so that the sequential pass below inserts each
+        // distinct fingerprint once.
+        let dups = self.batch_duplicates(&batch);
         let mut full = false;
+        let mut c = 0usize; // candidate number within the batch
+        let mut idx_of: Vec<u32> = Vec::new(); // by candidate number, when `dups` is used
+        let ahead: Vec<u64> = batch.iter().flat_map(|e| e.meta.iter().map(|m| m.0)).collect();
         for e in batch.iter_mut() {
             let n = e.meta.len();
             e.idx = vec![NONE; n];
@@ -528,7 +585,27 @@ impl<M: Model> Search<'_, M> {
                 if full {
                     break;
                 }
-                let (idx, new) = self.seen.insert(e.meta[j].0)?;
+                if let Some(&fp) = ahead.get(c + PREFETCH) {
+                    self.seen.prefetch(fp);
+                }
+                if let Some(&fp) = ahead.get(c + PREFETCH / 2) {
+                    self.seen.prefetch_match(fp);
+                }
+                let (idx, new) = match &dups {
+                    Some(first) => {
+                        let f = first[c].load(Ordering::Relaxed) as usize;
+                        if f != c {
+                            (idx_of[f], false)
+                        } else {
+                            self.seen.insert(e.meta[j].0)?
+                        }
+                    }
+                    None => self.seen.insert(e.meta[j].0)?,
+                };
+                if dups.is_some() {
+                    idx_of.push(idx);
+                }
+                c += 1;
                 e.idx[j] = idx;
                 e.fresh[j] = new;
                 full = new && self.seen.len() as u64 >= self.max_states;
@@ -537,10 +614,7 @@ impl<M: Model> Search<'_, M> {
 
         // Phase 3: check the new states.
         let ctx = self.ctx(&stalled);
-        match &self.pool {
-            Some(pool) if batch.len() > 1 => pool.install(|| batch.par_iter_mut().for_each(|e| ctx.check(e))),
-            _ => batch.iter_mut().for_each(|e| ctx.check(e)),
-        }
+        parallel(self.pool.as_ref(), batch.iter_mut().collect(), &|e| ctx.check(e));
         if let Some(e) = batch.iter_mut().find_map(|e| e.err.take()) {
             return Err(e);
         }
@@ -658,6 +732,40 @@ impl<M: Model> Search<'_, M> {
         }
         self.transitions = transitions_before;
         Ok(())
+    }
+
+    fn workers(&self) -> usize {
+        self.pool.as_ref().map_or(1, |p| p.current_num_threads() + 1)
+    }
+
+    /// For each candidate of the batch (numbered in order across its chunks), the number of
+    /// the first candidate with the same fingerprint (itself if it is the first). `None`
+    /// without workers: the sequential pass then finds duplicates in the visited set itself.
+    fn batch_duplicates(&self, batch: &[Expanded<M::State>]) -> Option<Vec<AtomicU32>> {
+        let pool = self.pool.as_ref()?;
+        let total: usize = batch.iter().map(|e| e.meta.len()).sum();
+        let first: Vec<AtomicU32> = (0..total as u32).map(AtomicU32::new).collect();
+        let parts = self.workers() * 2;
+        let part = |fp: u64| (fp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % parts;
+        parallel(Some(pool), (0..parts).collect(), &|p| {
+            let mut map: HashMap<u64, u32, BuildHasherDefault<PassThrough>> =
+                HashMap::with_capacity_and_hasher(total / parts + 16, Default::default());
+            let mut c = 0u32;
+            for e in batch {
+                for &(fp, _, _) in &e.meta {
+                    if part(fp) == p {
+                        match map.entry(fp) {
+                            Entry::Occupied(o) => first[c as usize].store(*o.get(), Ordering::Relaxed),
+                            Entry::Vacant(v) => {
+                                v.insert(c);
+                            }
+                        }
+                    }
+                    c += 1;
+                }
+            }
+        });
+        Some(first)
     }
 
     fn ctx<'a>(&'a self, stalled: &'a [Agent]) -> Ctx<'a, M> {
@@ -851,5 +959,67 @@ impl<M: Model> Search<'_, M> {
             unreached_sometimes,
             findings,
         })
+    }
+}
+
+/// `items.map(f)` in order, on the calling thread and the pool's threads (each takes the next
+/// item until none is left), or on the calling thread alone.
+fn parallel<T: Send, R: Send>(
+    pool: Option<&rayon::ThreadPool>,
+    items: Vec<T>,
+    f: &(dyn Fn(T) -> R + Sync),
+) -> Vec<R> {
+    let Some(pool) = pool.filter(|_| items.len() > 1) else {
+        return items.into_iter().map(f).collect();
+    };
+    let n = items.len();
+    let todo: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let done: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            let item = todo[i]
+                .lock()
+                .expect("no panic while held")
+                .take()
+                .expect("taken once");
+            let r = f(item);
+            *done[i].lock().expect("no panic while held") = Some(r);
+        }
+    };
+    pool.in_place_scope(|scope| {
+        for _ in 0..pool.current_num_threads().min(n - 1) {
+            scope.spawn(|_| work());
+        }
+        work();
+    });
+    done.into_iter()
+        .map(|r| {
+            r.into_inner()
+                .expect("no panic while held")
+                .expect("every item done")
+        })
+        .collect()
+}
+
+/// A hasher for fingerprints, which are hashes already: mixes the value once.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01B3);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }

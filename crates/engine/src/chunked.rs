@@ -58,6 +58,22 @@ impl<T: Copy + Default> ChunkedVec<T> {
         self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)] = x;
     }
 
+    /// Asks the CPU to load element `i` into cache (a hint; nothing if out of bounds).
+    #[inline(always)]
+    pub fn prefetch(&self, i: usize) {
+        if i < self.len {
+            let p: *const T = &self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)];
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `p` points into a live chunk; a prefetch never faults nor writes.
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = p;
+        }
+    }
+
     /// Number of elements.
     #[inline]
     pub fn len(&self) -> usize {

@@ -94,6 +94,44 @@ impl Seen {
         }
     }
 
+    /// Asks the CPU to start loading the table slot where `fp` would be, so that a later
+    /// [`Seen::get`] or [`Seen::insert`] of `fp` finds it in cache. A hint: it has no effect
+    /// on the result.
+    #[inline(always)]
+    pub fn prefetch(&self, fp: u64) {
+        let p = self.home(fp);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `p` is in bounds (`home` is below the table length), and a prefetch never
+        // faults nor changes memory.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(p) as *const i8);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
+
+    /// Second stage of a prefetch: once `fp`'s slots are in cache ([`Seen::prefetch`] a few
+    /// lookups earlier), finds the first slot whose tag matches and prefetches the stored
+    /// fingerprint that [`Seen::get`] will compare (a second cache miss on every hit).
+    #[inline(always)]
+    pub fn prefetch_match(&self, fp: u64) {
+        let mask = self.slots.len() - 1;
+        let tag = fp >> 32;
+        let mut p = self.home(fp);
+        loop {
+            let s = self.slots[p];
+            if s == EMPTY {
+                return;
+            }
+            if s >> 32 == tag {
+                self.fps.prefetch((s as u32) as usize);
+                return;
+            }
+            p = (p + 1) & mask;
+        }
+    }
+
     /// The index of the state with fingerprint `fp`, if any.
     #[inline]
     pub fn get(&self, fp: u64) -> Option<u32> {
