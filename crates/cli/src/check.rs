@@ -171,10 +171,16 @@ pub fn run(a: &Args) -> i32 {
         }
         saved = Some(path.display().to_string());
     }
+    // The engine resets the peak when the check starts: this is the check's peak.
+    let peak_rss = mmcid_engine::chunked::rss().map(|r| r.peak);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&out).expect("serialisable"));
+        let mut v = serde_json::to_value(&out).expect("serialisable");
+        v["peak_rss_bytes"] = serde_json::json!(peak_rss);
+        v["peak_rss_per_state"] =
+            serde_json::json!(peak_rss.map(|p| p as f64 / out.unique_states.max(1) as f64));
+        println!("{}", serde_json::to_string_pretty(&v).expect("serialisable"));
     } else {
-        print!("{}", human(&out, a.states, saved.as_deref()));
+        print!("{}", human(&out, a.states, saved.as_deref(), peak_rss));
     }
     if out.violations.is_empty() {
         exit::OK
@@ -211,7 +217,7 @@ pub fn args_line(cfg: &Config) -> String {
 }
 
 /// The human report: header, one status line per property, summary, then each violation.
-pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String {
+pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>, peak_rss: Option<u64>) -> String {
     let mut s = String::new();
     let c = &o.config;
     let b = &c.budgets;
@@ -283,7 +289,7 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
     }
     let _ = writeln!(
         s,
-        "{:>12} {t} {} unique states, {} transitions, depth {}, {}, {:.1} bytes/state, P(fingerprint collision) < {:.1e}",
+        "{:>12} {t} {} unique states, {} transitions, depth {}, {}, {}seen table + parents {:.1} B/state, P(fingerprint collision) < {:.1e}",
         "Summary",
         o.unique_states,
         o.transitions,
@@ -293,6 +299,11 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
         } else {
             "INCOMPLETE (cut by --max-states or --max-depth)"
         },
+        peak_rss.map_or(String::new(), |p| format!(
+            "peak RSS {:.0} MiB = {:.1} B/state, ",
+            p as f64 / (1 << 20) as f64,
+            p as f64 / o.unique_states.max(1) as f64
+        )),
         o.bytes_per_state,
         o.collision_probability.max(1e-18)
     );

@@ -111,8 +111,8 @@ pub fn check<M: Model>(
         start,
         pool,
         next_progress: PROGRESS_EVERY,
-        cands_per_parent: 8.0,
-        bytes_per_cand: 64.0,
+        cands_per_parent: 4.0,
+        bytes_per_cand: 16.0,
     };
     s.first = vec![None; s.props.len()];
     s.roots()?;
@@ -178,9 +178,11 @@ struct Expanded<S> {
     interrupted: bool,
 }
 
-/// Candidate states: whole, or encoded back to back.
+/// Candidate states: whole, or encoded back to back. A candidate known to be old has no state
+/// (an empty encoding, or no slot).
 enum Cands<S> {
-    Plain(Vec<Option<S>>),
+    /// The states, and per candidate its position in `states` ([`NONE`]: none kept).
+    Plain { states: Vec<S>, slot: Vec<u32> },
     Packed { bytes: Vec<u8>, ends: Vec<u32> },
 }
 
@@ -191,13 +193,20 @@ impl<S> Cands<S> {
                 let from = if j == 0 { 0 } else { ends[j - 1] as usize };
                 &bytes[from..ends[j] as usize]
             }
-            Cands::Plain(_) => &[],
+            Cands::Plain { .. } => &[],
+        }
+    }
+    /// Bytes of state data held (encodings, or whole states).
+    fn used(&self) -> usize {
+        match self {
+            Cands::Packed { bytes, .. } => bytes.len(),
+            Cands::Plain { states, .. } => states.len() * std::mem::size_of::<S>(),
         }
     }
     fn bytes(&self) -> usize {
         match self {
             Cands::Packed { bytes, ends } => bytes.capacity() + ends.capacity() * 4,
-            Cands::Plain(v) => v.capacity() * std::mem::size_of::<Option<S>>(),
+            Cands::Plain { states, slot } => states.capacity() * std::mem::size_of::<S>() + slot.capacity() * 4,
         }
     }
 }
@@ -206,33 +215,52 @@ impl<S> Cands<S> {
 struct Ctx<'a, M: Model> {
     model: &'a M,
     fp: &'a Fingerprinter<'a, M>,
-    seen: &'a Seen,
+    /// With workers: the visited set, read-only (phase 1 drops the successors it has).
+    seen: Option<&'a Seen>,
+    /// Without: the visited set itself, so that phase 1 numbers successors as it finds them
+    /// (phase 2 is then done) and keeps only the new states.
+    number: Option<&'a Mutex<Numbering<'a>>>,
     agents: usize,
     graph: bool,
-    /// Drop successors already in `seen` (worth it only when others wait for phase 2).
-    filter: bool,
     props: usize,
     stall_search: Option<u64>,
     /// Agents already known to stall (not decided again).
     stalled: &'a [Agent],
     cancel: Option<&'a Cancel>,
+    /// Successors per parent and bytes per encoded successor seen so far (for capacities).
+    cands_per_parent: f64,
+    bytes_per_cand: f64,
+}
+
+/// Phase 2 done inside phase 1, by the only worker.
+struct Numbering<'a> {
+    seen: &'a mut Seen,
+    max_states: u64,
+    /// `max_states` reached: later successors get no index.
+    full: bool,
 }
 
 impl<M: Model> Ctx<'_, M> {
     /// Phase 1 for one chunk.
     fn expand(&self, first: u32, chunk: Chunk<M::State>) -> Expanded<M::State> {
         let packed = matches!(chunk, Chunk::Packed { .. });
+        // Sized from what earlier batches produced: growing by doubling would copy.
+        let cands = (chunk.len() as f64 * self.cands_per_parent) as usize + 16;
         let mut e = Expanded {
             first,
             nactions: Vec::with_capacity(chunk.len()),
-            meta: Vec::new(),
+            meta: Vec::with_capacity(cands),
             cands: if packed {
                 Cands::Packed {
-                    bytes: Vec::new(),
-                    ends: Vec::new(),
+                    bytes: Vec::with_capacity((cands as f64 * self.bytes_per_cand) as usize),
+                    ends: Vec::with_capacity(cands),
                 }
             } else {
-                Cands::Plain(Vec::new())
+                // About one new state per parent; growing by doubling would copy them.
+                Cands::Plain {
+                    states: Vec::with_capacity(chunk.len() * 2),
+                    slot: Vec::new(),
+                }
             },
             edges: Vec::new(),
             spins: Vec::new(),
@@ -247,6 +275,7 @@ impl<M: Model> Ctx<'_, M> {
         let mut actions = Vec::new();
         let mut scratch = Vec::new();
         let mut spinning = Vec::new();
+        let mut number = self.number.map(|n| n.lock().expect("no panic while held"));
         let mut one = |off: u32, state: &M::State, e: &mut Expanded<M::State>| -> bool {
             if self.cancel.is_some_and(Cancel::is_cancelled) {
                 e.interrupted = true;
@@ -259,18 +288,54 @@ impl<M: Model> Ctx<'_, M> {
                 let next = self.model.next_state(state, action);
                 let j = e.meta.len() as u32;
                 let fp = match &mut e.cands {
-                    Cands::Packed { bytes, ends } => {
-                        let fp = self.fp.encode(&next, bytes, &mut scratch);
-                        ends.push(bytes.len() as u32);
-                        fp
-                    }
-                    Cands::Plain(v) => {
-                        let fp = self.fp.of(&next, &mut scratch);
-                        v.push(Some(next));
-                        fp
-                    }
+                    Cands::Packed { bytes, .. } => self.fp.encode(&next, bytes, &mut scratch),
+                    Cands::Plain { .. } => self.fp.of(&next, &mut scratch),
                 };
-                e.meta.push((fp, off, k as u32));
+                // With workers, whole states already seen are recognised here, so that they
+                // are never copied (encodings are filtered after the chunk, with prefetching).
+                let known = match (&e.cands, self.seen) {
+                    (Cands::Plain { .. }, Some(seen)) => seen.get(fp),
+                    _ => None,
+                };
+                if known.is_none() {
+                    let keep = match number.as_deref_mut() {
+                        None => true,
+                        Some(n) => {
+                            let (idx, new) = if n.full {
+                                (NONE, false)
+                            } else {
+                                match n.seen.insert(fp) {
+                                    Ok(x) => x,
+                                    Err(err) => {
+                                        e.err = Some(err);
+                                        return false;
+                                    }
+                                }
+                            };
+                            n.full |= new && n.seen.len() as u64 >= n.max_states;
+                            e.idx.push(idx);
+                            e.fresh.push(new);
+                            new
+                        }
+                    };
+                    match &mut e.cands {
+                        Cands::Packed { bytes, ends } => {
+                            if !keep {
+                                bytes.truncate(ends.last().map_or(0, |&x| x as usize));
+                            }
+                            ends.push(bytes.len() as u32);
+                        }
+                        Cands::Plain { states, slot } => {
+                            if keep {
+                                slot.push(states.len() as u32);
+                                states.push(next);
+                            } else {
+                                slot.push(NONE);
+                            }
+                        }
+                    }
+                    e.meta.push((fp, off, k as u32));
+                }
                 if self.graph {
                     let agent = self.model.agent(state, action);
                     if agent as usize >= self.agents {
@@ -281,7 +346,7 @@ impl<M: Model> Ctx<'_, M> {
                         return false;
                     }
                     let retry = self.model.is_retry(state, action);
-                    e.edges.push((CAND | j, agent, retry));
+                    e.edges.push((known.unwrap_or(CAND | j), agent, retry));
                 }
             }
             if self.graph {
@@ -316,8 +381,8 @@ impl<M: Model> Ctx<'_, M> {
                 }
             }
         }
-        if self.filter && e.err.is_none() && !e.interrupted {
-            self.drop_known(&mut e);
+        if let (Some(seen), None, false, true) = (self.seen, &e.err, e.interrupted, packed) {
+            self.drop_known(&mut e, seen);
         }
         e
     }
@@ -325,18 +390,18 @@ impl<M: Model> Ctx<'_, M> {
     /// Drops the candidates already in the visited set (pointing their graph edges at the
     /// known states), so that the sequential phase only sees new fingerprints. The probes are
     /// prefetched a few candidates ahead: they are cache misses in a large table.
-    fn drop_known(&self, e: &mut Expanded<M::State>) {
+    fn drop_known(&self, e: &mut Expanded<M::State>, seen: &Seen) {
         let n = e.meta.len();
         let mut keep = Vec::with_capacity(n); // new number, or the known state's index
         let mut kept = 0u32;
         for j in 0..n {
             if let Some(&(fp, _, _)) = e.meta.get(j + PREFETCH) {
-                self.seen.prefetch(fp);
+                seen.prefetch(fp);
             }
             if let Some(&(fp, _, _)) = e.meta.get(j + PREFETCH / 2) {
-                self.seen.prefetch_match(fp);
+                seen.prefetch_match(fp);
             }
-            match self.seen.get(e.meta[j].0) {
+            match seen.get(e.meta[j].0) {
                 Some(idx) => keep.push(Err(idx)),
                 None => {
                     keep.push(Ok(kept));
@@ -353,12 +418,15 @@ impl<M: Model> Ctx<'_, M> {
             keep[j - 1].is_ok()
         });
         match &mut e.cands {
-            Cands::Plain(v) => {
+            Cands::Plain { states, slot } => {
+                // Before filtering every candidate has its state, in order.
                 let mut j = 0;
-                v.retain(|_| {
+                states.retain(|_| {
                     j += 1;
                     keep[j - 1].is_ok()
                 });
+                slot.clear();
+                slot.extend(0..states.len() as u32);
             }
             Cands::Packed { bytes, ends } => {
                 let (mut from, mut to, mut w) = (0usize, 0usize, 0usize);
@@ -394,7 +462,7 @@ impl<M: Model> Ctx<'_, M> {
             }
             let decoded;
             let state = match &e.cands {
-                Cands::Plain(v) => v[j].as_ref().expect("a candidate is taken only in phase 4"),
+                Cands::Plain { states, slot } => &states[slot[j] as usize],
                 Cands::Packed { .. } => {
                     decoded = self.model.decode(e.cands.encoding(j));
                     &decoded
@@ -547,7 +615,31 @@ impl<M: Model> Search<'_, M> {
             at += c.len() as u32;
         }
         let stalled: Vec<Agent> = self.stalls.iter().map(|&(a, _, _)| a).collect();
-        let ctx = self.ctx(&stalled);
+        let numbering;
+        let (seen, number) = if self.pool.is_none() {
+            numbering = Mutex::new(Numbering {
+                seen: &mut self.seen,
+                max_states: self.max_states,
+                full: false,
+            });
+            (None, Some(&numbering))
+        } else {
+            (Some(&self.seen), None)
+        };
+        let ctx = Ctx {
+            model: self.model,
+            fp: &self.fp,
+            seen,
+            number,
+            agents: self.agents,
+            graph: self.graph.is_some(),
+            props: self.props.len(),
+            stall_search: self.opts.stall_search,
+            stalled: &stalled,
+            cancel: self.opts.cancel.as_ref(),
+            cands_per_parent: self.cands_per_parent,
+            bytes_per_cand: self.bytes_per_cand,
+        };
         let work: Vec<_> = chunks.into_iter().zip(firsts).collect();
         let mut batch: Vec<Expanded<M::State>> =
             parallel(self.pool.as_ref(), work, &|(c, f)| ctx.expand(f, c));
@@ -559,8 +651,8 @@ impl<M: Model> Search<'_, M> {
             self.left_in_batch = parents_in_batch as u64;
             return Ok(());
         }
-        let cands: usize = batch.iter().map(|e| e.meta.len()).sum();
-        let cand_bytes: usize = batch.iter().map(|e| e.cands.bytes()).sum();
+        let cands: usize = batch.iter().map(|e| e.nactions.iter().sum::<u32>() as usize).sum();
+        let cand_bytes: usize = batch.iter().map(|e| e.cands.used()).sum();
         if parents_in_batch > 0 {
             self.cands_per_parent = self.cands_per_parent.max(cands as f64 / parents_in_batch as f64);
         }
@@ -572,12 +664,17 @@ impl<M: Model> Search<'_, M> {
         // candidates' duplicates within the batch are found first, in parallel (each worker
         // owns a slice of the fingerprints), so that the sequential pass below inserts each
         // distinct fingerprint once.
+        let numbered = self.pool.is_none(); // phase 1 did it
         let dups = self.batch_duplicates(&batch);
-        let mut full = false;
+        let mut full = numbered;
         let mut c = 0usize; // candidate number within the batch
         let mut idx_of: Vec<u32> = Vec::new(); // by candidate number, when `dups` is used
-        let ahead: Vec<u64> = batch.iter().flat_map(|e| e.meta.iter().map(|m| m.0)).collect();
-        for e in batch.iter_mut() {
+        let ahead: Vec<u64> = if numbered {
+            Vec::new()
+        } else {
+            batch.iter().flat_map(|e| e.meta.iter().map(|m| m.0)).collect()
+        };
+        for e in batch.iter_mut().filter(|_| !numbered) {
             let n = e.meta.len();
             e.idx = vec![NONE; n];
             e.fresh = vec![false; n];
@@ -628,6 +725,12 @@ impl<M: Model> Search<'_, M> {
             let mut j = 0usize;
             let mut edge = 0usize;
             let mut actions_before = 0u64; // actions of earlier parents of this chunk
+            // Whole states are moved out in order (each new candidate's slot is larger than
+            // the previous one's).
+            let mut plain_states = match &mut e.cands {
+                Cands::Plain { states, .. } => Some(std::mem::take(states).into_iter().enumerate()),
+                Cands::Packed { .. } => None,
+            };
             for (off, &nactions) in e.nactions.iter().enumerate() {
                 if let Some(g) = self.graph.as_mut() {
                     debug_assert_eq!(g.states(), (e.first as usize) + off);
@@ -657,10 +760,13 @@ impl<M: Model> Search<'_, M> {
                     let idx = e.idx[cj];
                     let parent = e.first + off as u32;
                     self.parents.push(parent, action);
-                    match &mut e.cands {
-                        Cands::Plain(v) => self.frontier.push(v[cj].take().expect("taken once")),
-                        Cands::Packed { .. } => self.frontier.push_encoded(e.cands.encoding(cj)),
-                    }
+                    let plain = match (&e.cands, plain_states.as_mut()) {
+                        (Cands::Plain { slot, .. }, Some(states)) => {
+                            let want = slot[cj] as usize;
+                            states.find(|(i, _)| *i == want).map(|(_, s)| s)
+                        }
+                        _ => None,
+                    };
                     self.max_depth = depth + 1;
                     let mut props = Vec::new();
                     while let Some(&&(c, p)) = fired.peek() {
@@ -693,11 +799,18 @@ impl<M: Model> Search<'_, M> {
                                 undecided: false,
                             }
                         } else {
-                            let state = self.decode_cand(&e.cands, cj);
+                            let decoded;
+                            let state = match &plain {
+                                Some(s) => s,
+                                None => {
+                                    decoded = self.model.decode(e.cands.encoding(cj));
+                                    &decoded
+                                }
+                            };
                             let limit = self.opts.stall_search.expect("decided only with stall search");
                             stall::decide(
                                 self.model,
-                                &state,
+                                state,
                                 &now,
                                 &self.fp,
                                 limit,
@@ -709,6 +822,10 @@ impl<M: Model> Search<'_, M> {
                             self.stalls.push((a, idx, depth + 1));
                             violated = true;
                         }
+                    }
+                    match plain {
+                        Some(s) => self.frontier.push(s),
+                        None => self.frontier.push_encoded(e.cands.encoding(cj)),
                     }
                     let cut = if violated && self.opts.stop_at_first_violation {
                         Some(Cut::FirstViolation)
@@ -772,21 +889,16 @@ impl<M: Model> Search<'_, M> {
         Ctx {
             model: self.model,
             fp: &self.fp,
-            seen: &self.seen,
+            seen: None,
+            number: None,
             agents: self.agents,
             graph: self.graph.is_some(),
-            filter: self.pool.is_some(),
             props: self.props.len(),
             stall_search: self.opts.stall_search,
             stalled,
             cancel: self.opts.cancel.as_ref(),
-        }
-    }
-
-    fn decode_cand(&self, cands: &Cands<M::State>, j: usize) -> M::State {
-        match cands {
-            Cands::Plain(v) => v[j].clone().expect("not yet taken"),
-            Cands::Packed { .. } => self.model.decode(cands.encoding(j)),
+            cands_per_parent: self.cands_per_parent,
+            bytes_per_cand: self.bytes_per_cand,
         }
     }
 

@@ -15,7 +15,7 @@
 //!   of `varint length ‖ encoding` entries; no allocation per state, ~1 byte of overhead
 //!   per state, and a state is decoded only when it is expanded.
 //! - **Plain** (no codec): a chunk is a `Vec` of whole states (16 for a level's first chunk,
-//!   doubling up to 32 KiB of them).
+//!   doubling up to 32 KiB of them, or 256 states if they are larger).
 //!
 //! Chunks are also the unit of parallel work ([`crate::Options::workers`]): the engine hands
 //! whole chunks of the current level to the workers, and frees each chunk once it is expanded,
@@ -53,7 +53,7 @@ impl<S> Chunk<S> {
                 len: 0,
             }
         } else {
-            let most = (CHUNK_BYTES / state_size.max(1)).max(16);
+            let most = (CHUNK_BYTES / state_size.max(1)).max(256);
             Chunk::Plain(Vec::with_capacity((16 << n).min(most)))
         }
     }

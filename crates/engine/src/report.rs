@@ -34,9 +34,14 @@ impl PartialEq for Cancel {
 }
 impl Eq for Cancel {}
 
-/// The default of [`Options::workers`]: every core the process may use.
+/// The default of [`Options::workers`]: the `MMCID_WORKERS` environment variable if it holds a
+/// positive number, else every core the process may use.
 pub fn all_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::env::var("MMCID_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .filter(|&w| w > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// How to run a check.
@@ -63,7 +68,7 @@ pub struct Options {
     /// Width of the fingerprints, `1..=64` (default 64). Narrower values exist to test collision
     /// handling and the collision estimate; they make the search unsound.
     pub fingerprint_bits: u32,
-    /// Threads that expand states (default: every core, [`all_cores`]). Any value gives the
+    /// Threads that expand states (default: every core, or `MMCID_WORKERS`: [`all_cores`]). Any value gives the
     /// same report (counts, state numbering, findings and traces); only time changes. See the
     /// crate doc's "Parallel levels".
     pub workers: usize,
