@@ -168,9 +168,13 @@ struct Expanded<S> {
     edges: Vec<(u32, Agent, bool)>,
     spins: Vec<Agent>,
     spin_ends: Vec<u32>,
-    /// Phase 2: each candidate's state index and whether it is new.
+    /// Phase 2: the candidates that are new states, in order; they are numbered
+    /// `fresh_start`, `fresh_start + 1`, ….
+    fresh: Vec<u32>,
+    fresh_start: u32,
+    /// Each candidate's state index (needed for the graph's edges; filled when phase 1
+    /// numbers, or in phase 3 with the graph).
     idx: Vec<u32>,
-    fresh: Vec<bool>,
     /// Phase 3: (candidate, property) fired; (candidate, agents asked, decision).
     fired: Vec<(u32, u32)>,
     decided: Vec<(u32, Vec<Agent>, Decision)>,
@@ -182,8 +186,14 @@ struct Expanded<S> {
 /// (an empty encoding, or no slot).
 enum Cands<S> {
     /// The states, and per candidate its position in `states` ([`NONE`]: none kept).
-    Plain { states: Vec<S>, slot: Vec<u32> },
-    Packed { bytes: Vec<u8>, ends: Vec<u32> },
+    Plain {
+        states: Vec<S>,
+        slot: Vec<u32>,
+    },
+    Packed {
+        bytes: Vec<u8>,
+        ends: Vec<u32>,
+    },
 }
 
 impl<S> Cands<S> {
@@ -201,12 +211,6 @@ impl<S> Cands<S> {
         match self {
             Cands::Packed { bytes, .. } => bytes.len(),
             Cands::Plain { states, .. } => states.len() * std::mem::size_of::<S>(),
-        }
-    }
-    fn bytes(&self) -> usize {
-        match self {
-            Cands::Packed { bytes, ends } => bytes.capacity() + ends.capacity() * 4,
-            Cands::Plain { states, slot } => states.capacity() * std::mem::size_of::<S>() + slot.capacity() * 4,
         }
     }
 }
@@ -267,6 +271,7 @@ impl<M: Model> Ctx<'_, M> {
             spin_ends: Vec::new(),
             idx: Vec::new(),
             fresh: Vec::new(),
+            fresh_start: 0,
             fired: Vec::new(),
             decided: Vec::new(),
             err: None,
@@ -313,8 +318,13 @@ impl<M: Model> Ctx<'_, M> {
                                 }
                             };
                             n.full |= new && n.seen.len() as u64 >= n.max_states;
+                            if new {
+                                if e.fresh.is_empty() {
+                                    e.fresh_start = idx;
+                                }
+                                e.fresh.push(j);
+                            }
                             e.idx.push(idx);
-                            e.fresh.push(new);
                             new
                         }
                     };
@@ -456,10 +466,8 @@ impl<M: Model> Ctx<'_, M> {
     fn check(&self, e: &mut Expanded<M::State>) {
         let mut fired = Vec::new();
         let mut spinning = Vec::new();
-        for j in 0..e.meta.len() {
-            if !e.fresh[j] {
-                continue;
-            }
+        for f in 0..e.fresh.len() {
+            let j = e.fresh[f] as usize;
             let decoded;
             let state = match &e.cands {
                 Cands::Plain { states, slot } => &states[slot[j] as usize],
@@ -651,7 +659,10 @@ impl<M: Model> Search<'_, M> {
             self.left_in_batch = parents_in_batch as u64;
             return Ok(());
         }
-        let cands: usize = batch.iter().map(|e| e.nactions.iter().sum::<u32>() as usize).sum();
+        let cands: usize = batch
+            .iter()
+            .map(|e| e.nactions.iter().sum::<u32>() as usize)
+            .sum();
         let cand_bytes: usize = batch.iter().map(|e| e.cands.used()).sum();
         if parents_in_batch > 0 {
             self.cands_per_parent = self.cands_per_parent.max(cands as f64 / parents_in_batch as f64);
@@ -660,58 +671,30 @@ impl<M: Model> Search<'_, M> {
             self.bytes_per_cand = self.bytes_per_cand.max(cand_bytes as f64 / cands as f64);
         }
 
-        // Phase 2: number the new states in (parent, action) order. With workers, the
-        // candidates' duplicates within the batch are found first, in parallel (each worker
-        // owns a slice of the fingerprints), so that the sequential pass below inserts each
-        // distinct fingerprint once.
-        let numbered = self.pool.is_none(); // phase 1 did it
-        let dups = self.batch_duplicates(&batch);
-        let mut full = numbered;
-        let mut c = 0usize; // candidate number within the batch
-        let mut idx_of: Vec<u32> = Vec::new(); // by candidate number, when `dups` is used
-        let ahead: Vec<u64> = if numbered {
-            Vec::new()
+        // Phase 2: number the new states in (parent, action) order (phase 1 did it if it
+        // had the visited set to itself). With workers: their duplicates within the batch are
+        // found in parallel (each worker owns a slice of the fingerprints); the first
+        // occurrences are new, so the k-th of them is state `len() + k`; the main thread
+        // appends their fingerprints, and the workers place them in the table.
+        let idx_of_cand = if self.pool.is_some() {
+            self.number_in_parallel(&mut batch)?
         } else {
-            batch.iter().flat_map(|e| e.meta.iter().map(|m| m.0)).collect()
+            Vec::new()
         };
-        for e in batch.iter_mut().filter(|_| !numbered) {
-            let n = e.meta.len();
-            e.idx = vec![NONE; n];
-            e.fresh = vec![false; n];
-            for j in 0..n {
-                if full {
-                    break;
-                }
-                if let Some(&fp) = ahead.get(c + PREFETCH) {
-                    self.seen.prefetch(fp);
-                }
-                if let Some(&fp) = ahead.get(c + PREFETCH / 2) {
-                    self.seen.prefetch_match(fp);
-                }
-                let (idx, new) = match &dups {
-                    Some(first) => {
-                        let f = first[c].load(Ordering::Relaxed) as usize;
-                        if f != c {
-                            (idx_of[f], false)
-                        } else {
-                            self.seen.insert(e.meta[j].0)?
-                        }
-                    }
-                    None => self.seen.insert(e.meta[j].0)?,
-                };
-                if dups.is_some() {
-                    idx_of.push(idx);
-                }
-                c += 1;
-                e.idx[j] = idx;
-                e.fresh[j] = new;
-                full = new && self.seen.len() as u64 >= self.max_states;
-            }
-        }
 
-        // Phase 3: check the new states.
+        // Phase 3: check the new states (and, with the graph, resolve every candidate's index).
+        let graph = self.graph.is_some();
         let ctx = self.ctx(&stalled);
-        parallel(self.pool.as_ref(), batch.iter_mut().collect(), &|e| ctx.check(e));
+        let offsets = cand_offsets(&batch);
+        let work: Vec<_> = batch.iter_mut().zip(offsets).collect();
+        parallel(self.pool.as_ref(), work, &|(e, c0)| {
+            if graph && !idx_of_cand.is_empty() {
+                e.idx = (0..e.meta.len())
+                    .map(|j| idx_of_cand[c0 + j].load(Ordering::Relaxed))
+                    .collect();
+            }
+            ctx.check(e)
+        });
         if let Some(e) = batch.iter_mut().find_map(|e| e.err.take()) {
             return Err(e);
         }
@@ -720,19 +703,9 @@ impl<M: Model> Search<'_, M> {
         let mut expanded_before = 0u64; // parents of earlier chunks in this batch
         let mut transitions_before = self.transitions;
         for e in batch.iter_mut() {
-            let mut fired = e.fired.iter().peekable();
-            let mut decided = e.decided.iter_mut().peekable();
-            let mut j = 0usize;
-            let mut edge = 0usize;
-            let mut actions_before = 0u64; // actions of earlier parents of this chunk
-            // Whole states are moved out in order (each new candidate's slot is larger than
-            // the previous one's).
-            let mut plain_states = match &mut e.cands {
-                Cands::Plain { states, .. } => Some(std::mem::take(states).into_iter().enumerate()),
-                Cands::Packed { .. } => None,
-            };
-            for (off, &nactions) in e.nactions.iter().enumerate() {
-                if let Some(g) = self.graph.as_mut() {
+            if let Some(g) = self.graph.as_mut() {
+                let mut edge = 0usize;
+                for (off, &nactions) in e.nactions.iter().enumerate() {
                     debug_assert_eq!(g.states(), (e.first as usize) + off);
                     for &(target, agent, retry) in &e.edges[edge..edge + nactions as usize] {
                         let target = if target & CAND != 0 {
@@ -750,105 +723,161 @@ impl<M: Model> Search<'_, M> {
                     };
                     g.end_state(&e.spins[from..e.spin_ends[off] as usize]);
                 }
-                while j < e.meta.len() && e.meta[j].1 as usize == off {
-                    let cj = j;
-                    j += 1;
-                    if !e.fresh[cj] {
-                        continue;
+            }
+            let mut fired = e.fired.iter().peekable();
+            let mut decided = e.decided.iter_mut().peekable();
+            // Whole states are moved out in order (each new candidate's slot is larger than
+            // the previous one's).
+            let mut plain_states = match &mut e.cands {
+                Cands::Plain { states, .. } => Some(std::mem::take(states).into_iter().enumerate()),
+                Cands::Packed { .. } => None,
+            };
+            for (r, &cj) in e.fresh.iter().enumerate() {
+                let cj = cj as usize;
+                let (_, off, action) = e.meta[cj];
+                let idx = e.fresh_start + r as u32;
+                let parent = e.first + off;
+                self.parents.push(parent, action);
+                let plain = match (&e.cands, plain_states.as_mut()) {
+                    (Cands::Plain { slot, .. }, Some(states)) => {
+                        let want = slot[cj] as usize;
+                        states.find(|(i, _)| *i == want).map(|(_, s)| s)
                     }
-                    let (_, _, action) = e.meta[cj];
-                    let idx = e.idx[cj];
-                    let parent = e.first + off as u32;
-                    self.parents.push(parent, action);
-                    let plain = match (&e.cands, plain_states.as_mut()) {
-                        (Cands::Plain { slot, .. }, Some(states)) => {
-                            let want = slot[cj] as usize;
-                            states.find(|(i, _)| *i == want).map(|(_, s)| s)
-                        }
-                        _ => None,
+                    _ => None,
+                };
+                self.max_depth = depth + 1;
+                let mut props = Vec::new();
+                while let Some(&&(c, p)) = fired.peek() {
+                    if c as usize != cj {
+                        break;
+                    }
+                    props.push(p);
+                    fired.next();
+                }
+                let mut violated = self.record(idx, depth + 1, &props)?;
+                if let Some((_, asked, d)) = decided.next_if(|(c, _, _)| *c as usize == cj) {
+                    // Agents found stalled earlier in this batch are not decided again,
+                    // as the sequential search would not have asked.
+                    let now: Vec<Agent> = asked
+                        .iter()
+                        .copied()
+                        .filter(|a| !self.stalls.iter().any(|(b, _, _)| b == a))
+                        .collect();
+                    let none = Decision {
+                        stalled: vec![],
+                        undecided: false,
                     };
-                    self.max_depth = depth + 1;
-                    let mut props = Vec::new();
-                    while let Some(&&(c, p)) = fired.peek() {
-                        if c as usize != cj {
-                            break;
-                        }
-                        props.push(p);
-                        fired.next();
-                    }
-                    let mut violated = self.record(idx, depth + 1, &props)?;
-                    if let Some((_, asked, d)) = decided.next_if(|(c, _, _)| *c as usize == cj) {
-                        // Agents found stalled earlier in this batch are not decided again,
-                        // as the sequential search would not have asked.
-                        let now: Vec<Agent> = asked
-                            .iter()
-                            .copied()
-                            .filter(|a| !self.stalls.iter().any(|(b, _, _)| b == a))
-                            .collect();
-                        let d = if now.len() == asked.len() {
-                            std::mem::replace(
-                                d,
-                                Decision {
-                                    stalled: vec![],
-                                    undecided: false,
-                                },
-                            )
-                        } else if now.is_empty() {
-                            Decision {
-                                stalled: vec![],
-                                undecided: false,
-                            }
-                        } else {
-                            let decoded;
-                            let state = match &plain {
-                                Some(s) => s,
-                                None => {
-                                    decoded = self.model.decode(e.cands.encoding(cj));
-                                    &decoded
-                                }
-                            };
-                            let limit = self.opts.stall_search.expect("decided only with stall search");
-                            stall::decide(
-                                self.model,
-                                state,
-                                &now,
-                                &self.fp,
-                                limit,
-                                self.opts.cancel.as_ref(),
-                            )
-                        };
-                        self.stalls_undecided += d.undecided as u64;
-                        for a in d.stalled {
-                            self.stalls.push((a, idx, depth + 1));
-                            violated = true;
-                        }
-                    }
-                    match plain {
-                        Some(s) => self.frontier.push(s),
-                        None => self.frontier.push_encoded(e.cands.encoding(cj)),
-                    }
-                    let cut = if violated && self.opts.stop_at_first_violation {
-                        Some(Cut::FirstViolation)
-                    } else if idx as u64 + 1 >= self.max_states {
-                        Some(Cut::MaxStates)
+                    let d = if now.len() == asked.len() {
+                        std::mem::replace(d, none)
+                    } else if now.is_empty() {
+                        none
                     } else {
-                        None
+                        let decoded;
+                        let state = match &plain {
+                            Some(s) => s,
+                            None => {
+                                decoded = self.model.decode(e.cands.encoding(cj));
+                                &decoded
+                            }
+                        };
+                        let limit = self.opts.stall_search.expect("decided only with stall search");
+                        stall::decide(
+                            self.model,
+                            state,
+                            &now,
+                            &self.fp,
+                            limit,
+                            self.opts.cancel.as_ref(),
+                        )
                     };
-                    if cut.is_some() {
-                        self.cut = cut;
-                        self.transitions = transitions_before + actions_before + action as u64 + 1;
-                        self.left_in_batch = parents_in_batch as u64 - (expanded_before + off as u64 + 1);
-                        self.seen.truncate(idx as usize + 1);
-                        return Ok(());
+                    self.stalls_undecided += d.undecided as u64;
+                    for a in d.stalled {
+                        self.stalls.push((a, idx, depth + 1));
+                        violated = true;
                     }
                 }
-                actions_before += nactions as u64;
+                match plain {
+                    Some(s) => self.frontier.push(s),
+                    None => self.frontier.push_encoded(e.cands.encoding(cj)),
+                }
+                let cut = if violated && self.opts.stop_at_first_violation {
+                    Some(Cut::FirstViolation)
+                } else if idx as u64 + 1 >= self.max_states {
+                    Some(Cut::MaxStates)
+                } else {
+                    None
+                };
+                if cut.is_some() {
+                    let actions_before: u64 = e.nactions[..off as usize].iter().map(|&a| a as u64).sum();
+                    self.cut = cut;
+                    self.transitions = transitions_before + actions_before + action as u64 + 1;
+                    self.left_in_batch = parents_in_batch as u64 - (expanded_before + off as u64 + 1);
+                    self.seen.truncate(idx as usize + 1);
+                    return Ok(());
+                }
             }
             expanded_before += e.nactions.len() as u64;
-            transitions_before += actions_before;
+            transitions_before += e.nactions.iter().map(|&a| a as u64).sum::<u64>();
         }
         self.transitions = transitions_before;
         Ok(())
+    }
+
+    /// Phase 2 with workers (see [`Search::batch`]). Returns, with the graph, each candidate's
+    /// state index by batch-wide candidate number (empty without the graph).
+    fn number_in_parallel(
+        &mut self,
+        batch: &mut [Expanded<M::State>],
+    ) -> Result<Vec<AtomicU32>, EngineError> {
+        let pool = self.pool.as_ref();
+        let first = self.batch_duplicates(batch);
+        let offsets = cand_offsets(batch);
+        let work: Vec<_> = batch.iter_mut().zip(offsets.iter().copied()).collect();
+        parallel(pool, work, &|(e, c0)| {
+            e.fresh = (0..e.meta.len() as u32)
+                .filter(|&j| first[c0 + j as usize].load(Ordering::Relaxed) as usize == c0 + j as usize)
+                .collect();
+        });
+        let total: usize = batch.iter().map(|e| e.fresh.len()).sum();
+        let mut room = (self.max_states.saturating_sub(self.seen.len() as u64) as usize).min(total);
+        self.seen.reserve(room);
+        for e in batch.iter_mut() {
+            e.fresh.truncate(room);
+            room -= e.fresh.len();
+            e.fresh_start = self.seen.len() as u32;
+            for &j in &e.fresh {
+                self.seen.push_new(e.meta[j as usize].0)?;
+            }
+        }
+        let graph = self.graph.is_some();
+        let idx_of_cand: Vec<AtomicU32> = if graph {
+            (0..offsets.last().copied().unwrap_or(0) + batch.last().map_or(0, |e| e.meta.len()))
+                .map(|_| AtomicU32::new(NONE))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let seen = &self.seen;
+        let work: Vec<_> = batch.iter().zip(offsets.iter().copied()).collect();
+        parallel(pool, work, &|(e, c0)| {
+            for (r, &j) in e.fresh.iter().enumerate() {
+                seen.place(e.meta[j as usize].0, e.fresh_start + r as u32);
+                if graph {
+                    idx_of_cand[c0 + j as usize].store(e.fresh_start + r as u32, Ordering::Relaxed);
+                }
+            }
+        });
+        if graph {
+            // A duplicate takes its first occurrence's index.
+            for (c, f) in first.iter().enumerate() {
+                let f = f.load(Ordering::Relaxed) as usize;
+                if f != c {
+                    let i = idx_of_cand[f].load(Ordering::Relaxed);
+                    idx_of_cand[c].store(i, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(idx_of_cand)
     }
 
     fn workers(&self) -> usize {
@@ -858,13 +887,13 @@ impl<M: Model> Search<'_, M> {
     /// For each candidate of the batch (numbered in order across its chunks), the number of
     /// the first candidate with the same fingerprint (itself if it is the first). `None`
     /// without workers: the sequential pass then finds duplicates in the visited set itself.
-    fn batch_duplicates(&self, batch: &[Expanded<M::State>]) -> Option<Vec<AtomicU32>> {
-        let pool = self.pool.as_ref()?;
+    fn batch_duplicates(&self, batch: &[Expanded<M::State>]) -> Vec<AtomicU32> {
+        let pool = self.pool.as_ref();
         let total: usize = batch.iter().map(|e| e.meta.len()).sum();
         let first: Vec<AtomicU32> = (0..total as u32).map(AtomicU32::new).collect();
         let parts = self.workers() * 2;
         let part = |fp: u64| (fp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % parts;
-        parallel(Some(pool), (0..parts).collect(), &|p| {
+        parallel(pool, (0..parts).collect(), &|p| {
             let mut map: HashMap<u64, u32, BuildHasherDefault<PassThrough>> =
                 HashMap::with_capacity_and_hasher(total / parts + 16, Default::default());
             let mut c = 0u32;
@@ -882,7 +911,7 @@ impl<M: Model> Search<'_, M> {
                 }
             }
         });
-        Some(first)
+        first
     }
 
     fn ctx<'a>(&'a self, stalled: &'a [Agent]) -> Ctx<'a, M> {
@@ -1072,6 +1101,19 @@ impl<M: Model> Search<'_, M> {
             findings,
         })
     }
+}
+
+/// Batch-wide number of each chunk's first candidate.
+fn cand_offsets<S>(batch: &[Expanded<S>]) -> Vec<usize> {
+    let mut at = 0;
+    batch
+        .iter()
+        .map(|e| {
+            let c0 = at;
+            at += e.meta.len();
+            c0
+        })
+        .collect()
 }
 
 /// `items.map(f)` in order, on the calling thread and the pool's threads (each takes the next

@@ -16,6 +16,7 @@
 
 use crate::EngineError;
 use crate::chunked::ChunkedVec;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 const EMPTY: u64 = u64::MAX;
 const MIN_SLOTS: usize = 1 << 10;
@@ -40,7 +41,9 @@ pub(crate) fn push_lean<T>(v: &mut Vec<T>, x: T) {
 /// Fingerprint → dense state index. See the module doc for the layout.
 #[derive(Debug)]
 pub struct Seen {
-    slots: Vec<u64>,
+    /// Atomic so that workers can place new states at once ([`Seen::place`]); every other
+    /// access is exclusive or read-only, and relaxed loads cost what plain loads cost.
+    slots: Vec<AtomicU64>,
     fps: ChunkedVec<u64>,
     shift: u32,
 }
@@ -55,7 +58,7 @@ impl Seen {
     /// An empty set.
     pub fn new() -> Self {
         Seen {
-            slots: vec![EMPTY; MIN_SLOTS],
+            slots: empty_slots(MIN_SLOTS),
             fps: ChunkedVec::new(),
             shift: 64 - MIN_SLOTS.trailing_zeros(),
         }
@@ -77,13 +80,13 @@ impl Seen {
         let tag = fp >> 32;
         let mut p = self.home(fp);
         loop {
-            let s = self.slots[p];
+            let s = *self.slots[p].get_mut();
             if s == EMPTY {
                 let idx = self.fps.len() as u64;
                 if idx >= MAX_STATES {
                     return Err(EngineError::TooManyStates { limit: MAX_STATES });
                 }
-                self.slots[p] = (tag << 32) | idx;
+                *self.slots[p].get_mut() = (tag << 32) | idx;
                 self.fps.push(fp);
                 return Ok((idx as u32, true));
             }
@@ -120,7 +123,7 @@ impl Seen {
         let tag = fp >> 32;
         let mut p = self.home(fp);
         loop {
-            let s = self.slots[p];
+            let s = self.slots[p].load(Relaxed);
             if s == EMPTY {
                 return;
             }
@@ -139,7 +142,7 @@ impl Seen {
         let tag = fp >> 32;
         let mut p = self.home(fp);
         loop {
-            let s = self.slots[p];
+            let s = self.slots[p].load(Relaxed);
             if s == EMPTY {
                 return None;
             }
@@ -191,31 +194,69 @@ impl Seen {
             return;
         }
         self.fps.truncate(len);
-        self.slots.iter_mut().for_each(|s| *s = EMPTY);
+        self.slots.iter_mut().for_each(|s| *s.get_mut() = EMPTY);
         let mask = self.slots.len() - 1;
         for (idx, fp) in self.fps.iter().enumerate() {
             let mut p = self.home(fp);
-            while self.slots[p] != EMPTY {
+            while *self.slots[p].get_mut() != EMPTY {
                 p = (p + 1) & mask;
             }
-            self.slots[p] = ((fp >> 32) << 32) | idx as u64;
+            *self.slots[p].get_mut() = ((fp >> 32) << 32) | idx as u64;
         }
     }
 
     fn grow(&mut self) {
         let new_len = self.slots.len() * 2;
-        let old = std::mem::replace(&mut self.slots, vec![EMPTY; new_len]);
+        let old = std::mem::replace(&mut self.slots, empty_slots(new_len));
         self.shift -= 1;
         let mask = new_len - 1;
-        for s in old.into_iter().filter(|&s| s != EMPTY) {
+        for s in old.into_iter().map(AtomicU64::into_inner).filter(|&s| s != EMPTY) {
             let fp = self.fps.get((s as u32) as usize);
             let mut p = self.home(fp);
-            while self.slots[p] != EMPTY {
+            while *self.slots[p].get_mut() != EMPTY {
                 p = (p + 1) & mask;
             }
-            self.slots[p] = s;
+            *self.slots[p].get_mut() = s;
         }
     }
+
+    /// Makes room for `n` more states without growing: afterwards, `n` fingerprints can be
+    /// appended ([`Seen::push_new`]) and placed from several threads ([`Seen::place`]).
+    pub fn reserve(&mut self, n: usize) {
+        while (self.fps.len() + n) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+    }
+
+    /// Appends a fingerprint that is *not* in the set, as state `len()`, without placing it in
+    /// the table yet ([`Seen::place`] does, before the next lookup). Returns its index.
+    pub fn push_new(&mut self, fp: u64) -> Result<u32, EngineError> {
+        let idx = self.fps.len() as u64;
+        if idx >= MAX_STATES {
+            return Err(EngineError::TooManyStates { limit: MAX_STATES });
+        }
+        self.fps.push(fp);
+        Ok(idx as u32)
+    }
+
+    /// Places state `idx` (appended by [`Seen::push_new`], whose fingerprint `fp` is in no
+    /// other slot) in the table. Several threads may place different states at once; room
+    /// must have been made with [`Seen::reserve`]; no lookup may run meanwhile.
+    pub fn place(&self, fp: u64, idx: u32) {
+        let mask = self.slots.len() - 1;
+        let slot = ((fp >> 32) << 32) | idx as u64;
+        let mut p = self.home(fp);
+        while self.slots[p]
+            .compare_exchange(EMPTY, slot, Relaxed, Relaxed)
+            .is_err()
+        {
+            p = (p + 1) & mask;
+        }
+    }
+}
+
+fn empty_slots(n: usize) -> Vec<AtomicU64> {
+    (0..n).map(|_| AtomicU64::new(EMPTY)).collect()
 }
 
 #[cfg(test)]
@@ -273,5 +314,29 @@ mod tests {
         assert_eq!(s.get(fingerprint(&1000u64)), None);
         assert_eq!(s.insert(fingerprint(&4000u64)).unwrap(), (1000, true));
         assert!(s.growth_within(1 << 20) > s.growth_within(1));
+    }
+
+    #[test]
+    fn push_new_then_place_from_threads() {
+        let mut s = Seen::new();
+        s.insert(fingerprint(&0u64)).unwrap();
+        let fps: Vec<u64> = (1..20_000u64).map(|i| fingerprint(&i)).collect();
+        s.reserve(fps.len());
+        let idx: Vec<u32> = fps.iter().map(|&fp| s.push_new(fp).unwrap()).collect();
+        std::thread::scope(|t| {
+            for part in 0..4 {
+                let (s, fps, idx) = (&s, &fps, &idx);
+                t.spawn(move || {
+                    for k in (part..fps.len()).step_by(4) {
+                        s.place(fps[k], idx[k]);
+                    }
+                });
+            }
+        });
+        for (k, &fp) in fps.iter().enumerate() {
+            assert_eq!(s.get(fp), Some(k as u32 + 1));
+        }
+        assert_eq!(s.insert(fingerprint(&5u64)).unwrap(), (5, false));
+        assert_eq!(s.insert(fingerprint(&u64::MAX)).unwrap(), (20_000, true));
     }
 }
