@@ -37,7 +37,7 @@ use std::time::Instant;
 /// New states between two progress reports inside a level.
 const PROGRESS_EVERY: u64 = 100_000;
 /// Parent states per batch and worker.
-const BATCH_PER_WORKER: usize = 8192;
+const BATCH_PER_WORKER: usize = 16384;
 /// Marks a graph edge whose target is a candidate of the same batch (resolved in phase 2).
 const CAND: u32 = 1 << 31;
 /// Index not assigned (a candidate past a cut).
@@ -168,6 +168,9 @@ struct Expanded<S> {
     edges: Vec<(u32, Agent, bool)>,
     spins: Vec<Agent>,
     spin_ends: Vec<u32>,
+    /// With workers: the candidates of each slice of the fingerprints (phase 2's duplicate
+    /// search), in order.
+    buckets: Vec<Vec<u32>>,
     /// Phase 2: the candidates that are new states, in order; they are numbered
     /// `fresh_start`, `fresh_start + 1`, ….
     fresh: Vec<u32>,
@@ -175,6 +178,10 @@ struct Expanded<S> {
     /// Each candidate's state index (needed for the graph's edges; filled when phase 1
     /// numbers, or in phase 3 with the graph).
     idx: Vec<u32>,
+    /// Phase 3: the new states as a frontier chunk for the next level (and, when packed, where
+    /// each entry ends), so that phase 4 only appends it.
+    next: Option<Chunk<S>>,
+    next_ends: Vec<u32>,
     /// Phase 3: (candidate, property) fired; (candidate, agents asked, decision).
     fired: Vec<(u32, u32)>,
     decided: Vec<(u32, Vec<Agent>, Decision)>,
@@ -231,6 +238,8 @@ struct Ctx<'a, M: Model> {
     /// Agents already known to stall (not decided again).
     stalled: &'a [Agent],
     cancel: Option<&'a Cancel>,
+    /// Threads.
+    workers: usize,
     /// Successors per parent and bytes per encoded successor seen so far (for capacities).
     cands_per_parent: f64,
     bytes_per_cand: f64,
@@ -249,14 +258,14 @@ impl<M: Model> Ctx<'_, M> {
     fn expand(&self, first: u32, chunk: Chunk<M::State>) -> Expanded<M::State> {
         let packed = matches!(chunk, Chunk::Packed { .. });
         // Sized from what earlier batches produced: growing by doubling would copy.
-        let cands = (chunk.len() as f64 * self.cands_per_parent) as usize + 16;
+        let cands = ((chunk.len() as f64 * self.cands_per_parent) as usize).min(1 << 20) + 16;
         let mut e = Expanded {
             first,
             nactions: Vec::with_capacity(chunk.len()),
             meta: Vec::with_capacity(cands),
             cands: if packed {
                 Cands::Packed {
-                    bytes: Vec::with_capacity((cands as f64 * self.bytes_per_cand) as usize),
+                    bytes: Vec::with_capacity(((cands as f64 * self.bytes_per_cand) as usize).min(64 << 20)),
                     ends: Vec::with_capacity(cands),
                 }
             } else {
@@ -270,8 +279,11 @@ impl<M: Model> Ctx<'_, M> {
             spins: Vec::new(),
             spin_ends: Vec::new(),
             idx: Vec::new(),
+            buckets: Vec::new(),
             fresh: Vec::new(),
             fresh_start: 0,
+            next: None,
+            next_ends: Vec::new(),
             fired: Vec::new(),
             decided: Vec::new(),
             err: None,
@@ -394,6 +406,13 @@ impl<M: Model> Ctx<'_, M> {
         if let (Some(seen), None, false, true) = (self.seen, &e.err, e.interrupted, packed) {
             self.drop_known(&mut e, seen);
         }
+        if self.seen.is_some() {
+            let parts = dup_parts(self.workers);
+            e.buckets = vec![Vec::new(); parts];
+            for (j, &(fp, _, _)) in e.meta.iter().enumerate() {
+                e.buckets[dup_part(fp, parts)].push(j as u32);
+            }
+        }
         e
     }
 
@@ -498,6 +517,36 @@ impl<M: Model> Ctx<'_, M> {
                 }
             }
         }
+        e.next = Some(match &mut e.cands {
+            Cands::Packed { .. } => {
+                let size: usize = e
+                    .fresh
+                    .iter()
+                    .map(|&j| e.cands.encoding(j as usize).len() + 2)
+                    .sum();
+                let mut bytes = Vec::with_capacity(size);
+                for &j in &e.fresh {
+                    let enc = e.cands.encoding(j as usize);
+                    crate::frontier::write_varint(&mut bytes, enc.len());
+                    bytes.extend_from_slice(enc);
+                    e.next_ends.push(bytes.len() as u32);
+                }
+                Chunk::Packed {
+                    bytes,
+                    len: e.fresh.len(),
+                }
+            }
+            Cands::Plain { states, slot } => {
+                // Moved out in order: each new candidate's slot is larger than the previous one's.
+                let mut all = std::mem::take(states).into_iter().enumerate();
+                let mut out = Vec::with_capacity(e.fresh.len());
+                for &j in &e.fresh {
+                    let want = slot[j as usize] as usize;
+                    out.extend(all.find(|(i, _)| *i == want).map(|(_, s)| s));
+                }
+                Chunk::Plain(out)
+            }
+        });
     }
 }
 
@@ -623,6 +672,7 @@ impl<M: Model> Search<'_, M> {
             at += c.len() as u32;
         }
         let stalled: Vec<Agent> = self.stalls.iter().map(|&(a, _, _)| a).collect();
+        let workers = self.workers();
         let numbering;
         let (seen, number) = if self.pool.is_none() {
             numbering = Mutex::new(Numbering {
@@ -645,6 +695,7 @@ impl<M: Model> Search<'_, M> {
             stall_search: self.opts.stall_search,
             stalled: &stalled,
             cancel: self.opts.cancel.as_ref(),
+            workers,
             cands_per_parent: self.cands_per_parent,
             bytes_per_cand: self.bytes_per_cand,
         };
@@ -665,10 +716,13 @@ impl<M: Model> Search<'_, M> {
             .sum();
         let cand_bytes: usize = batch.iter().map(|e| e.cands.used()).sum();
         if parents_in_batch > 0 {
-            self.cands_per_parent = self.cands_per_parent.max(cands as f64 / parents_in_batch as f64);
+            // A running average (a few parents may have many successors: the root of a
+            // wide model); the memory limit's worst case doubles it.
+            self.cands_per_parent =
+                0.5 * self.cands_per_parent + 0.5 * (cands as f64 / parents_in_batch as f64);
         }
         if cands > 0 {
-            self.bytes_per_cand = self.bytes_per_cand.max(cand_bytes as f64 / cands as f64);
+            self.bytes_per_cand = 0.5 * self.bytes_per_cand + 0.5 * (cand_bytes as f64 / cands as f64);
         }
 
         // Phase 2: number the new states in (parent, action) order (phase 1 did it if it
@@ -682,16 +736,22 @@ impl<M: Model> Search<'_, M> {
             Vec::new()
         };
 
-        // Phase 3: check the new states (and, with the graph, resolve every candidate's index).
+        // Phase 3: place the new states in the visited set's table (with workers) and check
+        // them.
         let graph = self.graph.is_some();
+        let place = self.pool.is_some();
+        let seen = &self.seen;
         let ctx = self.ctx(&stalled);
         let offsets = cand_offsets(&batch);
         let work: Vec<_> = batch.iter_mut().zip(offsets).collect();
         parallel(self.pool.as_ref(), work, &|(e, c0)| {
-            if graph && !idx_of_cand.is_empty() {
-                e.idx = (0..e.meta.len())
-                    .map(|j| idx_of_cand[c0 + j].load(Ordering::Relaxed))
-                    .collect();
+            if place {
+                for (r, &j) in e.fresh.iter().enumerate() {
+                    seen.place(e.meta[j as usize].0, e.fresh_start + r as u32);
+                }
+                if graph {
+                    e.idx = idx_of_cand[c0..c0 + e.meta.len()].to_vec();
+                }
             }
             ctx.check(e)
         });
@@ -726,25 +786,13 @@ impl<M: Model> Search<'_, M> {
             }
             let mut fired = e.fired.iter().peekable();
             let mut decided = e.decided.iter_mut().peekable();
-            // Whole states are moved out in order (each new candidate's slot is larger than
-            // the previous one's).
-            let mut plain_states = match &mut e.cands {
-                Cands::Plain { states, .. } => Some(std::mem::take(states).into_iter().enumerate()),
-                Cands::Packed { .. } => None,
-            };
+            let mut next = e.next.take().expect("phase 3 built it");
             for (r, &cj) in e.fresh.iter().enumerate() {
                 let cj = cj as usize;
                 let (_, off, action) = e.meta[cj];
                 let idx = e.fresh_start + r as u32;
                 let parent = e.first + off;
                 self.parents.push(parent, action);
-                let plain = match (&e.cands, plain_states.as_mut()) {
-                    (Cands::Plain { slot, .. }, Some(states)) => {
-                        let want = slot[cj] as usize;
-                        states.find(|(i, _)| *i == want).map(|(_, s)| s)
-                    }
-                    _ => None,
-                };
                 self.max_depth = depth + 1;
                 let mut props = Vec::new();
                 while let Some(&&(c, p)) = fired.peek() {
@@ -773,9 +821,9 @@ impl<M: Model> Search<'_, M> {
                         none
                     } else {
                         let decoded;
-                        let state = match &plain {
-                            Some(s) => s,
-                            None => {
+                        let state = match &next {
+                            Chunk::Plain(states) => &states[r],
+                            Chunk::Packed { .. } => {
                                 decoded = self.model.decode(e.cands.encoding(cj));
                                 &decoded
                             }
@@ -796,10 +844,6 @@ impl<M: Model> Search<'_, M> {
                         violated = true;
                     }
                 }
-                match plain {
-                    Some(s) => self.frontier.push(s),
-                    None => self.frontier.push_encoded(e.cands.encoding(cj)),
-                }
                 let cut = if violated && self.opts.stop_at_first_violation {
                     Some(Cut::FirstViolation)
                 } else if idx as u64 + 1 >= self.max_states {
@@ -808,6 +852,15 @@ impl<M: Model> Search<'_, M> {
                     None
                 };
                 if cut.is_some() {
+                    // The next level keeps the new states up to this one.
+                    match &mut next {
+                        Chunk::Plain(states) => states.truncate(r + 1),
+                        Chunk::Packed { bytes, len } => {
+                            bytes.truncate(e.next_ends[r] as usize);
+                            *len = r + 1;
+                        }
+                    }
+                    self.frontier.push_chunk(next);
                     let actions_before: u64 = e.nactions[..off as usize].iter().map(|&a| a as u64).sum();
                     self.cut = cut;
                     self.transitions = transitions_before + actions_before + action as u64 + 1;
@@ -816,6 +869,7 @@ impl<M: Model> Search<'_, M> {
                     return Ok(());
                 }
             }
+            self.frontier.push_chunk(next);
             expanded_before += e.nactions.len() as u64;
             transitions_before += e.nactions.iter().map(|&a| a as u64).sum::<u64>();
         }
@@ -823,58 +877,36 @@ impl<M: Model> Search<'_, M> {
         Ok(())
     }
 
-    /// Phase 2 with workers (see [`Search::batch`]). Returns, with the graph, each candidate's
-    /// state index by batch-wide candidate number (empty without the graph).
-    fn number_in_parallel(
-        &mut self,
-        batch: &mut [Expanded<M::State>],
-    ) -> Result<Vec<AtomicU32>, EngineError> {
-        let pool = self.pool.as_ref();
+    /// Phase 2 with workers (see [`Search::batch`]): finds each candidate's first occurrence
+    /// in the batch (in parallel), then lists the new states of each chunk, numbers them and
+    /// appends their fingerprints (a sequential scan). Placing them in the table is left to
+    /// phase 3's workers. Returns, with the graph, each candidate's state index by batch-wide
+    /// candidate number (empty without the graph).
+    fn number_in_parallel(&mut self, batch: &mut [Expanded<M::State>]) -> Result<Vec<u32>, EngineError> {
         let first = self.batch_duplicates(batch);
-        let offsets = cand_offsets(batch);
-        let work: Vec<_> = batch.iter_mut().zip(offsets.iter().copied()).collect();
-        parallel(pool, work, &|(e, c0)| {
-            e.fresh = (0..e.meta.len() as u32)
-                .filter(|&j| first[c0 + j as usize].load(Ordering::Relaxed) as usize == c0 + j as usize)
-                .collect();
-        });
-        let total: usize = batch.iter().map(|e| e.fresh.len()).sum();
-        let mut room = (self.max_states.saturating_sub(self.seen.len() as u64) as usize).min(total);
-        self.seen.reserve(room);
-        for e in batch.iter_mut() {
-            e.fresh.truncate(room);
-            room -= e.fresh.len();
-            e.fresh_start = self.seen.len() as u32;
-            for &j in &e.fresh {
-                self.seen.push_new(e.meta[j as usize].0)?;
-            }
-        }
         let graph = self.graph.is_some();
-        let idx_of_cand: Vec<AtomicU32> = if graph {
-            (0..offsets.last().copied().unwrap_or(0) + batch.last().map_or(0, |e| e.meta.len()))
-                .map(|_| AtomicU32::new(NONE))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let seen = &self.seen;
-        let work: Vec<_> = batch.iter().zip(offsets.iter().copied()).collect();
-        parallel(pool, work, &|(e, c0)| {
-            for (r, &j) in e.fresh.iter().enumerate() {
-                seen.place(e.meta[j as usize].0, e.fresh_start + r as u32);
+        let mut idx_of_cand: Vec<u32> = Vec::new();
+        let mut room = self.max_states.saturating_sub(self.seen.len() as u64) as usize;
+        self.seen.reserve(room.min(first.len()));
+        let mut c = 0usize;
+        for e in batch.iter_mut() {
+            e.fresh.clear();
+            e.fresh_start = self.seen.len() as u32;
+            for (j, &(fp, _, _)) in e.meta.iter().enumerate() {
+                let f = first[c].load(Ordering::Relaxed) as usize;
+                let idx = if f != c {
+                    idx_of_cand.get(f).copied().unwrap_or(NONE)
+                } else if room > 0 {
+                    room -= 1;
+                    e.fresh.push(j as u32);
+                    self.seen.push_new(fp)?
+                } else {
+                    NONE
+                };
                 if graph {
-                    idx_of_cand[c0 + j as usize].store(e.fresh_start + r as u32, Ordering::Relaxed);
+                    idx_of_cand.push(idx);
                 }
-            }
-        });
-        if graph {
-            // A duplicate takes its first occurrence's index.
-            for (c, f) in first.iter().enumerate() {
-                let f = f.load(Ordering::Relaxed) as usize;
-                if f != c {
-                    let i = idx_of_cand[f].load(Ordering::Relaxed);
-                    idx_of_cand[c].store(i, Ordering::Relaxed);
-                }
+                c += 1;
             }
         }
         Ok(idx_of_cand)
@@ -891,23 +923,21 @@ impl<M: Model> Search<'_, M> {
         let pool = self.pool.as_ref();
         let total: usize = batch.iter().map(|e| e.meta.len()).sum();
         let first: Vec<AtomicU32> = (0..total as u32).map(AtomicU32::new).collect();
-        let parts = self.workers() * 2;
-        let part = |fp: u64| (fp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % parts;
+        let parts = dup_parts(self.workers());
+        let offsets = cand_offsets(batch);
         parallel(pool, (0..parts).collect(), &|p| {
+            let mine: usize = batch.iter().map(|e| e.buckets.get(p).map_or(0, Vec::len)).sum();
             let mut map: HashMap<u64, u32, BuildHasherDefault<PassThrough>> =
-                HashMap::with_capacity_and_hasher(total / parts + 16, Default::default());
-            let mut c = 0u32;
-            for e in batch {
-                for &(fp, _, _) in &e.meta {
-                    if part(fp) == p {
-                        match map.entry(fp) {
-                            Entry::Occupied(o) => first[c as usize].store(*o.get(), Ordering::Relaxed),
-                            Entry::Vacant(v) => {
-                                v.insert(c);
-                            }
+                HashMap::with_capacity_and_hasher(mine, Default::default());
+            for (e, &c0) in batch.iter().zip(&offsets) {
+                for &j in e.buckets.get(p).into_iter().flatten() {
+                    let c = (c0 + j as usize) as u32;
+                    match map.entry(e.meta[j as usize].0) {
+                        Entry::Occupied(o) => first[c as usize].store(*o.get(), Ordering::Relaxed),
+                        Entry::Vacant(v) => {
+                            v.insert(c);
                         }
                     }
-                    c += 1;
                 }
             }
         });
@@ -926,6 +956,7 @@ impl<M: Model> Search<'_, M> {
             stall_search: self.opts.stall_search,
             stalled,
             cancel: self.opts.cancel.as_ref(),
+            workers: self.workers(),
             cands_per_parent: self.cands_per_parent,
             bytes_per_cand: self.bytes_per_cand,
         }
@@ -1101,6 +1132,17 @@ impl<M: Model> Search<'_, M> {
             findings,
         })
     }
+}
+
+/// How many slices of the fingerprints the duplicate search splits a batch into.
+fn dup_parts(workers: usize) -> usize {
+    workers * 2
+}
+
+/// The slice of the fingerprints `fp` falls in.
+#[inline]
+fn dup_part(fp: u64, parts: usize) -> usize {
+    (((fp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) * parts as u64) >> 32) as usize
 }
 
 /// Batch-wide number of each chunk's first candidate.

@@ -107,8 +107,9 @@ impl<'a> Iterator for Entries<'a> {
     }
 }
 
+/// Appends `x` as a LEB128 varint (the length prefix of a packed entry).
 #[inline]
-fn write_varint(out: &mut Vec<u8>, mut x: usize) {
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut x: usize) {
     while x >= 0x80 {
         out.push(x as u8 | 0x80);
         x >>= 7;
@@ -239,6 +240,16 @@ impl<S> Frontier<S> {
             *len += 1;
         }
         self.next.len += 1;
+    }
+
+    /// Queues a whole chunk of states for the next level (built elsewhere, e.g. by a worker).
+    pub fn push_chunk(&mut self, chunk: Chunk<S>) {
+        if chunk.is_empty() {
+            return;
+        }
+        self.next.len += chunk.len();
+        self.next.bytes += chunk.bytes();
+        self.next.chunks.push_back(chunk);
     }
 
     /// Takes chunks from the front of the current level until they hold at least `min_states`
