@@ -627,7 +627,13 @@ impl<M: Model> Search<'_, M> {
     }
 
     fn search(&mut self, observer: &mut dyn Observer) -> Result<(), EngineError> {
-        let batch_parents = BATCH_PER_WORKER * self.workers();
+        // Whole states may be large: a batch's candidates stay within some 32 MiB.
+        let per_worker = if self.fp.codec() {
+            BATCH_PER_WORKER
+        } else {
+            ((32 << 20) / (8 * std::mem::size_of::<M::State>().max(1))).clamp(256, BATCH_PER_WORKER)
+        };
+        let batch_parents = per_worker * self.workers();
         while self.cut.is_none() && self.frontier.current_len() > 0 {
             let depth = self.frontier.depth();
             if self.opts.max_depth.is_some_and(|m| depth >= m) {
@@ -887,7 +893,6 @@ impl<M: Model> Search<'_, M> {
         let graph = self.graph.is_some();
         let mut idx_of_cand: Vec<u32> = Vec::new();
         let mut room = self.max_states.saturating_sub(self.seen.len() as u64) as usize;
-        self.seen.reserve(room.min(first.len()));
         let mut c = 0usize;
         for e in batch.iter_mut() {
             e.fresh.clear();
@@ -909,6 +914,8 @@ impl<M: Model> Search<'_, M> {
                 c += 1;
             }
         }
+        // Room in the table for the states just appended (placed in phase 3).
+        self.seen.reserve(0);
         Ok(idx_of_cand)
     }
 

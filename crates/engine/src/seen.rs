@@ -220,8 +220,9 @@ impl Seen {
         }
     }
 
-    /// Makes room for `n` more states without growing: afterwards, `n` fingerprints can be
-    /// appended ([`Seen::push_new`]) and placed from several threads ([`Seen::place`]).
+    /// Makes room for `n` more states (counting those appended by [`Seen::push_new`] and not
+    /// yet placed) so that they can be placed from several threads ([`Seen::place`]) without
+    /// the table growing.
     pub fn reserve(&mut self, n: usize) {
         while (self.fps.len() + n) * 4 > self.slots.len() * 3 {
             self.grow();
@@ -321,8 +322,8 @@ mod tests {
         let mut s = Seen::new();
         s.insert(fingerprint(&0u64)).unwrap();
         let fps: Vec<u64> = (1..20_000u64).map(|i| fingerprint(&i)).collect();
-        s.reserve(fps.len());
         let idx: Vec<u32> = fps.iter().map(|&fp| s.push_new(fp).unwrap()).collect();
+        s.reserve(0);
         std::thread::scope(|t| {
             for part in 0..4 {
                 let (s, fps, idx) = (&s, &fps, &idx);
