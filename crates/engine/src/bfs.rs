@@ -7,12 +7,14 @@
 //!    (or kept whole) and fingerprinted; with more than one worker, successors already in the
 //!    visited set are recognised here, read-only, and dropped. What is left are *candidates*,
 //!    in (parent, action) order.
-//! 2. **number** (sequential): candidates are inserted into the visited set in that order; a
-//!    new fingerprint gets the next state index, exactly as the sequential search would give it.
-//! 3. **check** (parallel): the properties, and the on-the-fly stall search, run on the new
-//!    states.
-//! 4. **commit** (sequential): in index order, parent links, the next level, the liveness
-//!    graph and the findings are recorded, and the stop conditions are tested state by state,
+//! 2. **number**: with workers, the batch's duplicates are found in parallel (each worker owns
+//!    a slice of the fingerprints) and the first occurrences, which are new, are numbered in
+//!    order by a sequential scan that appends their fingerprints to the visited set; with one
+//!    worker, phase 1 inserted each successor as it found it.
+//! 3. **check** (parallel): the new states are placed in the visited set's table, checked
+//!    (properties, on-the-fly stall search) and packed into the next level's frontier chunk.
+//! 4. **commit** (sequential): in index order, parent links, the liveness graph and the
+//!    findings are recorded, and the stop conditions are tested state by state,
 //!    so a search that stops stops at the very state the sequential search would stop at.
 
 use crate::EngineError;

@@ -78,14 +78,20 @@
 //!
 //! 1. *expand* (parallel, by frontier chunk): successors are encoded and fingerprinted; those
 //!    already in Seen are dropped (Seen is read-only in this phase; probes are prefetched);
-//! 2. *number*: the candidates' duplicates within the batch are found in parallel (each worker
-//!    owns a slice of the fingerprints) and the first occurrence of each wins — in
-//!    (parent, action) order, which is the order the sequential search discovers states in.
-//!    The first occurrences are new, so the k-th is state `len + k`: the main thread appends
-//!    their fingerprints, the workers place them in Seen's table (a compare-and-swap per slot);
-//! 3. *check* (parallel): properties and the on-the-fly stall search on the new states;
-//! 4. *commit* (sequential, new states only): parent links, the next level's chunk, findings,
-//!    and every stop condition, state by state in index order.
+//! 2. *number*: the candidates' duplicates within the batch are found in parallel (phase 1
+//!    buckets candidates by fingerprint slice; each worker owns slices) and the first
+//!    occurrence of each wins — in (parent, action) order, which is the order the sequential
+//!    search discovers states in. The first occurrences are new, so the k-th is state
+//!    `len + k`: the main thread appends their fingerprints in one sequential scan;
+//! 3. *check* (parallel): workers place the new states in Seen's table (a compare-and-swap
+//!    per slot), check the properties, run the on-the-fly stall search, and pack the new
+//!    states into the next level's frontier chunk;
+//! 4. *commit* (sequential, new states only): parent links, findings, and every stop
+//!    condition, state by state in index order; then the chunk is appended to the frontier.
+//!
+//! Three barriers per batch of 16 Ki parents per worker: on a loaded machine each barrier can
+//! cost a scheduler time slice, so batches are large (their candidates are the price, a few
+//! tens of MiB, bounded in bytes for whole states).
 //!
 //! The stall search ([`Options::stall_search`]) runs in phase 3; an agent found stalled earlier
 //! in the same batch is not decided again, as the sequential search would not ask. Full
