@@ -20,7 +20,7 @@
 use crate::EngineError;
 use crate::chunked::{self, Rss};
 use crate::fingerprint::{Fingerprinter, collision_probability};
-use crate::frontier::{Chunk, Frontier};
+use crate::frontier::{CHUNK_BYTES, Chunk, Frontier};
 use crate::liveness::{self, Graph, MAX_AGENTS};
 use crate::model::{Agent, Model, PropertyInfo, PropertyKind};
 use crate::observer::{Observer, Progress};
@@ -182,7 +182,8 @@ struct Expanded<S> {
     idx: Vec<u32>,
     /// Phase 3: the new states as a frontier chunk for the next level (and, when packed, where
     /// each entry ends), so that phase 4 only appends it.
-    next: Option<Chunk<S>>,
+    next: Vec<Chunk<S>>,
+    /// For each new state, where its entry ends in its (packed) piece.
     next_ends: Vec<u32>,
     /// Phase 3: (candidate, property) fired; (candidate, agents asked, decision).
     fired: Vec<(u32, u32)>,
@@ -284,7 +285,7 @@ impl<M: Model> Ctx<'_, M> {
             buckets: Vec::new(),
             fresh: Vec::new(),
             fresh_start: 0,
-            next: None,
+            next: Vec::new(),
             next_ends: Vec::new(),
             fired: Vec::new(),
             decided: Vec::new(),
@@ -519,36 +520,60 @@ impl<M: Model> Ctx<'_, M> {
                 }
             }
         }
-        e.next = Some(match &mut e.cands {
+        // Pieces of at most a frontier chunk's size, so that the next level is split for the
+        // workers as finely as this one.
+        let mut pieces = Vec::new();
+        match &mut e.cands {
             Cands::Packed { .. } => {
-                let size: usize = e
+                let mut bytes: Vec<u8> = Vec::new();
+                let mut len = 0;
+                let mut rest: usize = e
                     .fresh
                     .iter()
                     .map(|&j| e.cands.encoding(j as usize).len() + 2)
                     .sum();
-                let mut bytes = Vec::with_capacity(size);
                 for &j in &e.fresh {
                     let enc = e.cands.encoding(j as usize);
+                    rest -= enc.len() + 2;
+                    if len > 0 && bytes.len() + enc.len() + 10 > CHUNK_BYTES {
+                        pieces.push(Chunk::Packed {
+                            bytes: std::mem::take(&mut bytes),
+                            len: std::mem::take(&mut len),
+                        });
+                    }
+                    if bytes.capacity() == 0 {
+                        bytes.reserve_exact(CHUNK_BYTES.min(rest + enc.len() + 2).max(enc.len() + 10));
+                    }
                     crate::frontier::write_varint(&mut bytes, enc.len());
                     bytes.extend_from_slice(enc);
                     e.next_ends.push(bytes.len() as u32);
+                    len += 1;
                 }
-                Chunk::Packed {
-                    bytes,
-                    len: e.fresh.len(),
+                if len > 0 {
+                    pieces.push(Chunk::Packed { bytes, len });
                 }
             }
             Cands::Plain { states, slot } => {
+                let most = (CHUNK_BYTES / std::mem::size_of::<M::State>().max(1)).max(256);
                 // Moved out in order: each new candidate's slot is larger than the previous one's.
                 let mut all = std::mem::take(states).into_iter().enumerate();
-                let mut out = Vec::with_capacity(e.fresh.len());
-                for &j in &e.fresh {
+                let mut out = Vec::new();
+                for (r, &j) in e.fresh.iter().enumerate() {
+                    if out.len() == most {
+                        pieces.push(Chunk::Plain(std::mem::take(&mut out)));
+                    }
+                    if out.capacity() == 0 {
+                        out.reserve_exact(most.min(e.fresh.len() - r));
+                    }
                     let want = slot[j as usize] as usize;
                     out.extend(all.find(|(i, _)| *i == want).map(|(_, s)| s));
                 }
-                Chunk::Plain(out)
+                if !out.is_empty() {
+                    pieces.push(Chunk::Plain(out));
+                }
             }
-        });
+        }
+        e.next = pieces;
     }
 }
 
@@ -794,7 +819,7 @@ impl<M: Model> Search<'_, M> {
             }
             let mut fired = e.fired.iter().peekable();
             let mut decided = e.decided.iter_mut().peekable();
-            let mut next = e.next.take().expect("phase 3 built it");
+            let mut next = std::mem::take(&mut e.next);
             for (r, &cj) in e.fresh.iter().enumerate() {
                 let cj = cj as usize;
                 let (_, off, action) = e.meta[cj];
@@ -829,9 +854,9 @@ impl<M: Model> Search<'_, M> {
                         none
                     } else {
                         let decoded;
-                        let state = match &next {
-                            Chunk::Plain(states) => &states[r],
-                            Chunk::Packed { .. } => {
+                        let state = match piece_at(&next, r) {
+                            (_, k, Chunk::Plain(states)) => &states[k],
+                            (_, _, Chunk::Packed { .. }) => {
                                 decoded = self.model.decode(e.cands.encoding(cj));
                                 &decoded
                             }
@@ -861,14 +886,16 @@ impl<M: Model> Search<'_, M> {
                 };
                 if cut.is_some() {
                     // The next level keeps the new states up to this one.
-                    match &mut next {
-                        Chunk::Plain(states) => states.truncate(r + 1),
+                    let (p, k, _) = piece_at(&next, r);
+                    next.truncate(p + 1);
+                    match &mut next[p] {
+                        Chunk::Plain(states) => states.truncate(k + 1),
                         Chunk::Packed { bytes, len } => {
                             bytes.truncate(e.next_ends[r] as usize);
-                            *len = r + 1;
+                            *len = k + 1;
                         }
                     }
-                    self.frontier.push_chunk(next);
+                    next.into_iter().for_each(|c| self.frontier.push_chunk(c));
                     let actions_before: u64 = e.nactions[..off as usize].iter().map(|&a| a as u64).sum();
                     self.cut = cut;
                     self.transitions = transitions_before + actions_before + action as u64 + 1;
@@ -877,7 +904,7 @@ impl<M: Model> Search<'_, M> {
                     return Ok(());
                 }
             }
-            self.frontier.push_chunk(next);
+            next.into_iter().for_each(|c| self.frontier.push_chunk(c));
             expanded_before += e.nactions.len() as u64;
             transitions_before += e.nactions.iter().map(|&a| a as u64).sum::<u64>();
         }
@@ -1152,6 +1179,17 @@ fn dup_parts(workers: usize) -> usize {
 #[inline]
 fn dup_part(fp: u64, parts: usize) -> usize {
     (((fp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) * parts as u64) >> 32) as usize
+}
+
+/// The piece holding the `r`-th state of a list of chunks: (piece, position in it, piece).
+fn piece_at<S>(pieces: &[Chunk<S>], mut r: usize) -> (usize, usize, &Chunk<S>) {
+    for (p, c) in pieces.iter().enumerate() {
+        if r < c.len() {
+            return (p, r, c);
+        }
+        r -= c.len();
+    }
+    panic!("state {r} is past the pieces built for it")
 }
 
 /// Batch-wide number of each chunk's first candidate.
