@@ -935,6 +935,9 @@ fn violation<F: Family>(model: &KernelModel<F>, c: &Candidate) -> Option<Violati
         memory: Memory::default(),
         unreached_sometimes: Vec::new(),
         findings: vec![finding],
+        peak_rss_bytes: None,
+        peak_rss_per_state: None,
+        workers: 1,
     };
     let opts = CheckOptions {
         symmetry: true,
@@ -942,6 +945,7 @@ fn violation<F: Family>(model: &KernelModel<F>, c: &Candidate) -> Option<Violati
         max_states: None,
         max_depth: None,
         reduction: false,
+        ..CheckOptions::default()
     };
     checker::outcome(model, &c.cfg, &opts, &report)
         .violations
