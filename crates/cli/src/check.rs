@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use mmcid_engine::Cut;
 use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness, Violation};
 use mmcid_kmodel::scenario;
 use mmcid_kmodel::{Budgets, Config, trace};
@@ -148,6 +149,11 @@ pub struct Args {
     /// Counts, findings and traces are the same with any number.
     #[arg(long, default_value_t = mmcid_engine::all_cores(), value_parser = workers)]
     pub workers: usize,
+    /// Stop cleanly, with what was found so far, before the process would use more memory than
+    /// this: a size (`512M`, `4G`), a share of the memory available at start (`80%`), or `off`.
+    /// A search stopped so exits with status 3 (1 if it found a violation).
+    #[arg(long, default_value = crate::stop::DEFAULT_MEMORY, value_parser = crate::stop::parse_memory)]
+    pub max_memory: crate::stop::MemoryLimit,
 }
 
 /// Runs `mmcid check`.
@@ -192,7 +198,8 @@ pub fn run(a: &Args) -> i32 {
             .or((liveness == Liveness::Full).then_some(FULL_LIVENESS_CAP)),
         max_depth: a.max_depth,
         workers: a.workers,
-        ..CheckOptions::default()
+        cancel: Some(crate::stop::ctrl_c()),
+        memory_limit: a.max_memory.bytes(),
     };
     let mut bar = Bar::new(a.quiet || a.json);
     let out = match checker::run(&cfg, &opts, &mut bar) {
@@ -237,12 +244,34 @@ pub fn run(a: &Args) -> i32 {
         eprintln!("{e}");
         return exit::USAGE;
     }
-    if !out.violations.is_empty() {
+    finish(&out.violations, out.complete, out.cut, a.max_memory.bytes())
+}
+
+/// The exit status of a search, and the note on a memory stop (shared with `matrix`).
+pub fn finish(violations: &[Violation], complete: bool, cut: Option<Cut>, limit: Option<u64>) -> i32 {
+    if cut == Some(Cut::MemoryLimit) {
+        eprintln!("mmcid: {}", crate::stop::memory_note(limit));
+    }
+    if cut == Some(Cut::Interrupted) {
+        exit::INTERRUPTED
+    } else if !violations.is_empty() {
         exit::VIOLATION
-    } else if !out.complete {
+    } else if !complete {
         exit::INCOMPLETE
     } else {
         exit::OK
+    }
+}
+
+/// Why a search stopped early, for a person.
+pub fn cut_words(cut: Option<Cut>) -> &'static str {
+    match cut {
+        Some(Cut::MaxStates) => "cut by --max-states",
+        Some(Cut::MaxDepth) => "cut by --max-depth",
+        Some(Cut::FirstViolation) => "stopped at the first violation",
+        Some(Cut::Interrupted) => "interrupted by Ctrl-C",
+        Some(Cut::MemoryLimit) => "stopped by --max-memory",
+        None => "cut",
     }
 }
 
@@ -356,9 +385,9 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
         o.transitions,
         o.depth,
         if o.complete {
-            "complete within bounds"
+            "complete within bounds".to_string()
         } else {
-            "INCOMPLETE (cut by --max-states or --max-depth)"
+            format!("INCOMPLETE ({})", cut_words(o.cut))
         },
         o.peak_rss_bytes.map_or(String::new(), |p| format!(
             "peak RSS {:.0} MiB = {:.1} B/state, ",
@@ -369,11 +398,17 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
         o.collision_probability.max(1e-18)
     );
     if !o.complete {
+        let raise = match o.cut {
+            Some(Cut::Interrupted) => "Run it again to the end.",
+            Some(Cut::MemoryLimit) => "Raise --max-memory, or use --liveness stalls.",
+            _ => "Raise --max-states or --max-depth.",
+        };
         let _ = writeln!(
             s,
-            "warning: the search was cut; HOLDS cannot be claimed (UNKNOWN above). Raise --max-states or --max-depth."
+            "warning: the search was cut ({}); HOLDS cannot be claimed (UNKNOWN above). {raise}",
+            cut_words(o.cut)
         );
-        if o.liveness == "full" {
+        if o.liveness == "full" && matches!(o.cut, Some(Cut::MaxStates | Cut::MemoryLimit)) {
             let _ = writeln!(
                 s,
                 "hint: --liveness full keeps the whole graph and stops at {FULL_LIVENESS_CAP} states unless told otherwise; \

@@ -10,3 +10,5 @@ pub const USAGE: i32 = 2;
 /// No violation found, but the search was cut (`--max-states`, `--max-depth`): nothing can be
 /// claimed to hold.
 pub const INCOMPLETE: i32 = 3;
+/// Stopped by Ctrl-C (128 + SIGINT, as shells report it): what was found so far was printed.
+pub const INTERRUPTED: i32 = 130;

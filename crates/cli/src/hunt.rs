@@ -51,6 +51,10 @@ pub struct Args {
     /// No progress line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Stop each breadth-first check cleanly before the process would use more memory than this
+    /// (`512M`, `4G`, `80%` of the memory available at start, `off`); it then counts as capped.
+    #[arg(long, default_value = crate::stop::DEFAULT_MEMORY, value_parser = crate::stop::parse_memory)]
+    pub max_memory: crate::stop::MemoryLimit,
 }
 
 /// Parses `--budget`: a duration with a unit, between one second and a day.
@@ -88,6 +92,8 @@ pub fn run(a: &Args) -> i32 {
         seed: a.seed,
         max_states: a.max_states,
         max_configs: a.max_configs,
+        cancel: Some(crate::stop::ctrl_c()),
+        memory_limit: a.max_memory.bytes(),
         ..HuntOptions::new(&a.design, a.budget)
     };
     let bar = (!a.quiet && !a.json && std::io::stderr().is_terminal()).then(|| {
@@ -113,7 +119,11 @@ pub fn run(a: &Args) -> i32 {
             b.tick();
         }
         announced = p.signatures.len();
-        Flow::Continue
+        if crate::stop::interrupted() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
     });
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -141,7 +151,9 @@ pub fn run(a: &Args) -> i32 {
     } else {
         print!("{}", human(&r, a.states, &saved));
     }
-    if r.findings.is_empty() {
+    if crate::stop::interrupted() {
+        exit::INTERRUPTED
+    } else if r.findings.is_empty() {
         exit::OK
     } else {
         exit::VIOLATION
@@ -179,6 +191,9 @@ pub fn human(r: &HuntReport, with_states: bool, saved: &[String]) -> String {
         r.ladder_size,
         r.dominated
     );
+    if r.stop == "stopped" {
+        let _ = writeln!(s, "interrupted by Ctrl-C: what was found until then follows");
+    }
     if r.findings.is_empty() {
         let _ = writeln!(
             s,

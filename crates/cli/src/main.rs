@@ -13,8 +13,9 @@ mod progress;
 mod replay;
 mod sim;
 mod sim_kernel;
+mod stop;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// mmcid: the Linux kernel's MM CID (rseq mm_cid) allocator, modelled step by step and checked
 /// over every interleaving within bounds.
@@ -71,7 +72,10 @@ enum Cmd {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => std::process::exit(usage_error(e)),
+    };
     let code = match &cli.cmd {
         Cmd::Check(a) => check::run(a),
         Cmd::Replay(a) => replay::run(a),
@@ -85,4 +89,46 @@ fn main() {
         Cmd::Sim(a) => sim::run(a),
     };
     std::process::exit(code);
+}
+
+/// Prints a command-line error as one line naming the flag (help and version as clap prints
+/// them) and returns the exit status.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                exit::USAGE
+            } else {
+                exit::OK
+            }
+        }
+        _ => {
+            eprintln!("{}", one_line(&e.render().to_string()));
+            exit::USAGE
+        }
+    }
+}
+
+/// Clap's error text on one line: what is wrong (and clap's tip, if any), with a pointer to
+/// `--help`.
+fn one_line(text: &str) -> String {
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let what = parts.join(" ").replacen("error: ", "", 1).replace(" tip: ", "; ");
+    let sub = std::env::args()
+        .nth(1)
+        .filter(|a| Cli::command().find_subcommand(a).is_some());
+    let help = match sub {
+        Some(cmd) => format!("mmcid {cmd} --help"),
+        None => "mmcid --help".to_string(),
+    };
+    format!("mmcid: {what} (see {help})")
 }

@@ -28,6 +28,10 @@ pub struct Args {
     /// Partial-order reduction (see `mmcid check --help`).
     #[arg(long, value_enum, default_value_t = crate::check::OnOff::On)]
     pub reduction: crate::check::OnOff,
+    /// Stop each run cleanly before the process would use more memory than this (`512M`, `4G`,
+    /// `80%` of the memory available at start, `off`); such a run counts as capped.
+    #[arg(long, default_value = crate::stop::DEFAULT_MEMORY, value_parser = crate::stop::parse_memory)]
+    pub max_memory: crate::stop::MemoryLimit,
 }
 
 /// Runs `mmcid matrix`.
@@ -43,6 +47,8 @@ pub fn run(a: &Args) -> i32 {
     let base = mmcid_kmodel::checker::CheckOptions {
         workers: a.workers,
         reduction: a.reduction == crate::check::OnOff::On,
+        cancel: Some(crate::stop::ctrl_c()),
+        memory_limit: a.max_memory.bytes(),
         ..Default::default()
     };
     let m = matrix::run(
@@ -64,7 +70,11 @@ pub fn run(a: &Args) -> i32 {
     } else {
         print!("{}", render(&m));
     }
-    crate::exit::OK
+    if m.cut == Some(mmcid_engine::Cut::Interrupted) {
+        crate::exit::INTERRUPTED
+    } else {
+        crate::exit::OK
+    }
 }
 
 /// The table.
@@ -110,6 +120,12 @@ pub fn render(m: &Matrix) -> String {
         "\nok: holds in every configuration (complete searches); Xd#n: violated, shortest trace d steps in\n\
          configuration #n; d#n (R columns): reached; -: never reached; ?: not violated, but a search was capped"
     );
+    if m.cut == Some(mmcid_engine::Cut::Interrupted) {
+        let _ = writeln!(
+            s,
+            "interrupted by Ctrl-C: the table holds the runs done so far; the last row is partial"
+        );
+    }
     for r in &m.rows {
         for (c, n) in &r.capped {
             let _ = writeln!(s, "capped: {} at {c} after {n} states", r.design);

@@ -154,13 +154,15 @@ fn run_inner(args: &Args) -> Result<i32, String> {
         }
     };
     let t0 = std::time::Instant::now();
+    let stop = crate::stop::ctrl_c();
+    let stop = move || stop.is_cancelled();
     let results = if args.bench {
         // one run at a time: switches/s of one core each
         cfgs.into_iter()
-            .map(|c| mmcid_sim::run(c, |_| {}))
+            .map(|c| mmcid_sim::run_until(c, |_| {}, &stop))
             .collect::<Vec<_>>()
     } else {
-        mmcid_sim::run_all(cfgs, &tick)
+        mmcid_sim::run_all_until(cfgs, &tick, &stop)
     };
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -175,9 +177,14 @@ fn run_inner(args: &Args) -> Result<i32, String> {
             eprintln!("report: {}", dir.join("index.html").display());
         }
     }
+    let code = if crate::stop::interrupted() {
+        crate::exit::INTERRUPTED
+    } else {
+        violated as i32
+    };
     if args.bench {
         print_bench(&outs, args.json);
-        return Ok(violated as i32);
+        return Ok(code);
     }
     if args.json {
         println!(
@@ -214,8 +221,11 @@ fn run_inner(args: &Args) -> Result<i32, String> {
                 v.trace
             );
         }
+        if crate::stop::interrupted() {
+            println!("\ninterrupted by Ctrl-C: each run's figures cover the switches simulated until then");
+        }
     }
-    Ok(violated as i32)
+    Ok(code)
 }
 
 fn rayon_threads() -> usize {

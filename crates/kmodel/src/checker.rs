@@ -3,7 +3,7 @@
 //! The CLI only renders what this module returns.
 
 use mmcid_engine::{
-    EngineError, FindingKind, Model, Observer, Options, PropertyKind, Report, check, trace_states,
+    Cut, EngineError, FindingKind, Model, Observer, Options, PropertyKind, Report, check, trace_states,
 };
 use serde::Serialize;
 
@@ -81,6 +81,9 @@ pub struct CheckOutcome {
     pub seconds: f64,
     /// False if a bound (max states) cut the search.
     pub complete: bool,
+    /// Why the search stopped early, if it did: `max_states`, `max_depth`, `interrupted`
+    /// (Ctrl-C), `memory_limit` (`--max-memory`).
+    pub cut: Option<Cut>,
     /// Symmetry reduction was on.
     pub symmetry: bool,
     /// Liveness analysis asked for: `off`, `stalls` (on the fly), `full` (graph: stalls and live
@@ -309,6 +312,7 @@ pub fn outcome<F: Family>(
         depth: r.max_depth,
         seconds: r.seconds,
         complete: r.complete,
+        cut: r.cut,
         symmetry: opts.symmetry,
         liveness: match opts.liveness {
             Liveness::Off => "off",

@@ -211,6 +211,9 @@ pub struct Matrix {
     pub max_states: u64,
     /// One row per design.
     pub rows: Vec<Row>,
+    /// Set when the matrix stopped before its last run: `interrupted` (Ctrl-C; the rows hold what
+    /// was checked so far, the last one partial).
+    pub cut: Option<mmcid_engine::Cut>,
 }
 
 /// Runs every design (or the named ones) over `grid`, calling `progress(design, config)` before
@@ -224,6 +227,7 @@ pub fn run(
     progress: &mut dyn FnMut(&str, &str),
 ) -> Matrix {
     let mut rows = Vec::new();
+    let mut cut = None;
     for d in DESIGNS
         .iter()
         .filter(|d| designs.is_empty() || designs.contains(&d.name))
@@ -276,6 +280,9 @@ pub fn run(
             if !o.complete {
                 capped.push((gc.name.clone(), o.unique_states));
             }
+            if o.cut == Some(mmcid_engine::Cut::Interrupted) {
+                cut = o.cut;
+            }
             for p in &o.properties {
                 let (_, cell) = cells
                     .iter_mut()
@@ -294,6 +301,9 @@ pub fn run(
                 None if o.no_stall == Some(true) => {}
                 None => merge(cell, "unknown", None, &gc.name),
             }
+            if cut.is_some() {
+                break;
+            }
         }
         rows.push(Row {
             design: d.name,
@@ -302,12 +312,16 @@ pub fn run(
             capped,
             errors,
         });
+        if cut.is_some() {
+            break;
+        }
     }
     Matrix {
         format_version: checker::FORMAT_VERSION,
         grid: grid.to_vec(),
         max_states,
         rows,
+        cut,
     }
 }
 

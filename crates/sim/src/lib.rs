@@ -42,5 +42,5 @@ pub mod workload;
 
 pub use config::{Checking, Costs, SimConfig};
 pub use machine::{Machine, Violation};
-pub use report::{Outcome, run, run_all};
+pub use report::{Outcome, run, run_all, run_all_until, run_until};
 pub use workload::Workload;

@@ -224,6 +224,8 @@ pub struct Machine {
     pub ring: Ring,
     /// First violation.
     pub violation: Option<Violation>,
+    /// The run was stopped early by [`Machine::run_until`]'s flag (Ctrl-C).
+    pub interrupted: bool,
     /// Largest number of tasks alive at once.
     pub peak_tasks: u32,
     alive: u32,
@@ -279,6 +281,7 @@ impl Machine {
             m: Metrics::default(),
             ring: Ring::new(48),
             violation: None,
+            interrupted: false,
             peak_tasks: 0,
             alive: 0,
             next_sample: 0,
@@ -539,7 +542,13 @@ impl Machine {
 
     /// Runs until the configured number of switches, a violation, or no events are left.
     /// `progress` is called every 2^16 switches with the switch count.
-    pub fn run(&mut self, mut progress: impl FnMut(u64)) {
+    pub fn run(&mut self, progress: impl FnMut(u64)) {
+        self.run_until(progress, &|| false);
+    }
+
+    /// [`Machine::run`] that also stops, at its next progress point (every 2^16 switches), once
+    /// `stop()` says so (Ctrl-C); [`Machine::interrupted`] then says so.
+    pub fn run_until(&mut self, mut progress: impl FnMut(u64), stop: &dyn Fn() -> bool) {
         let target = self.cfg.switches;
         let end = (self.cfg.max_sim_ms * 1e6) as u64;
         while self.m.switches < target && self.violation.is_none() && self.now < end {
@@ -570,6 +579,10 @@ impl Machine {
             }
             if self.m.switches & 0xffff == 0 && self.m.switches != 0 {
                 progress(self.m.switches);
+                if stop() {
+                    self.interrupted = true;
+                    break;
+                }
             }
         }
         if self.violation.is_none() {

@@ -51,6 +51,9 @@ pub struct Outcome {
     pub bytes_per_mm: usize,
     /// The first invariant violation, if any (the run stopped there).
     pub violation: Option<Violation>,
+    /// The run was stopped early (Ctrl-C): its figures cover the switches simulated until then.
+    #[serde(default)]
+    pub interrupted: bool,
     /// Per mm and sample: CID range in use (max + 1).
     pub id_range: Summary,
     /// Per mm and sample: range in use minus running tasks (0 = optimal).
@@ -149,6 +152,7 @@ impl Outcome {
             bytes_per_task: bt,
             bytes_per_mm: bm,
             violation: mc.violation.clone(),
+            interrupted: mc.interrupted,
             id_range: m.range.summary(),
             id_excess: m.excess.summary(),
             high_id_us: us(m.high_lag.summary()),
@@ -213,9 +217,18 @@ impl Outcome {
 
 /// Runs one simulation to its end. `progress(switches)` is called now and then.
 pub fn run(cfg: SimConfig, progress: impl FnMut(u64)) -> Result<Outcome, String> {
+    run_until(cfg, progress, &|| false)
+}
+
+/// [`run`] that stops early once `stop()` says so (Ctrl-C): [`Outcome::interrupted`].
+pub fn run_until(
+    cfg: SimConfig,
+    progress: impl FnMut(u64),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Outcome, String> {
     let t0 = Instant::now();
     let mut mc = Machine::new(cfg)?;
-    mc.run(progress);
+    mc.run_until(progress, stop);
     mc.finish();
     Ok(Outcome::of(&mc, t0.elapsed().as_secs_f64()))
 }
@@ -223,13 +236,27 @@ pub fn run(cfg: SimConfig, progress: impl FnMut(u64)) -> Result<Outcome, String>
 /// Runs independent simulations on every core (rayon); results in the order given.
 /// `progress(done_switches_total)` is called from the worker threads.
 pub fn run_all(cfgs: Vec<SimConfig>, progress: &(dyn Fn(u64) + Sync)) -> Vec<Result<Outcome, String>> {
+    run_all_until(cfgs, progress, &|| false)
+}
+
+/// [`run_all`] that stops every run early once `stop()` says so (Ctrl-C); runs not yet started then
+/// stop at their first progress point.
+pub fn run_all_until(
+    cfgs: Vec<SimConfig>,
+    progress: &(dyn Fn(u64) + Sync),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Vec<Result<Outcome, String>> {
     cfgs.into_par_iter()
         .map(|c| {
             let mut last = 0;
-            run(c, |s| {
-                progress(s - last);
-                last = s;
-            })
+            run_until(
+                c,
+                |s| {
+                    progress(s - last);
+                    last = s;
+                },
+                stop,
+            )
         })
         .collect()
 }

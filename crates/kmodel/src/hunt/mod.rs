@@ -119,6 +119,12 @@ pub struct HuntOptions {
     /// Stop after this many configurations (exhaustive and swarm): with it, a run that ends
     /// before its time budget is the same on any machine.
     pub max_configs: Option<u64>,
+    /// A flag that stops the hunt cleanly (Ctrl-C): the breadth-first check under way stops at
+    /// once, the hunt reports what it found so far with `stop: "stopped"`.
+    pub cancel: Option<mmcid_engine::Cancel>,
+    /// Each breadth-first check stops cleanly before the process passes this many bytes (the
+    /// configuration then counts as capped).
+    pub memory_limit: Option<u64>,
 }
 
 impl HuntOptions {
@@ -135,6 +141,8 @@ impl HuntOptions {
             swarm: Limits::SWARM,
             swarm_round: 300_000,
             max_configs: None,
+            cancel: None,
+            memory_limit: None,
         }
     }
 }
@@ -444,6 +452,10 @@ pub fn run_with<F: Family>(
             for m in met {
                 h.merge(&cfg, m, "exhaustive", None, true, deadline);
             }
+            if report.cut == Some(mmcid_engine::Cut::Interrupted) {
+                r.stop = "stopped";
+                break;
+            }
         } else {
             let cfg = if !beyond.is_empty() && rng.random_bool(0.5) {
                 beyond.pop_front().expect("not empty")
@@ -487,6 +499,14 @@ struct Hunt<'a, F: Family> {
 }
 
 impl<F: Family> Hunt<'_, F> {
+    /// Was the hunt asked to stop ([`HuntOptions::cancel`])?
+    fn cancelled(&self) -> bool {
+        self.opts
+            .cancel
+            .as_ref()
+            .is_some_and(mmcid_engine::Cancel::is_cancelled)
+    }
+
     /// A breadth-first check of `cfg` with a state cap (and a depth bound), as `mmcid check
     /// --liveness stalls` runs it.
     fn exhaustive(
@@ -501,6 +521,8 @@ impl<F: Family> Hunt<'_, F> {
             stall_search: Some(self.opts.stall_limit),
             max_states: Some(max_states),
             max_depth,
+            cancel: self.opts.cancel.clone(),
+            memory_limit: self.opts.memory_limit,
             ..Options::default()
         };
         let report = engine::check(&model, &eopts, &mut engine::NoObserver).map_err(|e| e.to_string())?;
@@ -546,11 +568,15 @@ impl<F: Family> Hunt<'_, F> {
                     hits.push(hit);
                 }
             }
-            Flow::Continue
+            if self.cancelled() {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
         });
         let mut oracle = StallOracle::new(&model, self.opts.swarm_stall_limit, true).view(&view);
         for hit in hits {
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || self.cancelled() {
                 break;
             }
             let raw = hit.trace.actions.len() as u32;
