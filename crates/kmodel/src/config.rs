@@ -151,6 +151,13 @@ pub struct Budgets {
     pub compactions: u8,
 }
 
+/// Most tasks a state can hold (initial threads, forked children and the kworker).
+pub const MAX_TASKS: usize = 14;
+/// Most mms a state can hold (the process's, plus one per successful execve).
+pub const MAX_MMS: usize = 3;
+/// Most thread groups a state can hold (the process's, plus one per vfork).
+pub const MAX_GROUPS: usize = 8;
+
 /// The largest budget of any one operation the model accepts (its state spaces are long out of
 /// reach well before).
 pub const MAX_BUDGET: u8 = 15;
@@ -233,16 +240,16 @@ impl Config {
             ));
         }
         let new_tasks = self.threads as u32 + b.forks as u32 + b.vforks as u32 + b.fork_fails as u32;
-        if new_tasks + 1 > crate::state::MAX_TASKS as u32 {
+        if new_tasks + 1 > MAX_TASKS as u32 {
             return Err(format!(
                 "threads + forks + vforks + fork-fails must stay below {}, got {new_tasks}",
-                crate::state::MAX_TASKS
+                MAX_TASKS
             ));
         }
-        if b.vforks as usize >= crate::state::MAX_GROUPS {
+        if b.vforks as usize >= MAX_GROUPS {
             return Err(format!(
                 "--vforks must be at most {}, got {}",
-                crate::state::MAX_GROUPS - 1,
+                MAX_GROUPS - 1,
                 b.vforks
             ));
         }

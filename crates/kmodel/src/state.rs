@@ -11,12 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::family::Family;
 use crate::fixed::Fixed;
 
-/// Most tasks a state can hold (initial threads, forked children and the kworker).
-pub const MAX_TASKS: usize = 14;
-/// Most mms a state can hold (the process's, plus one per successful execve).
-pub const MAX_MMS: usize = 3;
-/// Most thread groups a state can hold (the process's, plus one per vfork).
-pub const MAX_GROUPS: usize = 8;
+/// The state's capacities are the configuration's limits ([`crate::config`] checks them).
+pub use crate::config::{MAX_GROUPS, MAX_MMS, MAX_TASKS};
 
 /// Index of an mm in [`State::mms`].
 pub type MmId = u8;

@@ -153,6 +153,7 @@
 mod bench;
 mod ids;
 mod observe;
+mod padded;
 mod percid;
 mod sys;
 

@@ -3,15 +3,10 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::padded::Padded;
 #[cfg(target_arch = "x86_64")]
 use crate::sys::CsAdd;
 use crate::{cid_area, current_cid, note_abort, possible_cpus, rseq_info};
-
-/// Aligns its content to 128 bytes: two 64-byte lines, because x86's
-/// adjacent-line prefetcher otherwise couples neighbouring slots.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
 
 /// One cache-line-padded `T` per possible CPU, indexed by the calling
 /// thread's concurrency ID ([`current_cid`]).

@@ -64,7 +64,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
 #[cfg(target_arch = "x86_64")]
-use crate::percid::Padded;
+use crate::padded::Padded;
 
 /// `RSEQ_SIG` on x86 and (for aarch64, a different value) the signature
 /// the kernel checks in front of every abort handler. glibc registers with
