@@ -195,6 +195,9 @@ pub trait Family:
     fn check(p: &Params, s: &State<Self>, out: &mut Vec<usize>);
     /// Renames every task id the family's state holds (symmetry reduction).
     fn rename(s: &mut State<Self>, r: &dyn Fn(TaskId) -> TaskId);
+    /// The task's CID state and CID operation packed into one number, without the names of other
+    /// tasks, injectively (symmetry reduction sorts tasks by it).
+    fn task_key(cid: &Self::TaskCid, op: Option<&Self::CidOp>) -> u64;
     /// Renames task ids inside a CID operation (symmetry reduction).
     fn rename_op(op: Self::CidOp, r: &dyn Fn(TaskId) -> TaskId) -> Self::CidOp;
 

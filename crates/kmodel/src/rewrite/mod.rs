@@ -200,6 +200,31 @@ impl Family for Rewrite {
     fn rename_op(op: CidOp, r: &dyn Fn(TaskId) -> TaskId) -> CidOp {
         op.rename(r)
     }
+    fn task_key(cid: &TaskCid, op: Option<&CidOp>) -> u64 {
+        // Op tag (4 bits) and its payload without task ids (up to 21 bits), the active flag, the
+        // raw CID word (32 bits).
+        let op: u64 = match op {
+            None => 0,
+            Some(&CidOp::Fork { .. }) => 1,
+            Some(&CidOp::ForkSpinLocked { first_user, .. }) => 2 | (first_user as u64) << 4,
+            Some(&CidOp::ForkGetCid { .. }) => 3,
+            Some(&CidOp::ForkSpinMutex { .. }) => 4,
+            Some(&CidOp::Exit { .. }) => 5,
+            Some(&CidOp::LastUserSync) => 6,
+            Some(&CidOp::Work) => 7,
+            Some(&CidOp::TasksToCpus { next }) => 8 | (next as u64) << 4,
+            Some(&CidOp::TasksToCpusBudgeted { pass, i, j, budget }) => {
+                9 | (pass as u64 & 3) << 4
+                    | (i as u64 & 31) << 6
+                    | (j as u64 & 31) << 11
+                    | (budget as u64 & 31) << 16
+            }
+            Some(&CidOp::CpusToTasks { cpu, then }) => {
+                10 | (cpu as u64 & 15) << 4 | (matches!(then, cid_op::AfterCpusToTasks::Unlock) as u64) << 8
+            }
+        };
+        op << 33 | (cid.active as u64) << 32 | cid.cid.raw() as u64
+    }
 
     fn name(p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {
         render::name(p, s, step)
