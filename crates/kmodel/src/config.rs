@@ -143,6 +143,10 @@ pub struct Budgets {
     pub execs: u8,
     /// Failed `execve` (after `before_execve`: re-registers on the old mm).
     pub exec_fails: u8,
+    /// `execveat(..., AT_EXECVE_CHECK)` (Linux 6.14+): the same window as a failed `execve`
+    /// (`before_execve`, then `after_execve` on the old mm), returning 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub exec_checks: u8,
     /// `sched_setaffinity` growing a task's allowed set by one CPU.
     pub affinity: u8,
     /// 6.18 only: runs of the compaction scan (`task_work mm_cid_work`), each remote-clearing at
@@ -213,6 +217,9 @@ impl Config {
                 crate::state::MAX_GROUPS - 1,
                 b.vforks
             ));
+        }
+        if b.exec_checks as u32 + b.exec_fails as u32 > 4 {
+            return Err("--exec-fails + --exec-checks must be at most 4".into());
         }
         if b.execs > 2 {
             return Err("--execs must be at most 2".into());

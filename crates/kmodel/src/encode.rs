@@ -250,8 +250,10 @@ pack_unit_enum!(ExecAt {
     Before,
     Outcome,
     DeThread,
-    After
+    After,
+    Return
 });
+pack_unit_enum!(ExecKind { Load, Fail, Check });
 
 impl Pack for Op {
     #[inline(always)]
@@ -267,9 +269,10 @@ impl Pack for Op {
                 w.push(2);
                 at.pack(w);
             }
-            Op::Exec { at, ok } => {
-                w.push(3 | (ok as u8) << 4);
+            Op::Exec { at, kind, in_exec } => {
+                w.push(3 | (in_exec as u8) << 4);
                 at.pack(w);
+                kind.pack(w);
             }
             Op::VforkWait { child } => {
                 w.push(4);
@@ -298,7 +301,8 @@ impl Pack for Op {
             },
             3 => Op::Exec {
                 at: ExecAt::unpack(r),
-                ok: flag,
+                kind: ExecKind::unpack(r),
+                in_exec: flag,
             },
             4 => Op::VforkWait { child: r.byte() },
             5 => Op::Work { mm: r.byte() },
@@ -361,6 +365,7 @@ pack_struct!(Budgets {
     exits,
     execs,
     exec_fails,
+    exec_checks,
     affinity,
     compactions
 });
@@ -931,6 +936,7 @@ mod tests {
             forks: 1,
             exits: 1,
             exec_fails: 1,
+            exec_checks: 1,
             ..Budgets::default()
         };
         let vfork = Budgets {

@@ -41,6 +41,7 @@ fn g(about: &'static str, cpus: u8, threads: u8, allowed: Option<u8>, b: Budgets
         ("x", b.exits),
         ("e", b.execs),
         ("ef", b.exec_fails),
+        ("ec", b.exec_checks),
         ("s", b.affinity),
     ] {
         if v > 0 {

@@ -66,6 +66,7 @@ pub fn name<F: Family>(p: &Params, s: &State<F>, step: Step) -> StepName {
                 StartOp::Exit => ("exit", None),
                 StartOp::Exec => ("execve", None),
                 StartOp::ExecFail => ("execve_fail", None),
+                StartOp::ExecCheck => ("execveat_check", None),
                 StartOp::Affinity { cpu } => ("sched_setaffinity", Some(format!("+{}", cn(cpu)))),
             };
             (tn(task), f, a)
@@ -85,12 +86,13 @@ pub fn name<F: Family>(p: &Params, s: &State<F>, step: Step) -> StepName {
                 },
                 Op::Exit { at: ExitAt::Cid } => ("do_exit", None),
                 Op::Exit { .. } => ("exit_mm_release", None),
-                Op::Exec { at, ok } => match at {
-                    ExecAt::Before => ("bprm_execve", None),
-                    ExecAt::Outcome if ok => ("de_thread", None),
-                    ExecAt::Outcome => ("exec_binprm_fails", None),
-                    ExecAt::DeThread => ("exec_mmap", None),
-                    ExecAt::After => ("sched_mm_cid_after_execve", None),
+                Op::Exec { at, kind, .. } => match (at, kind) {
+                    (ExecAt::Before, _) => ("bprm_execve", None),
+                    (ExecAt::Outcome, ExecKind::Load) => ("de_thread", None),
+                    (ExecAt::Outcome, ExecKind::Fail) => ("exec_binprm_fails", None),
+                    (ExecAt::Outcome, ExecKind::Check) => ("exec_check_returns", None),
+                    (ExecAt::DeThread, _) => ("exec_mmap", None),
+                    (ExecAt::After | ExecAt::Return, _) => ("sched_mm_cid_after_execve", None),
                 },
                 Op::Work { .. } => ("process_one_work", None),
                 _ => ("?", None),

@@ -1,7 +1,9 @@
 //! Reduction (silent steps taken inside the transition that reaches them) must not change a
 //! verdict: every property, and the stall verdict, agree with reduction on and off, on every
 //! design, over small configurations that exercise each silent point (fork and its failure,
-//! vfork, exit, execve that succeeds and fails, affinity, compaction).
+//! vfork, exit, execve that succeeds and fails, affinity, compaction), and the exec window's
+//! facts other steps read (`fs->in_exec`, a clone in flight, a failed fork's cleanup while an
+//! `AT_EXECVE_CHECK` may still start).
 
 use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness};
 use mmcid_kmodel::{Budgets, Config, DESIGNS, FamilyKind};
@@ -80,6 +82,17 @@ fn configs(family: FamilyKind) -> Vec<(u8, u8, Option<u8>, Budgets)> {
             Budgets {
                 forks: 1,
                 affinity: 1,
+                ..b
+            },
+        ),
+        (
+            2,
+            2,
+            None,
+            Budgets {
+                forks: 1,
+                fork_fails: 1,
+                exec_checks: 1,
                 ..b
             },
         ),
