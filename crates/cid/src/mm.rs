@@ -85,6 +85,9 @@ pub enum WarnSite {
     ExitForeignMm,
     /// deferred work: re-evaluation switched the mm to per-CPU.
     WorkSwitchedToPerCpu,
+    /// `fork_cid` with F2's fix: an mm without users whose mode is neither per-task nor
+    /// TRANSIT towards per-task.
+    ReviveNotTransit,
 }
 
 /// Diagnostics the kernel would not notice: drops that clear a bit nobody owned or a bit outside

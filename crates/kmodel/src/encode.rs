@@ -486,7 +486,8 @@ pack_unit_enum!(WarnSite {
     ForkCidNotUnset,
     ExitSwitchedToPerCpu,
     ExitForeignMm,
-    WorkSwitchedToPerCpu
+    WorkSwitchedToPerCpu,
+    ReviveNotTransit
 });
 pack_struct!(DropFaults {
     out_of_range,
@@ -603,6 +604,12 @@ impl Pack for CidOp {
                 cpu,
                 then: AfterCpusToTasks::ForkGetCid(t),
             } => w.extend_from_slice(&[10, cpu, t]),
+            CidOp::ForkLocked { t } => w.extend_from_slice(&[11, t]),
+            CidOp::ExecAssign { spun } => w.extend_from_slice(&[12, spun as u8]),
+            CidOp::CpusToTasks {
+                cpu,
+                then: AfterCpusToTasks::ForkLocked(t),
+            } => w.extend_from_slice(&[13, cpu, t]),
         }
     }
     #[inline(always)]
@@ -632,6 +639,12 @@ impl Pack for CidOp {
             10 => CidOp::CpusToTasks {
                 cpu: r.byte(),
                 then: AfterCpusToTasks::ForkGetCid(r.byte()),
+            },
+            11 => CidOp::ForkLocked { t: r.byte() },
+            12 => CidOp::ExecAssign { spun: r.byte() != 0 },
+            13 => CidOp::CpusToTasks {
+                cpu: r.byte(),
+                then: AfterCpusToTasks::ForkLocked(r.byte()),
             },
             t => panic!("bad CidOp tag {t}"),
         }

@@ -24,7 +24,8 @@
 //! - [`init`]: the initial state, built by the model's own steps from a [`Config`].
 //!
 //! ## Designs
-//! A [`Design`] is a value ([`DESIGNS`]): the 7.0 family by its switches (designs.md S1–S9), the
+//! A [`Design`] is a value ([`DESIGNS`]): the 7.0 family by its switches (designs.md S1–S9; the
+//! fixes of `docs/findings/` and upstream's 7.1.3 guard are switches too), the
 //! older designs by their [`Family`]. One process checks every design.
 //!
 //! ## What the model does not show

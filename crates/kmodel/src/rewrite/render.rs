@@ -24,6 +24,9 @@ pub fn name(p: &Params, s: &State<Rewrite>, step: Step) -> Option<(String, &'sta
             let t = s.task(task);
             let (f, a) = match t.cid_op? {
                 CidOp::Fork { t } => ("sched_mm_cid_fork", Some(tn(t))),
+                CidOp::ForkLocked { t } => ("sched_mm_cid_fork_locked", Some(tn(t))),
+                CidOp::ExecAssign { spun: false } => ("mm_cid_schedin", Some(tn(task))),
+                CidOp::ExecAssign { spun: true } => ("sched_mm_cid_fork_return", None),
                 CidOp::ForkGetCid { t } => ("get_cid", Some(tn(t))),
                 CidOp::Exit { t: who } => {
                     let f = if matches!(t.op, Op::Exec { .. }) {
