@@ -133,7 +133,18 @@ pub fn effects<F: Family>(before: &State<F>, after: &State<F>) -> Vec<String> {
             }
         }
     }
-    if before.groups != after.groups || before.process_list != after.process_list {
+    // Publication changes a thread list or the process list (a vfork's copy step only creates
+    // the child's empty group).
+    let lists = |s: &State<F>| {
+        let threads: Vec<_> = s
+            .groups
+            .iter()
+            .filter(|g| !g.threads.is_empty())
+            .copied()
+            .collect();
+        (threads, s.process_list)
+    };
+    if lists(before) != lists(after) {
         out.push("published".to_string());
     }
     out
