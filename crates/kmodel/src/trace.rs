@@ -283,6 +283,48 @@ pub fn task_cid<F: Family>(s: &State<F>, t: TaskId) -> String {
     F::task_cid(s.task(t))
 }
 
+/// The kernel operation a task is in, in kernel words (state reports).
+pub fn op_words(op: &Op) -> String {
+    let fork_at = |at: ForkAt| match at {
+        ForkAt::Copy => "next copy_process",
+        ForkAt::Publish => "next publication",
+        ForkAt::PostFork => "next sched_post_fork",
+        ForkAt::Wake => "next wake_up_new_task",
+        ForkAt::Failed | ForkAt::Cleanup => "failed, in bad_fork_cleanup",
+    };
+    match *op {
+        Op::User => "user space".to_string(),
+        Op::Fork { child, vfork, at } => {
+            let what = if vfork { "vfork" } else { "clone" };
+            format!("{what} of T{child}, {}", fork_at(at))
+        }
+        Op::Exit { at } => match at {
+            ExitAt::Cid => "do_exit, next sched_mm_cid_exit".to_string(),
+            ExitAt::MmRelease => "do_exit, next exit_mm".to_string(),
+            ExitAt::Final => "do_exit, next the final schedule".to_string(),
+        },
+        Op::Exec { at, kind, in_exec } => {
+            let what = match kind {
+                ExecKind::Load => "execve",
+                ExecKind::Fail => "execve (will fail)",
+                ExecKind::Check => "execveat(AT_EXECVE_CHECK)",
+            };
+            let at = match at {
+                ExecAt::Before => "next sched_mm_cid_before_execve",
+                ExecAt::Outcome => "next exec_binprm",
+                ExecAt::DeThread => "in de_thread, next exec_mmap",
+                ExecAt::After => "next sched_mm_cid_after_execve",
+                ExecAt::Return => "in sched_mm_cid_after_execve",
+            };
+            let fs = if in_exec { ", fs->in_exec set" } else { "" };
+            format!("{what}, {at}{fs}")
+        }
+        Op::VforkWait { child } => format!("vfork, waiting for T{child}"),
+        Op::Work { mm } => format!("the work of mm{mm}"),
+        Op::KworkerIdle => "idle kworker".to_string(),
+    }
+}
+
 /// The scheduler state as the compact state line writes it.
 pub fn sched_short(s: Sched) -> &'static str {
     match s {
