@@ -612,10 +612,10 @@ impl Users<u32> for LinkedUsers {
         let old = self.head;
         let prev = self.links.insert(t, (NIL, old));
         assert!(prev.is_none(), "task {t} added to the user list twice");
-        if old != NIL {
-            if let Some(l) = self.links.get_mut(&old) {
-                l.0 = t;
-            }
+        if old != NIL
+            && let Some(l) = self.links.get_mut(&old)
+        {
+            l.0 = t;
         }
         self.head = t;
     }
@@ -628,10 +628,10 @@ impl Users<u32> for LinkedUsers {
         } else if let Some(l) = self.links.get_mut(&p) {
             l.1 = n;
         }
-        if n != NIL {
-            if let Some(l) = self.links.get_mut(&n) {
-                l.0 = p;
-            }
+        if n != NIL
+            && let Some(l) = self.links.get_mut(&n)
+        {
+            l.0 = p;
         }
         true
     }

@@ -8,9 +8,11 @@ use mmcid_rseq::BenchConfig;
 /// critical section indexed by mm_cid) against a thread-local counter, one
 /// shared AtomicU64::fetch_add, an AtomicU64 per CPU indexed by
 /// sched_getcpu(), and the thread_local crate, at several thread counts, and
-/// print the medians with ratios, the shared atomic's concurrency and the
-/// load average. Takes about threads x 5 methods x repeats x run-ms
-/// (default 3 x 5 x 5 x 0.2 s, ~15 s).
+/// print the medians (and the fastest runs) with ratios, the shared atomic's
+/// concurrency, the CPU model and the load average: figures from a loaded or
+/// different machine are not comparable. The README compares them with
+/// librseq's own loop on the same machine. Takes about threads x 5 methods x
+/// repeats x run-ms (default 3 x 5 x 5 x 0.2 s, ~15 s).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Thread counts to measure, comma separated.
@@ -31,8 +33,9 @@ pub struct Args {
     /// benchmark also runs on the thread-ID fallback and says so).
     #[arg(long)]
     pub require_rseq: bool,
-    /// Print `{"threads":[{"n","percid_ns","thread_local_ns",
-    /// "shared_atomic_ns","getcpu_sharded_ns","thread_local_crate_ns",...}],...}`.
+    /// Print `{"cpu_model","loadavg_before","loadavg_after","threads":[{"n",
+    /// "percid_ns","percid_min_ns","thread_local_ns","shared_atomic_ns",
+    /// "getcpu_sharded_ns","thread_local_crate_ns",...}],...}`.
     #[arg(long)]
     pub json: bool,
 }

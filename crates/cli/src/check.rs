@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness};
+use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness, Violation};
 use mmcid_kmodel::scenario;
 use mmcid_kmodel::{Budgets, Config, trace};
 
@@ -19,43 +19,53 @@ pub struct Bounds {
     #[arg(long, default_value = "7.0")]
     pub design: String,
     /// Possible CPUs (num_possible_cpus), 1-8.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub cpus: u8,
-    /// Threads of the process at the start (created by the model's own fork steps).
-    #[arg(long, default_value_t = 3)]
+    /// Threads of the process at the start (created by the model's own fork steps), 1-8.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub threads: u8,
     /// CPUs the process may use at the start (the first N); default: all.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub allowed: Option<u8>,
     /// pthread_create budget (clone with CLONE_VM|CLONE_THREAD).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = budget)]
     pub forks: u8,
     /// vfork budget (CLONE_VM child in a new thread group).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = budget)]
     pub vforks: u8,
     /// How many forks may fail after copy_mm.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = budget)]
     pub fork_fails: u8,
     /// exit budget.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = budget)]
     pub exits: u8,
     /// Successful execve budget.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = budget)]
     pub execs: u8,
     /// Failing execve budget (fails before the point of no return: ENOEXEC, LSM denial).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = budget)]
     pub exec_fails: u8,
     /// execveat(..., AT_EXECVE_CHECK) budget: the same exec window as a failing execve
     /// (before_execve, then after_execve on the old mm), returning 0.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = budget)]
     pub exec_checks: u8,
     /// sched_setaffinity budget (each grows a task's mask by one CPU; needs --allowed).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = budget)]
     pub affinity: u8,
     /// Design 6.18 only: runs of the compaction scan (task_work mm_cid_work), each remote-clearing
     /// at most one CPU's CID.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = budget)]
     pub compactions: u8,
+}
+
+/// A budget: 0..=15 (`mmcid_kmodel::config::MAX_BUDGET`).
+fn budget(s: &str) -> Result<u8, String> {
+    let max = mmcid_kmodel::config::MAX_BUDGET;
+    match s.parse::<u64>() {
+        Ok(n) if n <= max as u64 => Ok(n as u8),
+        Ok(n) => Err(format!("{n} is out of range: a budget is 0..={max}")),
+        Err(_) => Err(format!("not a number: {s:?}")),
+    }
 }
 
 impl Bounds {
@@ -83,7 +93,8 @@ impl Bounds {
 
 /// Explore every interleaving of the kernel model within the bounds and report each property:
 /// HOLDS / VIOLATED (with its shortest trace as CPU columns) / REACHED / NOT REACHED.
-/// Exit status: 0 no violation, 1 violation found, 2 usage or input error.
+/// Exit status: 0 no violation (complete search), 1 violation found, 2 usage or input error, 3 no
+/// violation but the search was cut (`--max-states`, `--max-depth`), so nothing is claimed.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -139,6 +150,24 @@ pub fn run(a: &Args) -> i32 {
         return exit::USAGE;
     }
     if a.engine == "stateright" {
+        // The oracle explores everything with its own options: refuse what it would ignore.
+        let ignored: Vec<&str> = [
+            ("--max-states", a.max_states.is_some()),
+            ("--max-depth", a.max_depth.is_some()),
+            ("--save-trace", a.save_trace.is_some()),
+            ("--states", a.states),
+        ]
+        .iter()
+        .filter(|(_, given)| *given)
+        .map(|(f, _)| *f)
+        .collect();
+        if !ignored.is_empty() {
+            eprintln!(
+                "mmcid check: --engine stateright does not support {} (it explores the whole space, without symmetry or stall detection)",
+                ignored.join(", ")
+            );
+            return exit::USAGE;
+        }
         return crate::oracle::check(&cfg, a.json);
     }
     let liveness = match a.liveness.as_str() {
@@ -164,6 +193,7 @@ pub fn run(a: &Args) -> i32 {
         }
     };
     let mut saved = None;
+    let mut save_error = None;
     // The trace most worth replaying: a stall, else a live lock, else the first invariant.
     let worst = ["stall", "livelock", "invariant"]
         .iter()
@@ -177,21 +207,32 @@ pub fn run(a: &Args) -> i32 {
             args_line(&cfg)
         );
         let text = scenario::write_for(&cfg, &v.steps, &comment).expect("validated");
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("mmcid check: cannot write {}: {e}", path.display());
-            return exit::USAGE;
+        match std::fs::write(path, text) {
+            Ok(()) => saved = Some(path.display().to_string()),
+            // The report is still printed; the failure is said after it.
+            Err(e) => {
+                save_error = Some(format!(
+                    "mmcid check: cannot write --save-trace {}: {e}",
+                    path.display()
+                ))
+            }
         }
-        saved = Some(path.display().to_string());
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out).expect("serialisable"));
     } else {
         print!("{}", human(&out, a.states, saved.as_deref()));
     }
-    if out.violations.is_empty() {
-        exit::OK
-    } else {
+    if let Some(e) = save_error {
+        eprintln!("{e}");
+        return exit::USAGE;
+    }
+    if !out.violations.is_empty() {
         exit::VIOLATION
+    } else if !out.complete {
+        exit::INCOMPLETE
+    } else {
+        exit::OK
     }
 }
 
@@ -206,31 +247,23 @@ pub enum OnOff {
 
 /// The flags that reproduce `cfg`.
 pub fn args_line(cfg: &Config) -> String {
-    let b = &cfg.budgets;
-    let mut s = format!(
-        "--design {} --cpus {} --threads {}",
-        cfg.design, cfg.cpus, cfg.threads
-    );
-    if let Some(x) = cfg.allowed {
-        let _ = write!(s, " --allowed {x}");
+    mmcid_kmodel::hunt::check_args(cfg)
+}
+
+/// One violation as text: its heading, the trace as CPU columns, the CID state at the violating
+/// point, who owns each bit, and what went wrong (shared with `mmcid hunt`).
+pub fn violation_text(c: &Config, v: &Violation, with_states: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "\n{} {}: {}", v.kind, v.property, v.description);
+    if let Ok(columns) = trace::render_columns_for(c, &v.trace, v.cycle_start, with_states) {
+        s.push_str(&columns);
     }
-    for (k, v) in [
-        ("forks", b.forks),
-        ("vforks", b.vforks),
-        ("fork-fails", b.fork_fails),
-        ("exits", b.exits),
-        ("execs", b.execs),
-        ("exec-fails", b.exec_fails),
-        ("affinity", b.affinity),
-    ] {
-        let _ = write!(s, " --{k} {v}");
+    let _ = writeln!(s, "\nat step {}:", v.trace.len());
+    s.push_str(&v.state);
+    for b in &v.bits {
+        let _ = writeln!(s, "  {b}");
     }
-    if b.exec_checks > 0 {
-        let _ = write!(s, " --exec-checks {}", b.exec_checks);
-    }
-    if b.compactions > 0 {
-        let _ = write!(s, " --compactions {}", b.compactions);
-    }
+    let _ = writeln!(s, "what went wrong: {}", v.what);
     s
 }
 
@@ -351,17 +384,14 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
             not_reached.join(", ")
         );
     }
+    if o.symmetry_renamed == Some(false) {
+        let _ = writeln!(
+            s,
+            "note: symmetry renamed no state at this bound: --no-symmetry explores the same states"
+        );
+    }
     for v in &o.violations {
-        let _ = writeln!(s, "\n{} {}: {}", v.kind, v.property, v.description);
-        if let Ok(columns) = trace::render_columns_for(c, &v.trace, v.cycle_start, with_states) {
-            s.push_str(&columns);
-        }
-        let _ = writeln!(s, "\nat step {}:", v.trace.len());
-        s.push_str(&v.state);
-        for b in &v.bits {
-            let _ = writeln!(s, "  {b}");
-        }
-        let _ = writeln!(s, "what went wrong: {}", v.what);
+        s.push_str(&violation_text(c, v, with_states));
     }
     if let Some(p) = saved {
         let _ = writeln!(

@@ -7,3 +7,6 @@ pub const OK: i32 = 0;
 pub const VIOLATION: i32 = 1;
 /// Usage or input error: bad flags, a malformed scenario, a step that is not enabled.
 pub const USAGE: i32 = 2;
+/// No violation found, but the search was cut (`--max-states`, `--max-depth`): nothing can be
+/// claimed to hold.
+pub const INCOMPLETE: i32 = 3;

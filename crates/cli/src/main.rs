@@ -5,6 +5,7 @@ mod bench_percid;
 mod check;
 mod designs;
 mod exit;
+mod hunt;
 mod matrix;
 mod observe;
 mod oracle;
@@ -16,7 +17,8 @@ use clap::{Parser, Subcommand};
 /// mmcid: the Linux kernel's MM CID (rseq mm_cid) allocator, modelled step by step and checked
 /// over every interleaving within bounds.
 ///
-/// Exit status: 0 no violation, 1 violation found, 2 usage or input error.
+/// Exit status: 0 no violation, 1 violation found, 2 usage or input error, 3 no violation but the
+/// search was cut (nothing can be claimed to hold).
 #[derive(Parser, Debug)]
 #[command(name = "mmcid", version, about, long_about)]
 struct Cli {
@@ -31,7 +33,7 @@ enum Cmd {
     /// Prints one line per property (HOLDS / VIOLATED / REACHED / NOT REACHED / UNKNOWN), a summary,
     /// then each violation as a CPU-column trace (shortest first) with the CID state at the
     /// violating point and what went wrong. Exit status: 0 no violation, 1 violation found, 2 usage
-    /// or input error.
+    /// or input error, 3 no violation but the search was cut.
     Check(check::Args),
     /// Replay a scenario file as a CPU-column trace.
     ///
@@ -47,6 +49,8 @@ enum Cmd {
     Designs(designs::Args),
     /// Check every design over a grid of small configurations.
     Matrix(matrix::Args),
+    /// Look for a design's bugs over many configurations (exhaustive where it fits, swarm beyond).
+    Hunt(hunt::Args),
     /// Our engine against stateright's on the same configuration: states/s, ratio, bytes/state.
     Bench(oracle::BenchArgs),
     /// Step through the state space by hand in stateright's web Explorer (127.0.0.1).
@@ -64,6 +68,7 @@ fn main() {
         Cmd::Replay(a) => replay::run(a),
         Cmd::Designs(a) => designs::run(a),
         Cmd::Matrix(a) => matrix::run(a),
+        Cmd::Hunt(a) => hunt::run(a),
         Cmd::Bench(a) => oracle::bench(a),
         Cmd::Explore(a) => oracle::explore(a),
         Cmd::Observe(a) => observe::run(a),

@@ -98,9 +98,9 @@ pub fn explore(a: &ExploreArgs) -> i32 {
 pub struct BenchArgs {
     #[command(flatten)]
     pub bounds: Bounds,
-    /// Worker threads for stateright (ours is single-threaded).
-    #[arg(long, default_value_t = 1)]
-    pub stateright_threads: usize,
+    /// Worker threads for stateright (ours is single-threaded), at least 1.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub stateright_threads: u16,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -169,7 +169,7 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
         stall_search: Some(mmcid_kmodel::checker::STALL_SEARCH_LIMIT),
         ..Options::default()
     });
-    let sr = stateright_bfs(model.clone(), a.stateright_threads);
+    let sr = stateright_bfs(model.clone(), a.stateright_threads as usize);
     let stateright = EngineFigures {
         unique_states: sr.unique_states,
         seconds: sr.seconds,

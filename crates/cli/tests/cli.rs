@@ -73,9 +73,59 @@ fn usage_errors_exit_2_with_a_clear_message() {
     );
     let (code, _, err) = mmcid(&["check", "--cpus", "9"]);
     assert_eq!(code, 2);
-    assert!(err.contains("--cpus must be 1..=8"), "{err}");
+    assert!(err.contains("--cpus") && err.contains("1..=8"), "{err}");
     let (code, _, _) = mmcid(&["check", "--bogus"]);
     assert_eq!(code, 2);
+    // Flags that would be silently ignored or meaningless are refused, naming the flag.
+    for (args, needle) in [
+        (&["check", "--affinity", "1"][..], "--allowed"),
+        (&["check", "--forks", "999"][..], "--forks"),
+        (
+            &["check", "--engine", "stateright", "--max-states", "5"][..],
+            "--max-states",
+        ),
+        (
+            &["bench", "--stateright-threads", "0"][..],
+            "--stateright-threads",
+        ),
+    ] {
+        let (code, _, err) = mmcid(args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_cut_search_has_its_own_exit_status() {
+    let (code, out, _) = mmcid(&["check", "-q", "--max-depth", "0"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("UNKNOWN"), "{out}");
+}
+
+#[test]
+fn a_failed_save_trace_keeps_the_report() {
+    let (code, out, err) = mmcid(&[
+        "check",
+        "-q",
+        "--design",
+        "6.19.1",
+        "--cpus",
+        "2",
+        "--threads",
+        "2",
+        "--forks",
+        "1",
+        "--exits",
+        "0",
+        "--liveness",
+        "off",
+        "--save-trace",
+        "/nonexistent-dir/x.trace",
+    ]);
+    assert_eq!(code, 2);
+    assert!(out.contains("VIOLATED"), "{out}");
+    assert!(err.contains("--save-trace"), "{err}");
 }
 
 #[test]
@@ -160,5 +210,71 @@ fn designs_lists_every_design() {
     assert_eq!(code, 0);
     for d in ["7.0", "6.19.1", "6.19", "6.19-rc7"] {
         assert!(out.lines().any(|l| l.starts_with(d)), "{d} missing:\n{out}");
+    }
+}
+
+#[test]
+fn hunt_prints_findings_as_json_with_a_reproducing_command() {
+    // A hunt cut at 40 configurations (the ladder's smallest): 7.0's failing execve (F1) is at
+    // c1t2ef1 in round 0. Deterministic: --max-configs stops it before the budget.
+    let (code, out, err) = mmcid(&[
+        "hunt",
+        "--design",
+        "7.0",
+        "--budget",
+        "5m",
+        "--max-configs",
+        "40",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    for k in [
+        "format_version",
+        "design",
+        "budget_s",
+        "configs_tried",
+        "findings",
+    ] {
+        assert!(v.get(k).is_some(), "{k}");
+    }
+    assert_eq!(v["budget_s"], 300.0);
+    assert_eq!(v["configs_tried"], 40);
+    let f1 = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["signature"] == "I2 at sched_mm_cid_fork needs execve_fail")
+        .expect("F1");
+    for k in [
+        "property",
+        "kind",
+        "config",
+        "depth",
+        "command",
+        "trace",
+        "what",
+        "signature",
+    ] {
+        assert!(f1.get(k).is_some(), "{k}");
+    }
+    // The command reproduces it.
+    let cmd = f1["command"].as_str().unwrap();
+    let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+    let (code, out, _) = mmcid(&[&args[..], &["-q"]].concat());
+    assert_eq!(code, 1);
+    assert!(out.contains("VIOLATED") && out.contains("I2"), "{out}");
+}
+
+#[test]
+fn hunt_refuses_a_bad_budget_or_design_with_exit_2() {
+    for (args, msg) in [
+        (&["hunt", "--budget", "ten"][..], "90s, 10m or 1h30m"),
+        (&["hunt", "--budget", "0s"][..], "between 1s and 24h"),
+        (&["hunt", "--design", "5.0"][..], "unknown design"),
+    ] {
+        let (code, _, err) = mmcid(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(msg), "{args:?}: {err}");
     }
 }

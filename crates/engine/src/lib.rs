@@ -113,6 +113,13 @@
 //! ([`Trace::cycle_start`]). The [`liveness`] module doc gives the algorithms, the fairness
 //! notion and their limits.
 //!
+//! ## Beyond exhaustion: swarm
+//!
+//! [`swarm()`] runs many cheap random walks with different seeds and search orders (SPIN's swarm
+//! idea), reporting invariant violations and stalls decided by the same bounded sub-search
+//! ([`stall::decide`]) as the BFS; [`shrink()`] delta-debugs a violating action sequence to a
+//! 1-minimal one. See the [`swarm` module](mod@swarm).
+//!
 //! ## Why not stateright
 //!
 //! Stateright is a fine library and this engine's tests follow the spirit of its `test_util`,
@@ -137,6 +144,7 @@ pub mod parents;
 pub mod report;
 pub mod seen;
 pub mod stall;
+pub mod swarm;
 pub mod trace;
 
 pub use bfs::check;
@@ -144,4 +152,5 @@ pub use error::EngineError;
 pub use model::{Agent, Model, PropertyInfo, PropertyKind};
 pub use observer::{NoObserver, Observer, Progress};
 pub use report::{Cut, Finding, FindingKind, Memory, Options, Report, Trace};
+pub use swarm::{Flow, Hit, SwarmOptions, SwarmReport, Target, shrink, swarm};
 pub use trace::trace_states;

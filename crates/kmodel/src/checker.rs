@@ -98,6 +98,9 @@ pub struct CheckOutcome {
     pub properties: Vec<PropertyStatus>,
     /// Whether the stall / live-lock analysis found nothing (None when it did not run).
     pub no_stall: Option<bool>,
+    /// With symmetry on: whether it renamed any state. `Some(false)`: `--no-symmetry` would
+    /// explore exactly the same states at this bound.
+    pub symmetry_renamed: Option<bool>,
 }
 
 /// How much liveness analysis a check does.
@@ -299,6 +302,7 @@ pub fn outcome<F: Family>(
         violations,
         properties: statuses,
         no_stall,
+        symmetry_renamed: opts.symmetry.then(|| model.symmetry_renamed()),
     }
 }
 

@@ -208,6 +208,26 @@ pub struct Budgets {
     pub compactions: u8,
 }
 
+/// The largest budget of any one operation the model accepts (its state spaces are long out of
+/// reach well before).
+pub const MAX_BUDGET: u8 = 15;
+
+impl Budgets {
+    /// Each budget with the name of its command-line flag (`fork-fails`, ...).
+    pub fn named(&self) -> [(&'static str, u8); 8] {
+        [
+            ("forks", self.forks),
+            ("vforks", self.vforks),
+            ("fork-fails", self.fork_fails),
+            ("exits", self.exits),
+            ("execs", self.execs),
+            ("exec-fails", self.exec_fails),
+            ("affinity", self.affinity),
+            ("compactions", self.compactions),
+        ]
+    }
+}
+
 fn is_zero(x: &u8) -> bool {
     *x == 0
 }
@@ -248,15 +268,27 @@ impl Config {
         if !(1..=8).contains(&self.threads) {
             return Err(format!("--threads must be 1..=8, got {}", self.threads));
         }
-        if let Some(a) = self.allowed {
-            if a == 0 || a > self.cpus {
-                return Err(format!(
-                    "--allowed must be 1..={} (the CPU count), got {a}",
-                    self.cpus
-                ));
-            }
+        if let Some(a) = self.allowed
+            && (a == 0 || a > self.cpus)
+        {
+            return Err(format!(
+                "--allowed must be 1..={} (the CPU count), got {a}",
+                self.cpus
+            ));
         }
         let b = &self.budgets;
+        for (flag, v) in b.named() {
+            if v > MAX_BUDGET {
+                return Err(format!("--{flag} must be at most {MAX_BUDGET}, got {v}"));
+            }
+        }
+        if b.affinity > 0 && self.allowed.is_none_or(|a| a >= self.cpus) {
+            return Err(format!(
+                "--affinity grows a task's CPU mask by a CPU outside it, but the process may already use \
+                 all {} CPUs: give --allowed N with N < --cpus",
+                self.cpus
+            ));
+        }
         let new_tasks = self.threads as u32 + b.forks as u32 + b.vforks as u32 + b.fork_fails as u32;
         if new_tasks + 1 > crate::state::MAX_TASKS as u32 {
             return Err(format!(

@@ -20,7 +20,8 @@
 //! - [`invariants`]: spec section 6 as named checks, and when each must hold.
 //! - [`symmetry`]: task renaming; [`model`]: the engine's `Model` over all of this.
 //! - [`trace`]: kernel names for steps and CPU-column traces; [`scenario`]: the text format and
-//!   replay; [`checker`] and [`matrix`]: running the engine and saying what it found in kernel terms.
+//!   replay; [`checker`] and [`matrix`]: running the engine and saying what it found in kernel terms;
+//!   [`hunt`]: looking for bugs over many configurations (exhaustive where it fits, swarm beyond).
 //! - [`init`]: the initial state, built by the model's own steps from a [`Config`].
 //!
 //! ## Designs
@@ -38,6 +39,7 @@ pub mod config;
 pub mod encode;
 pub mod family;
 pub mod fixed;
+pub mod hunt;
 pub mod init;
 pub mod invariants;
 pub mod legacy;

@@ -26,6 +26,9 @@ pub struct KernelModel<F: Family> {
     /// The design's parameters.
     pub params: Params,
     init: State<F>,
+    /// Set once symmetry reduction renamed a state (its representative differs from it). If it
+    /// never does, `--no-symmetry` explores the same states.
+    renamed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<F: Family> KernelModel<F> {
@@ -33,7 +36,12 @@ impl<F: Family> KernelModel<F> {
     /// not of family `F`.
     pub fn new(config: Config) -> Result<KernelModel<F>, String> {
         let (params, init) = crate::init::initial::<F>(&config)?;
-        Ok(KernelModel { config, params, init })
+        Ok(KernelModel {
+            config,
+            params,
+            init,
+            renamed: Default::default(),
+        })
     }
     /// A model of `config` that starts from `state` (which must be reachable, or at least well
     /// formed, for that configuration).
@@ -43,6 +51,7 @@ impl<F: Family> KernelModel<F> {
             config,
             params,
             init: state,
+            renamed: Default::default(),
         })
     }
     /// The same model with reduction (silent steps taken inside the transition that reaches them,
@@ -54,6 +63,10 @@ impl<F: Family> KernelModel<F> {
     /// The initial state.
     pub fn initial_state(&self) -> &State<F> {
         &self.init
+    }
+    /// Has symmetry reduction renamed any state so far (see [`KernelModel::representative`])?
+    pub fn symmetry_renamed(&self) -> bool {
+        self.renamed.load(std::sync::atomic::Ordering::Relaxed)
     }
     /// Number of CPUs.
     pub fn np(&self) -> u8 {
@@ -81,7 +94,11 @@ impl<F: Family> Model for KernelModel<F> {
         F::check(&self.params, state, out)
     }
     fn representative(&self, state: &State<F>) -> State<F> {
-        symmetry::representative(state)
+        let r = symmetry::representative(state);
+        if r != *state && !self.symmetry_renamed() {
+            self.renamed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
     }
     fn agents(&self) -> usize {
         self.np() as usize

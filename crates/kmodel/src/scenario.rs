@@ -16,8 +16,7 @@
 //! ```
 //!
 //! A step line names an enabled step as `trace::name` prints it (`CPU1 schedule T3`,
-//! `T1 fixup_one T0`, `T0 wake_up_new_task CPU2`); the argument may be left out when only one
-//! enabled step of that actor has that function. `<task> until <function> [<argument>]` takes the
+//! `T1 fixup_one T0`, `T0 wake_up_new_task CPU2`), argument included when the step has one. `<task> until <function> [<argument>]` takes the
 //! task's own next steps (not choices such as wake-up CPUs or failures) up to and including the
 //! first step with that name: it lets one file describe a *user-level* interleaving that each
 //! design carries out with its own internal steps. Every error names the line and, for a step
@@ -89,6 +88,15 @@ fn err(line: usize, message: impl Into<String>) -> ScenarioError {
     }
 }
 
+/// `text` as an error message quotes it: at most 60 characters (a 20 MB line is not echoed).
+fn quote(text: &str) -> String {
+    const MAX: usize = 60;
+    match text.char_indices().nth(MAX) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
+    }
+}
+
 impl Scenario {
     /// Parses the text of a scenario file.
     pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
@@ -100,6 +108,8 @@ impl Scenario {
             budgets: Budgets::default(),
             steps: vec![],
         };
+        // The line each header was given on: a second one is an error, not a silent override.
+        let mut given: Vec<(&str, usize)> = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let ln = i + 1;
             let line = raw.split('#').next().unwrap_or("").trim();
@@ -109,9 +119,26 @@ impl Scenario {
             let words: Vec<&str> = line.split_whitespace().collect();
             let num = |w: Option<&&str>, what: &str| -> Result<u8, ScenarioError> {
                 let w = w.ok_or_else(|| err(ln, format!("`{what}` needs a number")))?;
-                w.parse::<u8>()
-                    .map_err(|_| err(ln, format!("`{what}` needs a number, got {w:?}")))
+                match w.parse::<u64>() {
+                    Ok(n) => u8::try_from(n).map_err(|_| err(ln, format!("`{what}` {n} is out of range"))),
+                    Err(_) => Err(err(ln, format!("`{what}` needs a number, got {}", quote(w)))),
+                }
             };
+            if matches!(words[0], "design" | "cpus" | "threads" | "allowed" | "budget") {
+                if let Some((_, first)) = given.iter().find(|(k, _)| *k == words[0]) {
+                    return Err(err(
+                        ln,
+                        format!("`{}` is given twice (first on line {first}); keep one", words[0]),
+                    ));
+                }
+                given.push((words[0], ln));
+            }
+            if words[0] != "budget"
+                && !(words[0].starts_with('T') || words[0].starts_with("CPU"))
+                && words.len() > 2
+            {
+                return Err(err(ln, format!("too many words: {}", quote(line))));
+            }
             match words[0] {
                 "design" => {
                     sc.design = Some(
@@ -129,9 +156,19 @@ impl Scenario {
                         let (k, v) = kv
                             .split_once('=')
                             .ok_or_else(|| err(ln, format!("expected key=value, got {kv:?}")))?;
-                        let v: u8 = v
-                            .parse()
-                            .map_err(|_| err(ln, format!("{k}: not a number: {v:?}")))?;
+                        let v: u8 = match v.parse::<u64>() {
+                            Ok(n) if n <= crate::config::MAX_BUDGET as u64 => n as u8,
+                            Ok(n) => {
+                                return Err(err(
+                                    ln,
+                                    format!(
+                                        "{k}={n} is out of range (at most {})",
+                                        crate::config::MAX_BUDGET
+                                    ),
+                                ));
+                            }
+                            Err(_) => return Err(err(ln, format!("{k}: not a number: {}", quote(v)))),
+                        };
                         let b = &mut sc.budgets;
                         match k {
                             "forks" => b.forks = v,
@@ -160,7 +197,10 @@ impl Scenario {
                         .or_else(|| a.strip_prefix('T'))
                         .is_some_and(|n| n.parse::<u8>().is_ok());
                     if !valid {
-                        return Err(err(ln, format!("bad actor {a:?}: expected T<n> or CPU<n>")));
+                        return Err(err(
+                            ln,
+                            format!("bad actor {}: expected T<n> or CPU<n>", quote(a)),
+                        ));
                     }
                     let until = words.get(1) == Some(&"until");
                     let rest = if until { &words[2..] } else { &words[1..] };
@@ -168,7 +208,7 @@ impl Scenario {
                         .first()
                         .ok_or_else(|| err(ln, "a step needs a kernel function name"))?;
                     if rest.len() > 2 {
-                        return Err(err(ln, format!("too many words: {line:?}")));
+                        return Err(err(ln, format!("too many words: {}", quote(line))));
                     }
                     if until && !a.starts_with('T') {
                         return Err(err(ln, "`until` is for tasks: T<n> until <function>"));
@@ -187,17 +227,23 @@ impl Scenario {
                     return Err(err(
                         ln,
                         format!(
-                            "unknown line starting with {w:?}: expected design, cpus, threads, allowed, budget, or a step (T<n> ... / CPU<n> ...)"
+                            "unknown line starting with {}: expected design, cpus, threads, allowed, budget, or a step (T<n> ... / CPU<n> ...)",
+                            quote(w)
                         ),
                     ));
                 }
             }
         }
-        if sc.cpus == 0 {
-            return Err(err(0, "missing `cpus N` line"));
-        }
-        if sc.threads == 0 {
-            return Err(err(0, "missing `threads N` line"));
+        for (key, what) in [("cpus", "cpus N"), ("threads", "threads N")] {
+            match given.iter().find(|(k, _)| *k == key) {
+                None => return Err(err(0, format!("missing `{what}` line"))),
+                Some(&(_, ln)) => {
+                    let v = if key == "cpus" { sc.cpus } else { sc.threads };
+                    if !(1..=8).contains(&v) {
+                        return Err(err(ln, format!("`{key}` must be 1..=8, got {v}")));
+                    }
+                }
+            }
         }
         Ok(sc)
     }
@@ -222,6 +268,37 @@ pub fn resolve<F: Family>(
     ln: usize,
     l: &StepLine,
 ) -> Result<Vec<Step>, ScenarioError> {
+    // Say "no such task / CPU / function" rather than "not enabled".
+    let (kind, n) = match l.actor.strip_prefix("CPU") {
+        Some(n) => ("CPU", n),
+        None => ("T", &l.actor[1..]),
+    };
+    let n: usize = n.parse().map_err(|_| err(ln, "bad actor"))?;
+    let count = if kind == "CPU" {
+        s.cpus.len()
+    } else {
+        s.tasks.len()
+    };
+    if n >= count {
+        return Err(err(
+            ln,
+            format!(
+                "there is no {kind}{n} here ({}: {kind}0..{kind}{})",
+                if kind == "CPU" { "CPUs" } else { "tasks" },
+                count.saturating_sub(1)
+            ),
+        ));
+    }
+    if !crate::trace::FUNCTIONS.contains(&l.function.as_str()) {
+        return Err(err(
+            ln,
+            format!(
+                "unknown kernel function {}; the model's steps are named: {}",
+                quote(&l.function),
+                crate::trace::FUNCTIONS.join(", ")
+            ),
+        ));
+    }
     let mut steps = Vec::new();
     enabled(p, s, &mut steps);
     let names: Vec<StepName> = steps.iter().map(|&st| name(p, s, st)).collect();
@@ -233,6 +310,10 @@ pub fn resolve<F: Family>(
             })
             .collect();
         return match hits.as_slice() {
+            [one] if l.arg.is_none() && names[*one].arg.is_some() => Err(err(
+                ln,
+                format!("`{}` needs its argument: `{}`", show(l), names[*one]),
+            )),
             [one] => Ok(vec![steps[*one]]),
             [] => Err(not_enabled(ln, l, &names)),
             many => Err(err(

@@ -41,6 +41,65 @@ pub fn cn(c: CpuId) -> String {
     format!("CPU{c}")
 }
 
+/// Every kernel function name a step can carry ([`name`]), for the scenario parser: a line naming
+/// anything else is an unknown function, not a step that is not enabled.
+/// `tests::every_name_is_listed` keeps the list complete.
+pub const FUNCTIONS: &[&str] = &[
+    // the kernel (crate::ops)
+    "schedule",
+    "migrate",
+    "clone",
+    "vfork",
+    "exit",
+    "execve",
+    "execve_fail",
+    "execveat_check",
+    "sched_setaffinity",
+    "fork_fail",
+    "wake_up_new_task",
+    "copy_process",
+    "publish",
+    "sched_post_fork",
+    "bad_fork_cleanup",
+    "do_exit",
+    "exit_mm_release",
+    "bprm_execve",
+    "de_thread",
+    "exec_binprm_fails",
+    "exec_check_returns",
+    "exec_mmap",
+    "sched_mm_cid_after_execve",
+    "process_one_work",
+    // 7.0 family
+    "get_cid_retry",
+    "from_task_transit_load",
+    "mm_cid_irq_work",
+    "sched_mm_cid_fork",
+    "sched_mm_cid_fork_locked",
+    "mm_cid_schedin",
+    "sched_mm_cid_fork_return",
+    "get_cid",
+    "sched_mm_cid_before_execve",
+    "sched_mm_cid_exit",
+    "irq_work_sync",
+    "mm_cid_work_fn",
+    "fixup_one",
+    "fixup_tasks_to_cpus",
+    "fixup_cpus_to_tasks",
+    "complete_transit",
+    // 6.3 and 6.18
+    "sched_mm_cid_exit_signals",
+    "mm_cid_get",
+    "mm_cid_steal",
+    "mm_cid_steal_unset",
+    "mm_cid_migrate_place",
+    "task_work",
+    "sched_mm_cid_remote_clear",
+    "remote_clear_unset",
+    "__mm_cid_put",
+    "clear_old_skip",
+];
+
 /// The name of `step` taken in `s`.
 pub fn name<F: Family>(p: &Params, s: &State<F>, step: Step) -> StepName {
     if let Some((actor, function, arg)) = F::name(p, s, step) {
@@ -95,7 +154,9 @@ pub fn name<F: Family>(p: &Params, s: &State<F>, step: Step) -> StepName {
                     (ExecAt::After | ExecAt::Return, _) => ("sched_mm_cid_after_execve", None),
                 },
                 Op::Work { .. } => ("process_one_work", None),
-                _ => ("?", None),
+                Op::User | Op::VforkWait { .. } | Op::KworkerIdle => {
+                    unreachable!("no kernel step at {:?}", t.op)
+                }
             };
             (tn(task), f, a)
         }
@@ -389,4 +450,81 @@ pub fn render_columns_for(
             with_state,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Budgets, Config};
+    use crate::family::{Lazy618, PerSwitch63, Rewrite};
+    use crate::model::KernelModel;
+    use mmcid_engine::Model;
+
+    fn names<F: Family>(design: &str, cpus: u8, allowed: Option<u8>, budgets: Budgets) {
+        let mut cfg = Config::new(design, cpus, 2, budgets);
+        cfg.allowed = allowed;
+        let model = KernelModel::<F>::new(cfg).unwrap();
+        let mut todo = vec![*model.initial_state()];
+        let mut seen = std::collections::HashSet::new();
+        let mut actions = Vec::new();
+        while let Some(s) = todo.pop() {
+            if seen.len() > 30_000 || !seen.insert(s) {
+                continue;
+            }
+            actions.clear();
+            model.actions(&s, &mut actions);
+            for &a in &actions {
+                let n = name(&model.params, &s, a);
+                assert!(
+                    FUNCTIONS.contains(&n.function.as_str()),
+                    "{design}: {n} is not in FUNCTIONS"
+                );
+                todo.push(model.next_state(&s, &a));
+            }
+        }
+    }
+
+    #[test]
+    fn every_name_is_listed() {
+        let all = Budgets {
+            forks: 1,
+            vforks: 1,
+            fork_fails: 1,
+            exits: 1,
+            exec_fails: 1,
+            ..Budgets::default()
+        };
+        names::<Rewrite>("7.0", 2, None, all);
+        names::<Rewrite>(
+            "7.0+fixes",
+            2,
+            None,
+            Budgets {
+                exec_checks: 1,
+                ..all
+            },
+        );
+        names::<Rewrite>("6.19-rc7", 2, None, all);
+        names::<Rewrite>(
+            "7.0",
+            3,
+            Some(1),
+            Budgets {
+                forks: 1,
+                affinity: 1,
+                exits: 1,
+                ..Budgets::default()
+            },
+        );
+        names::<Lazy618>(
+            "6.18",
+            2,
+            None,
+            Budgets {
+                compactions: 1,
+                ..all
+            },
+        );
+        names::<PerSwitch63>("6.3", 2, None, Budgets { execs: 1, ..all });
+    }
 }

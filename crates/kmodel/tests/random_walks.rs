@@ -33,7 +33,7 @@ fn config() -> impl Strategy<Value = Config> {
         0u8..=1,
         0u8..=1,
         0u8..=1,
-        0u8..=2,
+        1u8..=2,
         0u8..=1,
     )
         .prop_map(
@@ -50,6 +50,7 @@ fn config() -> impl Strategy<Value = Config> {
                 allowed_less,
                 exec_checks,
             )| {
+                // Affinity growth needs a CPU outside the initial mask.
                 let allowed = if affinity > 0 {
                     Some(cpus.saturating_sub(allowed_less).max(1))
                 } else {

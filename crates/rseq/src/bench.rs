@@ -24,6 +24,9 @@
 //!   `i mod cpus`, so with `n <= cpus` every worker has a CPU of its own
 //!   and the shared-atomic threads really run at the same time (the cache
 //!   line bounces); the same pinning is used for every method;
+//! * the report names the CPU model ([`cpu_model`]) and gives the load
+//!   average before and after, and the fastest run of the two main methods
+//!   beside the medians (on a loaded machine the least disturbed run);
 //! * each run records its *concurrency*, the workers' total CPU time over
 //!   the run's wall time: about `min(n, cpus)` on an idle machine, less
 //!   when other processes take CPU time. It is reported for the shared
@@ -88,8 +91,12 @@ pub struct BenchRow {
     pub n: usize,
     /// [`PerCidCounter::add`](crate::PerCidCounter::add).
     pub percid_ns: f64,
+    /// The fastest `percid` run: on a loaded machine the least disturbed.
+    pub percid_min_ns: f64,
     /// `thread_local!` `Cell<u64>`.
     pub thread_local_ns: f64,
+    /// The fastest `thread_local` run.
+    pub thread_local_min_ns: f64,
     /// One shared `AtomicU64::fetch_add`.
     pub shared_atomic_ns: f64,
     /// `AtomicU64` per CPU indexed by `sched_getcpu()`.
@@ -131,6 +138,8 @@ pub struct BenchReport {
     /// Where `PerCidCounter` got its IDs (`glibc-rseq`, `own-rseq`, or
     /// `thread-id-fallback`, in which case `add` is an atomic).
     pub source: Source,
+    /// The CPU model ([`cpu_model`]), `None` if unknown.
+    pub cpu_model: Option<String>,
     /// Online CPUs (`available_parallelism`).
     pub cpus: usize,
     /// Seconds per measured run.
@@ -171,6 +180,9 @@ fn measure<F: Fn() + Send + Copy>(n: usize, dur: Duration, cpus: &[usize], op: F
                     if !cpus.is_empty() {
                         let _ = sys::set_affinity(&[cpus[i % cpus.len()]]);
                     }
+                    // Thread set-up (rseq area, fallback ID) outside the
+                    // timed region.
+                    crate::register_current_thread();
                     // A private copy: its captures stay in registers.
                     let op = op;
                     barrier.wait();
@@ -218,8 +230,22 @@ fn median(xs: &[f64]) -> f64 {
     }
 }
 
-/// `/proc/loadavg`'s first three fields.
-fn loadavg() -> Vec<f64> {
+/// The CPU model as `/proc/cpuinfo` names it (`model name`, or on some
+/// architectures `Model`/`Hardware`/`cpu`), `None` if unreadable. Benchmark
+/// figures mean little without it.
+pub fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    ["model name", "Model", "Hardware", "cpu"].iter().find_map(|key| {
+        info.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == *key && !v.trim().is_empty()).then(|| v.trim().to_string())
+        })
+    })
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute load averages (empty if
+/// unreadable).
+pub fn loadavg() -> Vec<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| {
             s.split_whitespace()
@@ -308,10 +334,13 @@ pub fn run_bench(cfg: &BenchConfig) -> BenchReport {
         let percid_ns = median(&runs.percid);
         let thread_local_ns = median(&runs.thread_local);
         let shared_atomic_ns = median(&runs.shared_atomic);
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         rows.push(BenchRow {
             n,
             percid_ns,
+            percid_min_ns: min(&runs.percid),
             thread_local_ns,
+            thread_local_min_ns: min(&runs.thread_local),
             shared_atomic_ns,
             getcpu_sharded_ns: median(&runs.getcpu_sharded),
             thread_local_crate_ns: median(&runs.thread_local_crate),
@@ -324,6 +353,7 @@ pub fn run_bench(cfg: &BenchConfig) -> BenchReport {
     }
     BenchReport {
         source: source(),
+        cpu_model: cpu_model(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         run_seconds: dur.as_secs_f64(),
         repeats: cfg.repeats.max(1),
@@ -356,7 +386,8 @@ impl fmt::Display for BenchReport {
         };
         writeln!(
             f,
-            "CPU ns per increment (source {}, {} CPUs, median of {} x {:.2}s runs, threads {})",
+            "CPU ns per increment on {} (source {}, {} CPUs, median of {} x {:.2}s runs, threads {})",
+            self.cpu_model.as_deref().unwrap_or("an unknown CPU"),
             self.source,
             self.cpus,
             self.repeats,
@@ -375,10 +406,12 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "{:>3} {:>8} {:>13} {:>14} {:>15} {:>19} {:>10} {:>12} {:>7} {:>11}",
+            "{:>3} {:>8} {:>7} {:>13} {:>7} {:>14} {:>15} {:>19} {:>10} {:>12} {:>7} {:>11}",
             "n",
             "percid",
+            "(min)",
             "thread_local",
+            "(min)",
             "shared_atomic",
             "getcpu_sharded",
             "thread_local_crate",
@@ -390,10 +423,12 @@ impl fmt::Display for BenchReport {
         for r in &self.threads {
             writeln!(
                 f,
-                "{:>3} {:>8.3} {:>13.3} {:>14.2} {:>15.2} {:>19.2} {:>9.2}x {:>11.1}x {:>7} {:>11.2}",
+                "{:>3} {:>8.3} {:>7.3} {:>13.3} {:>7.3} {:>14.2} {:>15.2} {:>19.2} {:>9.2}x {:>11.1}x {:>7} {:>11.2}",
                 r.n,
                 r.percid_ns,
+                r.percid_min_ns,
                 r.thread_local_ns,
+                r.thread_local_min_ns,
                 r.shared_atomic_ns,
                 r.getcpu_sharded_ns,
                 r.thread_local_crate_ns,

@@ -14,8 +14,9 @@
 //!
 //! glibc 2.35+ registers an rseq area for every thread and exports three
 //! data symbols: `__rseq_offset` (area address minus the thread pointer),
-//! `__rseq_size` and `__rseq_flags`. They are looked up at run time with
-//! `dlsym(RTLD_DEFAULT, ..)`, so this crate links against any C library.
+//! `__rseq_size` and `__rseq_flags`. They are looked up once per process at
+//! run time with `dlsym(RTLD_DEFAULT, ..)`, so this crate links against any
+//! C library.
 //! The area of the calling thread is then `thread_pointer + __rseq_offset`,
 //! where the thread pointer is `fs:0` on x86_64 and `tpidr_el0` on aarch64.
 //!
@@ -48,14 +49,18 @@
 //! 2. [`Source::OwnRseq`]: otherwise (musl, `GLIBC_TUNABLES=glibc.pthread.rseq=0`,
 //!    glibc < 2.35) this crate registers a 32-byte area in its own
 //!    thread-local storage with `rseq(2)` and unregisters it from a
-//!    thread-local destructor at thread exit;
+//!    thread-local destructor at thread exit (it does not register when
+//!    that destructor cannot be installed any more, i.e. from other
+//!    thread-local destructors);
 //! 3. [`Source::ThreadIdFallback`]: when rseq is unavailable (kernel older
 //!    than 4.18, seccomp, not Linux, or a kernel older than 6.3 that has rseq
 //!    but no `mm_cid`), a compact thread-ID allocator hands out the lowest
 //!    free ID and takes it back at thread exit. Such IDs are unique among
 //!    *live* threads (stronger than I1) but not bounded by the CPU count
 //!    (I2 does not hold), so per-CID structures fold them modulo their size
-//!    and use atomic instructions.
+//!    and use atomic instructions. With more than
+//!    [`CompactIdAllocator::CAPACITY`] such threads alive at once, IDs
+//!    repeat (harmless: they are only used as hints).
 //!
 //! Setting `MMCID_RSEQ_FORCE_FALLBACK=1` in the environment before the
 //! first call forces step 3 (used by the tests).
@@ -73,34 +78,80 @@
 //! test aarch64 critical sections here) it uses an atomic `fetch_add` on
 //! the slot, which is correct but slower.
 //!
+//! # Mixed registration: threads with and without `mm_cid`
+//!
+//! One process can hold both kinds of thread. With glibc's registration
+//! off (`GLIBC_TUNABLES=glibc.pthread.rseq=0`, or musl), another rseq user
+//! (librseq, a language runtime) may register its own area on some threads
+//! first; the kernel then refuses ours there (`EBUSY`/`EINVAL`) and this
+//! crate has no way to find that area. A per-thread seccomp filter has the
+//! same effect. The kernel still gives such a thread an `mm_cid` (every
+//! task of the mm holds one while it runs, registered or not), so its
+//! fallback ID coincides with the `mm_cid` of some thread that commits
+//! non-atomically, and an atomic add into that slot from the first thread
+//! would race with the plain `add` of the second: increments were lost
+//! (0.2-0.6 M of ~130 M in the test `mixed_registration_loses_no_count`,
+//! five runs out of five, before this was fixed).
+//!
+//! So whether the counter's slots are committed to by critical sections is
+//! decided once per process, before any section can run
+//! ([`RseqInfo::critical_sections`]); when they are, a thread without a
+//! usable `mm_cid`, and an `mm_cid` without a slot, add atomically to
+//! separate *side cells* that no section ever writes. The slots are then
+//! only written by sections, each exclusive by I1 and the restart
+//! contract, and the total is exact. The hot path of a thread that has
+//! `mm_cid` is unchanged (no extra load or branch): the decision is taken
+//! on the fallback path. librseq instead aborts the process on
+//! "incoherent success/failure within process"
+//! (`rseq_register_current_thread` in librseq's `src/rseq.c`).
+//!
+//! # Signal handlers, `fork()` and unloading
+//!
+//! * **Signal handlers.** The first call on a thread (to any function of
+//!   this crate that needs the thread's ID) initialises the thread: it may
+//!   take the process-wide initialisation (`dlsym`, `getauxval`, reading the
+//!   environment, a one-time lock), register a thread-local destructor
+//!   (which allocates) and register a `pthread_atfork` handler. None of
+//!   that is async-signal-safe, so *the first use on a thread must not be
+//!   in a signal handler*. Call [`register_current_thread`] when the thread
+//!   starts; afterwards [`current_cid`], [`current_cpu`] and
+//!   [`PerCidCounter::add`] on a thread with `mm_cid` are async-signal-safe
+//!   (a signal that interrupts a critical section aborts it; the handler
+//!   runs its own and the interrupted one restarts). On a thread without
+//!   `mm_cid` while critical sections are in use, the first add to each
+//!   counter allocates its side cells: not async-signal-safe either.
+//! * **`fork()`.** The child's only thread keeps its rseq registration
+//!   (the kernel copies it) and its ID. The thread-ID allocator is
+//!   lock-free, so no lock can be caught held by a thread that does not
+//!   exist in the child, and a `pthread_atfork` child handler frees the IDs
+//!   of those threads (see [`CompactIdAllocator`]).
+//! * **Unloading.** After a critical section, the thread's `rseq_cs` keeps
+//!   pointing at its descriptor in this crate's `__rseq_cs` section until
+//!   the kernel next clears it. If the shared object that contains this
+//!   crate is unloaded (`dlclose`) first, the kernel reads unmapped memory
+//!   at the thread's next preemption and kills it with `SIGSEGV`. Call
+//!   [`prepare_unload`] on every such thread first.
+//!
 //! # Safety argument
 //!
 //! All `unsafe` code is in the private `sys` module and is documented there. In short:
 //!
 //! * an rseq area handle exists only for the *calling* thread's registered
 //!   area, cannot be sent to another thread, and points to memory that
-//!   outlives the thread's user-space execution;
+//!   stays valid while the area is registered;
 //! * the kernel-owned fields (`cpu_id_start`, `cpu_id`, `node_id`,
 //!   `mm_cid`) are only read, never written; user space writes `rseq_cs`
 //!   only;
 //! * the non-atomic commit in [`PerCidCounter::add`] is exclusive because
 //!   no two running threads of a process share an `mm_cid` (I1) and any
-//!   interruption restarts the section; the atomic fallback is used whenever
-//!   that argument does not apply (no `mm_cid`, or an ID out of range). An
-//!   ID out of range adds to a separate, atomic-only overflow cell, never to
-//!   a slot that another running thread may be committing to non-atomically.
-//!
-//! Mixing sources inside one process weakens this: if one thread used
-//! `mm_cid` while another (say, a thread created with raw `clone` that glibc
-//! never registered and that this crate could not register either) used the
-//! fallback allocator, their IDs could coincide. The non-atomic rseq path and
-//! the atomic path may then race on one slot. This needs a thread on which
-//! `rseq(2)` fails while it succeeds on others, which does not happen on a
-//! normal system.
+//!   interruption restarts the section; every other writer of those slots
+//!   is such a section: threads without `mm_cid` and IDs out of range use
+//!   the side cells (above).
 
 #![warn(missing_docs)]
 
 mod bench;
+mod ids;
 mod observe;
 mod percid;
 mod sys;
@@ -108,11 +159,12 @@ mod sys;
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Once, OnceLock};
 
 use serde::Serialize;
 
-pub use bench::{BenchConfig, BenchReport, BenchRow, MethodRuns, run_bench};
+pub use bench::{BenchConfig, BenchReport, BenchRow, MethodRuns, cpu_model, loadavg, run_bench};
+pub use ids::CompactIdAllocator;
 pub use observe::{Compaction, ObserveConfig, ObserveError, ObserveReport, ThreadSummary, Workload, observe};
 pub use percid::{AddOutcome, PerCid, PerCidCounter};
 
@@ -176,6 +228,24 @@ pub struct RseqInfo {
     pub mm_cid_in_abi: bool,
     /// Whether [`FORCE_FALLBACK_ENV`] forced the thread-ID fallback.
     pub forced_fallback: bool,
+    /// Whether [`PerCidCounter::add`] commits with rseq critical sections in
+    /// this process: x86_64, `mm_cid` in the ABI, no forced fallback.
+    /// Decided before any section runs and never changed; while it holds,
+    /// threads without `mm_cid` add to side cells, never to the slots (see
+    /// the crate docs on mixed registration). A thread only commits with a
+    /// section if this holds.
+    pub critical_sections: bool,
+}
+
+impl RseqInfo {
+    /// glibc's registration, if it registered.
+    fn glibc(&self) -> Option<sys::GlibcRseq> {
+        Some(sys::GlibcRseq {
+            offset: self.glibc_rseq_offset?,
+            size: self.glibc_rseq_size.filter(|&s| s != 0)?,
+            flags: self.glibc_rseq_flags?,
+        })
+    }
 }
 
 /// The active feature size for a glibc registration of `glibc_size` bytes,
@@ -205,6 +275,8 @@ pub fn rseq_info() -> &'static RseqInfo {
         let glibc_registered = g.is_some_and(|g| g.size != 0);
         let glibc_size = g.map(|g| g.size);
         let active_size = active_rseq_size(glibc_size, kernel_feature_size);
+        let mm_cid_in_abi = active_size >= sys::MM_CID_END;
+        let forced_fallback = std::env::var(FORCE_FALLBACK_ENV).is_ok_and(|v| v == "1");
         RseqInfo {
             glibc_rseq_size: glibc_size,
             glibc_rseq_offset: g.map(|g| g.offset),
@@ -213,8 +285,9 @@ pub fn rseq_info() -> &'static RseqInfo {
             kernel_align,
             glibc_registered,
             active_size,
-            mm_cid_in_abi: active_size >= sys::MM_CID_END,
-            forced_fallback: std::env::var(FORCE_FALLBACK_ENV).is_ok_and(|v| v == "1"),
+            mm_cid_in_abi,
+            forced_fallback,
+            critical_sections: cfg!(target_arch = "x86_64") && mm_cid_in_abi && !forced_fallback,
         }
     })
 }
@@ -233,6 +306,8 @@ thread_local! {
     /// `Some` iff the area exists *and* `mm_cid` is usable: the hot path.
     static CID_AREA: Cell<Option<RseqArea>> = const { Cell::new(None) };
     static STATE: Cell<State> = const { Cell::new(State::Uninit) };
+    /// The thread's fallback ID, `u32::MAX` until it takes one. Read by the
+    /// `fork` child handler, so it must stay a plain `const` cell.
     static FALLBACK_ID: Cell<u32> = const { Cell::new(u32::MAX) };
     static OWN_GUARD: OwnGuard = const { OwnGuard };
     static FALLBACK_GUARD: FallbackGuard = const { FallbackGuard };
@@ -243,15 +318,21 @@ struct OwnGuard;
 
 impl Drop for OwnGuard {
     fn drop(&mut self) {
-        if STATE.get() == State::Own {
-            // Forget the area before unregistering: after unregistration
-            // the kernel stops updating it and critical sections on it would
-            // no longer be protected.
-            CID_AREA.set(None);
-            AREA.set(None);
-            STATE.set(State::Uninit);
-            let _ = sys::own_area_unregister();
-        }
+        forget_own_area();
+    }
+}
+
+/// If the calling thread uses this crate's own area, unregisters it and
+/// forgets it (the next use registers again).
+fn forget_own_area() {
+    if STATE.get() == State::Own {
+        // Forget the area before unregistering: after unregistration the
+        // kernel stops updating it and critical sections on it would no
+        // longer be protected.
+        CID_AREA.set(None);
+        AREA.set(None);
+        STATE.set(State::Uninit);
+        let _ = sys::own_area_unregister();
     }
 }
 
@@ -262,14 +343,28 @@ impl Drop for FallbackGuard {
     fn drop(&mut self) {
         let id = FALLBACK_ID.replace(u32::MAX);
         if id != u32::MAX {
-            thread_ids().lock().unwrap_or_else(|e| e.into_inner()).release(id);
+            thread_ids().release(id);
         }
     }
 }
 
-fn thread_ids() -> &'static Mutex<CompactIdAllocator> {
-    static IDS: Mutex<CompactIdAllocator> = Mutex::new(CompactIdAllocator::new());
-    &IDS
+/// The process's thread-ID allocator.
+static THREAD_IDS: CompactIdAllocator = CompactIdAllocator::new();
+
+/// [`THREAD_IDS`], with its `fork` child handler registered on first use.
+fn thread_ids() -> &'static CompactIdAllocator {
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| sys::at_fork_child(ids_after_fork));
+    &THREAD_IDS
+}
+
+/// The `pthread_atfork` child handler: in the child only the forking thread
+/// exists, so only its ID stays allocated. It touches nothing but the
+/// bitmap and a `const` thread-local (no lock, no allocation, not even the
+/// `Once` above, which another thread may have been running at the fork).
+extern "C" fn ids_after_fork() {
+    let keep = FALLBACK_ID.get();
+    THREAD_IDS.reset_keeping((keep != u32::MAX).then_some(keep));
 }
 
 #[cold]
@@ -277,16 +372,17 @@ fn init_thread() -> State {
     let info = rseq_info();
     let state = if info.forced_fallback {
         State::NoRseq
-    } else if let Some(area) = sys::glibc_rseq().and_then(|g| sys::glibc_area_for_current_thread(&g)) {
+    } else if let Some(area) = info.glibc().and_then(|g| sys::glibc_area_for_current_thread(&g)) {
         AREA.set(Some(area));
         State::Glibc
-    } else if let Ok(area) = sys::own_area_register() {
+    } else if OWN_GUARD.try_with(|_| ()).is_ok()
+        && let Ok(area) = sys::own_area_register()
+    {
+        // Registered only once the destructor that unregisters it is
+        // installed: in a shared object loaded with `dlopen` the area is in
+        // dynamic TLS, which the C library frees at thread exit, after the
+        // thread-local destructors (see `sys`).
         AREA.set(Some(area));
-        // Arrange unregistration at thread exit. If the thread is already
-        // running its TLS destructors this fails, and the registration
-        // simply lasts until the kernel tears the task down; the area is in
-        // the static TLS block, which outlives the task (see `sys`).
-        let _ = OWN_GUARD.try_with(|_| ());
         State::Own
     } else {
         State::NoRseq
@@ -327,12 +423,66 @@ fn fallback_id() -> u32 {
     if id != u32::MAX {
         return id;
     }
-    let id = thread_ids().lock().unwrap_or_else(|e| e.into_inner()).alloc();
+    // Install the destructor that returns the ID first; if TLS destruction
+    // already ran (only code in other TLS destructors gets here) the ID is
+    // never returned, so do not take one from the allocator.
+    let id = match FALLBACK_GUARD.try_with(|_| ()) {
+        Ok(()) => thread_ids().alloc(),
+        Err(_) => None,
+    };
+    // Without an ID from the allocator (all CompactIdAllocator::CAPACITY
+    // taken, or no destructor) the thread still needs one: IDs are hints,
+    // so one above the allocator's range that may repeat is acceptable.
+    let id = id.unwrap_or_else(|| {
+        CompactIdAllocator::CAPACITY + sys::gettid() as u32 % CompactIdAllocator::CAPACITY
+    });
     FALLBACK_ID.set(id);
-    // If TLS destruction already ran, the ID is never returned (rare:
-    // only code in other TLS destructors gets here).
-    let _ = FALLBACK_GUARD.try_with(|_| ());
     id
+}
+
+/// Initialises the calling thread now rather than on first use, and says
+/// where its concurrency ID comes from (the same as [`source`]).
+///
+/// The first use on a thread is not async-signal-safe (see the crate docs):
+/// call this at thread start in threads whose signal handlers use this
+/// crate. For a thread without `mm_cid` it also takes the thread's fallback
+/// ID. Like librseq's `rseq_register_current_thread()`, but optional.
+pub fn register_current_thread() -> Source {
+    let s = source();
+    if !s.is_mm_cid() {
+        fallback_id();
+    }
+    s
+}
+
+/// Makes it safe to unload this crate's code and critical-section
+/// descriptors: the equivalent of librseq's `rseq_prepare_unload()`.
+///
+/// After a critical section the thread's `rseq_cs` field still points at
+/// the section's descriptor (in this crate's `__rseq_cs` section) until the
+/// kernel next clears it on a preemption or signal. A kernel that then
+/// reads a descriptor in unmapped memory kills the thread with `SIGSEGV`
+/// (`rseq_get_rseq_cs()` in `kernel/rseq.c` up to 6.18;
+/// `rseq_update_user_cs()` in `include/linux/rseq_entry.h` from 6.19).
+/// This function clears `rseq_cs` of the calling thread's area (glibc's or
+/// ours), and unregisters and forgets this crate's own area if the thread
+/// uses one (a later call into the crate registers again).
+///
+/// **When to call it:** only when this crate is part of a shared object
+/// that is unloaded while the process runs (a plugin loaded with `dlopen`
+/// and closed with `dlclose`; Rust `cdylib`s included). Then every thread
+/// that ran a critical section of this crate ([`PerCidCounter::add`],
+/// [`PerCidCounter::add_traced`], [`observe`]) must call it at least once
+/// after its last critical section and before the object is unloaded.
+/// Threads that have exited need nothing. As in librseq, the same applies
+/// to memory holding descriptors or section code that is freed in any other
+/// way. Calling it at other times is harmless: the next section arms
+/// `rseq_cs` again.
+pub fn prepare_unload() {
+    if let Some(area) = AREA.get() {
+        area.clear_rseq_cs();
+    }
+    forget_own_area();
 }
 
 /// The calling thread's concurrency ID: the kernel's `mm_cid` when available,
@@ -410,6 +560,12 @@ pub mod test_support {
         crate::cid_area()?.running_interval(spin).map(|i| (i.cid, i.cpu))
     }
 
+    /// The calling thread's `rseq_cs` field, `None` without an area (does
+    /// not initialise the thread).
+    pub fn rseq_cs() -> Option<u64> {
+        crate::AREA.get().map(|a| a.rseq_cs())
+    }
+
     /// The raw `(mm_cid, cpu_id)` pair from the rseq area.
     pub fn raw_ids() -> Option<(u32, u32)> {
         crate::cid_area().map(|a| (a.mm_cid(), a.cpu_id()))
@@ -483,69 +639,9 @@ pub fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
     sys::set_affinity(cpus).map_err(std::io::Error::from_raw_os_error)
 }
 
-/// Hands out the lowest free ID; used for the thread-ID fallback.
-#[derive(Debug, Default)]
-pub struct CompactIdAllocator {
-    free: BTreeSet<u32>,
-    next: u32,
-}
-
-impl CompactIdAllocator {
-    /// An allocator with every ID free.
-    pub const fn new() -> Self {
-        CompactIdAllocator {
-            free: BTreeSet::new(),
-            next: 0,
-        }
-    }
-
-    /// Takes the lowest free ID.
-    pub fn alloc(&mut self) -> u32 {
-        match self.free.pop_first() {
-            Some(id) => id,
-            None => {
-                self.next += 1;
-                self.next - 1
-            }
-        }
-    }
-
-    /// Returns `id`. Releasing an ID that is not allocated is ignored.
-    pub fn release(&mut self, id: u32) {
-        if id >= self.next || !self.free.insert(id) {
-            return;
-        }
-        // Keep `free` small: drop the free tail.
-        while self.next > 0 && self.free.remove(&(self.next - 1)) {
-            self.next -= 1;
-        }
-    }
-
-    /// Number of IDs in use.
-    pub fn in_use(&self) -> usize {
-        self.next as usize - self.free.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn allocator_hands_out_lowest_free() {
-        let mut a = CompactIdAllocator::new();
-        assert_eq!((a.alloc(), a.alloc(), a.alloc()), (0, 1, 2));
-        a.release(1);
-        a.release(1);
-        assert_eq!(a.in_use(), 2);
-        assert_eq!(a.alloc(), 1);
-        a.release(2);
-        a.release(0);
-        assert_eq!(a.alloc(), 0);
-        assert_eq!(a.alloc(), 2);
-        a.release(7);
-        assert_eq!(a.in_use(), 3);
-    }
 
     #[test]
     fn active_size_rules() {

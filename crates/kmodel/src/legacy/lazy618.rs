@@ -121,17 +121,17 @@ fn can_compact(s: &State<Lazy618>, task: TaskId) -> bool {
 pub fn in_flight(s: &State<Lazy618>, m: MmId) -> Vec<LegacyCid> {
     let mut out = Vec::new();
     for t in s.tasks.iter() {
-        if let (Some(tm), Some(WorkAt::Unset { cid, .. })) = (t.mm, t.cid_op) {
-            if tm == m {
-                out.push(cid);
-            }
+        if let (Some(tm), Some(WorkAt::Unset { cid, .. })) = (t.mm, t.cid_op)
+            && tm == m
+        {
+            out.push(cid);
         }
     }
     for c in s.cpus.iter() {
-        if let Some((t, Migrate::InFlight(mc))) = c.migrating {
-            if s.task(t).mm == Some(m) {
-                out.push(mc.cid);
-            }
+        if let Some((t, Migrate::InFlight(mc))) = c.migrating
+            && s.task(t).mm == Some(m)
+        {
+            out.push(mc.cid);
         }
     }
     out
@@ -294,18 +294,18 @@ impl Family for Lazy618 {
 
     /// `switch_out(prev)` then `switch_in(next)`, whose `mm_cid_get` may stop.
     fn switch(_p: &Params, s: &mut State<Self>, cpu: CpuId, prev: Option<TaskId>, next: Option<TaskId>) {
-        if let Some(p) = prev {
-            if let Some(m) = s.task(p).mm {
-                let (mm, t) = both(s, m, p);
-                v6_18::switch_out(mm, cpu, t, NOW);
-            }
+        if let Some(p) = prev
+            && let Some(m) = s.task(p).mm
+        {
+            let (mm, t) = both(s, m, p);
+            v6_18::switch_out(mm, cpu, t, NOW);
         }
-        if let Some(n) = next {
-            if let Some(m) = s.task(n).mm {
-                let (mm, t) = both(s, m, n);
-                if let Some(LegacyAlloc::Spin(k)) = v6_18::switch_in(mm, cpu, t, NOW) {
-                    s.cpus[cpu as usize].get = Some(k);
-                }
+        if let Some(n) = next
+            && let Some(m) = s.task(n).mm
+        {
+            let (mm, t) = both(s, m, n);
+            if let Some(LegacyAlloc::Spin(k)) = v6_18::switch_in(mm, cpu, t, NOW) {
+                s.cpus[cpu as usize].get = Some(k);
             }
         }
     }
@@ -549,10 +549,10 @@ impl Family for Lazy618 {
         if x.last_mm_cid != y.last_mm_cid {
             out.push(format!("T{i}.last_mm_cid {} -> {}", x.last_mm_cid, y.last_mm_cid));
         }
-        if x.migrate_from_cpu != y.migrate_from_cpu {
-            if let Some(c) = y.migrate_from_cpu {
-                out.push(format!("T{i}.migrate_from_cpu = CPU{c}"));
-            }
+        if x.migrate_from_cpu != y.migrate_from_cpu
+            && let Some(c) = y.migrate_from_cpu
+        {
+            out.push(format!("T{i}.migrate_from_cpu = CPU{c}"));
         }
         if x.active != y.active {
             out.push(format!("T{i} {}", if y.active { "active" } else { "inactive" }));
@@ -698,12 +698,12 @@ impl Family for Lazy618 {
     }
     fn explain(property: &str, agent: Option<u16>, s: &State<Self>) -> String {
         let mut why = Vec::new();
-        if let Some(cpu) = agent {
-            if let Some(k) = s.cpus[cpu as usize].get {
-                why.push(format!(
-                    "CPU{cpu} busy-waits in mm_cid_get ({k:?}) holding its rq lock with IRQs off"
-                ));
-            }
+        if let Some(cpu) = agent
+            && let Some(k) = s.cpus[cpu as usize].get
+        {
+            why.push(format!(
+                "CPU{cpu} busy-waits in mm_cid_get ({k:?}) holding its rq lock with IRQs off"
+            ));
         }
         for (mi, mm) in s.mms.iter().enumerate() {
             let m = mi as MmId;

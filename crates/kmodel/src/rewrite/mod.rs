@@ -110,18 +110,18 @@ impl Family for Rewrite {
     }
 
     fn switch(p: &Params, s: &mut State<Self>, cpu: CpuId, prev: Option<TaskId>, next: Option<TaskId>) {
-        if let Some(prev) = prev {
-            if let Some(m) = s.task(prev).mm {
-                let (mm, t) = mm_and_task(s, m, prev);
-                cid::schedout(mm, t, cpu, &p.sw);
-            }
+        if let Some(prev) = prev
+            && let Some(m) = s.task(prev).mm
+        {
+            let (mm, t) = mm_and_task(s, m, prev);
+            cid::schedout(mm, t, cpu, &p.sw);
         }
-        if let Some(n) = next {
-            if let Some(m) = s.task(n).mm {
-                let (mm, t) = mm_and_task(s, m, n);
-                if let Schedin::Spin(sp) = cid::schedin(mm, t, cpu, &p.sw) {
-                    s.cpus[cpu as usize].spin = Some(sp);
-                }
+        if let Some(n) = next
+            && let Some(m) = s.task(n).mm
+        {
+            let (mm, t) = mm_and_task(s, m, n);
+            if let Schedin::Spin(sp) = cid::schedin(mm, t, cpu, &p.sw) {
+                s.cpus[cpu as usize].spin = Some(sp);
             }
         }
     }
@@ -242,10 +242,10 @@ fn irq_work(s: &mut State<Rewrite>, cpu: CpuId) {
             k.cpu = cpu;
             k.op = Op::KworkerIdle;
         }
-        if k.op == Op::KworkerIdle {
-            if let Some(m) = s.mms.iter().position(|mm| mm.work_pending) {
-                k.op = Op::Work { mm: m as MmId };
-            }
+        if k.op == Op::KworkerIdle
+            && let Some(m) = s.mms.iter().position(|mm| mm.work_pending)
+        {
+            k.op = Op::Work { mm: m as MmId };
         }
     }
 }
