@@ -445,7 +445,7 @@ pub fn write<F: Family>(cfg: &Config, p: &Params, init: &State<F>, steps: &[Step
     out
 }
 
-/// [`write`] for a configuration whose family is known only at run time.
+/// [`write()`] for a configuration whose family is known only at run time.
 pub fn write_for(cfg: &Config, steps: &[Step], comment: &str) -> Result<String, String> {
     struct Write<'a> {
         steps: &'a [Step],

@@ -1,4 +1,4 @@
-//! The 7.0 family's checks of [`Property`] (when each applies: [`crate::invariants`]).
+//! The 7.0 family's checks of [`crate::invariants::Property`] (when each applies: [`crate::invariants`]).
 
 use mmcid_cid::{Mode, SchedinSpin, TaskId};
 
