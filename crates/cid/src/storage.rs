@@ -400,6 +400,16 @@ impl WideBitmap {
     pub fn words(&self) -> &[u64] {
         &self.words
     }
+    /// Number of set bits.
+    pub fn weight(&self) -> u32 {
+        self.words.iter().map(|w| w.count_ones()).sum()
+    }
+    /// Is bit `c` set?
+    pub fn has(&self, c: u32) -> bool {
+        self.words
+            .get((c / 64) as usize)
+            .is_some_and(|w| w & (1 << (c % 64)) != 0)
+    }
     /// Sets bit `c` (must be within capacity).
     pub fn insert(&mut self, c: u32) {
         self.words[(c / 64) as usize] |= 1 << (c % 64);
@@ -428,12 +438,10 @@ impl Bitmap for WideBitmap {
     }
     #[inline]
     fn is_set(&self, c: u32) -> bool {
-        self.words
-            .get((c / 64) as usize)
-            .is_some_and(|w| w & (1 << (c % 64)) != 0)
+        self.has(c)
     }
     fn weight(&self) -> u32 {
-        self.words.iter().map(|w| w.count_ones()).sum()
+        WideBitmap::weight(self)
     }
     #[inline]
     fn first_zero(&self, limit: u32) -> Option<u32> {
@@ -522,10 +530,10 @@ impl CpuSet for WideBitmap {
         b
     }
     fn weight(&self) -> u32 {
-        Bitmap::weight(self)
+        WideBitmap::weight(self)
     }
     fn has(&self, c: u32) -> bool {
-        Bitmap::is_set(self, c)
+        WideBitmap::has(self, c)
     }
     fn union_with(&mut self, other: &Self) {
         if other.words.len() > self.words.len() {

@@ -1,0 +1,166 @@
+//! The last events of a run, kept in a ring of fixed-size records (cheap enough to write on every
+//! event) and rendered, when an invariant fails, in the checker's CPU-column style.
+
+use std::fmt::Write;
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `schedule`: `curr` becomes `task` (or idle); `cid` is what the task holds after schedin.
+    Switch,
+    /// A `get_cid` spin lap (the switch is not complete).
+    Spin,
+    /// `pthread_create` of `arg` (CID code: `sched_mm_cid_fork`).
+    Fork,
+    /// `do_exit` (`sched_mm_cid_exit`).
+    Exit,
+    /// `execve` (arg 1 = succeeded, 0 = failed).
+    Exec,
+    /// posix_spawn: vfork child `arg`.
+    Spawn,
+    /// A fix-up walk visit of task `arg` (or CPU `arg` for CPU→task walks).
+    Visit,
+    /// Mode flip (arg = new mode word).
+    Mode,
+    /// Migration from CPU `arg`.
+    Migrate,
+    /// sched_setaffinity (arg = new cpuset size).
+    Affinity,
+    /// 6.18 compaction scan (arg = CIDs reclaimed).
+    Scan,
+    /// The task wakes on CPU `cpu` (queued).
+    Wake,
+}
+
+/// One event.
+#[derive(Clone, Copy, Debug)]
+pub struct Rec {
+    /// Simulated ns.
+    pub t: u64,
+    /// CPU it happened on.
+    pub cpu: u32,
+    /// What.
+    pub kind: Kind,
+    /// Task (u32::MAX: none/idle).
+    pub task: u32,
+    /// The task's mm.
+    pub mm: u32,
+    /// Kind-specific.
+    pub arg: u64,
+    /// The task's user-visible CID after the event (-1: none), or a raw word for Mode.
+    pub cid: i64,
+}
+
+/// A ring of the last `cap` events.
+#[derive(Clone, Debug)]
+pub struct Ring {
+    buf: Vec<Rec>,
+    next: usize,
+    full: bool,
+}
+
+impl Ring {
+    /// A ring of `cap` records.
+    pub fn new(cap: usize) -> Ring {
+        Ring {
+            buf: Vec::with_capacity(cap),
+            next: 0,
+            full: false,
+        }
+    }
+    /// Appends a record.
+    #[inline]
+    pub fn push(&mut self, r: Rec) {
+        if !self.full && self.buf.len() < self.buf.capacity() {
+            self.buf.push(r);
+            if self.buf.len() == self.buf.capacity() {
+                self.full = true;
+            }
+        } else if !self.buf.is_empty() {
+            self.buf[self.next] = r;
+            self.next = (self.next + 1) % self.buf.len();
+        }
+    }
+    /// The records, oldest first.
+    pub fn records(&self) -> Vec<Rec> {
+        let mut v = self.buf[self.next..].to_vec();
+        v.extend_from_slice(&self.buf[..self.next]);
+        v
+    }
+}
+
+fn name(t: u32) -> String {
+    if t == u32::MAX {
+        "idle".into()
+    } else {
+        format!("T{t}")
+    }
+}
+
+fn cid(c: i64) -> String {
+    if c < 0 {
+        "no CID".into()
+    } else {
+        format!("cid {c}")
+    }
+}
+
+/// Renders the last `n` records in CPU columns, as `mmcid check` prints traces: one column per
+/// CPU, for the (at most five) CPUs most recently active; events on other CPUs are left out and
+/// counted.
+pub fn render(recs: &[Rec], n: usize) -> String {
+    let mut cpus: Vec<u32> = Vec::new();
+    for r in recs.iter().rev() {
+        if !cpus.contains(&r.cpu) {
+            cpus.push(r.cpu);
+        }
+        if cpus.len() == 5 {
+            break;
+        }
+    }
+    cpus.sort_unstable();
+    let kept: Vec<&Rec> = recs.iter().filter(|r| cpus.contains(&r.cpu)).collect();
+    let omitted = recs.len() - kept.len();
+    let recs = &kept[kept.len().saturating_sub(n)..];
+    const W: usize = 34;
+    let mut out = String::new();
+    let _ = write!(out, "{:>12} ", "time (ns)");
+    for c in &cpus {
+        let _ = write!(out, "{:<W$}", format!("CPU{c}"));
+    }
+    out.push('\n');
+    for r in recs {
+        let col = cpus.iter().position(|&c| c == r.cpu).unwrap_or(0);
+        let text = match r.kind {
+            Kind::Switch => format!("schedule {} ({})", name(r.task), cid(r.cid)),
+            Kind::Spin => format!("{} get_cid spins", name(r.task)),
+            Kind::Fork => format!("{} clone T{} ({})", name(r.task), r.arg, cid(r.cid)),
+            Kind::Exit => format!("{} exit", name(r.task)),
+            Kind::Exec => format!(
+                "{} execve {}",
+                name(r.task),
+                if r.arg == 1 { "ok" } else { "fails" }
+            ),
+            Kind::Spawn => format!("{} vfork T{}", name(r.task), r.arg),
+            Kind::Visit => format!("{} fixup visit {}", name(r.task), r.arg),
+            Kind::Mode => format!(
+                "mm{} mode -> {}",
+                r.mm,
+                mmcid_cid::Mode::from_parts(r.arg & 1 != 0, r.arg & 2 != 0)
+            ),
+            Kind::Migrate => format!("{} migrated from CPU{}", name(r.task), r.arg),
+            Kind::Affinity => format!("{} setaffinity ({} CPUs)", name(r.task), r.arg),
+            Kind::Scan => format!("mm{} compaction scan: {} reclaimed", r.mm, r.arg),
+            Kind::Wake => format!("{} wakes", name(r.task)),
+        };
+        let _ = write!(out, "{:>12} {}{}", r.t, " ".repeat(col * W), text);
+        out.push('\n');
+    }
+    if omitted > 0 {
+        let _ = writeln!(
+            out,
+            "({omitted} events of the same window on other CPUs not shown)"
+        );
+    }
+    out
+}
