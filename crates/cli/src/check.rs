@@ -58,6 +58,15 @@ pub struct Bounds {
     pub compactions: u8,
 }
 
+/// A worker count: at least 1.
+pub fn workers(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("at least one worker is needed".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("not a number: {s:?}")),
+    }
+}
+
 /// A budget: 0..=15 (`mmcid_kmodel::config::MAX_BUDGET`).
 fn budget(s: &str) -> Result<u8, String> {
     let max = mmcid_kmodel::config::MAX_BUDGET;
@@ -140,6 +149,10 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Threads exploring in parallel (default: every core; `MMCID_WORKERS` sets the default).
+    /// Counts, findings and traces are the same with any number.
+    #[arg(long, default_value_t = mmcid_engine::all_cores(), value_parser = workers)]
+    pub workers: usize,
 }
 
 /// Runs `mmcid check`.
@@ -183,6 +196,8 @@ pub fn run(a: &Args) -> i32 {
             .max_states
             .or((liveness == Liveness::Full).then_some(FULL_LIVENESS_CAP)),
         max_depth: a.max_depth,
+        workers: a.workers,
+        ..CheckOptions::default()
     };
     let mut bar = Bar::new(a.quiet || a.json);
     let out = match checker::run(&cfg, &opts, &mut bar) {
@@ -345,7 +360,7 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
     }
     let _ = writeln!(
         s,
-        "{:>12} {t} {} unique states, {} transitions, depth {}, {}, {:.1} bytes/state, P(fingerprint collision) < {:.1e}",
+        "{:>12} {t} {} unique states, {} transitions, depth {}, {}, {}seen table + parents {:.1} B/state, P(fingerprint collision) < {:.1e}",
         "Summary",
         o.unique_states,
         o.transitions,
@@ -355,7 +370,12 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
         } else {
             "INCOMPLETE (cut by --max-states or --max-depth)"
         },
-        o.bytes_per_state,
+        o.peak_rss_bytes.map_or(String::new(), |p| format!(
+            "peak RSS {:.0} MiB = {:.1} B/state, ",
+            p as f64 / (1 << 20) as f64,
+            p as f64 / o.unique_states.max(1) as f64
+        )),
+        o.seen_parents_bytes_per_state,
         o.collision_probability.max(1e-18)
     );
     if !o.complete {

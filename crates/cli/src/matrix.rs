@@ -22,6 +22,12 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Threads exploring in parallel in each run (default: every core).
+    #[arg(long, default_value_t = mmcid_engine::all_cores(), value_parser = crate::check::workers)]
+    pub workers: usize,
+    /// Partial-order reduction (see `mmcid check --help`).
+    #[arg(long, value_enum, default_value_t = crate::check::OnOff::On)]
+    pub reduction: crate::check::OnOff,
 }
 
 /// Runs `mmcid matrix`.
@@ -34,11 +40,22 @@ pub fn run(a: &Args) -> i32 {
     }
     let names: Vec<&str> = a.designs.iter().map(String::as_str).collect();
     let tty = std::io::stderr().is_terminal() && !a.json;
-    let m = matrix::run(&names, &matrix::default_grid(), a.max_states, &mut |d, c| {
-        if tty {
-            eprint!("\r\x1b[Kchecking {d} at {c} ...");
-        }
-    });
+    let base = mmcid_kmodel::checker::CheckOptions {
+        workers: a.workers,
+        reduction: a.reduction == crate::check::OnOff::On,
+        ..Default::default()
+    };
+    let m = matrix::run(
+        &names,
+        &matrix::default_grid(),
+        a.max_states,
+        &base,
+        &mut |d, c| {
+            if tty {
+                eprint!("\r\x1b[Kchecking {d} at {c} ...");
+            }
+        },
+    );
     if tty {
         eprint!("\r\x1b[K");
     }

@@ -98,9 +98,12 @@ pub fn explore(a: &ExploreArgs) -> i32 {
 pub struct BenchArgs {
     #[command(flatten)]
     pub bounds: Bounds,
-    /// Worker threads for stateright (ours is single-threaded), at least 1.
+    /// Worker threads for stateright, at least 1.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub stateright_threads: u16,
+    /// Worker threads for ours, besides the single-worker run (default: all cores), at least 1.
+    #[arg(long, default_value_t = mmcid_engine::all_cores(), value_parser = crate::check::workers)]
+    pub workers: usize,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -117,6 +120,8 @@ pub struct EngineFigures {
     pub states_per_s: f64,
     /// Bytes per stored state (ours: Seen + Parents; stateright: not reported).
     pub bytes_per_state: Option<f64>,
+    /// Peak resident memory of the process during the run / unique states (ours only).
+    pub peak_rss_per_state: Option<f64>,
 }
 
 /// The result of `mmcid bench`.
@@ -124,8 +129,12 @@ pub struct EngineFigures {
 pub struct Bench {
     /// The configuration.
     pub config: Config,
-    /// Our engine, symmetry and liveness off.
+    /// Our engine, symmetry and liveness off, one worker.
     pub ours: EngineFigures,
+    /// The same with `--workers` workers (absent when that is 1).
+    pub ours_workers: Option<EngineFigures>,
+    /// Worker threads of `ours_workers`.
+    pub workers: usize,
     /// stateright's BFS.
     pub stateright: EngineFigures,
     /// ours states/s divided by stateright's.
@@ -161,12 +170,27 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
             seconds: r.seconds,
             states_per_s: r.unique_states as f64 / r.seconds.max(1e-9),
             bytes_per_state: Some(r.bytes_per_state),
+            peak_rss_per_state: r.peak_rss_per_state,
         }
     };
-    let ours = run_ours(&Options::default());
+    if a.workers == 0 {
+        eprintln!("mmcid bench: --workers must be at least 1");
+        return exit::USAGE;
+    }
+    let ours = run_ours(&Options {
+        workers: 1,
+        ..Options::default()
+    });
+    let ours_workers = (a.workers > 1).then(|| {
+        run_ours(&Options {
+            workers: a.workers,
+            ..Options::default()
+        })
+    });
     let ours_reduced = run_ours(&Options {
         symmetry: true,
         stall_search: Some(mmcid_kmodel::checker::STALL_SEARCH_LIMIT),
+        workers: a.workers,
         ..Options::default()
     });
     let sr = stateright_bfs(model.clone(), a.stateright_threads as usize);
@@ -175,6 +199,7 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
         seconds: sr.seconds,
         states_per_s: sr.unique_states as f64 / sr.seconds.max(1e-9),
         bytes_per_state: None,
+        peak_rss_per_state: None,
     };
     if ours.unique_states != stateright.unique_states {
         eprintln!(
@@ -187,6 +212,8 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
         ratio: ours.states_per_s / stateright.states_per_s,
         config: cfg,
         ours,
+        ours_workers,
+        workers: a.workers,
         stateright,
         ours_reduced,
     };
@@ -197,30 +224,38 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
         let _ = writeln!(s, "mmcid bench | {}", args_line(&b.config));
         let _ = writeln!(
             s,
-            "{:<34} {:>12} {:>9} {:>14} {:>12}",
-            "engine", "unique", "seconds", "states/s", "bytes/state"
+            "{:<40} {:>12} {:>9} {:>14} {:>14} {:>14}",
+            "engine", "unique", "seconds", "states/s", "stored B/state", "peak RSS B/st"
         );
-        for (name, f) in [
-            ("ours (BFS, no symmetry)", &b.ours),
-            (
-                &*format!("stateright (BFS, {} thread(s))", a.stateright_threads),
-                &b.stateright,
-            ),
-            ("ours (symmetry + stall search)", &b.ours_reduced),
-        ] {
+        let with_workers = format!("ours (BFS, no symmetry, {} workers)", b.workers);
+        let reduced = format!("ours (symmetry + stall search, {})", b.workers);
+        let sr = format!("stateright (BFS, {} thread(s))", a.stateright_threads);
+        let mut rows = vec![("ours (BFS, no symmetry, 1 worker)", &b.ours)];
+        if let Some(f) = &b.ours_workers {
+            rows.push((&with_workers, f));
+        }
+        rows.extend([(&*sr, &b.stateright), (&*reduced, &b.ours_reduced)]);
+        for (name, f) in rows {
             let _ = writeln!(
                 s,
-                "{name:<34} {:>12} {:>9.2} {:>14.0} {:>12}",
+                "{name:<40} {:>12} {:>9.2} {:>14.0} {:>14} {:>14}",
                 f.unique_states,
                 f.seconds,
                 f.states_per_s,
-                f.bytes_per_state.map_or("-".into(), |x| format!("{x:.1}"))
+                f.bytes_per_state.map_or("-".into(), |x| format!("{x:.1}")),
+                f.peak_rss_per_state.map_or("-".into(), |x| format!("{x:.1}"))
             );
         }
         let _ = writeln!(
             s,
-            "ratio ours/stateright: {:.1}x (same states, both single configuration)",
-            b.ratio
+            "ratio ours/stateright: {:.1}x with 1 worker{} (same states)",
+            b.ratio,
+            b.ours_workers.as_ref().map_or(String::new(), |f| format!(
+                ", {:.1}x with {} ({:.2}x over 1 worker)",
+                f.states_per_s / b.stateright.states_per_s,
+                b.workers,
+                f.states_per_s / b.ours.states_per_s
+            ))
         );
         print!("{s}");
     }

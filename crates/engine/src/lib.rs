@@ -43,15 +43,90 @@
 //! - **Seen** ([`seen`]): the set of visited states, stored as 64-bit *fingerprints* (hashes),
 //!   mapped to a dense `u32` state index. A state costs 8 bytes of fingerprint plus ~11–21 bytes
 //!   of open-addressing table, whatever the size of the state itself.
-//! - **Frontier** ([`frontier`]): the states discovered but not yet expanded, stored in full
-//!   (expanding needs the state). It is the only store that holds states, and it only holds one
-//!   or two BFS levels.
+//! - **Frontier** ([`frontier`]): the states discovered but not yet expanded (expanding needs
+//!   the state). It only holds one or two BFS levels, in chunks. With the model's compact
+//!   encoding ([`Model::codec`]) a chunk is a byte arena of encodings (~1 byte of overhead per
+//!   state, no allocation per state); without it, a `Vec` of whole states.
 //! - **Parents** ([`parents`]): for every state index, the index of the state it was first
-//!   reached from and the position of the action taken in that state's enabled-action list
-//!   (8 bytes). No path and no state is stored per state.
+//!   reached from and the position of the action taken in that state's enabled-action list.
+//!   Parents are non-decreasing in breadth-first order, so they are stored as one-byte deltas
+//!   (with checkpoints) and actions as one byte: about 2 bytes per state.
 //!
-//! Seen + Parents cost under 40 bytes per stored state ([`Report::bytes_per_state`]); the
-//! frontier and the liveness graph are reported separately ([`Memory`]).
+//! Seen + Parents cost about 20–30 bytes per stored state ([`Report::bytes_per_state`]); the
+//! frontier and the liveness graph are reported separately ([`Memory`]), and the process's peak
+//! resident memory beside them (see "Memory as a user meets it").
+//!
+//! ## The compact encoding
+//!
+//! A model may implement [`Model::encode`] / [`Model::decode`] (and say so with
+//! [`Model::codec`]): an injective, deterministic byte encoding with `decode(encode(s)) == s`.
+//! Then the fingerprint is XXH3-64 (fixed seed) of the encoding — of
+//! [`Model::encode_canonical`] under symmetry, which a model can compute without building the
+//! representative — and the frontier stores encodings, decoding a state only when it expands
+//! it. A 1.7 KB in-memory state that encodes to 40 bytes then costs 41 bytes on the frontier,
+//! and hashing 40 contiguous bytes replaces walking the state's `Hash`. The same bytes are what
+//! `mmcid-dist` ships between workers and hosts. Without a codec everything works as before
+//! (`Hash` fingerprints, whole states); both paths give the same report, state for state
+//! (`tests/workers.rs`).
+//!
+//! ## Parallel levels
+//!
+//! [`Options::workers`] threads (default: every core) explore with *exactly* the sequential
+//! result: the same counts, the same state numbering, hence the same shortest traces and the
+//! same findings, and a search cut by a bound stops at the same state. Each level is expanded
+//! in batches of a few thousand parents per worker, in four phases ([`bfs`]):
+//!
+//! 1. *expand* (parallel, by frontier chunk): successors are encoded and fingerprinted; those
+//!    already in Seen are dropped (Seen is read-only in this phase; probes are prefetched);
+//! 2. *number*: the candidates' duplicates within the batch are found in parallel (phase 1
+//!    buckets candidates by fingerprint slice; each worker owns slices) and the first
+//!    occurrence of each wins — in (parent, action) order, which is the order the sequential
+//!    search discovers states in. The first occurrences are new, so the k-th is state
+//!    `len + k`: the main thread appends their fingerprints in one sequential scan;
+//! 3. *check* (parallel): workers place the new states in Seen's table (a compare-and-swap
+//!    per slot), check the properties, run the on-the-fly stall search, and pack the new
+//!    states into the next level's frontier chunk;
+//! 4. *commit* (sequential, new states only): parent links, findings, and every stop
+//!    condition, state by state in index order; then the chunk is appended to the frontier.
+//!
+//! Three barriers per batch of 16 Ki parents per worker: on a loaded machine each barrier can
+//! cost a scheduler time slice, so batches are large (their candidates are the price, a few
+//! tens of MiB, bounded in bytes for whole states).
+//!
+//! The stall search ([`Options::stall_search`]) runs in phase 3; an agent found stalled earlier
+//! in the same batch is not decided again, as the sequential search would not ask. Full
+//! liveness works with workers too, but its graph is filled sequentially in phase 4 (one edge
+//! per transition), so it gains less. With one worker, phase 1 inserts into Seen as it goes
+//! and keeps only new states (no batch-wide duplicate search).
+//!
+//! ## Memory as a user meets it
+//!
+//! The stores account for their own bytes ([`Memory`]), but what a user's machine must have is
+//! the process's peak resident set size, which also counts allocator slack, the frontier's
+//! chunks, the candidates of a batch and the model itself. The engine resets Linux's `VmHWM`
+//! when a check starts and reports it ([`Report::peak_rss_bytes`],
+//! [`Report::peak_rss_per_state`]). To keep it close to the accounting, the stores grow in
+//! fixed chunks instead of doubling `Vec`s ([`chunked`]): no 2× slack, no old-plus-new buffer
+//! during a reallocation; only Seen's table doubles (it must rehash), and the memory limit
+//! knows when it will.
+//!
+//! ## Clean stops
+//!
+//! [`Options::cancel`] (a shared flag) and [`Options::memory_limit`] stop the search between
+//! batches — and the stall sub-searches between states — with [`Cut::Interrupted`] or
+//! [`Cut::MemoryLimit`] and the partial report: the findings so far with their traces, the
+//! counts, the states left. The memory limit is checked before every batch against the larger
+//! of the resident size and the stores' accounting, plus the batch's worst case (including a
+//! doubling of Seen's table), so the search stops before an allocation could fail.
+//!
+//! ## Beyond one machine: `mmcid-dist`
+//!
+//! The `mmcid-dist` crate runs the same exploration on timely-dataflow: states are
+//! partitioned by fingerprint across workers, processes and hosts, encodings travel between
+//! them, and levels are synchronised by timely's progress tracking. It counts exactly the
+//! states and transitions this engine counts. Its crate doc says how to run it on N hosts and
+//! why timely (routing, flow control and above all "is this round finished everywhere" are
+//! what a home-made protocol gets wrong).
 //!
 //! ## Parent pointers and replay
 //!
@@ -67,7 +142,7 @@
 //! ## Level-by-level BFS: shortest traces
 //!
 //! The frontier is processed one depth at a time ([`frontier`]): every state of depth `d` is
-//! expanded before any state of depth `d + 1`. The first time a state is reached is therefore a
+//! expanded before any state of depth `d + 1` (with workers too: see "Parallel levels"). The first time a state is reached is therefore a
 //! shortest way to reach it, its parent pointer lies on a shortest path, and every reported trace
 //! (the first state firing each property, the first stalled state, the prefix of a lasso) is as
 //! short as possible. State indices are handed out in discovery order, so they are also sorted by
@@ -82,13 +157,15 @@
 //! ([`Report::collision_probability`]): about 3·10⁻⁶ for ten million states. A collision can
 //! only hide states (make the search miss something), never invent a finding: every reported
 //! trace is replayed on the concrete model. [`Options::fingerprint_bits`] narrows fingerprints
-//! to show this in tests.
+//! to show this in tests. The estimate holds for both fingerprint functions (XXH3 over the
+//! encoding, or the `Hash`-based [`fingerprint::FpHasher`]).
 //!
 //! ## Symmetry
 //!
 //! With [`Options::symmetry`], Seen stores the fingerprint of
-//! [`Model::representative`]`(state)`, so one state per symmetry class is expanded (the first
-//! *concrete* state reached in the class; properties are checked on that concrete state). The
+//! [`Model::representative`]`(state)` (with a codec: of [`Model::encode_canonical`]), so one
+//! state per symmetry class is expanded (the first *concrete* state reached in the class;
+//! properties are checked on that concrete state). The
 //! model promises that the class is closed under the transition relation. Because the frontier
 //! holds concrete states and Parents stores action positions in the concrete parent's action
 //! list, replay reproduces exactly the concrete states the search expanded; should the stored
@@ -134,6 +211,7 @@
 //! explicit fair-cycle analysis.
 
 pub mod bfs;
+pub mod chunked;
 pub mod error;
 pub mod fingerprint;
 pub mod frontier;
@@ -151,6 +229,6 @@ pub use bfs::check;
 pub use error::EngineError;
 pub use model::{Agent, Model, PropertyInfo, PropertyKind};
 pub use observer::{NoObserver, Observer, Progress};
-pub use report::{Cut, Finding, FindingKind, Memory, Options, Report, Trace};
+pub use report::{Cancel, Cut, Finding, FindingKind, Memory, Options, Report, Trace, all_cores};
 pub use swarm::{Flow, Hit, SwarmOptions, SwarmReport, Target, shrink, swarm};
 pub use trace::trace_states;

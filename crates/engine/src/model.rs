@@ -45,7 +45,8 @@ pub struct PropertyInfo {
 ///   class must be closed under the transition relation (permuting interchangeable ids commutes
 ///   with taking a step). The default is the identity (no reduction).
 pub trait Model: Sync {
-    /// A state. Kept compact: the frontier holds full states.
+    /// A state. Without [`Model::codec`] the frontier holds full states, so keep it small; with
+    /// it the frontier holds encodings and the in-memory layout matters only for speed.
     type State: Clone + Eq + Hash + Debug + Send + Sync;
     /// A step label.
     type Action: Clone + Eq + Debug + Send + Sync;
@@ -97,5 +98,45 @@ pub trait Model: Sync {
     /// A human name for an agent, used in reports (e.g. `"CPU1"`).
     fn agent_name(&self, agent: Agent) -> String {
         format!("agent{agent}")
+    }
+
+    /// True if the model implements the compact byte encoding ([`Model::encode`],
+    /// [`Model::decode`]). The engine then fingerprints encodings, stores the frontier as
+    /// encoded bytes in arenas (no allocation per state) and decodes a state when it expands
+    /// it; `mmcid-dist` ships encodings between workers and hosts. Default: false (states are
+    /// fingerprinted through [`Hash`] and the frontier holds them whole).
+    ///
+    /// The contract, which the engine relies on and tests should check (see
+    /// `crates/engine/tests/codec.rs` for a ready-made check):
+    /// - **injective**: `encode(a) == encode(b)` only if `a == b`;
+    /// - **round trip**: `decode(&encode(s)) == s`;
+    /// - **deterministic**: the bytes depend on the state alone (no addresses, no hash-map
+    ///   order), so fingerprints are reproducible run after run and host after host.
+    fn codec(&self) -> bool {
+        false
+    }
+
+    /// Appends the compact encoding of `state` to `out` (which may already hold other bytes: do
+    /// not clear it). Only called when [`Model::codec`] is true. The default panics, since a
+    /// model that says `codec() == true` must implement it.
+    fn encode(&self, state: &Self::State, out: &mut Vec<u8>) {
+        let _ = (state, out);
+        unimplemented!("Model::codec() is true but Model::encode is not implemented")
+    }
+
+    /// The state whose encoding is `bytes` (exactly what one [`Model::encode`] call appended).
+    /// Only called when [`Model::codec`] is true, on bytes the model encoded itself.
+    fn decode(&self, bytes: &[u8]) -> Self::State {
+        let _ = bytes;
+        unimplemented!("Model::codec() is true but Model::decode is not implemented")
+    }
+
+    /// Appends the encoding of `state`'s symmetry class representative: what the engine
+    /// fingerprints under symmetry. The default is `encode(&representative(state))`; a model can
+    /// do better by canonicalising while it encodes (for example by encoding tasks in sorted
+    /// order without building the permuted state). Must equal `encode(&representative(state))`
+    /// up to injectivity: two states get the same bytes iff they have the same representative.
+    fn encode_canonical(&self, state: &Self::State, out: &mut Vec<u8>) {
+        self.encode(&self.representative(state), out)
     }
 }

@@ -2,6 +2,47 @@
 
 use crate::model::Agent;
 use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A flag that stops a running check cleanly ([`Options::cancel`]): set it from another thread
+/// (a Ctrl-C handler, a time-out) and the search returns its partial report with
+/// [`Cut::Interrupted`] within a few milliseconds. Clones share the flag.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag that is not set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Asks the search to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    /// True once [`Cancel::cancel`] was called on this flag or a clone.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Two flags are equal when they are the same flag.
+impl PartialEq for Cancel {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for Cancel {}
+
+/// The default of [`Options::workers`]: the `MMCID_WORKERS` environment variable if it holds a
+/// positive number, else every core the process may use.
+pub fn all_cores() -> usize {
+    std::env::var("MMCID_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .filter(|&w| w > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
 
 /// How to run a check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +68,18 @@ pub struct Options {
     /// Width of the fingerprints, `1..=64` (default 64). Narrower values exist to test collision
     /// handling and the collision estimate; they make the search unsound.
     pub fingerprint_bits: u32,
+    /// Threads that expand states (default: every core, or `MMCID_WORKERS`: [`all_cores`]). Any value gives the
+    /// same report (counts, state numbering, findings and traces); only time changes. See the
+    /// crate doc's "Parallel levels".
+    pub workers: usize,
+    /// Stops the search cleanly when set ([`Cut::Interrupted`]).
+    pub cancel: Option<Cancel>,
+    /// Stops the search cleanly ([`Cut::MemoryLimit`]) before the process's resident memory
+    /// (or the engine's own accounting, whichever is larger) would pass this many bytes. It is
+    /// checked before every batch of a few thousand states, against the batch's worst case
+    /// (including a doubling of the visited set), so the search stops *before* an allocation
+    /// could fail.
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for Options {
@@ -39,6 +92,9 @@ impl Default for Options {
             stop_at_first_violation: false,
             stall_search: None,
             fingerprint_bits: 64,
+            workers: all_cores(),
+            cancel: None,
+            memory_limit: None,
         }
     }
 }
@@ -95,6 +151,10 @@ pub enum Cut {
     MaxDepth,
     /// `stop_at_first_violation` and an `Always` property fired.
     FirstViolation,
+    /// [`Options::cancel`] was set.
+    Interrupted,
+    /// Going on would have passed [`Options::memory_limit`].
+    MemoryLimit,
 }
 
 /// Memory held by the engine's stores, in bytes.
@@ -104,7 +164,8 @@ pub struct Memory {
     pub seen_bytes: u64,
     /// Parent pointers.
     pub parents_bytes: u64,
-    /// Largest size of the BFS frontier (entries only; heap owned by states is not counted).
+    /// Largest size of the BFS frontier (its chunks; for models without a codec, heap owned by
+    /// the states themselves is not counted).
     pub frontier_peak_bytes: u64,
     /// The explored graph kept for liveness (0 without liveness).
     pub graph_bytes: u64,
@@ -139,8 +200,17 @@ pub struct Report<A> {
     /// Estimated probability that two distinct states shared a fingerprint, so that one was
     /// wrongly skipped ([`crate::fingerprint::collision_probability`]).
     pub collision_probability: f64,
-    /// (Seen + Parents bytes) / `unique_states`: the cost of one stored state.
+    /// (Seen + Parents bytes) / `unique_states`: what the stores that grow with every state
+    /// cost per state. Not what the process uses: see [`Report::peak_rss_bytes`].
     pub bytes_per_state: f64,
+    /// The process's peak resident set size during the check (Linux `VmHWM`, reset when the
+    /// check starts), in bytes: what a user's machine must have. `None` where it cannot be read.
+    /// It covers the whole process, so other work running at the same time counts too.
+    pub peak_rss_bytes: Option<u64>,
+    /// `peak_rss_bytes / unique_states`: memory as a user meets it, per state.
+    pub peak_rss_per_state: Option<f64>,
+    /// Threads that expanded states ([`Options::workers`]).
+    pub workers: usize,
     /// Memory of each store.
     pub memory: Memory,
     /// Indices of `Sometimes` properties that no reached state witnessed.

@@ -15,10 +15,12 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use crate::fingerprint::fingerprint;
+use crate::fingerprint::Fingerprinter;
 use crate::model::{Agent, Model};
+use crate::report::Cancel;
 
 /// What a sub-search decided for each agent spinning at its root.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     /// Agents that spin in every reachable state.
     pub stalled: Vec<Agent>,
@@ -26,21 +28,19 @@ pub struct Decision {
     pub undecided: bool,
 }
 
-/// Explores from `root`, where `agents` spin, until each of them is seen not spinning.
+/// Explores from `root`, where `agents` spin, until each of them is seen not spinning. States
+/// are identified as the main search identifies them (`fp`). A set `cancel` flag ends the
+/// sub-search as undecided.
 pub fn decide<M: Model>(
     model: &M,
     root: &M::State,
     agents: &[Agent],
-    symmetry: bool,
+    fp: &Fingerprinter<'_, M>,
     limit: u64,
+    cancel: Option<&Cancel>,
 ) -> Decision {
-    let fp = |s: &M::State| {
-        if symmetry {
-            fingerprint(&model.representative(s))
-        } else {
-            fingerprint(s)
-        }
-    };
+    let mut scratch = Vec::new();
+    let mut fp = |s: &M::State| fp.of(s, &mut scratch);
     let mut pending: Vec<Agent> = agents.to_vec();
     let mut seen: HashSet<u64> = HashSet::new();
     let mut queue = VecDeque::new();
@@ -48,7 +48,15 @@ pub fn decide<M: Model>(
     queue.push_back(root.clone());
     let mut actions = Vec::new();
     let mut spinning = Vec::new();
+    let mut expanded = 0u64;
     while let Some(s) = queue.pop_front() {
+        expanded += 1;
+        if expanded.is_multiple_of(1024) && cancel.is_some_and(Cancel::is_cancelled) {
+            return Decision {
+                stalled: vec![],
+                undecided: true,
+            };
+        }
         spinning.clear();
         model.spinning(&s, &mut spinning);
         pending.retain(|a| spinning.contains(a));

@@ -259,7 +259,8 @@ impl<'a, S: Clone + std::hash::Hash> StallOracle<'a, S> {
             model,
             steps: AtomicU64::new(0),
         };
-        let d = crate::stall::decide(&counting, state, &[agent], self.symmetry, self.limit);
+        let fp = crate::fingerprint::Fingerprinter::new(&counting, self.symmetry, 64);
+        let d = crate::stall::decide(&counting, state, &[agent], &fp, self.limit, None);
         self.states += counting.steps.load(Ordering::Relaxed);
         if d.undecided {
             self.undecided += 1;
@@ -312,6 +313,18 @@ impl<M: Model> Model for Counting<'_, M> {
     }
     fn symmetry_preserves_agents(&self) -> bool {
         self.model.symmetry_preserves_agents()
+    }
+    fn codec(&self) -> bool {
+        self.model.codec()
+    }
+    fn encode(&self, s: &M::State, out: &mut Vec<u8>) {
+        self.model.encode(s, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> M::State {
+        self.model.decode(bytes)
+    }
+    fn encode_canonical(&self, s: &M::State, out: &mut Vec<u8>) {
+        self.model.encode_canonical(s, out)
     }
 }
 

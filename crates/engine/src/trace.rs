@@ -15,7 +15,7 @@
 //! matches, it returns [`EngineError::Replay`]: replay doubles as a determinism check.
 
 use crate::EngineError;
-use crate::fingerprint::fingerprint;
+use crate::fingerprint::Fingerprinter;
 use crate::model::Model;
 use crate::parents::Step;
 use crate::seen::Seen;
@@ -24,18 +24,13 @@ use crate::seen::Seen;
 pub(crate) struct Replayer<'a, M: Model> {
     pub model: &'a M,
     pub seen: &'a Seen,
-    pub symmetry: bool,
-    pub mask: u64,
+    pub fp: Fingerprinter<'a, M>,
 }
 
 impl<M: Model> Replayer<'_, M> {
     /// The fingerprint the search used for `s`.
     pub fn fp(&self, s: &M::State) -> u64 {
-        if self.symmetry {
-            fingerprint(&self.model.representative(s)) & self.mask
-        } else {
-            fingerprint(s) & self.mask
-        }
+        self.fp.of(s, &mut Vec::new())
     }
 
     /// Replays `steps` from `init_states()[init]` (whose state index is `root`), returning the
@@ -68,7 +63,7 @@ impl<M: Model> Replayer<'_, M> {
             let mut found = actions
                 .get(step.action as usize)
                 .and_then(|a| leads_to_child(a).map(|n| (a.clone(), n)));
-            if found.is_none() && self.symmetry {
+            if found.is_none() && self.fp.symmetry() {
                 found = actions
                     .iter()
                     .find_map(|a| leads_to_child(a).map(|n| (a.clone(), n)));
@@ -123,6 +118,7 @@ pub fn trace_states<M: Model>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fingerprint::fingerprint;
     use crate::model::{Agent, PropertyInfo};
 
     /// States are numbers; `representative` merges `2k` and `2k + 1`. From 0 one can go to 2
@@ -171,8 +167,7 @@ mod tests {
             let rep = Replayer {
                 model: &Pairs,
                 seen: &seen,
-                symmetry,
-                mask: u64::MAX,
+                fp: Fingerprinter::new(&Pairs, symmetry, 64),
             };
             // A stale action index (7 does not exist): only the symmetric replay can recover,
             // by picking the first action whose successor is in the expected class.

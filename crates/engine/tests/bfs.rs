@@ -344,3 +344,91 @@ fn report_serializes() {
     let _: Edge = g.edges[0][0].clone();
     let _ = Inc::X;
 }
+
+/// Sets a cancel flag once the search has passed `after` states.
+struct CancelAfter {
+    flag: mmcid_engine::Cancel,
+    after: u64,
+}
+
+impl Observer for CancelAfter {
+    fn progress(&mut self, p: &Progress) {
+        if p.states >= self.after {
+            self.flag.cancel();
+        }
+    }
+}
+
+#[test]
+fn cancel_stops_cleanly_with_a_partial_report() {
+    let m = common::Wide {
+        width: 100_000,
+        depth: 6,
+    };
+    let flag = mmcid_engine::Cancel::new();
+    let opts = Options {
+        cancel: Some(flag.clone()),
+        ..Options::default()
+    };
+    // Set before the start: only the roots are stored.
+    flag.cancel();
+    let r = run(&m, &opts);
+    assert_eq!(
+        (r.cut, r.complete, r.unique_states),
+        (Some(Cut::Interrupted), false, 1)
+    );
+    assert_eq!(r.states_left_on_frontier, 1);
+    // Set from the progress callback at a level boundary (after level 1: 100,001 states).
+    let flag = mmcid_engine::Cancel::new();
+    let opts = Options {
+        cancel: Some(flag.clone()),
+        ..Options::default()
+    };
+    let r = check(&m, &opts, &mut CancelAfter { flag, after: 2 }).unwrap();
+    assert_eq!(r.cut, Some(Cut::Interrupted));
+    assert!(
+        r.unique_states >= 100_001 && r.unique_states < 400_000,
+        "{}",
+        r.unique_states
+    );
+    // The findings so far are reported, with replayable traces.
+    assert!(r.findings.iter().all(|f| trace_states(&m, &f.trace).is_ok()));
+}
+
+#[test]
+fn memory_limit_stops_before_passing_it() {
+    let m = common::Wide {
+        width: 1_000_000,
+        depth: 4,
+    };
+    let tiny = Options {
+        memory_limit: Some(1),
+        ..Options::default()
+    };
+    let r = run(&m, &tiny);
+    assert_eq!((r.cut, r.unique_states), (Some(Cut::MemoryLimit), 1));
+    // A limit 40 MiB above today's resident size: the search (which would need far more)
+    // stops part way, cleanly.
+    let now = mmcid_engine::chunked::rss().map_or(0, |r| r.current);
+    let some = Options {
+        memory_limit: Some(now + (40 << 20)),
+        ..Options::default()
+    };
+    let r = run(&m, &some);
+    assert_eq!(r.cut, Some(Cut::MemoryLimit), "{} states", r.unique_states);
+    assert!(r.unique_states > 1 && !r.complete);
+    let enough = Options {
+        memory_limit: Some(u64::MAX),
+        ..Options::default()
+    };
+    assert!(
+        run(
+            &common::Counter {
+                n: 30,
+                bad_sums: vec![]
+            },
+            &enough
+        )
+        .complete
+    );
+}

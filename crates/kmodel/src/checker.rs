@@ -16,7 +16,7 @@ use crate::state::State;
 use crate::trace::{self, TraceStep};
 
 /// Version of the JSON output format.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One violation (or reachability witness) in kernel terms.
 #[derive(Clone, Debug, Serialize)]
@@ -88,8 +88,15 @@ pub struct CheckOutcome {
     pub liveness: &'static str,
     /// Spinning states whose stall question stayed undecided (on-the-fly limit reached).
     pub stalls_undecided: u64,
-    /// Bytes per stored state (Seen + Parents).
-    pub bytes_per_state: f64,
+    /// Bytes per stored state of the visited set and the parent pointers alone (not what the
+    /// process uses: see `peak_rss_per_state`).
+    pub seen_parents_bytes_per_state: f64,
+    /// Peak resident memory of the process during the check, in bytes (Linux `VmHWM`).
+    pub peak_rss_bytes: Option<u64>,
+    /// `peak_rss_bytes / unique_states`: memory per state as a user meets it.
+    pub peak_rss_per_state: Option<f64>,
+    /// Threads that explored.
+    pub workers: usize,
     /// Estimated probability that a fingerprint collision hid a state.
     pub collision_probability: f64,
     /// Violations, shortest first within each property.
@@ -128,6 +135,12 @@ pub struct CheckOptions {
     /// Take silent steps inside the transition that reaches them ([`crate::ops::silent`]): the
     /// same verdicts from fewer states; traces may be longer than the shortest by those steps.
     pub reduction: bool,
+    /// Threads exploring in parallel (the same counts and traces with any number).
+    pub workers: usize,
+    /// A flag that stops the search cleanly (Ctrl-C), with the partial result.
+    pub cancel: Option<mmcid_engine::Cancel>,
+    /// Stop cleanly, with the partial result, before the search's memory passes this many bytes.
+    pub memory_limit: Option<u64>,
 }
 
 /// States one on-the-fly stall decision may explore.
@@ -141,6 +154,9 @@ impl Default for CheckOptions {
             max_states: None,
             max_depth: None,
             reduction: true,
+            workers: mmcid_engine::all_cores(),
+            cancel: None,
+            memory_limit: None,
         }
     }
 }
@@ -153,6 +169,9 @@ pub fn engine_options(opts: &CheckOptions) -> Options {
         stall_search: (opts.liveness == Liveness::Stalls).then_some(STALL_SEARCH_LIMIT),
         max_states: opts.max_states,
         max_depth: opts.max_depth,
+        workers: opts.workers.max(1),
+        cancel: opts.cancel.clone(),
+        memory_limit: opts.memory_limit,
         ..Options::default()
     }
 }
@@ -297,7 +316,10 @@ pub fn outcome<F: Family>(
             Liveness::Full => "full",
         },
         stalls_undecided: r.stalls_undecided,
-        bytes_per_state: r.bytes_per_state,
+        seen_parents_bytes_per_state: r.bytes_per_state,
+        peak_rss_bytes: r.peak_rss_bytes,
+        peak_rss_per_state: r.peak_rss_per_state,
+        workers: r.workers,
         collision_probability: r.collision_probability,
         violations,
         properties: statuses,

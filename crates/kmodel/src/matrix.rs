@@ -248,11 +248,13 @@ pub struct Matrix {
 }
 
 /// Runs every design (or the named ones) over `grid`, calling `progress(design, config)` before
-/// each run.
+/// each run. Each run checks with `base`'s workers, reduction, cancel flag and memory limit,
+/// symmetry and on-the-fly stall detection, capped at `max_states`.
 pub fn run(
     designs: &[&str],
     grid: &[GridConfig],
     max_states: u64,
+    base: &CheckOptions,
     progress: &mut dyn FnMut(&str, &str),
 ) -> Matrix {
     let mut rows = Vec::new();
@@ -296,7 +298,7 @@ pub fn run(
                 liveness: Liveness::Stalls,
                 max_states: Some(max_states),
                 max_depth: None,
-                reduction: true,
+                ..base.clone()
             };
             let o = match checker::run(&cfg, &opts, &mut mmcid_engine::NoObserver) {
                 Ok(o) => o,

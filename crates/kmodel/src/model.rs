@@ -118,4 +118,16 @@ impl<F: Family> Model for KernelModel<F> {
     fn agent_name(&self, agent: Agent) -> String {
         format!("CPU{agent}")
     }
+    fn codec(&self) -> bool {
+        true
+    }
+    fn encode(&self, state: &State<F>, out: &mut Vec<u8>) {
+        crate::encode::encode(state, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> State<F> {
+        crate::encode::decode(bytes)
+    }
+    fn encode_canonical(&self, state: &State<F>, out: &mut Vec<u8>) {
+        crate::encode::encode(&self.representative(state), out)
+    }
 }

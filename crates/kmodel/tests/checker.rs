@@ -31,6 +31,7 @@ fn stalls_to_depth(depth: u32) -> CheckOptions {
         max_depth: Some(depth),
         // These tests pin exact shortest traces: one kernel step per transition.
         reduction: false,
+        ..CheckOptions::default()
     }
 }
 
@@ -155,6 +156,7 @@ fn symmetry_never_hides_a_violation() {
                     max_states: None,
                     max_depth: Some(14),
                     reduction: false,
+                    ..CheckOptions::default()
                 },
             );
             let mut v: Vec<(String, u32)> = o

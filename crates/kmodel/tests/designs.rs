@@ -20,6 +20,7 @@ fn check(design: &str, cpus: u8, threads: u8, allowed: Option<u8>, b: Budgets, d
         max_depth: Some(depth),
         // The pins are exact shortest depths: one kernel step per transition.
         reduction: false,
+        ..CheckOptions::default()
     };
     checker::run(&cfg, &opts, &mut mmcid_engine::NoObserver).unwrap()
 }

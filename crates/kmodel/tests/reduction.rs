@@ -15,6 +15,7 @@ fn run(cfg: &Config, reduction: bool) -> CheckOutcome {
         max_states: Some(3_000_000),
         max_depth: None,
         reduction,
+        ..CheckOptions::default()
     };
     checker::run(cfg, &opts, &mut mmcid_engine::NoObserver).unwrap()
 }

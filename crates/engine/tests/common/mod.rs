@@ -308,3 +308,176 @@ impl Model for Fickle {
     }
     fn spinning(&self, _s: &u32, _out: &mut Vec<Agent>) {}
 }
+
+/// States that the test models can encode to bytes ([`Coded`]).
+pub trait Bytes: Sized {
+    fn put(&self, out: &mut Vec<u8>);
+    fn get(bytes: &[u8]) -> Self;
+}
+
+impl Bytes for u32 {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn get(b: &[u8]) -> Self {
+        u32::from_le_bytes(b.try_into().expect("4 bytes"))
+    }
+}
+
+impl Bytes for (u16, u16) {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0.to_le_bytes());
+        out.extend_from_slice(&self.1.to_le_bytes());
+    }
+    fn get(b: &[u8]) -> Self {
+        (u16::from_le_bytes([b[0], b[1]]), u16::from_le_bytes([b[2], b[3]]))
+    }
+}
+
+impl Bytes for Vec<u8> {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+    fn get(b: &[u8]) -> Self {
+        b.to_vec()
+    }
+}
+
+/// Any test model with the compact encoding switched on: the same transition system, explored
+/// through [`Model::encode`] / [`Model::decode`] (the engine's packed frontier and byte
+/// fingerprints) instead of `Hash` and whole states.
+#[derive(Debug)]
+pub struct Coded<M>(pub M);
+
+impl<M: Model> Model for Coded<M>
+where
+    M::State: Bytes,
+{
+    type State = M::State;
+    type Action = M::Action;
+    fn init_states(&self) -> Vec<M::State> {
+        self.0.init_states()
+    }
+    fn actions(&self, s: &M::State, out: &mut Vec<M::Action>) {
+        self.0.actions(s, out)
+    }
+    fn next_state(&self, s: &M::State, a: &M::Action) -> M::State {
+        self.0.next_state(s, a)
+    }
+    fn properties(&self) -> Vec<PropertyInfo> {
+        self.0.properties()
+    }
+    fn check(&self, s: &M::State, out: &mut Vec<usize>) {
+        self.0.check(s, out)
+    }
+    fn representative(&self, s: &M::State) -> M::State {
+        self.0.representative(s)
+    }
+    fn agents(&self) -> usize {
+        self.0.agents()
+    }
+    fn agent(&self, s: &M::State, a: &M::Action) -> Agent {
+        self.0.agent(s, a)
+    }
+    fn is_retry(&self, s: &M::State, a: &M::Action) -> bool {
+        self.0.is_retry(s, a)
+    }
+    fn spinning(&self, s: &M::State, out: &mut Vec<Agent>) {
+        self.0.spinning(s, out)
+    }
+    fn symmetry_preserves_agents(&self) -> bool {
+        self.0.symmetry_preserves_agents()
+    }
+    fn codec(&self) -> bool {
+        true
+    }
+    fn encode(&self, s: &M::State, out: &mut Vec<u8>) {
+        s.put(out)
+    }
+    fn decode(&self, bytes: &[u8]) -> M::State {
+        M::State::get(bytes)
+    }
+}
+
+/// A wide, shallow system whose levels span many frontier chunks and batches: the root steps
+/// to `(1, x)` for every `x < width`; `(l, x)` steps to three pseudo-random `(l + 1, y)` until
+/// `l == depth`. Agent `a` takes action `a`. Agent 0 spins where `x % 97 == 0` (so the
+/// terminal ones are stalls); property 0 (Always) is violated at `(l, x)` with
+/// `x % 1000 == 777` and `l >= 2`; property 1 (Sometimes) at `(depth, 5)`.
+#[derive(Clone, Debug)]
+pub struct Wide {
+    pub width: u32,
+    pub depth: u32,
+}
+
+impl Wide {
+    fn pack(l: u32, x: u32) -> u32 {
+        l << 24 | x
+    }
+}
+
+impl Model for Wide {
+    type State = u32;
+    type Action = u32;
+    fn init_states(&self) -> Vec<u32> {
+        vec![0]
+    }
+    fn actions(&self, s: &u32, out: &mut Vec<u32>) {
+        let l = s >> 24;
+        if *s == 0 {
+            out.extend(0..self.width);
+        } else if l < self.depth {
+            out.extend(0..3);
+        }
+    }
+    fn next_state(&self, s: &u32, a: &u32) -> u32 {
+        let (l, x) = (s >> 24, s & 0xFF_FFFF);
+        if *s == 0 {
+            return Wide::pack(1, *a);
+        }
+        let w = self.width as u64;
+        let y = match a {
+            0 => (x as u64 * 7 + 1) % w,
+            1 => (x as u64 * 13 + 5) % w,
+            _ => x as u64 / 2,
+        };
+        Wide::pack(l + 1, y as u32)
+    }
+    fn properties(&self) -> Vec<PropertyInfo> {
+        vec![
+            PropertyInfo {
+                name: "not777",
+                description: "x % 1000 != 777 from level 2",
+                kind: PropertyKind::Always,
+            },
+            PropertyInfo {
+                name: "five",
+                description: "(depth, 5) reached",
+                kind: PropertyKind::Sometimes,
+            },
+        ]
+    }
+    fn check(&self, s: &u32, out: &mut Vec<usize>) {
+        let (l, x) = (s >> 24, s & 0xFF_FFFF);
+        if l >= 2 && x % 1000 == 777 {
+            out.push(0);
+        }
+        if l == self.depth && x == 5 {
+            out.push(1);
+        }
+    }
+    fn agents(&self) -> usize {
+        3
+    }
+    fn agent(&self, s: &u32, a: &u32) -> Agent {
+        if *s == 0 { 0 } else { *a as Agent }
+    }
+    fn is_retry(&self, _s: &u32, _a: &u32) -> bool {
+        false
+    }
+    fn spinning(&self, s: &u32, out: &mut Vec<Agent>) {
+        if *s != 0 && (s & 0xFF_FFFF).is_multiple_of(97) {
+            out.push(0);
+        }
+    }
+}

@@ -936,6 +936,9 @@ fn violation<F: Family>(model: &KernelModel<F>, c: &Candidate) -> Option<Violati
         memory: Memory::default(),
         unreached_sometimes: Vec::new(),
         findings: vec![finding],
+        peak_rss_bytes: None,
+        peak_rss_per_state: None,
+        workers: 1,
     };
     let opts = CheckOptions {
         symmetry: true,
@@ -943,6 +946,7 @@ fn violation<F: Family>(model: &KernelModel<F>, c: &Candidate) -> Option<Violati
         max_states: None,
         max_depth: None,
         reduction: false,
+        ..CheckOptions::default()
     };
     checker::outcome(model, &c.cfg, &opts, &report)
         .violations
