@@ -177,7 +177,8 @@ pub trait Family:
     fn before_execve(p: &Params, s: &mut State<Self>, task: TaskId);
     /// `exec_mmap`: `task` switched from `old` to the fresh mm `new`.
     fn exec_mmap(p: &Params, s: &mut State<Self>, task: TaskId, old: Option<MmId>, new: MmId);
-    /// `sched_mm_cid_after_execve(current)` (the task is back at `Op::User`).
+    /// `sched_mm_cid_after_execve(current)` (the task is at `ExecAt::Return`; it leaves execve when
+    /// the CID operation this starts returns, or at once if none is started).
     fn after_execve(p: &Params, s: &mut State<Self>, task: TaskId);
     /// `sched_setaffinity` widened the caller's `cpus_mask` (already stored).
     fn affinity(p: &Params, s: &mut State<Self>, task: TaskId);

@@ -676,8 +676,14 @@ impl Family for Lazy618 {
                 .map_or_else(String::new, |w| format!(" / mm_cid_work {w:?}"));
             let _ = writeln!(
                 out,
-                "  T{i}: {:?} on CPU{}, {mm}, mm_cid {}, last_mm_cid {}, active {}, migrate_from_cpu {:?}, in {:?}{work}",
-                t.sched, t.cpu, x.mm_cid, x.last_mm_cid, x.active as u8, x.migrate_from_cpu, t.op
+                "  T{i}: {:?} on CPU{}, {mm}, mm_cid {}, last_mm_cid {}, active {}, migrate_from_cpu {:?}, in {}{work}",
+                t.sched,
+                t.cpu,
+                x.mm_cid,
+                x.last_mm_cid,
+                x.active as u8,
+                x.migrate_from_cpu,
+                crate::trace::op_words(&t.op)
             );
         }
         out

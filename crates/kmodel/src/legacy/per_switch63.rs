@@ -273,8 +273,12 @@ impl Family for PerSwitch63 {
             let mm = t.mm.map_or_else(|| "-".to_string(), |m| format!("mm{m}"));
             let _ = writeln!(
                 out,
-                "  T{i}: {:?} on CPU{}, {mm}, mm_cid {}, active {}, in {:?}",
-                t.sched, t.cpu, t.cid.mm_cid, t.cid.active as u8, t.op
+                "  T{i}: {:?} on CPU{}, {mm}, mm_cid {}, active {}, in {}",
+                t.sched,
+                t.cpu,
+                t.cid.mm_cid,
+                t.cid.active as u8,
+                crate::trace::op_words(&t.op)
             );
         }
         out

@@ -103,7 +103,7 @@ impl Family for Rewrite {
                 }
             }
             Step::IrqWork { cpu } => irq_work(s, cpu),
-            Step::Retry { task } => cid_op::retry(s, task),
+            Step::Retry { task } => cid_op::retry(p, s, task),
             Step::Next { task } => cid_op::step(p, s, task),
             _ => unreachable!("not a 7.0-family step: {step:?}"),
         }
@@ -156,11 +156,11 @@ impl Family for Rewrite {
     fn after_execve(_p: &Params, s: &mut State<Self>, task: TaskId) {
         s.task_mut(task).cid_op = Some(CidOp::Fork { t: task });
     }
-    fn affinity(_p: &Params, s: &mut State<Self>, task: TaskId) {
+    fn affinity(p: &Params, s: &mut State<Self>, task: TaskId) {
         let t = *s.task(task);
         if let Some(m) = t.mm {
             let mm = &mut s.mms[m as usize];
-            if cid::update_cpus_allowed(&mut mm.cid, t.affinity) && mm.irq_work.is_none() {
+            if cid::update_cpus_allowed(&mut mm.cid, t.affinity, &p.sw) && mm.irq_work.is_none() {
                 mm.irq_work = Some(t.cpu);
             }
         }
