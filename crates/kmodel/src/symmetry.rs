@@ -88,7 +88,7 @@ fn key<F: Family>(t: &Task<F>) -> u128 {
         Op::User => 0,
         Op::Fork { vfork, at, .. } => 1 | (vfork as u64) << 3 | (at as u64) << 4,
         Op::Exit { at } => 2 | (at as u64) << 4,
-        Op::Exec { at, ok } => 3 | (ok as u64) << 3 | (at as u64) << 4,
+        Op::Exec { at, kind, in_exec } => 3 | (kind as u64) << 3 | (in_exec as u64) << 5 | (at as u64) << 6,
         Op::VforkWait { .. } => 4,
         Op::Work { mm } => 5 | (mm as u64) << 4,
         Op::KworkerIdle => 6,

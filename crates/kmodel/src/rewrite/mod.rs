@@ -220,8 +220,15 @@ impl Family for Rewrite {
                     | (budget as u64 & 31) << 16
             }
             Some(&CidOp::CpusToTasks { cpu, then }) => {
-                10 | (cpu as u64 & 15) << 4 | (matches!(then, cid_op::AfterCpusToTasks::Unlock) as u64) << 8
+                let then: u64 = match then {
+                    cid_op::AfterCpusToTasks::Unlock => 0,
+                    cid_op::AfterCpusToTasks::ForkGetCid(_) => 1,
+                    cid_op::AfterCpusToTasks::ForkLocked(_) => 2,
+                };
+                10 | (cpu as u64 & 15) << 4 | then << 8
             }
+            Some(&CidOp::ForkLocked { .. }) => 11,
+            Some(&CidOp::ExecAssign { spun }) => 12 | (spun as u64) << 4,
         };
         op << 33 | (cid.active as u64) << 32 | cid.cid.raw() as u64
     }
