@@ -10,9 +10,17 @@ use crate::switches::Switches;
 /// true if the irq_work must be queued (the mm is per-CPU, the new threshold is above `users`, and
 /// no deferred switch is queued yet). Never flips the mode itself.
 ///
+/// In 7.0 the queueing never happens (finding F3, `docs/findings/03-affinity-switchback-dead.md`):
+/// the threshold is computed from `min(nr_cpus_allowed, users) <= users`. Switch F3
+/// (`fix-affinity-switchback`) computes it from the widened set alone.
+///
 /// # Locks
 /// Caller holds `p.pi_lock` and `p`'s rq lock, IRQs off; takes `mm.lock`.
-pub fn update_cpus_allowed<S: Storage>(mm: &mut MmCidOf<S>, newmask: impl Borrow<S::Mask>) -> bool {
+pub fn update_cpus_allowed<S: Storage>(
+    mm: &mut MmCidOf<S>,
+    newmask: impl Borrow<S::Mask>,
+    sw: &Switches,
+) -> bool {
     if mm.users.n() == 0 {
         return false;
     }
@@ -26,7 +34,14 @@ pub fn update_cpus_allowed<S: Storage>(mm: &mut MmCidOf<S>, newmask: impl Borrow
     if !mm.mode.percpu() {
         return false; // per-task (or CPU→task in progress): nothing else to do
     }
-    mm.pcpu_thrs = mm.calc_thrs(); // threshold for the wider set
+    mm.pcpu_thrs = if sw.fix_affinity_thrs {
+        // fix-affinity-switchback (docs/kernel-reading.md section 10):
+        // mc->pcpu_thrs = mm_cid_calc_pcpu_thrs(mc->nr_cpus_allowed);
+        // i.e. opt_cids = nr_cpus_allowed, not min(nr_cpus_allowed, users).
+        S::Count::of(crate::mode::calc_thrs(w, w, mm.np_()))
+    } else {
+        mm.calc_thrs() // "threshold for the wider set", but bounded by users
+    };
     if mm.users >= mm.pcpu_thrs || mm.update_deferred {
         return false;
     }
@@ -74,9 +89,12 @@ mod tests {
         mm.recompute_max_cids();
         assert_eq!(mm.max_cids, 1);
         // widening to 4 CPUs: pcpu_thrs becomes max(min(2-0, 2), 1) = 2 > users? no: users 2 >= 2
-        assert!(!update_cpus_allowed(&mut mm, 0b1111));
+        assert!(!update_cpus_allowed(&mut mm, 0b1111, &Switches::V7_0));
         assert_eq!((mm.nr_cpus_allowed, mm.max_cids, mm.pcpu_thrs), (4, 2, 2));
-        assert!(!update_cpus_allowed(&mut mm, 0b1111), "no change, no work");
+        assert!(
+            !update_cpus_allowed(&mut mm, 0b1111, &Switches::V7_0),
+            "no change, no work"
+        );
     }
 
     /// A finding, not a wish: with the spec's formulas `pcpu_thrs = calc_thrs <= opt_cids =
@@ -95,12 +113,35 @@ mod tests {
                         mm.mode = Mode::PER_CPU;
                         mm.pcpu_thrs = mm.calc_thrs();
                         mm.recompute_max_cids();
-                        assert!(!update_cpus_allowed(&mut mm, new), "np {np} users {users}");
+                        assert!(
+                            !update_cpus_allowed(&mut mm, new, &Switches::V7_0),
+                            "np {np} users {users}"
+                        );
                         assert!(mm.pcpu_thrs <= users);
                     }
                 }
             }
         }
+    }
+
+    /// With F3's fix the widened set alone decides: one user of a per-CPU mm that grows from one
+    /// allowed CPU to four (np 8) has threshold min(4 - 1, 4) = 3 > 1 and queues the switch back.
+    #[test]
+    fn with_the_affinity_fix_growth_queues_the_deferred_switch_back() {
+        let fix = Switches {
+            fix_affinity_thrs: true,
+            ..Switches::V7_0
+        };
+        let mut mm = MmCid::new(8, 0b0001);
+        mm.users = 1;
+        mm.mode = Mode::PER_CPU;
+        mm.pcpu_thrs = 1;
+        let mut v70 = mm;
+        assert!(!update_cpus_allowed(&mut v70, 0b1111, &Switches::V7_0));
+        assert_eq!(v70.pcpu_thrs, 1);
+        assert!(update_cpus_allowed(&mut mm, 0b1111, &fix));
+        assert_eq!((mm.pcpu_thrs, mm.update_deferred), (3, true));
+        assert!(!update_cpus_allowed(&mut mm, 0b1_1111, &fix), "queued once");
     }
 
     #[test]

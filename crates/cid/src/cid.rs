@@ -91,12 +91,17 @@ impl fmt::Debug for Cid {
 }
 
 impl fmt::Display for Cid {
-    /// `UNSET`, `3`, `3|ONCPU`, `3|TRANSIT` (and `3|ONCPU|TRANSIT`, which I5 forbids).
+    /// `UNSET`, `3`, `3|ONCPU`, `3|TRANSIT` (and `3|ONCPU|TRANSIT`, which I5 forbids);
+    /// `UNSET|TRANSIT` for the value 7.0's CPU→task walk makes of a running task's UNSET
+    /// (CVE-2026-63799), `UNSET+0x...` for any other bits on UNSET.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_unset() {
             write!(f, "UNSET")?;
-            if self.0 & !(1 << 31) != 0 {
-                write!(f, "+{:#x}", self.0 & !(1 << 31))?;
+            let rest = self.0 & !(1 << 31);
+            if rest == Cid::TRANSIT_BIT {
+                write!(f, "|TRANSIT")?;
+            } else if rest != 0 {
+                write!(f, "+{rest:#x}")?;
             }
             return Ok(());
         }
@@ -119,6 +124,9 @@ impl std::str::FromStr for Cid {
         if s == "UNSET" {
             return Ok(Cid::UNSET);
         }
+        if s == "UNSET|TRANSIT" {
+            return Ok(Cid::UNSET.add_transit());
+        }
         let mut parts = s.split('|');
         let n: u32 = parts
             .next()
@@ -140,6 +148,14 @@ impl std::str::FromStr for Cid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unset_with_transit_prints_as_the_kernel_names_it_and_parses_back() {
+        let c = Cid::UNSET.add_transit();
+        assert_eq!(c.to_string(), "UNSET|TRANSIT");
+        assert_eq!("UNSET|TRANSIT".parse::<Cid>(), Ok(c));
+        assert_eq!(Cid::UNSET.add_cpu().to_string(), "UNSET+0x40000000");
+    }
 
     #[test]
     fn predicates_match_the_spec_table() {

@@ -55,6 +55,8 @@ pub fn fixup_one<S: Storage>(
 /// `curr` is that CPU's current task if it is an active user of this mm (`curr.mm == mm &&
 /// curr.active`), else `None`.
 ///
+/// Switch U1 (de3ab9bd3133): a running user whose CID is UNSET is left alone.
+///
 /// # Locks
 /// `mutex` held; takes and releases `cpu`'s rq lock.
 pub fn fixup_cpus_to_tasks_visit<S: Storage>(
@@ -73,6 +75,9 @@ pub fn fixup_cpus_to_tasks_visit<S: Storage>(
             // Nobody of this mm runs here: free it.
             drop_on_cpu(mm, cpu, sw)
         }
+        // de3ab9bd3133 (U1): "Set the transition bit only on a genuine task-owned CID". 7.0
+        // marks a running task's UNSET too, whose schedout then clears bit 0x80000000.
+        Some(curr) if sw.fixup_skips_unset && curr.cid.is_unset() => {}
         // A running user without a CPU-owned slot: make sure its CID is temporary too.
         Some(curr) if !curr.cid.in_transit() => {
             curr.cid = curr.cid.add_transit();

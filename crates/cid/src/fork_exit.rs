@@ -8,13 +8,14 @@
 //! - `exit_cid`: [`exit_cid_locked`] is the `mutex` + `lock` section; a switch back to per-task
 //!   continues with the CPU→task walk; the last user continues with the irq_work / work sync.
 
-use crate::Cid;
 use crate::helpers::{
     Alloc, drop_on_cpu, get_cid, get_cid_retry, transit_to_cpu, transit_to_task, unset_on_task,
 };
 use crate::mm::{MmCidOf, TaskCid, WarnSite, update_max_cids};
+use crate::sched::{Schedin, schedin};
 use crate::storage::{Num, Storage, Users};
 use crate::switches::{ExitLocalSlot, Switches};
+use crate::{Cid, Mode};
 
 /// `sched_mm_cid_add_user(t, mm)`: register `t` (head of `user_list`), count it, re-evaluate the
 /// mode. Returns true if the mode flipped.
@@ -58,6 +59,9 @@ pub enum ForkCid {
     /// The mode flipped to per-task: run `fixup_cpus_to_tasks` (mutex held), then
     /// [`fork_cid_after_fixup`].
     FixupCpusToTasks,
+    /// Switch F2 (`fix-execve-revive`): nothing done yet; the mm has no users but its mode is not
+    /// per-task. Run `fixup_cpus_to_tasks` (mutex held), then call [`fork_cid_locked`] again.
+    FixupRevive,
 }
 
 /// `sched_mm_cid_fork(t)`, the section under `mm.mutex` and `mm.lock` (spec 4.2).
@@ -78,6 +82,20 @@ pub fn fork_cid_locked<S: Storage>(
 ) -> ForkCid {
     if t.cid != Cid::UNSET {
         mm.faults.warn.get_or_insert(WarnSite::ForkCidNotUnset);
+    }
+    // fix-execve-revive (F2; docs/kernel-reading.md section 10): "A failed execve() of a task
+    // which dropped out as user before the last user left brings the mm back.
+    // sched_mm_cid_exit() ignored the switch back to per task mode for the last user, so CPUs may
+    // still own CIDs. Complete that switch first." Under mutex only, before mm.lock:
+    //     if (unlikely(!mm->mm_cid.users && READ_ONCE(mm->mm_cid.mode))) {
+    //             WARN_ON_ONCE(mm->mm_cid.mode != MM_CID_TRANSIT);
+    //             mm_cid_fixup_cpus_to_tasks(mm);
+    //     }
+    if sw.fix_execve_revive && mm.users.n() == 0 && mm.mode != Mode::PER_TASK {
+        if mm.mode != Mode::TO_TASK {
+            mm.faults.warn.get_or_insert(WarnSite::ReviveNotTransit);
+        }
+        return ForkCid::FixupRevive;
     }
     if mm.users.n() == 0 {
         // First user (new process, or after execve): the mode-change result is ignored.
@@ -108,7 +126,17 @@ pub fn fork_cid_locked<S: Storage>(
     // The mode flipped; hand over current's own CID in the new direction.
     let current = match current {
         Some(c) => c,
-        None => t,
+        None => {
+            // fix-execve-cid (F1, F4; docs/kernel-reading.md section 10): "execve(): @t is
+            // current, owns no CID and runs the fixup itself. Hide it from mm_cid_schedin()
+            // until the fixup is done, so that being preempted and scheduled in during its own
+            // walk cannot make it compete for a CID."  (t->mm_cid.active = 0;) It gets its CID
+            // in [`fork_cid_execve_assign`].
+            if sw.fix_execve_cid {
+                t.active = false;
+            }
+            t
+        }
     };
     if mm.mode.percpu() {
         transit_to_cpu(mm, current, cpu, sw);
@@ -145,6 +173,37 @@ pub fn fork_cid_after_fixup<S: Storage>(mm: &mut MmCidOf<S>, t: &mut TaskCid) ->
         t.cid = c;
     }
     r
+}
+
+/// Switch F1 (`fix-execve-cid`): the end of `sched_mm_cid_fork(current)` called from
+/// `sched_mm_cid_after_execve`, except on the first-user path (which gives current its CID
+/// itself). Current goes back to user space without passing `mm_cid_schedin`, so do what a
+/// schedule-in would, with this CPU's rq lock held (and `mm.mutex` still held: no fix-up of
+/// another task is in flight and the mode is steady). From the kernel sketch in
+/// `docs/kernel-reading.md` section 10:
+///
+/// ```c
+/// assign:
+///     if (execve) {
+///             guard(preempt)();
+///             guard(rq_lock_irq)(this_rq());
+///             t->mm_cid.active = 1;
+///             mm_cid_schedin(t);
+///     }
+/// ```
+///
+/// [`Schedin::Spin`] would be a stall with the rq lock held; the checker shows it does not happen.
+///
+/// # Locks
+/// `mutex` held; takes `cpu`'s rq lock, IRQs off.
+pub fn fork_cid_execve_assign<S: Storage>(
+    mm: &mut MmCidOf<S>,
+    t: &mut TaskCid,
+    cpu: S::Cpu,
+    sw: &Switches,
+) -> Schedin {
+    t.active = true;
+    schedin(mm, t, cpu, sw)
 }
 
 /// What follows the locked section of `exit_cid`.
@@ -220,7 +279,6 @@ pub fn exit_cid_locked<S: Storage>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Mode;
     use crate::mm::MmCid;
 
     const SW: Switches = Switches::V7_0;
@@ -329,5 +387,71 @@ mod tests {
         assert_eq!(mm.mode, Mode::TO_TASK);
         assert_eq!(mm.slot(1), c);
         assert_eq!(mm.bitmap.weight(), 0);
+    }
+
+    #[test]
+    fn with_the_execve_fix_current_is_hidden_during_its_walk_and_then_borrows_a_cpu_cid() {
+        // np = 2, per-task with two users (bits 0 and 1); current (id 2) re-registers after a
+        // failed execve and makes users 3 > max_cids 2.
+        let fix = Switches {
+            fix_execve_cid: true,
+            ..SW
+        };
+        for (sw, hidden) in [(SW, false), (fix, true)] {
+            let mut mm = MmCid::new(2, 0b11);
+            let mut t = [TaskCid::default(); 3];
+            let [a, b, cur] = &mut t;
+            fork_cid_locked(&mut mm, a, 0, None, 0, &sw);
+            fork_cid_locked(&mut mm, b, 1, Some(a), 0, &sw);
+            assert_eq!(
+                fork_cid_locked(&mut mm, cur, 2, None, 0, &sw),
+                ForkCid::FixupTasksToCpus
+            );
+            assert_eq!(cur.active, !hidden, "{sw:?}");
+            assert_eq!(mm.users, 3);
+        }
+        // After the walk (both plain CIDs fixed up: a running on CPU1 keeps 0|TRANSIT mirrored
+        // in slot 1, b's 1 was dropped), current gets CPU0's CID as a schedin would.
+        let mut mm = MmCid::new(2, 0b11);
+        mm.mode = Mode::PER_CPU;
+        mm.users = 3;
+        mm.try_get(2).unwrap();
+        mm.set_slot(1, Cid::new(0).add_transit());
+        let mut cur = TaskCid::with_cid(false, Cid::UNSET);
+        assert_eq!(fork_cid_execve_assign(&mut mm, &mut cur, 0, &fix), Schedin::Done);
+        assert!(cur.active);
+        assert_eq!(
+            (cur.cid, mm.slot(0)),
+            (Cid::new(1).add_cpu(), Cid::new(1).add_cpu())
+        );
+    }
+
+    #[test]
+    fn with_the_revive_fix_a_user_on_a_dead_per_cpu_mm_first_completes_the_switch_back() {
+        let fix = Switches {
+            fix_execve_revive: true,
+            ..SW
+        };
+        // The last user left a per-CPU mm: mode TRANSIT (towards per-task), CPU1 still owns 1.
+        let mut mm = MmCid::new(2, 0b11);
+        mm.mode = Mode::TO_TASK;
+        let c = mm.try_get(2).unwrap();
+        mm.set_slot(1, c.add_cpu());
+        let mut t = TaskCid::default();
+        let mut v70 = mm;
+        assert_eq!(
+            fork_cid_locked(&mut v70, &mut t.clone(), 0, None, 0, &SW),
+            ForkCid::Done
+        );
+        assert_eq!(v70.mode, Mode::TO_TASK, "7.0 leaves the mode in transit");
+        assert_eq!(
+            fork_cid_locked(&mut mm, &mut t, 0, None, 0, &fix),
+            ForkCid::FixupRevive
+        );
+        assert!(t.cid.is_unset() && !t.active && mm.users == 0, "nothing done yet");
+        assert!(mm.faults.warn.is_none());
+        mm.mode = Mode::PER_CPU;
+        fork_cid_locked(&mut mm, &mut t, 0, None, 0, &fix);
+        assert_eq!(mm.faults.warn, Some(WarnSite::ReviveNotTransit));
     }
 }

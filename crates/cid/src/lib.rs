@@ -34,7 +34,7 @@
 //! | `mm_get_cid` (with its spin), `__mm_get_cid` | [`get_cid`] / [`get_cid_retry`], [`MmCid::try_get`] |
 //! | `mm_cid_converge`, `mm_drop_cid`, `mm_unset_cid_on_task`, `mm_drop_cid_on_cpu` | [`converge`], [`MmCid::drop_cid`], [`unset_on_task`], [`drop_on_cpu`] |
 //! | `mm_cid_transit_to_task`, `mm_cid_transit_to_cpu` | [`transit_to_task`], [`transit_to_cpu`] |
-//! | `sched_mm_cid_fork`, `sched_mm_cid_add_user` | [`fork_cid_locked`] + [`fork_cid_retry`] + [`fork_cid_after_fixup`], [`add_user`] |
+//! | `sched_mm_cid_fork`, `sched_mm_cid_add_user` | [`fork_cid_locked`] + [`fork_cid_retry`] + [`fork_cid_after_fixup`] (+ [`fork_cid_execve_assign`] with F1's fix), [`add_user`] |
 //! | `sched_mm_cid_exit`, `sched_mm_cid_remove_user`, `sched_mm_cid_before_execve`, `sched_mm_cid_after_execve` | [`exit_cid_locked`], [`remove_user`]; before/after execve are `exit_cid` / `fork_cid` on `current` |
 //! | `mm_cid_schedout`, `mm_cid_schedin`, `mm_cid_from_task`, `mm_cid_from_cpu` | [`schedout`], [`schedin`] (+ [`schedin_retry`]) |
 //! | `mm_cid_fixup_tasks_to_cpus` / `mm_cid_do_fixup_tasks_to_cpus`, `mm_cid_fixup_one` (≤6.19.1) | [`fixup_tasks_to_cpus_visit`], [`fixup_one`]; the cursor is the caller's |
@@ -84,8 +84,8 @@ pub use affinity::{Work, update_cpus_allowed, work_locked};
 pub use cid::Cid;
 pub use fixup::{fixup_cpus_to_tasks_visit, fixup_one, fixup_tasks_to_cpus_visit};
 pub use fork_exit::{
-    ExitCid, ForkCid, add_user, exit_cid_locked, fork_cid_after_fixup, fork_cid_locked, fork_cid_retry,
-    remove_user,
+    ExitCid, ForkCid, add_user, exit_cid_locked, fork_cid_after_fixup, fork_cid_execve_assign,
+    fork_cid_locked, fork_cid_retry, remove_user,
 };
 pub use helpers::{
     Alloc, converge, drop_on_cpu, get_cid, get_cid_retry, set_task_cid, transit_to_cpu, transit_to_task,

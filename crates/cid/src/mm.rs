@@ -85,6 +85,9 @@ pub enum WarnSite {
     ExitForeignMm,
     /// deferred work: re-evaluation switched the mm to per-CPU.
     WorkSwitchedToPerCpu,
+    /// `fork_cid` with F2's fix: an mm without users whose mode is neither per-task nor
+    /// TRANSIT towards per-task.
+    ReviveNotTransit,
 }
 
 /// Diagnostics the kernel would not notice: drops that clear a bit nobody owned or a bit outside
@@ -358,6 +361,21 @@ mod tests {
         assert!(l.remove(2));
         assert!(!l.remove(2));
         assert_eq!(l.as_slice(), &[3, 1]);
+    }
+
+    /// The hazard behind finding F2 (docs/findings/02-execve-revives-dead-mm.md) at the function
+    /// level: a mode left at TRANSIT (towards per-task) by a revived mm flips to per-CPU *without*
+    /// TRANSIT (`mode ^ (MM_CID_TRANSIT | MM_CID_ONCPU)`), so a tasks→CPUs walk would run while
+    /// schedin hands CPUs their CIDs for good (the 6.19-rc7 hazard 4327fb13fa47 removed).
+    #[test]
+    fn a_flip_from_a_stuck_transit_loses_the_transit_bit() {
+        let sw = Switches::V7_0;
+        let mut mm = MmCid::new(2, 0b11);
+        mm.mode = Mode::TO_TASK;
+        mm.users = 3; // > max_cids 2
+        assert!(update_max_cids(&mut mm, &sw));
+        assert_eq!(mm.mode, Mode::PER_CPU);
+        assert!(!mm.mode.in_transit());
     }
 
     #[test]

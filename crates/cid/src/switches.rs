@@ -5,6 +5,10 @@
 //! Switches S1–S4 concern the kernel around the algorithm (where fork registers, the failed-fork
 //! cleanup, how the tasks→CPUs walk finds tasks); they live here too so that one value describes
 //! a design, and the kernel model reads them.
+//!
+//! After S9 come the later changes: F1–F3 are the findings of `docs/findings/` against 7.0, each
+//! with the fix proposed there (`docs/kernel-reading.md` section 10 has the kernel sketches), and
+//! U1 is upstream's `de3ab9bd3133` (7.1.3). The 7.0 design has them all off.
 
 /// S1: where `fork()` registers the child as a CID user.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
@@ -60,6 +64,22 @@ pub struct Switches {
     pub transit_to_cpu: bool,
     /// S9: schedout keeps a TRANSIT CID once the mode is stable (4463c7aa11a6).
     pub schedout_keeps: bool,
+    /// U1: `mm_cid_fixup_cpus_to_tasks` leaves a running task's `MM_CID_UNSET` alone instead of
+    /// marking it TRANSIT (de3ab9bd3133, 7.2-rc1 and 7.1.3; CVE-2026-63799). Hides the
+    /// out-of-bounds `clear_bit` of finding F1, not its cause.
+    pub fixup_skips_unset: bool,
+    /// F1 fix (`fix-execve-cid`, proposed): `sched_mm_cid_fork(current)` from
+    /// `sched_mm_cid_after_execve` hides current from schedin while its own fix-up walk runs and
+    /// ends by giving it a CID as a schedule-in would (rq lock and `mm.mutex` held). Fixes F1
+    /// (return to user space with UNSET) and F4 (the walker stalls in its own schedin).
+    pub fix_execve_cid: bool,
+    /// F2 fix (`fix-execve-revive`, proposed): `sched_mm_cid_fork` on an mm without users whose
+    /// mode is not per-task (the last user's exit ignored its switch back) first completes that
+    /// switch with `mm_cid_fixup_cpus_to_tasks`.
+    pub fix_execve_revive: bool,
+    /// F3 fix (`fix-affinity-switchback`, proposed): `mm_update_cpus_allowed` computes
+    /// `pcpu_thrs` from the widened CPU set alone, so the deferred switch back can be queued.
+    pub fix_affinity_thrs: bool,
 }
 
 impl Switches {
@@ -74,6 +94,16 @@ impl Switches {
         one_word_mode: true,
         transit_to_cpu: true,
         schedout_keeps: true,
+        fixup_skips_unset: false,
+        fix_execve_cid: false,
+        fix_execve_revive: false,
+        fix_affinity_thrs: false,
+    };
+
+    /// 7.1.3: 7.0 with de3ab9bd3133's guard (U1).
+    pub const V7_1_3: Switches = Switches {
+        fixup_skips_unset: true,
+        ..Switches::V7_0
     };
 }
 

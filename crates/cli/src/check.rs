@@ -43,9 +43,13 @@ pub struct Bounds {
     /// Successful execve budget.
     #[arg(long, default_value_t = 0, value_parser = budget)]
     pub execs: u8,
-    /// Failing execve budget.
+    /// Failing execve budget (fails before the point of no return: ENOEXEC, LSM denial).
     #[arg(long, default_value_t = 0, value_parser = budget)]
     pub exec_fails: u8,
+    /// execveat(..., AT_EXECVE_CHECK) budget: the same exec window as a failing execve
+    /// (before_execve, then after_execve on the old mm), returning 0.
+    #[arg(long, default_value_t = 0, value_parser = budget)]
+    pub exec_checks: u8,
     /// sched_setaffinity budget (each grows a task's mask by one CPU; needs --allowed).
     #[arg(long, default_value_t = 0, value_parser = budget)]
     pub affinity: u8,
@@ -89,6 +93,7 @@ impl Bounds {
                 exits: self.exits,
                 execs: self.execs,
                 exec_fails: self.exec_fails,
+                exec_checks: self.exec_checks,
                 affinity: self.affinity,
                 compactions: self.compactions,
             },
@@ -313,7 +318,7 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
     let b = &c.budgets;
     let _ = writeln!(
         s,
-        "mmcid {} | design {} | {} CPUs | {} threads | forks<={} vforks<={} fork-fails<={} exits<={} execs<={} exec-fails<={} affinity<={}{} | symmetry {} | liveness {}",
+        "mmcid {} | design {} | {} CPUs | {} threads | forks<={} vforks<={} fork-fails<={} exits<={} execs<={} exec-fails<={}{} affinity<={}{} | symmetry {} | liveness {}",
         env!("CARGO_PKG_VERSION"),
         o.design,
         c.cpus,
@@ -324,6 +329,11 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
         b.exits,
         b.execs,
         b.exec_fails,
+        if b.exec_checks > 0 {
+            format!(" exec-checks<={}", b.exec_checks)
+        } else {
+            String::new()
+        },
         b.affinity,
         if b.compactions > 0 {
             format!(" compactions<={}", b.compactions)

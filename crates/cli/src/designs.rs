@@ -23,8 +23,9 @@ pub fn run(a: &Args) -> i32 {
             .collect();
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
+        let w = DESIGNS.iter().map(|d| d.name.len()).max().unwrap_or(0) + 1;
         for d in DESIGNS {
-            println!("{:<14} {}\n{:<14} commits: {}", d.name, d.summary, "", d.commits);
+            println!("{:<w$} {}\n{:<w$} commits: {}", d.name, d.summary, "", d.commits);
         }
     }
     crate::exit::OK

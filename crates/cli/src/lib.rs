@@ -42,7 +42,7 @@ enum Cmd {
     /// Replay a scenario file as a CPU-column trace.
     ///
     /// A scenario is `design NAME`, `cpus N`, `threads N`, optional `allowed N` and
-    /// `budget forks=N vforks=N fork_fails=N exits=N execs=N exec_fails=N affinity=N compactions=N`,
+    /// `budget forks=N vforks=N fork_fails=N exits=N execs=N exec_fails=N exec_checks=N affinity=N compactions=N`,
     /// then one step per line, `<actor> <kernel function> [<argument>]` as traces print them
     /// (`CPU1 schedule T3`, `T0 sched_mm_cid_fork T2`), or `T<n> until <function> [<argument>]`
     /// to run a task's own steps up to that function; `#` starts a comment. `mmcid check

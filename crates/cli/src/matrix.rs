@@ -88,13 +88,14 @@ pub fn render(m: &Matrix) -> String {
     let Some(first) = m.rows.first() else { return s };
     let cols: Vec<&str> = first.cells.iter().map(|(n, _)| n.as_str()).collect();
     const W: usize = 7;
-    let _ = write!(s, "\n{:<14}", "design");
+    let dw = m.rows.iter().map(|r| r.design.len()).max().unwrap_or(0).max(13) + 1;
+    let _ = write!(s, "\n{:<dw$}", "design");
     for c in &cols {
         let _ = write!(s, "{c:<W$}");
     }
     let _ = writeln!(s, "time");
     for r in &m.rows {
-        let _ = write!(s, "{:<14}", r.design);
+        let _ = write!(s, "{:<dw$}", r.design);
         for (_, cell) in &r.cells {
             let text = match cell.status {
                 "holds" => "ok".to_string(),

@@ -97,7 +97,11 @@ pub fn run(args: &Args) -> i32 {
 
 fn run_inner(args: &Args) -> Result<i32, String> {
     let designs: Vec<String> = if args.design.is_empty() {
-        mmcid_kmodel::DESIGNS.iter().map(|d| d.name.to_string()).collect()
+        mmcid_kmodel::DESIGNS
+            .iter()
+            .filter(|d| mmcid_sim::machine::simulated(d).is_ok())
+            .map(|d| d.name.to_string())
+            .collect()
     } else {
         for d in &args.design {
             mmcid_kmodel::config::design(d)?;

@@ -208,9 +208,53 @@ fn replay_of_a_bad_file_names_the_line() {
 fn designs_lists_every_design() {
     let (code, out, _) = mmcid(&["designs"]);
     assert_eq!(code, 0);
-    for d in ["7.0", "6.19.1", "6.19", "6.19-rc7"] {
-        assert!(out.lines().any(|l| l.starts_with(d)), "{d} missing:\n{out}");
+    for d in [
+        "7.0+fixes",
+        "7.0+fix-execve-cid",
+        "7.0+fix-execve-revive",
+        "7.0+fix-affinity-switchback",
+        "7.1.3",
+        "7.0",
+        "6.19.1",
+        "6.19",
+        "6.19-rc7",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{d} "))),
+            "{d} missing:\n{out}"
+        );
     }
+}
+
+#[test]
+fn exec_checks_find_f1_and_the_fix_design_does_not() {
+    let args = |d: &'static str| {
+        [
+            "check",
+            "--json",
+            "--design",
+            d,
+            "--cpus",
+            "2",
+            "--threads",
+            "3",
+            "--forks",
+            "0",
+            "--exits",
+            "0",
+            "--exec-checks",
+            "1",
+        ]
+    };
+    let (code, out, _) = mmcid(&args("7.0"));
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["config"]["budgets"]["exec_checks"], 1);
+    assert_eq!(v["violations"][0]["property"], "I2");
+    assert_eq!(v["violations"][0]["depth"], 6);
+    assert_eq!(v["violations"][0]["trace"][0]["fn"], "execveat_check");
+    let (code, out, _) = mmcid(&args("7.0+fix-execve-cid"));
+    assert_eq!(code, 0, "{out}");
 }
 
 #[test]

@@ -384,7 +384,7 @@ fn run_worker<M: Model>(
                     state: enc,
                 });
                 sent += 1;
-                if sent % 4096 == 0 {
+                if sent.is_multiple_of(4096) {
                     worker.step();
                 }
             }

@@ -215,14 +215,15 @@ impl<'m, M: crate::Model> Fingerprinter<'m, M> {
     #[inline]
     pub fn encode(&self, state: &M::State, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> u64 {
         let at = out.len();
-        self.model.encode(state, out);
         if self.symmetry {
             scratch.clear();
-            self.model.encode_canonical(state, scratch);
-            fingerprint_bytes(scratch) & self.mask
+            if self.model.encode_pair(state, out, scratch) {
+                return fingerprint_bytes(scratch) & self.mask;
+            }
         } else {
-            fingerprint_bytes(&out[at..]) & self.mask
+            self.model.encode(state, out);
         }
+        fingerprint_bytes(&out[at..]) & self.mask
     }
 }
 

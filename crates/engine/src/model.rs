@@ -139,4 +139,15 @@ pub trait Model: Sync {
     fn encode_canonical(&self, state: &Self::State, out: &mut Vec<u8>) {
         self.encode(&self.representative(state), out)
     }
+
+    /// Appends `state`'s encoding to `out` and, unless `state` is already its class's
+    /// representative, the canonical encoding to `canonical`; returns whether it did (`false`:
+    /// the encoding in `out` is the canonical one). What the engine calls for every successor
+    /// under symmetry, so that a state already in canonical form is encoded once. The default
+    /// always writes both.
+    fn encode_pair(&self, state: &Self::State, out: &mut Vec<u8>, canonical: &mut Vec<u8>) -> bool {
+        self.encode(state, out);
+        self.encode_canonical(state, canonical);
+        true
+    }
 }

@@ -39,8 +39,61 @@ const B: Switches = Switches {
     ..A
 };
 
-/// Every design the model knows, newest first.
+/// 7.0 with every fix of `docs/findings/` and upstream's de3ab9bd3133.
+const FIXES: Switches = Switches {
+    fix_execve_cid: true,
+    fix_execve_revive: true,
+    fix_affinity_thrs: true,
+    ..Switches::V7_1_3
+};
+
+/// Every design the model knows: the fixes proposed against 7.0 first, then the releases, newest
+/// first.
 pub const DESIGNS: &[Design] = &[
+    Design {
+        name: "7.0+fixes",
+        summary: "7.0 with fix-execve-cid, fix-execve-revive, fix-affinity-switchback and de3ab9bd3133's guard",
+        commits: "proposed: docs/findings/01..04 (+ de3ab9bd3133 from 7.1.3)",
+        switches: FIXES,
+        family: FamilyKind::Rewrite,
+    },
+    Design {
+        name: "7.0+fix-execve-cid",
+        summary: "F1/F4 fix: after execve current is hidden from schedin during its own walk, then gets a CID as a schedule-in would",
+        commits: "proposed: docs/findings/01-execve-returns-without-cid.md, 04-execve-walker-stall.md",
+        switches: Switches {
+            fix_execve_cid: true,
+            ..A
+        },
+        family: FamilyKind::Rewrite,
+    },
+    Design {
+        name: "7.0+fix-execve-revive",
+        summary: "F2 fix: a user coming back to an mm without users first completes the ignored switch back",
+        commits: "proposed: docs/findings/02-execve-revives-dead-mm.md",
+        switches: Switches {
+            fix_execve_revive: true,
+            ..A
+        },
+        family: FamilyKind::Rewrite,
+    },
+    Design {
+        name: "7.0+fix-affinity-switchback",
+        summary: "F3 fix: mm_update_cpus_allowed computes pcpu_thrs from the widened CPU set, so the deferred switch back runs",
+        commits: "proposed: docs/findings/03-affinity-switchback-dead.md",
+        switches: Switches {
+            fix_affinity_thrs: true,
+            ..A
+        },
+        family: FamilyKind::Rewrite,
+    },
+    Design {
+        name: "7.1.3",
+        summary: "7.0 + de3ab9bd3133: the CPU->task walk no longer marks a running task's UNSET as TRANSIT (hides F1's clear_bit)",
+        commits: "de3ab9bd3133 (7.2-rc1; 7.1.3 as 8d32856fb72b), CVE-2026-63799",
+        switches: Switches::V7_1_3,
+        family: FamilyKind::Rewrite,
+    },
     Design {
         name: "7.0",
         summary: "final design: fork registers after publication; tasks->CPUs walk over mm.user_list",
@@ -143,6 +196,10 @@ pub struct Budgets {
     pub execs: u8,
     /// Failed `execve` (after `before_execve`: re-registers on the old mm).
     pub exec_fails: u8,
+    /// `execveat(..., AT_EXECVE_CHECK)` (Linux 6.14+): the same window as a failed `execve`
+    /// (`before_execve`, then `after_execve` on the old mm), returning 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub exec_checks: u8,
     /// `sched_setaffinity` growing a task's allowed set by one CPU.
     pub affinity: u8,
     /// 6.18 only: runs of the compaction scan (`task_work mm_cid_work`), each remote-clearing at
@@ -252,6 +309,9 @@ impl Config {
                 MAX_GROUPS - 1,
                 b.vforks
             ));
+        }
+        if b.exec_checks as u32 + b.exec_fails as u32 > 4 {
+            return Err("--exec-fails + --exec-checks must be at most 4".into());
         }
         if b.execs > 2 {
             return Err("--execs must be at most 2".into());

@@ -250,8 +250,10 @@ pack_unit_enum!(ExecAt {
     Before,
     Outcome,
     DeThread,
-    After
+    After,
+    Return
 });
+pack_unit_enum!(ExecKind { Load, Fail, Check });
 
 impl Pack for Op {
     #[inline(always)]
@@ -267,9 +269,10 @@ impl Pack for Op {
                 w.push(2);
                 at.pack(w);
             }
-            Op::Exec { at, ok } => {
-                w.push(3 | (ok as u8) << 4);
+            Op::Exec { at, kind, in_exec } => {
+                w.push(3 | (in_exec as u8) << 4);
                 at.pack(w);
+                kind.pack(w);
             }
             Op::VforkWait { child } => {
                 w.push(4);
@@ -298,7 +301,8 @@ impl Pack for Op {
             },
             3 => Op::Exec {
                 at: ExecAt::unpack(r),
-                ok: flag,
+                kind: ExecKind::unpack(r),
+                in_exec: flag,
             },
             4 => Op::VforkWait { child: r.byte() },
             5 => Op::Work { mm: r.byte() },
@@ -361,6 +365,7 @@ pack_struct!(Budgets {
     exits,
     execs,
     exec_fails,
+    exec_checks,
     affinity,
     compactions
 });
@@ -481,7 +486,8 @@ pack_unit_enum!(WarnSite {
     ForkCidNotUnset,
     ExitSwitchedToPerCpu,
     ExitForeignMm,
-    WorkSwitchedToPerCpu
+    WorkSwitchedToPerCpu,
+    ReviveNotTransit
 });
 pack_struct!(DropFaults {
     out_of_range,
@@ -598,6 +604,12 @@ impl Pack for CidOp {
                 cpu,
                 then: AfterCpusToTasks::ForkGetCid(t),
             } => w.extend_from_slice(&[10, cpu, t]),
+            CidOp::ForkLocked { t } => w.extend_from_slice(&[11, t]),
+            CidOp::ExecAssign { spun } => w.extend_from_slice(&[12, spun as u8]),
+            CidOp::CpusToTasks {
+                cpu,
+                then: AfterCpusToTasks::ForkLocked(t),
+            } => w.extend_from_slice(&[13, cpu, t]),
         }
     }
     #[inline(always)]
@@ -627,6 +639,12 @@ impl Pack for CidOp {
             10 => CidOp::CpusToTasks {
                 cpu: r.byte(),
                 then: AfterCpusToTasks::ForkGetCid(r.byte()),
+            },
+            11 => CidOp::ForkLocked { t: r.byte() },
+            12 => CidOp::ExecAssign { spun: r.byte() != 0 },
+            13 => CidOp::CpusToTasks {
+                cpu: r.byte(),
+                then: AfterCpusToTasks::ForkLocked(r.byte()),
             },
             t => panic!("bad CidOp tag {t}"),
         }
@@ -931,6 +949,7 @@ mod tests {
             forks: 1,
             exits: 1,
             exec_fails: 1,
+            exec_checks: 1,
             ..Budgets::default()
         };
         let vfork = Budgets {

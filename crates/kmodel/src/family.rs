@@ -177,7 +177,8 @@ pub trait Family:
     fn before_execve(p: &Params, s: &mut State<Self>, task: TaskId);
     /// `exec_mmap`: `task` switched from `old` to the fresh mm `new`.
     fn exec_mmap(p: &Params, s: &mut State<Self>, task: TaskId, old: Option<MmId>, new: MmId);
-    /// `sched_mm_cid_after_execve(current)` (the task is back at `Op::User`).
+    /// `sched_mm_cid_after_execve(current)` (the task is at `ExecAt::Return`; it leaves execve when
+    /// the CID operation this starts returns, or at once if none is started).
     fn after_execve(p: &Params, s: &mut State<Self>, task: TaskId);
     /// `sched_setaffinity` widened the caller's `cpus_mask` (already stored).
     fn affinity(p: &Params, s: &mut State<Self>, task: TaskId);
@@ -195,6 +196,9 @@ pub trait Family:
     fn check(p: &Params, s: &State<Self>, out: &mut Vec<usize>);
     /// Renames every task id the family's state holds (symmetry reduction).
     fn rename(s: &mut State<Self>, r: &dyn Fn(TaskId) -> TaskId);
+    /// The task's CID state and CID operation packed into one number, without the names of other
+    /// tasks, injectively (symmetry reduction sorts tasks by it).
+    fn task_key(cid: &Self::TaskCid, op: Option<&Self::CidOp>) -> u64;
     /// Renames task ids inside a CID operation (symmetry reduction).
     fn rename_op(op: Self::CidOp, r: &dyn Fn(TaskId) -> TaskId) -> Self::CidOp;
 

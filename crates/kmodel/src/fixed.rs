@@ -26,6 +26,10 @@ impl<T: Copy + Default, const N: usize> Fixed<T, N> {
         self.items[self.len as usize] = x;
         self.len += 1;
     }
+    /// Removes every item (the storage keeps its old values; only `len` items ever count).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
     /// A vector holding `xs`.
     pub fn from_slice(xs: &[T]) -> Self {
         let mut f = Self::new();

@@ -43,7 +43,8 @@ pub fn initial<F: Family>(cfg: &Config) -> Result<(Params, State<F>), String> {
         // The process's first task is about to return from execve.
         op: Op::Exec {
             at: ExecAt::After,
-            ok: true,
+            kind: ExecKind::Load,
+            in_exec: false,
         },
         ..Task::default()
     };

@@ -4,7 +4,7 @@
 //! their run queues and `rq->curr`, tasks (thread group, mm, scheduler state, CPU, affinity, and
 //! the *program point* of the kernel operation each is in), mms with their CID state and deferred
 //! work, the thread lists and the process list in publication order, and operation budgets. Its
-//! transitions ([`step::Step`]) are the kernel's atomic steps, each a critical section taken under
+//! transitions ([`ops::Step`]) are the kernel's atomic steps, each a critical section taken under
 //! exactly the locks the spec names (`shared/spec/kernel-mmcid.md` section 10), so that the
 //! interleavings the checker explores are the kernel's. The CID algorithm itself is
 //! `mmcid-cid`; this crate only decides *when* each of its functions runs and with what.
@@ -12,10 +12,11 @@
 //! ## Shape
 //! - [`state`]: the [`state::State`] (Copy, no heap: millions are stored). Derived facts are
 //!   computed: `rq->curr` and run queues from the tasks' scheduler states, lock owners from the
-//!   program points ([`state::State::mutex_owner`], [`state::State::lock_owner`],
+//!   program points ([`rewrite::cid_op::mutex_owner`], [`rewrite::cid_op::lock_owner`],
 //!   [`state::State::rq_locked`]).
-//! - [`step`]: [`step::enabled`] (guards) and [`step::apply`] (effects), shared by the checker,
-//!   replay and the random walks. The module doc lists where the kernel operations are cut.
+//! - [`ops`]: [`ops::enabled`] (guards) and [`ops::apply`] (effects), shared by the checker,
+//!   replay and the random walks, one module per kernel operation. The module doc lists where the
+//!   kernel operations are cut.
 //! - [`legacy`]: the hooks of the pre-rewrite designs (6.3, 6.4–6.18) at the same decision points.
 //! - [`invariants`]: spec section 6 as named checks, and when each must hold.
 //! - [`symmetry`]: task renaming; [`model`]: the engine's `Model` over all of this.
@@ -25,7 +26,8 @@
 //! - [`init`]: the initial state, built by the model's own steps from a [`Config`].
 //!
 //! ## Designs
-//! A [`Design`] is a value ([`DESIGNS`]): the 7.0 family by its switches (designs.md S1–S9), the
+//! A [`Design`] is a value ([`DESIGNS`]): the 7.0 family by its switches (designs.md S1–S9; the
+//! fixes of `docs/findings/` and upstream's 7.1.3 guard are switches too), the
 //! older designs by their [`Family`]. One process checks every design.
 //!
 //! ## What the model does not show

@@ -41,6 +41,7 @@ fn g(about: &'static str, cpus: u8, threads: u8, allowed: Option<u8>, b: Budgets
         ("x", b.exits),
         ("e", b.execs),
         ("ef", b.exec_fails),
+        ("ec", b.exec_checks),
         ("s", b.affinity),
     ] {
         if v > 0 {
@@ -167,6 +168,39 @@ pub fn default_grid() -> Vec<GridConfig> {
             Budgets {
                 forks: 1,
                 exec_fails: 1,
+                ..b
+            },
+        ),
+        g(
+            "the same with a vfork child (F4 by posix_spawn)",
+            2,
+            2,
+            None,
+            Budgets {
+                vforks: 1,
+                exec_fails: 1,
+                ..b
+            },
+        ),
+        g(
+            "AT_EXECVE_CHECK, then exits switch back (CVE-2026-63799)",
+            4,
+            3,
+            Some(2),
+            Budgets {
+                exits: 2,
+                exec_checks: 1,
+                ..b
+            },
+        ),
+        g(
+            "one thread left per-CPU widens its affinity (F3)",
+            4,
+            2,
+            Some(1),
+            Budgets {
+                exits: 1,
+                affinity: 1,
                 ..b
             },
         ),

@@ -64,6 +64,11 @@ impl<F: Family> KernelModel<F> {
     pub fn initial_state(&self) -> &State<F> {
         &self.init
     }
+    fn note_renamed(&self) {
+        if !self.symmetry_renamed() {
+            self.renamed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     /// Has symmetry reduction renamed any state so far (see [`KernelModel::representative`])?
     pub fn symmetry_renamed(&self) -> bool {
         self.renamed.load(std::sync::atomic::Ordering::Relaxed)
@@ -94,11 +99,13 @@ impl<F: Family> Model for KernelModel<F> {
         F::check(&self.params, state, out)
     }
     fn representative(&self, state: &State<F>) -> State<F> {
-        let r = symmetry::representative(state);
-        if r != *state && !self.symmetry_renamed() {
-            self.renamed.store(true, std::sync::atomic::Ordering::Relaxed);
+        match symmetry::canonical_order(state) {
+            None => *state,
+            Some(order) => {
+                self.note_renamed();
+                symmetry::permuted(state, &order)
+            }
         }
-        r
     }
     fn agents(&self) -> usize {
         self.np() as usize
@@ -128,6 +135,23 @@ impl<F: Family> Model for KernelModel<F> {
         crate::encode::decode(bytes)
     }
     fn encode_canonical(&self, state: &State<F>, out: &mut Vec<u8>) {
-        crate::encode::encode(&self.representative(state), out)
+        match symmetry::canonical_order(state) {
+            None => crate::encode::encode(state, out),
+            Some(order) => {
+                self.note_renamed();
+                crate::encode::encode(&symmetry::permuted(state, &order), out)
+            }
+        }
+    }
+    fn encode_pair(&self, state: &State<F>, out: &mut Vec<u8>, canonical: &mut Vec<u8>) -> bool {
+        crate::encode::encode(state, out);
+        match symmetry::canonical_order(state) {
+            None => false,
+            Some(order) => {
+                self.note_renamed();
+                crate::encode::encode(&symmetry::permuted(state, &order), canonical);
+                true
+            }
+        }
     }
 }

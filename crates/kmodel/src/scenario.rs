@@ -7,7 +7,9 @@
 //! cpus 3
 //! threads 2
 //! allowed 3                # optional: CPUs the process may use at the start
-//! budget forks=2 exits=0   # operations the steps (and any continuation) may start
+//! budget forks=2 exits=0   # operations the steps (and any continuation) may start:
+//!                          # forks vforks fork_fails exits execs exec_fails exec_checks
+//!                          # affinity compactions
 //! T0 clone                 # <actor> <kernel function> [<argument>]
 //! T0 until sched_mm_cid_fork T2
 //! CPU0 schedule idle
@@ -175,13 +177,14 @@ impl Scenario {
                             "exits" => b.exits = v,
                             "execs" => b.execs = v,
                             "exec_fails" => b.exec_fails = v,
+                            "exec_checks" => b.exec_checks = v,
                             "affinity" => b.affinity = v,
                             "compactions" => b.compactions = v,
                             _ => {
                                 return Err(err(
                                     ln,
                                     format!(
-                                        "unknown budget {k:?} (forks, vforks, fork_fails, exits, execs, exec_fails, affinity, compactions)"
+                                        "unknown budget {k:?} (forks, vforks, fork_fails, exits, execs, exec_fails, exec_checks, affinity, compactions)"
                                     ),
                                 ));
                             }
@@ -426,10 +429,12 @@ pub fn write<F: Family>(cfg: &Config, p: &Params, init: &State<F>, steps: &[Step
         "budget forks={} vforks={} fork_fails={} exits={} execs={} exec_fails={} affinity={}\n",
         b.forks, b.vforks, b.fork_fails, b.exits, b.execs, b.exec_fails, b.affinity
     ));
-    if b.compactions > 0 {
-        // Appended to the budget line only when used, so older files stay byte-identical.
-        out.pop();
-        out.push_str(&format!(" compactions={}\n", b.compactions));
+    // Appended to the budget line only when used, so older files stay byte-identical.
+    for (k, v) in [("exec_checks", b.exec_checks), ("compactions", b.compactions)] {
+        if v > 0 {
+            out.pop();
+            out.push_str(&format!(" {k}={v}\n"));
+        }
     }
     let mut s = *init;
     for &st in steps {
@@ -440,7 +445,7 @@ pub fn write<F: Family>(cfg: &Config, p: &Params, init: &State<F>, steps: &[Step
     out
 }
 
-/// [`write`] for a configuration whose family is known only at run time.
+/// [`write()`] for a configuration whose family is known only at run time.
 pub fn write_for(cfg: &Config, steps: &[Step], comment: &str) -> Result<String, String> {
     struct Write<'a> {
         steps: &'a [Step],

@@ -54,12 +54,17 @@ pub enum Op {
         /// Where in `do_exit`.
         at: ExitAt,
     },
-    /// `execve()`.
+    /// `execve()` / `execveat()`: from `prepare_bprm_creds` (which takes the thread group's
+    /// `cred_guard_mutex`) to the return to user space.
     Exec {
         /// Where in `bprm_execve`.
         at: ExecAt,
-        /// Whether `exec_binprm` will succeed (chosen when the operation starts).
-        ok: bool,
+        /// How it ends (chosen when the operation starts).
+        kind: ExecKind,
+        /// `check_unsafe_exec` set `fs->in_exec` for this exec (no `CLONE_FS` clone of the thread
+        /// group was between `copy_fs` and its publication): `CLONE_FS` clones of the group fail
+        /// with `EAGAIN` until it is cleared ([`State::in_exec`]).
+        in_exec: bool,
     },
     /// A vfork parent waiting for its child to exec or exit (`wait_for_vfork_done`).
     VforkWait {
@@ -103,18 +108,43 @@ pub enum ExitAt {
     Final,
 }
 
+/// How an execve ends, chosen when it starts (`docs/kernel-reading.md` section 1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ExecKind {
+    /// `exec_binprm` loads the binary: `de_thread`, `exec_mmap`, then `after_execve` on the new mm.
+    Load,
+    /// `exec_binprm` (or the LSM) fails before the point of no return (ENOEXEC, a missing
+    /// interpreter, a denial): `after_execve` on the old mm, back to user space with the error.
+    Fail,
+    /// `execveat(fd, "", argv, envp, AT_EXECVE_CHECK)`: `bprm_execve` stops after
+    /// `security_bprm_creds_for_exec` (`bprm->is_check`) and returns 0 through the same `out:`
+    /// path: `after_execve` on the old mm, back to user space. No failure needed.
+    Check,
+}
+
+impl ExecKind {
+    /// Does `after_execve` run on the old mm (every outcome but a successful load)?
+    pub fn stays_on_old_mm(self) -> bool {
+        self != ExecKind::Load
+    }
+}
+
 /// Phases of execve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ExecAt {
     /// Next: `sched_mm_cid_before_execve` (= `exit_cid` on the old mm).
     Before,
-    /// Next: the outcome (`exec_binprm` succeeds, or fails with ENOEXEC/LSM denial).
+    /// Next: the outcome (`exec_binprm` succeeds, fails, or `AT_EXECVE_CHECK` stops).
     Outcome,
     /// Succeeded so far; next: `de_thread` waits until the other threads are dead, then
     /// `exec_mmap` switches to a new mm.
     DeThread,
     /// Next: `sched_mm_cid_after_execve` (`fork_cid(current)`), on the new or the old mm.
     After,
+    /// Inside `sched_mm_cid_after_execve`'s CID operation; when it returns, `free_bprm` (failure,
+    /// check) clears `fs->in_exec` and releases `cred_guard_mutex`, and the task is back in user
+    /// space.
+    Return,
 }
 
 /// A task: the kernel's view of it, plus the family's CID state.
@@ -222,8 +252,9 @@ pub struct State<F: Family> {
     pub left: Remaining,
 }
 
-/// The budgets inside a state are written as a plain tuple of eight counts: the configuration's
-/// own serde form leaves out a zero `compactions` (for JSON), which a binary encoding cannot.
+/// The budgets inside a state are written as a plain tuple of counts: the configuration's own
+/// serde form leaves out zero `compactions` and `exec_checks` (for JSON), which a binary encoding
+/// cannot.
 mod budgets_as_tuple {
     use super::Remaining;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -236,14 +267,15 @@ mod budgets_as_tuple {
             b.exits,
             b.execs,
             b.exec_fails,
+            b.exec_checks,
             b.affinity,
             b.compactions,
         )
             .serialize(s)
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Remaining, D::Error> {
-        let (forks, vforks, fork_fails, exits, execs, exec_fails, affinity, compactions) =
-            <(u8, u8, u8, u8, u8, u8, u8, u8)>::deserialize(d)?;
+        let (forks, vforks, fork_fails, exits, execs, exec_fails, exec_checks, affinity, compactions) =
+            <(u8, u8, u8, u8, u8, u8, u8, u8, u8)>::deserialize(d)?;
         Ok(Remaining {
             forks,
             vforks,
@@ -251,6 +283,7 @@ mod budgets_as_tuple {
             exits,
             execs,
             exec_fails,
+            exec_checks,
             affinity,
             compactions,
         })
@@ -332,6 +365,47 @@ impl<F: Family> State<F> {
     pub fn in_user(&self, t: TaskId) -> bool {
         let task = self.task(t);
         task.op == Op::User && task.cid_op.is_none()
+    }
+
+    /// The task of thread group `g` inside an execve, if any. It holds the group's
+    /// `signal->cred_guard_mutex` (taken in `prepare_bprm_creds`, released in `setup_new_exec` or
+    /// `free_bprm`), so no other thread of the group can start one.
+    pub fn exec_of_group(&self, g: GroupId) -> Option<TaskId> {
+        self.tasks
+            .iter()
+            .position(|t| t.group == g && matches!(t.op, Op::Exec { .. }))
+            .map(|i| i as TaskId)
+    }
+
+    /// `fs->in_exec` of thread group `g` (the model's `fs_struct` is the group's: pthread clones
+    /// share it, vfork children get a copy): set by `check_unsafe_exec` at the exec's start if no
+    /// `CLONE_FS` clone was in flight, cleared by `begin_new_exec` once `de_thread` succeeded
+    /// (here: at `exec_mmap`) or by `free_bprm` after `after_execve` on the failure and
+    /// `AT_EXECVE_CHECK` paths (here: when the task is back in user space).
+    pub fn in_exec(&self, g: GroupId) -> bool {
+        self.tasks.iter().any(|t| {
+            t.group == g
+                && matches!(t.op, Op::Exec { at, kind, in_exec: true }
+                    if !(kind == ExecKind::Load && at >= ExecAt::After))
+        })
+    }
+
+    /// Is a `CLONE_FS` clone (a pthread `fork`) by a thread of group `g` between `copy_fs` and its
+    /// publication, or failed and not yet past `bad_fork_cleanup_fs`? Its child then counts in
+    /// `fs->users` but not among the threads `check_unsafe_exec` counts, so an exec starting now
+    /// does not set `in_exec`.
+    pub fn clone_fs_in_flight(&self, g: GroupId) -> bool {
+        self.tasks.iter().any(|t| {
+            t.group == g
+                && matches!(
+                    t.op,
+                    Op::Fork {
+                        vfork: false,
+                        at: ForkAt::Copy | ForkAt::Publish | ForkAt::Failed | ForkAt::Cleanup,
+                        ..
+                    }
+                )
+        })
     }
 
     /// The tasks of mm `m` (`t.mm == Some(m)`), with their ids.

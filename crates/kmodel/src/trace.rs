@@ -53,6 +53,7 @@ pub const FUNCTIONS: &[&str] = &[
     "exit",
     "execve",
     "execve_fail",
+    "execveat_check",
     "sched_setaffinity",
     "fork_fail",
     "wake_up_new_task",
@@ -65,6 +66,7 @@ pub const FUNCTIONS: &[&str] = &[
     "bprm_execve",
     "de_thread",
     "exec_binprm_fails",
+    "exec_check_returns",
     "exec_mmap",
     "sched_mm_cid_after_execve",
     "process_one_work",
@@ -73,6 +75,9 @@ pub const FUNCTIONS: &[&str] = &[
     "from_task_transit_load",
     "mm_cid_irq_work",
     "sched_mm_cid_fork",
+    "sched_mm_cid_fork_locked",
+    "mm_cid_schedin",
+    "sched_mm_cid_fork_return",
     "get_cid",
     "sched_mm_cid_before_execve",
     "sched_mm_cid_exit",
@@ -120,6 +125,7 @@ pub fn name<F: Family>(p: &Params, s: &State<F>, step: Step) -> StepName {
                 StartOp::Exit => ("exit", None),
                 StartOp::Exec => ("execve", None),
                 StartOp::ExecFail => ("execve_fail", None),
+                StartOp::ExecCheck => ("execveat_check", None),
                 StartOp::Affinity { cpu } => ("sched_setaffinity", Some(format!("+{}", cn(cpu)))),
             };
             (tn(task), f, a)
@@ -139,12 +145,13 @@ pub fn name<F: Family>(p: &Params, s: &State<F>, step: Step) -> StepName {
                 },
                 Op::Exit { at: ExitAt::Cid } => ("do_exit", None),
                 Op::Exit { .. } => ("exit_mm_release", None),
-                Op::Exec { at, ok } => match at {
-                    ExecAt::Before => ("bprm_execve", None),
-                    ExecAt::Outcome if ok => ("de_thread", None),
-                    ExecAt::Outcome => ("exec_binprm_fails", None),
-                    ExecAt::DeThread => ("exec_mmap", None),
-                    ExecAt::After => ("sched_mm_cid_after_execve", None),
+                Op::Exec { at, kind, .. } => match (at, kind) {
+                    (ExecAt::Before, _) => ("bprm_execve", None),
+                    (ExecAt::Outcome, ExecKind::Load) => ("de_thread", None),
+                    (ExecAt::Outcome, ExecKind::Fail) => ("exec_binprm_fails", None),
+                    (ExecAt::Outcome, ExecKind::Check) => ("exec_check_returns", None),
+                    (ExecAt::DeThread, _) => ("exec_mmap", None),
+                    (ExecAt::After | ExecAt::Return, _) => ("sched_mm_cid_after_execve", None),
                 },
                 Op::Work { .. } => ("process_one_work", None),
                 Op::User | Op::VforkWait { .. } | Op::KworkerIdle => {
@@ -187,7 +194,18 @@ pub fn effects<F: Family>(before: &State<F>, after: &State<F>) -> Vec<String> {
             }
         }
     }
-    if before.groups != after.groups || before.process_list != after.process_list {
+    // Publication changes a thread list or the process list (a vfork's copy step only creates
+    // the child's empty group).
+    let lists = |s: &State<F>| {
+        let threads: Vec<_> = s
+            .groups
+            .iter()
+            .filter(|g| !g.threads.is_empty())
+            .copied()
+            .collect();
+        (threads, s.process_list)
+    };
+    if lists(before) != lists(after) {
         out.push("published".to_string());
     }
     out
@@ -326,6 +344,48 @@ pub fn task_cid<F: Family>(s: &State<F>, t: TaskId) -> String {
     F::task_cid(s.task(t))
 }
 
+/// The kernel operation a task is in, in kernel words (state reports).
+pub fn op_words(op: &Op) -> String {
+    let fork_at = |at: ForkAt| match at {
+        ForkAt::Copy => "next copy_process",
+        ForkAt::Publish => "next publication",
+        ForkAt::PostFork => "next sched_post_fork",
+        ForkAt::Wake => "next wake_up_new_task",
+        ForkAt::Failed | ForkAt::Cleanup => "failed, in bad_fork_cleanup",
+    };
+    match *op {
+        Op::User => "user space".to_string(),
+        Op::Fork { child, vfork, at } => {
+            let what = if vfork { "vfork" } else { "clone" };
+            format!("{what} of T{child}, {}", fork_at(at))
+        }
+        Op::Exit { at } => match at {
+            ExitAt::Cid => "do_exit, next sched_mm_cid_exit".to_string(),
+            ExitAt::MmRelease => "do_exit, next exit_mm".to_string(),
+            ExitAt::Final => "do_exit, next the final schedule".to_string(),
+        },
+        Op::Exec { at, kind, in_exec } => {
+            let what = match kind {
+                ExecKind::Load => "execve",
+                ExecKind::Fail => "execve (will fail)",
+                ExecKind::Check => "execveat(AT_EXECVE_CHECK)",
+            };
+            let at = match at {
+                ExecAt::Before => "next sched_mm_cid_before_execve",
+                ExecAt::Outcome => "next exec_binprm",
+                ExecAt::DeThread => "in de_thread, next exec_mmap",
+                ExecAt::After => "next sched_mm_cid_after_execve",
+                ExecAt::Return => "in sched_mm_cid_after_execve",
+            };
+            let fs = if in_exec { ", fs->in_exec set" } else { "" };
+            format!("{what}, {at}{fs}")
+        }
+        Op::VforkWait { child } => format!("vfork, waiting for T{child}"),
+        Op::Work { mm } => format!("the work of mm{mm}"),
+        Op::KworkerIdle => "idle kworker".to_string(),
+    }
+}
+
 /// The scheduler state as the compact state line writes it.
 pub fn sched_short(s: Sched) -> &'static str {
     match s {
@@ -435,6 +495,15 @@ mod tests {
             ..Budgets::default()
         };
         names::<Rewrite>("7.0", 2, None, all);
+        names::<Rewrite>(
+            "7.0+fixes",
+            2,
+            None,
+            Budgets {
+                exec_checks: 1,
+                ..all
+            },
+        );
         names::<Rewrite>("6.19-rc7", 2, None, all);
         names::<Rewrite>(
             "7.0",

@@ -1,6 +1,7 @@
-//! Two findings on the 7.0 design as the spec describes it, pinned so that a change to the model,
-//! the engine or the design that makes them disappear (or changes them) is noticed. Both need a
-//! failing execve. See the scenario files for the story in the kernel's terms.
+//! The findings on the 7.0 design (`docs/findings/`), pinned so that a change to the model, the
+//! engine or the design that makes them disappear (or changes them) is noticed. All of them need a
+//! failing execve or an `execveat(AT_EXECVE_CHECK)`. See the scenario files for the story in the
+//! kernel's terms, and `tests/fixes.rs` for the fixes.
 
 use mmcid_cid::{Cid, Mode};
 use mmcid_engine::{FindingKind, Model, NoObserver, Options, check};
@@ -153,5 +154,51 @@ fn f4_is_found_by_the_checker_from_the_design_alone() {
         invariants,
         vec!["I2"],
         "besides the stall only F1 (a failed execve in per-CPU mode)"
+    );
+}
+
+#[test]
+fn f1_needs_no_failure_execveat_check_is_enough() {
+    let (_, s, fired) = replay(include_str!("scenarios/execveat-check-unset.scenario"));
+    assert_eq!(fired, vec![("I2", 6)]);
+    assert!(s.in_user(0) && s.task(0).cid.active);
+    assert_eq!(s.task(0).cid.cid.user_value(), 0x8000_0000);
+}
+
+#[test]
+fn f1_then_an_exit_switch_back_clears_bit_0x80000000() {
+    let (_, s, fired) = replay(include_str!("scenarios/execveat-check-oob-clear-bit.scenario"));
+    assert_eq!(fired, vec![("I2", 6), ("D1", 16)]);
+    assert_eq!(s.mm(0).faults.out_of_range, Some(0x8000_0000));
+}
+
+#[test]
+fn f2_single_thread_revival_leaves_transit_and_the_next_fork_stalls() {
+    let (model, s, fired) = replay(include_str!("scenarios/execve-fail-single-thread.scenario"));
+    assert_eq!(fired, vec![("I7", 14)]);
+    assert_eq!(s.mm(0).mode, Mode::TO_TASK);
+    assert_eq!(
+        trace::bit_owners(&s, 0),
+        vec!["bit 0: T2 (plain)", "bit 1: CPU1 (ONCPU)"]
+    );
+    assert_eq!(
+        continuation_stalls(&model.config, &s, 1_000_000).unwrap(),
+        vec![0]
+    );
+}
+
+#[test]
+fn f4_with_a_vfork_child_stalls_too() {
+    let (model, s, fired) = replay(include_str!(
+        "scenarios/execve-fail-walker-preempted-vfork.scenario"
+    ));
+    assert_eq!(fired, vec![]);
+    assert_eq!(
+        trace::bit_owners(&s, 0),
+        vec!["bit 0: T0 (plain)", "bit 1: T2 (plain)"]
+    );
+    assert_eq!(
+        continuation_stalls(&model.config, &s, 1_000_000).unwrap(),
+        vec![1]
     );
 }

@@ -34,9 +34,22 @@ fn config() -> impl Strategy<Value = Config> {
         0u8..=1,
         0u8..=1,
         1u8..=2,
+        0u8..=1,
     )
         .prop_map(
-            |(cpus, threads, forks, vforks, fork_fails, exits, execs, exec_fails, affinity, allowed_less)| {
+            |(
+                cpus,
+                threads,
+                forks,
+                vforks,
+                fork_fails,
+                exits,
+                execs,
+                exec_fails,
+                affinity,
+                allowed_less,
+                exec_checks,
+            )| {
                 // Affinity growth needs a CPU outside the initial mask.
                 let allowed = if affinity > 0 {
                     Some(cpus.saturating_sub(allowed_less).max(1))
@@ -55,6 +68,7 @@ fn config() -> impl Strategy<Value = Config> {
                         exits,
                         execs,
                         exec_fails,
+                        exec_checks,
                         affinity,
                         compactions: 0,
                     },
@@ -92,7 +106,7 @@ fn random_walks_keep_every_invariant_on_7_0() {
                     exec_failed |= matches!(
                         step,
                         Step::Start {
-                            op: StartOp::ExecFail,
+                            op: StartOp::ExecFail | StartOp::ExecCheck,
                             ..
                         }
                     );
@@ -124,7 +138,7 @@ fn random_walks_keep_every_invariant_on_7_0() {
                         let known = exec_failed && ["I2", "I4", "I7", "I6", "D1"].contains(&name);
                         prop_assert!(
                             known,
-                            "{name} fired on 7.0 without a failing execve before it, config {cfg:?}\n{}",
+                            "{name} fired on 7.0 without a failing or checking execve before it, config {cfg:?}\n{}",
                             trace::render_columns(
                                 cfg.cpus,
                                 model.initial_state(),
@@ -141,7 +155,7 @@ fn random_walks_keep_every_invariant_on_7_0() {
         .unwrap();
     let st = stats.into_inner().unwrap();
     println!(
-        "random walks: {} walks, {} steps; invariants fired (all after a failing execve): {:?}",
+        "random walks: {} walks, {} steps; invariants fired (all after a failing or checking execve): {:?}",
         st.walks, st.steps, st.fired
     );
     for (name, cols) in &st.example {

@@ -319,6 +319,7 @@ fn kernel_action(step: &Step) -> String {
                 StartOp::Exit => "exit".to_string(),
                 StartOp::Exec => "execve".to_string(),
                 StartOp::ExecFail => "execve_fail".to_string(),
+                StartOp::ExecCheck => "execveat_check".to_string(),
                 StartOp::Affinity { cpu } => format!("sched_setaffinity +CPU{cpu}"),
             };
             format!("{} {op}", t(task))

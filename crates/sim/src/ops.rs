@@ -558,7 +558,7 @@ pub fn step(mc: &mut Machine, cpu: u32, op: Op) {
             }
             let mut deferred = false;
             match &mut mc.fam.k {
-                K::Rw(r) => deferred = update_cpus_allowed(&mut r.mms[m as usize], &mask),
+                K::Rw(r) => deferred = update_cpus_allowed(&mut r.mms[m as usize], &mask, &r.sw),
                 K::Lz(l) => v6_18::update_cpus_allowed(&mut l.mms[m as usize], &mask),
                 K::Ps(_) => {}
             }
@@ -706,6 +706,7 @@ fn locked(mc: &mut Machine, cpu: u32, call: Call, then: Op) {
                 ForkCid::SpinLocked { first_user } => Next::Spin(t, first_user),
                 ForkCid::FixupTasksToCpus => Next::ToCpus,
                 ForkCid::FixupCpusToTasks => Next::ToTasks(AfterWalk::ForkGetCid { t }),
+                ForkCid::FixupRevive => unreachable!("fix-execve-revive is refused by Machine::new"),
             }
         }
         Call::Exit { t, .. } => match exit_cid_locked(mm, &mut r.t[t as usize], t, None, true, cpu, &sw) {

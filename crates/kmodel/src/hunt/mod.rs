@@ -740,6 +740,7 @@ impl<F: Family> Hunt<'_, F> {
             exits: used(b.exits, l.exits),
             execs: used(b.execs, l.execs),
             exec_fails: used(b.exec_fails, l.exec_fails),
+            exec_checks: used(b.exec_checks, l.exec_checks),
             affinity: used(b.affinity, l.affinity),
             compactions: used(b.compactions, l.compactions),
         };
@@ -924,7 +925,7 @@ fn class<F: Family>(_s: &State<F>, a: &Step) -> u8 {
             StartOp::Vfork => 6,
             StartOp::Exit => 7,
             StartOp::Exec => 8,
-            StartOp::ExecFail => 9,
+            StartOp::ExecFail | StartOp::ExecCheck => 9,
             StartOp::Affinity { .. } => 10,
         },
         Step::Next { .. } => 11,
@@ -999,6 +1000,9 @@ pub fn check_args(cfg: &Config) -> String {
         ("affinity", b.affinity),
     ] {
         s.push_str(&format!(" --{k} {v}"));
+    }
+    if b.exec_checks > 0 {
+        s.push_str(&format!(" --exec-checks {}", b.exec_checks));
     }
     if b.compactions > 0 {
         s.push_str(&format!(" --compactions {}", b.compactions));

@@ -89,6 +89,7 @@ pub fn short_name(c: &Config) -> String {
         ("x", b.exits),
         ("e", b.execs),
         ("ef", b.exec_fails),
+        ("ec", b.exec_checks),
         ("s", b.affinity),
         ("k", b.compactions),
     ] {
@@ -112,6 +113,9 @@ fn make(design: &str, k: &[u8; 11]) -> Config {
             exits: k[6],
             execs: k[7],
             exec_fails: k[8],
+            // AT_EXECVE_CHECK runs the window of a failing execve step for step: the failing
+            // execve stands for both here.
+            exec_checks: 0,
             affinity: k[9],
             compactions: k[10],
         },

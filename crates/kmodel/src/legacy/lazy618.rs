@@ -431,6 +431,29 @@ impl Family for Lazy618 {
     fn rename_op(op: WorkAt, _r: &dyn Fn(TaskId) -> TaskId) -> WorkAt {
         op
     }
+    fn task_key(cid: &Task618, op: Option<&WorkAt>) -> u64 {
+        // Two CID words folded to 16 bits each (their number below 2^15 with the LAZY bit, or
+        // all ones for UNSET: every value the model stores), flags, the scan's program point.
+        let c = |x: LegacyCid| {
+            let r = x.raw();
+            if r == u32::MAX {
+                0xFFFF
+            } else {
+                ((r >> 16) & 0x8000) as u64 | (r & 0x7FFF) as u64
+            }
+        };
+        let op: u64 = match op {
+            None => 0,
+            Some(&WorkAt::Scan { cpu }) => 1 | (cpu as u64) << 2,
+            Some(&WorkAt::Marked { cpu, cid }) => 2 | (cpu as u64) << 2 | c(cid) << 6,
+            Some(&WorkAt::Unset { cpu, cid }) => 3 | (cpu as u64) << 2 | c(cid) << 6,
+        };
+        c(cid.mm_cid)
+            | c(cid.last_mm_cid) << 16
+            | (cid.active as u64) << 32
+            | cid.migrate_from_cpu.map_or(0, |x| x as u64 + 1) << 33
+            | op << 38
+    }
 
     fn name(_p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {
         Some(match step {
@@ -653,8 +676,14 @@ impl Family for Lazy618 {
                 .map_or_else(String::new, |w| format!(" / mm_cid_work {w:?}"));
             let _ = writeln!(
                 out,
-                "  T{i}: {:?} on CPU{}, {mm}, mm_cid {}, last_mm_cid {}, active {}, migrate_from_cpu {:?}, in {:?}{work}",
-                t.sched, t.cpu, x.mm_cid, x.last_mm_cid, x.active as u8, x.migrate_from_cpu, t.op
+                "  T{i}: {:?} on CPU{}, {mm}, mm_cid {}, last_mm_cid {}, active {}, migrate_from_cpu {:?}, in {}{work}",
+                t.sched,
+                t.cpu,
+                x.mm_cid,
+                x.last_mm_cid,
+                x.active as u8,
+                x.migrate_from_cpu,
+                crate::trace::op_words(&t.op)
             );
         }
         out

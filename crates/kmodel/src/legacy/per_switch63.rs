@@ -174,6 +174,9 @@ impl Family for PerSwitch63 {
     fn rename_op(op: NoCidOp, _r: &dyn Fn(TaskId) -> TaskId) -> NoCidOp {
         op
     }
+    fn task_key(cid: &Task63, _op: Option<&NoCidOp>) -> u64 {
+        cid.mm_cid.raw() as u64 | (cid.active as u64) << 32
+    }
 
     fn name(_p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {
         match step {
@@ -270,8 +273,12 @@ impl Family for PerSwitch63 {
             let mm = t.mm.map_or_else(|| "-".to_string(), |m| format!("mm{m}"));
             let _ = writeln!(
                 out,
-                "  T{i}: {:?} on CPU{}, {mm}, mm_cid {}, active {}, in {:?}",
-                t.sched, t.cpu, t.cid.mm_cid, t.cid.active as u8, t.op
+                "  T{i}: {:?} on CPU{}, {mm}, mm_cid {}, active {}, in {}",
+                t.sched,
+                t.cpu,
+                t.cid.mm_cid,
+                t.cid.active as u8,
+                crate::trace::op_words(&t.op)
             );
         }
         out

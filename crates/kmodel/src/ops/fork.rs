@@ -1,7 +1,14 @@
 //! `clone()`: `kernel_clone` → `copy_process` → `wake_up_new_task`.
 //!
-//! The steps, and why the model cuts there:
-//! 1. `clone` / `vfork` (start): the forker enters the kernel; the child's slot is reserved.
+//! The steps, and why the model cuts there (`docs/kernel-reading.md` section 5.2 has the 7.0
+//! lines of kernel/fork.c):
+//! 1. `clone` / `vfork` (start): the forker enters the kernel, up to and including `copy_fs`
+//!    (kernel/fork.c:1593–1612, called at 2214); the child's slot is reserved. A pthread clone
+//!    (`CLONE_FS`) cannot start while its thread group's `fs->in_exec` is set ([`may_start`]):
+//!    `copy_fs` returns `EAGAIN` before any CID effect (7.0 registers in `sched_post_fork`, the
+//!    older designs in `copy_mm`, both later). A vfork child gets its own copy of `fs` and is
+//!    never refused. What `copy_process` does before `copy_fs` (`dup_task_struct` …
+//!    `copy_files`) is invisible to everybody, so taking `copy_fs` first changes nothing.
 //! 2. `copy_process` (dup_task_struct … copy_mm): the child exists and shares the mm, but is in
 //!    no list: the fix-up walks cannot see it. Designs up to 6.19.1 register it as a CID user
 //!    here (designs.md S1), which is the seed's bug.
@@ -19,6 +26,13 @@ use mmcid_cid::{CpuId, TaskId};
 use crate::family::Family;
 use crate::ops::{Params, Step, sub_op_done};
 use crate::state::*;
+
+/// May `task` (in user space) start a pthread clone now? Not while its thread group's
+/// `fs->in_exec` is set: `copy_fs` would fail with `EAGAIN` (kernel/fork.c:1597–1600), and a clone
+/// that fails there has no CID effect. vfork (no `CLONE_FS`) is not asked.
+pub fn may_start<F: Family>(s: &State<F>, task: TaskId) -> bool {
+    !s.in_exec(s.task(task).group)
+}
 
 /// The steps of a forker at phase `at`.
 pub fn steps<F: Family>(s: &State<F>, task: TaskId, at: ForkAt, out: &mut Vec<Step>) {

@@ -122,6 +122,8 @@ pub enum StartOp {
     Exec,
     /// `execve` that will fail after `before_execve` (ENOEXEC, LSM denial).
     ExecFail,
+    /// `execveat(..., AT_EXECVE_CHECK)`: the exec window without executing anything.
+    ExecCheck,
     /// `sched_setaffinity(0, old | {cpu})` on itself: one step under its rq lock and `mm.lock`.
     Affinity {
         /// The CPU added.
@@ -187,14 +189,17 @@ fn task_steps<F: Family>(p: &Params, s: &State<F>, task: TaskId, out: &mut Vec<S
                 return;
             }
             let l = &s.left;
-            for (left, op) in [
-                (l.forks, StartOp::Fork),
-                (l.vforks, StartOp::Vfork),
-                (l.exits, StartOp::Exit),
-                (l.execs, StartOp::Exec),
-                (l.exec_fails, StartOp::ExecFail),
+            let fork = fork::may_start(s, task);
+            let exec = exec::may_start(s, task);
+            for (left, may, op) in [
+                (l.forks, fork, StartOp::Fork),
+                (l.vforks, true, StartOp::Vfork),
+                (l.exits, true, StartOp::Exit),
+                (l.execs, exec, StartOp::Exec),
+                (l.exec_fails, exec, StartOp::ExecFail),
+                (l.exec_checks, exec, StartOp::ExecCheck),
             ] {
-                if left > 0 {
+                if left > 0 && may {
                     out.push(Step::Start { task, op });
                 }
             }
@@ -255,8 +260,9 @@ fn start<F: Family>(p: &Params, s: &mut State<F>, task: TaskId, op: StartOp) {
         StartOp::Fork => fork::start(s, task, false),
         StartOp::Vfork => fork::start(s, task, true),
         StartOp::Exit => exit::start(s, task),
-        StartOp::Exec => exec::start(s, task, true),
-        StartOp::ExecFail => exec::start(s, task, false),
+        StartOp::Exec => exec::start(s, task, ExecKind::Load),
+        StartOp::ExecFail => exec::start(s, task, ExecKind::Fail),
+        StartOp::ExecCheck => exec::start(s, task, ExecKind::Check),
         StartOp::Affinity { cpu } => affinity::start(p, s, task, cpu),
     }
 }
@@ -266,15 +272,17 @@ fn next<F: Family>(p: &Params, s: &mut State<F>, task: TaskId) {
     match s.task(task).op {
         Op::Fork { child, vfork, at } => fork::next(p, s, task, child, vfork, at),
         Op::Exit { at } => exit::next(p, s, task, at),
-        Op::Exec { at, ok } => exec::next(p, s, task, at, ok),
+        Op::Exec { at, kind, .. } => exec::next(p, s, task, at, kind),
         Op::Work { mm } => F::work_start(p, s, task, mm),
         Op::User | Op::VforkWait { .. } | Op::KworkerIdle => unreachable!("no next step"),
     }
 }
 
 /// A CID operation returned (its locks released). The operation's phase was advanced when the
-/// CID operation started, except for the two that end here: a failed fork's cleanup frees the
-/// child; the work function's kworker goes idle.
+/// CID operation started, except for the three that end here: a failed fork's cleanup frees the
+/// child; `sched_mm_cid_after_execve` returns and the task leaves execve (`free_bprm` clears
+/// `fs->in_exec` and releases `cred_guard_mutex` on the failure and check paths); the work
+/// function's kworker goes idle.
 pub fn sub_op_done<F: Family>(s: &mut State<F>, task: TaskId) {
     match s.task(task).op {
         Op::Fork {
@@ -287,6 +295,9 @@ pub fn sub_op_done<F: Family>(s: &mut State<F>, task: TaskId) {
             c.mm = None;
             s.task_mut(task).op = Op::User;
         }
+        Op::Exec {
+            at: ExecAt::Return, ..
+        } => s.task_mut(task).op = Op::User,
         Op::Work { .. } => s.task_mut(task).op = Op::KworkerIdle,
         _ => {}
     }

@@ -23,6 +23,14 @@
 //! 4. never turns a violated property into a satisfied one (it may only make I2 apply, by
 //!    returning the task to user space).
 //!
+//! The exec window adds two facts other steps read ([`State::exec_of_group`], [`State::in_exec`],
+//! both derived from the exec'ing task's program point, and [`State::clone_fs_in_flight`], from
+//! the forkers'). None of the silent points changes them: `bprm_execve`, the outcome of a failed
+//! or checking exec and `sched_mm_cid_after_execve` keep the task inside execve (it leaves when
+//! its CID operation returns, a step that is never silent); `copy_process` keeps the clone in
+//! flight. A failed fork's cleanup ends the clone's flight, so it is silent only when no exec can
+//! start any more (no exec budget left).
+//!
 //! Per family: the 7.0 family's hooks at these points only queue the task's own CID operation,
 //! so all are silent; 6.3 and 6.18 do their CID work inside `do_exit`, `before_execve` and
 //! `after_execve` themselves (shared bitmap and slots), and 6.18's `copy_mm` and failed-fork
@@ -69,23 +77,32 @@ pub fn silent<F: Family>(s: &State<F>, task: mmcid_cid::TaskId) -> bool {
         Op::Fork {
             at: ForkAt::PostFork, ..
         } => F::SILENT_HOOKS.post_fork,
+        // A failed fork's child holds the group's fs until the cleanup (bad_fork_cleanup_fs), so
+        // ending the cleanup changes what an exec starting now decides for fs->in_exec
+        // (State::clone_fs_in_flight): silent only once no exec can start any more.
         Op::Fork {
             at: ForkAt::Failed, ..
-        } => F::SILENT_HOOKS.fork_failed,
+        } => F::SILENT_HOOKS.fork_failed && !exec_may_start(s),
         Op::Exit { at: ExitAt::Cid } => F::SILENT_HOOKS.exit_start,
         Op::Exec {
             at: ExecAt::Before, ..
         } => F::SILENT_HOOKS.before_execve,
         Op::Exec {
             at: ExecAt::Outcome,
-            ok: false,
-        } => true,
+            kind,
+            ..
+        } => kind.stays_on_old_mm(),
         Op::Exec {
             at: ExecAt::After, ..
         } => F::SILENT_HOOKS.after_execve,
         Op::Work { .. } => F::SILENT_HOOKS.work_start,
         _ => false,
     }
+}
+
+/// Is any exec start budget left (an exec start reads `State::clone_fs_in_flight`)?
+fn exec_may_start<F: Family>(s: &State<F>) -> bool {
+    s.left.execs + s.left.exec_fails + s.left.exec_checks > 0
 }
 
 /// Which of a family's hooks at the kernel's call sites leave everything but the calling task

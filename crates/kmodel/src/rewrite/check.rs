@@ -1,6 +1,6 @@
-//! The 7.0 family's checks of [`Property`] (when each applies: [`crate::invariants`]).
+//! The 7.0 family's checks of [`crate::invariants::Property`] (when each applies: [`crate::invariants`]).
 
-use mmcid_cid::{Mode, SchedinSpin};
+use mmcid_cid::{Mode, SchedinSpin, TaskId};
 
 use crate::family::Rewrite;
 use crate::invariants::{Fired, Property as P};
@@ -15,6 +15,20 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
     for (mi, mm) in s.mms.iter().enumerate() {
         let m = mi as MmId;
         let c = &mm.cid;
+        // F1's fix (fix-execve-cid) hides current from schedin while its own after_execve
+        // registration runs: a counted user on user_list with `active` clear, by design.
+        let hidden = |i: TaskId, t: &Task<Rewrite>| {
+            p.sw.fix_execve_cid
+                && !t.cid.active
+                && matches!(
+                    t.op,
+                    Op::Exec {
+                        at: ExecAt::Return,
+                        ..
+                    }
+                )
+                && c.user_list.as_slice().contains(&i)
+        };
         // I1: unique among running tasks of the mm (switch complete, active, holding a CID).
         let mut seen = 0u64;
         for (i, t) in s.tasks_of(m) {
@@ -43,7 +57,10 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
                 .any(|x| x.on_cpu() && x.in_transit()),
         );
         // I8
-        let active = s.tasks_of(m).filter(|(_, t)| t.cid.active).count();
+        let active = s
+            .tasks_of(m)
+            .filter(|&(i, t)| t.cid.active || hidden(i, t))
+            .count();
         fired.set(
             P::I8,
             c.users as usize != c.user_list.len() || active != c.users as usize,
@@ -62,10 +79,10 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
         // I4: owners per bit: tasks holding a plain or TRANSIT value, CPUs holding an ONCPU value.
         let mut owners = [0u8; 64];
         let mut bad = false;
-        for (_, t) in s.tasks_of(m) {
+        for (i, t) in s.tasks_of(m) {
             let v = t.cid.cid;
             if !v.is_unset() && !v.on_cpu() {
-                if !t.cid.active {
+                if !t.cid.active && !hidden(i, t) {
                     bad = true; // an exited or inactive task still owns a CID
                 }
                 if v.index() < 64 {

@@ -5,7 +5,7 @@
 //! first of an operation holds `mm.mutex` ([`holds_mutex`]); a fork spinning in its locked section
 //! also holds `mm.lock` with IRQs off.
 
-use mmcid_cid::{self as cid, Alloc, ExitCid, ForkCid, TaskId, Work};
+use mmcid_cid::{self as cid, Alloc, ExitCid, ForkCid, Schedin, TaskId, Work};
 use serde::{Deserialize, Serialize};
 
 use crate::family::Rewrite;
@@ -21,6 +21,19 @@ pub enum CidOp {
     Fork {
         /// The task being registered (the child, or `current` after execve).
         t: TaskId,
+    },
+    /// F2's fix (`fix-execve-revive`): the CPU→task walk that completed the ignored switch back
+    /// is done; next: `sched_mm_cid_fork(t)`'s locked section (`mutex` already held).
+    ForkLocked {
+        /// The task being registered.
+        t: TaskId,
+    },
+    /// F1's fix (`fix-execve-cid`): `sched_mm_cid_fork(current)` after execve ends with a
+    /// schedule-in's CID assignment under this CPU's rq lock (`mutex` held). `spun`: the
+    /// assignment ran and its `get_cid` spun (the CPU spins in the switch); next: release.
+    ExecAssign {
+        /// The assignment has run.
+        spun: bool,
     },
     /// Spinning in `get_cid` inside `sched_mm_cid_fork`'s locked section (IRQs off, `mutex` and
     /// `lock` held).
@@ -82,6 +95,8 @@ pub enum AfterCpusToTasks {
     Unlock,
     /// `fork_cid`: give the child its CID (`mutex` only).
     ForkGetCid(TaskId),
+    /// F2's fix: `fork_cid`'s locked section for this task (`mutex` held).
+    ForkLocked(TaskId),
 }
 
 impl CidOp {
@@ -89,6 +104,7 @@ impl CidOp {
     pub fn rename(self, r: &dyn Fn(TaskId) -> TaskId) -> CidOp {
         match self {
             CidOp::Fork { t } => CidOp::Fork { t: r(t) },
+            CidOp::ForkLocked { t } => CidOp::ForkLocked { t: r(t) },
             CidOp::ForkSpinLocked { t, first_user } => CidOp::ForkSpinLocked { t: r(t), first_user },
             CidOp::ForkGetCid { t } => CidOp::ForkGetCid { t: r(t) },
             CidOp::ForkSpinMutex { t } => CidOp::ForkSpinMutex { t: r(t) },
@@ -99,6 +115,13 @@ impl CidOp {
             } => CidOp::CpusToTasks {
                 cpu,
                 then: AfterCpusToTasks::ForkGetCid(r(t)),
+            },
+            CidOp::CpusToTasks {
+                cpu,
+                then: AfterCpusToTasks::ForkLocked(t),
+            } => CidOp::CpusToTasks {
+                cpu,
+                then: AfterCpusToTasks::ForkLocked(r(t)),
             },
             c => c,
         }
@@ -178,7 +201,8 @@ pub fn steps(p: &Params, s: &State<Rewrite>, task: TaskId, out: &mut Vec<Step>) 
             out.push(Step::Retry { task });
             return;
         }
-        CidOp::ForkGetCid { .. } => true,
+        CidOp::ForkGetCid { .. } | CidOp::ExecAssign { .. } => true,
+        CidOp::ForkLocked { .. } => lock_owner(s, m).is_none(),
         CidOp::LastUserSync => {
             let mm = &s.mms[m as usize];
             mm.irq_work.is_none() && !kworker_running_work(s, m)
@@ -219,7 +243,8 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
     let m = s.op_mm(&t).expect("CID op without mm");
     let cpu = t.cpu;
     match t.cid_op.expect("inside a CID operation") {
-        CidOp::Fork { t: child } => {
+        CidOp::Fork { t: child } | CidOp::ForkLocked { t: child } => {
+            let first_user = s.mm(m).users == 0;
             let r = if child == task {
                 let (mm, c) = mm_and_task(s, m, task);
                 cid::fork_cid_locked(mm, c, task, None, cpu, sw)
@@ -228,12 +253,16 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
                 cid::fork_cid_locked(mm, c, child, Some(cur), cpu, sw)
             };
             let next = match r {
-                ForkCid::Done => None,
+                ForkCid::Done => fork_cid_done(p, s, task, first_user),
                 ForkCid::SpinLocked { first_user } => Some(CidOp::ForkSpinLocked { t: child, first_user }),
                 ForkCid::FixupTasksToCpus => Some(walk::start_tasks_to_cpus(p, s, m)),
                 ForkCid::FixupCpusToTasks => Some(CidOp::CpusToTasks {
                     cpu: 0,
                     then: AfterCpusToTasks::ForkGetCid(child),
+                }),
+                ForkCid::FixupRevive => Some(CidOp::CpusToTasks {
+                    cpu: 0,
+                    then: AfterCpusToTasks::ForkLocked(child),
                 }),
             };
             continue_with(s, task, next);
@@ -241,11 +270,24 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
         CidOp::ForkGetCid { t: child } => {
             let (mm, c) = mm_and_task(s, m, child);
             let next = match cid::fork_cid_after_fixup(mm, c) {
-                Alloc::Got(_) => None,
+                Alloc::Got(_) => fork_cid_done(p, s, task, false),
                 Alloc::Spin => Some(CidOp::ForkSpinMutex { t: child }),
             };
             continue_with(s, task, next);
         }
+        CidOp::ExecAssign { spun: false } => {
+            let (mm, c) = mm_and_task(s, m, task);
+            match cid::fork_cid_execve_assign(mm, c, cpu, sw) {
+                Schedin::Done => continue_with(s, task, None),
+                Schedin::Spin(sp) => {
+                    // mm_cid_schedin spins in get_cid with this CPU's rq lock held: the CPU
+                    // stays in it (SchedinRetry laps); the task releases mutex afterwards.
+                    s.cpus[cpu as usize].spin = Some(sp);
+                    continue_with(s, task, Some(CidOp::ExecAssign { spun: true }));
+                }
+            }
+        }
+        CidOp::ExecAssign { spun: true } => continue_with(s, task, None),
         CidOp::Exit { t: who } => {
             let r = if who == task {
                 let (mm, c) = mm_and_task(s, m, task);
@@ -294,7 +336,7 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
 }
 
 /// Another lap of a `get_cid` loop inside the task's fork.
-pub fn retry(s: &mut State<Rewrite>, task: TaskId) {
+pub fn retry(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
     let t = *s.task(task);
     let m = s.op_mm(&t).expect("CID op without mm");
     let (child, locked_first) = match t.cid_op {
@@ -304,8 +346,24 @@ pub fn retry(s: &mut State<Rewrite>, task: TaskId) {
     };
     let (mm, c) = mm_and_task(s, m, child);
     if cid::fork_cid_retry(mm, c, t.cpu, locked_first) {
-        continue_with(s, task, None);
+        let next = fork_cid_done(p, s, task, locked_first);
+        continue_with(s, task, next);
     }
+}
+
+/// What follows the end of `sched_mm_cid_fork`: with F1's fix (`fix-execve-cid`), the
+/// registration of `current` after execve ends with [`CidOp::ExecAssign`], except on the
+/// first-user path. `task` is the one running `sched_mm_cid_fork`; it is inside
+/// `sched_mm_cid_after_execve` exactly when it is at [`ExecAt::Return`].
+pub fn fork_cid_done(p: &Params, s: &State<Rewrite>, task: TaskId, first_user: bool) -> Option<CidOp> {
+    let execve = matches!(
+        s.task(task).op,
+        Op::Exec {
+            at: ExecAt::Return,
+            ..
+        }
+    );
+    (p.sw.fix_execve_cid && execve && !first_user).then_some(CidOp::ExecAssign { spun: false })
 }
 
 /// The operation goes on at `next`, or returns (`None`: its locks are released).

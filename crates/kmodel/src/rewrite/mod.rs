@@ -103,7 +103,7 @@ impl Family for Rewrite {
                 }
             }
             Step::IrqWork { cpu } => irq_work(s, cpu),
-            Step::Retry { task } => cid_op::retry(s, task),
+            Step::Retry { task } => cid_op::retry(p, s, task),
             Step::Next { task } => cid_op::step(p, s, task),
             _ => unreachable!("not a 7.0-family step: {step:?}"),
         }
@@ -156,11 +156,11 @@ impl Family for Rewrite {
     fn after_execve(_p: &Params, s: &mut State<Self>, task: TaskId) {
         s.task_mut(task).cid_op = Some(CidOp::Fork { t: task });
     }
-    fn affinity(_p: &Params, s: &mut State<Self>, task: TaskId) {
+    fn affinity(p: &Params, s: &mut State<Self>, task: TaskId) {
         let t = *s.task(task);
         if let Some(m) = t.mm {
             let mm = &mut s.mms[m as usize];
-            if cid::update_cpus_allowed(&mut mm.cid, t.affinity) && mm.irq_work.is_none() {
+            if cid::update_cpus_allowed(&mut mm.cid, t.affinity, &p.sw) && mm.irq_work.is_none() {
                 mm.irq_work = Some(t.cpu);
             }
         }
@@ -199,6 +199,38 @@ impl Family for Rewrite {
     }
     fn rename_op(op: CidOp, r: &dyn Fn(TaskId) -> TaskId) -> CidOp {
         op.rename(r)
+    }
+    fn task_key(cid: &TaskCid, op: Option<&CidOp>) -> u64 {
+        // Op tag (4 bits) and its payload without task ids (up to 21 bits), the active flag, the
+        // raw CID word (32 bits).
+        let op: u64 = match op {
+            None => 0,
+            Some(&CidOp::Fork { .. }) => 1,
+            Some(&CidOp::ForkSpinLocked { first_user, .. }) => 2 | (first_user as u64) << 4,
+            Some(&CidOp::ForkGetCid { .. }) => 3,
+            Some(&CidOp::ForkSpinMutex { .. }) => 4,
+            Some(&CidOp::Exit { .. }) => 5,
+            Some(&CidOp::LastUserSync) => 6,
+            Some(&CidOp::Work) => 7,
+            Some(&CidOp::TasksToCpus { next }) => 8 | (next as u64) << 4,
+            Some(&CidOp::TasksToCpusBudgeted { pass, i, j, budget }) => {
+                9 | (pass as u64 & 3) << 4
+                    | (i as u64 & 31) << 6
+                    | (j as u64 & 31) << 11
+                    | (budget as u64 & 31) << 16
+            }
+            Some(&CidOp::CpusToTasks { cpu, then }) => {
+                let then: u64 = match then {
+                    cid_op::AfterCpusToTasks::Unlock => 0,
+                    cid_op::AfterCpusToTasks::ForkGetCid(_) => 1,
+                    cid_op::AfterCpusToTasks::ForkLocked(_) => 2,
+                };
+                10 | (cpu as u64 & 15) << 4 | then << 8
+            }
+            Some(&CidOp::ForkLocked { .. }) => 11,
+            Some(&CidOp::ExecAssign { spun }) => 12 | (spun as u64) << 4,
+        };
+        op << 33 | (cid.active as u64) << 32 | cid.cid.raw() as u64
     }
 
     fn name(p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {

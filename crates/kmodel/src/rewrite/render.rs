@@ -24,6 +24,9 @@ pub fn name(p: &Params, s: &State<Rewrite>, step: Step) -> Option<(String, &'sta
             let t = s.task(task);
             let (f, a) = match t.cid_op? {
                 CidOp::Fork { t } => ("sched_mm_cid_fork", Some(tn(t))),
+                CidOp::ForkLocked { t } => ("sched_mm_cid_fork_locked", Some(tn(t))),
+                CidOp::ExecAssign { spun: false } => ("mm_cid_schedin", Some(tn(task))),
+                CidOp::ExecAssign { spun: true } => ("sched_mm_cid_fork_return", None),
                 CidOp::ForkGetCid { t } => ("get_cid", Some(tn(t))),
                 CidOp::Exit { t: who } => {
                     let f = if matches!(t.op, Op::Exec { .. }) {
@@ -98,7 +101,7 @@ pub fn effects(before: &State<Rewrite>, after: &State<Rewrite>, out: &mut Vec<St
             }
         }
         if x.faults != y.faults {
-            out.push(format!("{pre}FAULT {:?}", y.faults));
+            out.push(format!("{pre}FAULT {}", faults_words(&y.faults, y.np)));
         }
         if ma.irq_work != mb.irq_work && mb.irq_work.is_some() {
             out.push(format!("{pre}irq_work queued"));
@@ -177,7 +180,7 @@ pub fn state_report(s: &State<Rewrite>) -> String {
             if c.faults == Default::default() {
                 String::new()
             } else {
-                format!(", faults {:?}", c.faults)
+                format!(", FAULT {}", faults_words(&c.faults, c.np))
             }
         );
         for cpu in 0..s.np() {
@@ -208,16 +211,70 @@ pub fn state_report(s: &State<Rewrite>) -> String {
         };
         let _ = writeln!(
             out,
-            "  T{i}: {:?} on CPU{}, {mm}, cid {}, active {}, {vis}, in {:?}{}",
+            "  T{i}: {:?} on CPU{}, {mm}, cid {}, active {}, {vis}, in {}{}",
             t.sched,
             t.cpu,
             t.cid.cid,
             t.cid.active as u8,
-            t.op,
-            t.cid_op.map_or_else(String::new, |c| format!(" / {c:?}"))
+            crate::trace::op_words(&t.op),
+            t.cid_op
+                .map_or_else(String::new, |c| format!("; {}", cid_op_words(c)))
         );
     }
     out
+}
+
+/// A CID operation in kernel words (state reports).
+pub fn cid_op_words(op: CidOp) -> String {
+    match op {
+        CidOp::Fork { t } => format!("next sched_mm_cid_fork(T{t})"),
+        CidOp::ForkLocked { t } => format!("sched_mm_cid_fork(T{t}) after the revive walk (mutex held)"),
+        CidOp::ExecAssign { spun: false } => "next mm_cid_schedin(current) (mutex held)".into(),
+        CidOp::ExecAssign { spun: true } => "after mm_cid_schedin(current) (mutex held)".into(),
+        CidOp::ForkSpinLocked { t, .. } => {
+            format!("sched_mm_cid_fork(T{t}) spinning in get_cid (mm_cid.lock held, IRQs off)")
+        }
+        CidOp::ForkGetCid { t } => format!("sched_mm_cid_fork(T{t}), next get_cid (mutex held)"),
+        CidOp::ForkSpinMutex { t } => format!("sched_mm_cid_fork(T{t}) spinning in get_cid (mutex held)"),
+        CidOp::Exit { t } => format!("next sched_mm_cid_exit(T{t})"),
+        CidOp::LastUserSync => "last user, next irq_work_sync".into(),
+        CidOp::Work => "next mm_cid_work_fn".into(),
+        CidOp::TasksToCpus { .. } | CidOp::TasksToCpusBudgeted { .. } => {
+            "in mm_cid_fixup_tasks_to_cpus (mutex held)".into()
+        }
+        CidOp::CpusToTasks { cpu, .. } => {
+            format!("in mm_cid_fixup_cpus_to_tasks, next CPU{cpu} (mutex held)")
+        }
+    }
+}
+
+/// Recorded faults in kernel words.
+pub fn faults_words(f: &mmcid_cid::DropFaults, np: u8) -> String {
+    let mut w = Vec::new();
+    if let Some(b) = f.out_of_range {
+        w.push(format!("clear_bit({b:#x}) outside the {np}-bit bitmap"));
+    }
+    if let Some(b) = f.already_clear {
+        w.push(format!("clear_bit({b}) of a bit nobody owned"));
+    }
+    if let Some(site) = f.warn {
+        w.push(format!("WARN_ON_ONCE: {}", warn_words(site)));
+    }
+    w.join(", ")
+}
+
+/// A WARN site in kernel words.
+pub fn warn_words(site: mmcid_cid::WarnSite) -> &'static str {
+    use mmcid_cid::WarnSite as W;
+    match site {
+        W::ForkCidNotUnset => "sched_mm_cid_fork: the task already has a CID",
+        W::ExitSwitchedToPerCpu => "sched_mm_cid_exit: removing a user switched to per-CPU",
+        W::ExitForeignMm => "sched_mm_cid_exit: a mode switch while current uses another mm",
+        W::WorkSwitchedToPerCpu => "mm_cid_work_fn: re-evaluation switched to per-CPU",
+        W::ReviveNotTransit => {
+            "sched_mm_cid_fork (fix-execve-revive): mode of an mm without users is not TRANSIT"
+        }
+    }
 }
 
 /// Who owns each set bit (for explaining I4 and stalls): `bit 2: T3 (plain)`.
@@ -285,7 +342,7 @@ pub fn explain(property: &str, agent: Option<u16>, s: &State<Rewrite>) -> String
             why.push(format!("drop() cleared bit {b}, which nobody owned"));
         }
         if let Some(w) = c.faults.warn {
-            why.push(format!("WARN_ON: {w:?}"));
+            why.push(format!("WARN_ON_ONCE: {}", warn_words(w)));
         }
     }
     let head = match (property, agent) {

@@ -228,6 +228,14 @@ fn complete(p: &Params, s: &mut State<Rewrite>, walker: TaskId, m: MmId, mode: M
             then: AfterCpusToTasks::ForkGetCid(child),
             ..
         } => Some(CidOp::ForkGetCid { t: child }),
+        CidOp::CpusToTasks {
+            then: AfterCpusToTasks::ForkLocked(child),
+            ..
+        } => Some(CidOp::ForkLocked { t: child }),
+        // The end of sched_mm_cid_fork's tasks->CPUs walk.
+        CidOp::TasksToCpus { .. } | CidOp::TasksToCpusBudgeted { .. } => {
+            crate::rewrite::cid_op::fork_cid_done(p, s, walker, false)
+        }
         _ => None,
     };
     // Without a next step the initiator releases mutex and continues its operation.
