@@ -11,7 +11,9 @@
 //! U1 is upstream's `de3ab9bd3133` (7.1.3). The 7.0 design has them all off.
 
 /// S1: where `fork()` registers the child as a CID user.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub enum Registration {
     /// 7.0 (b2e48c429ec5): in `sched_post_fork`, after the child is published in the thread and
     /// task lists.
@@ -21,7 +23,9 @@ pub enum Registration {
 }
 
 /// S3: how `fixup_tasks_to_cpus` finds the tasks to fix up.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub enum TaskWalk {
     /// 7.0 (192d852129b1): walk `mm.user_list`, exactly the active users.
     UserList,
@@ -34,7 +38,9 @@ pub enum TaskWalk {
 }
 
 /// S6: what an exit that switches the mm back to per-task does with its own CPU's slot.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub enum ExitLocalSlot {
     /// 6.19-rc8+ (007d84287c74): `drop_on_cpu(this CPU's slot)`.
     DropOnCpu,
@@ -44,7 +50,9 @@ pub enum ExitLocalSlot {
 
 /// One design as switches on the 7.0 code. See [`Switches::V7_0`] and the design table in the
 /// kernel model for the named designs.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Switches {
     /// S1: registration point in fork.
     pub registration: Registration,

@@ -3,6 +3,7 @@
 //! the fuzz targets (`crates/cli/fuzz`) reach the argument layer without starting a process.
 
 mod bench_percid;
+mod bounds;
 mod check;
 mod designs;
 pub mod exit;
@@ -12,6 +13,7 @@ mod observe;
 mod oracle;
 mod progress;
 mod replay;
+pub mod schema;
 mod sim;
 mod sim_kernel;
 pub mod stop;
@@ -70,6 +72,8 @@ enum Cmd {
     /// invariants checked as it runs. Default: every design, workload `mixed`, 64 CPUs, 10^6
     /// switches each. Exit status: 0 no violation, 1 a violation in some run, 2 usage or input error.
     Sim(sim::Args),
+    /// Print the JSON Schema of a command's --json output (or write them all with --out).
+    Schema(schema::Args),
 }
 
 /// Runs the command line `args` (program name first) and returns the exit status.
@@ -94,6 +98,7 @@ where
         Cmd::Observe(a) => observe::run(a),
         Cmd::BenchPercid(a) => bench_percid::run(a),
         Cmd::Sim(a) => sim::run(a),
+        Cmd::Schema(a) => schema::run(a),
     }
 }
 
@@ -121,7 +126,7 @@ where
         Cmd::Hunt(a) => design(&a.design),
         Cmd::Matrix(a) => a.designs.iter().try_for_each(|d| design(d)),
         Cmd::Sim(a) => a.design.iter().try_for_each(|d| design(d)),
-        Cmd::Replay(_) | Cmd::Designs(_) | Cmd::Observe(_) | Cmd::BenchPercid(_) => Ok(()),
+        Cmd::Replay(_) | Cmd::Designs(_) | Cmd::Observe(_) | Cmd::BenchPercid(_) | Cmd::Schema(_) => Ok(()),
     };
     checked.map_err(|e| format!("mmcid {}: {e}", subcommand(&args).unwrap_or("")))
 }

@@ -3,13 +3,45 @@
 use std::fmt::Write as _;
 
 use mmcid_engine::{NoObserver, Options};
+use mmcid_kmodel::checker::ViolationKind;
 use mmcid_kmodel::invariants::Property;
 use mmcid_kmodel::{Config, Family, KernelModel, ModelVisitor, with_model};
 use mmcid_oracle::{OracleRun, serve_explorer, stateright_bfs};
 use serde::Serialize;
 
-use crate::check::{Bounds, args_line};
+use crate::bounds::{Bounds, args_line};
 use crate::exit;
+
+/// The result of `mmcid check --engine stateright` (its `--json` output; schema:
+/// `docs/schema/check-stateright.json`): no traces, since stateright's are not shortest.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct StaterightCheck {
+    /// JSON format version (the same as `check`'s).
+    pub format_version: u32,
+    /// Always `stateright`.
+    pub engine: &'static str,
+    /// Design name.
+    pub design: String,
+    /// The configuration.
+    pub config: Config,
+    /// Distinct states (no symmetry reduction).
+    pub unique_states: u64,
+    /// States generated.
+    pub states: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// The invariants violated.
+    pub violations: Vec<StaterightViolation>,
+}
+
+/// An invariant stateright found violated.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct StaterightViolation {
+    /// The property.
+    pub property: Property,
+    /// Always `invariant` (stateright does not look for stalls here).
+    pub kind: ViolationKind,
+}
 
 /// Checks `cfg` with stateright's BFS: unique states and which properties fired (no symmetry, no
 /// stall detection, traces not shortest).
@@ -35,11 +67,23 @@ pub fn check(cfg: &Config, json: bool) -> i32 {
         .filter(|n| Property::from_id(n).is_some_and(Property::is_invariant))
         .collect();
     if json {
-        let v = serde_json::json!({
-            "engine": "stateright", "design": cfg.design, "config": cfg,
-            "unique_states": r.unique_states, "states": r.states, "seconds": r.seconds,
-            "violations": violated.iter().map(|p| serde_json::json!({"property": p, "kind": "invariant"})).collect::<Vec<_>>(),
-        });
+        let v = StaterightCheck {
+            format_version: mmcid_kmodel::checker::FORMAT_VERSION,
+            engine: "stateright",
+            design: cfg.design.clone(),
+            config: cfg.clone(),
+            unique_states: r.unique_states,
+            states: r.states,
+            seconds: r.seconds,
+            violations: violated
+                .iter()
+                .filter_map(|p| Property::from_id(p))
+                .map(|property| StaterightViolation {
+                    property,
+                    kind: ViolationKind::Invariant,
+                })
+                .collect(),
+        };
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
         println!("mmcid (stateright engine) | {}", args_line(cfg));
@@ -102,15 +146,18 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub stateright_threads: u16,
     /// Worker threads for ours, besides the single-worker run (default: all cores), at least 1.
-    #[arg(long, default_value_t = mmcid_engine::all_cores(), value_parser = crate::check::workers)]
+    #[arg(long, default_value_t = mmcid_engine::all_cores(), value_parser = crate::bounds::workers)]
     pub workers: usize,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Version of `mmcid bench --json` (1: the first with a version and a schema).
+pub const BENCH_FORMAT_VERSION: u32 = 1;
+
 /// One engine's figures.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct EngineFigures {
     /// Distinct states.
     pub unique_states: u64,
@@ -124,9 +171,11 @@ pub struct EngineFigures {
     pub peak_rss_per_state: Option<f64>,
 }
 
-/// The result of `mmcid bench`.
-#[derive(Serialize)]
+/// The result of `mmcid bench` (its `--json` output; schema: `docs/schema/bench.json`).
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Bench {
+    /// JSON format version.
+    pub format_version: u32,
     /// The configuration.
     pub config: Config,
     /// Our engine, symmetry and liveness off, one worker.
@@ -209,6 +258,7 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
         return exit::VIOLATION;
     }
     let b = Bench {
+        format_version: BENCH_FORMAT_VERSION,
         ratio: ours.states_per_s / stateright.states_per_s,
         config: cfg,
         ours,

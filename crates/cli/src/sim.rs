@@ -191,9 +191,13 @@ fn run_inner(args: &Args) -> Result<i32, String> {
         return Ok(code);
     }
     if args.json {
+        let report = SimReport {
+            format_version: FORMAT_VERSION,
+            runs: outs,
+        };
         println!(
             "{}",
-            serde_json::to_string_pretty(&outs).map_err(|e| e.to_string())?
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
         );
     } else {
         for w in &workloads {
@@ -230,6 +234,18 @@ fn run_inner(args: &Args) -> Result<i32, String> {
         }
     }
     Ok(code)
+}
+
+/// Version of `mmcid sim --json` (2: an object with a version around the runs).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// `mmcid sim --json` (schema: `docs/schema/sim.json`).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct SimReport {
+    /// JSON format version.
+    pub format_version: u32,
+    /// One entry per design, workload and seed.
+    pub runs: Vec<Outcome>,
 }
 
 fn rayon_threads() -> usize {

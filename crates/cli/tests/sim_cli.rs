@@ -35,7 +35,7 @@ fn every_design_in_one_table_and_as_json() {
     ]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    let runs = v.as_array().expect("an array of runs");
+    let runs = v["runs"].as_array().expect("an array of runs");
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0]["design"], "7.0");
     assert!(

@@ -142,7 +142,7 @@ pub struct Finding<A> {
 }
 
 /// Why a search stopped before exhausting the state space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Cut {
     /// `max_states` was reached.

@@ -5,26 +5,108 @@
 use mmcid_engine::{
     Cut, EngineError, FindingKind, Model, Observer, Options, PropertyKind, Report, check, trace_states,
 };
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::family::{Family, ModelVisitor, with_model};
-use crate::invariants::Property;
+use crate::invariants::{Class, Property};
 use crate::model::KernelModel;
 use crate::ops::Step;
 use crate::state::State;
 use crate::trace::{self, TraceStep};
 
-/// Version of the JSON output format.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version of the JSON output format (3: property statuses carry their `kind`; `kind` and
+/// `status` are closed sets, described in `docs/schema/`).
+pub const FORMAT_VERSION: u32 = 3;
 
-/// One violation (or reachability witness) in kernel terms.
-#[derive(Clone, Debug, Serialize)]
+/// What a violation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationKind {
+    /// An invariant fails in the last state of the trace.
+    Invariant,
+    /// A CPU spins in `get_cid` and no continuation within the bounds releases it.
+    Stall,
+    /// A CPU spins forever on a weakly fair cycle while the others keep moving.
+    Livelock,
+}
+
+impl ViolationKind {
+    /// Its name in reports (`invariant`, `stall`, `livelock`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationKind::Invariant => "invariant",
+            ViolationKind::Stall => "stall",
+            ViolationKind::Livelock => "livelock",
+        }
+    }
+}
+
+impl std::fmt::Display for ViolationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ViolationKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The verdict on one property after a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// An invariant held in every state of a complete search.
+    Holds,
+    /// An invariant failed in some state.
+    Violated,
+    /// A reachability goal was reached.
+    Reached,
+    /// A complete search never reached a reachability goal.
+    NotReached,
+    /// Not violated or reached, but the search was cut: nothing can be claimed.
+    Unknown,
+    /// A property about the 7.0 family's modes, in a design without modes.
+    NotApplicable,
+}
+
+impl Status {
+    /// Its name in reports (`holds`, `violated`, `reached`, `not_reached`, `unknown`,
+    /// `not_applicable`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Holds => "holds",
+            Status::Violated => "violated",
+            Status::Reached => "reached",
+            Status::NotReached => "not_reached",
+            Status::Unknown => "unknown",
+            Status::NotApplicable => "not_applicable",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Status {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// One violation in kernel terms.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Violation {
     /// Property id (`I1`…), or `stall` / `livelock`.
     pub property: String,
-    /// `invariant`, `stall`, `livelock` (or `sometimes` for a reachability witness).
-    pub kind: &'static str,
+    /// What kind of violation it is.
+    pub kind: ViolationKind,
     /// The property's sentence.
     pub description: String,
     /// Length of the shortest trace (for a live lock: of the prefix).
@@ -43,25 +125,27 @@ pub struct Violation {
     pub what: String,
     /// The raw steps (for `--save-trace`).
     #[serde(skip)]
+    #[schemars(skip)]
     pub steps: Vec<Step>,
 }
 
 /// The status of one property after a run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct PropertyStatus {
-    /// Property id.
-    pub property: String,
-    /// Its sentence.
+    /// The property.
+    pub property: Property,
+    /// Invariant or reachability goal.
+    pub kind: Class,
+    /// Its promise, in the kernel's terms.
     pub description: String,
-    /// `holds`, `violated`, `reached`, `not_reached`, `unknown` (search incomplete),
-    /// `not_applicable` (a mode property of a design without modes).
-    pub status: &'static str,
+    /// The verdict.
+    pub status: Status,
     /// Depth of the shortest witness, if any.
     pub depth: Option<u32>,
 }
 
-/// The result of `mmcid check`.
-#[derive(Clone, Debug, Serialize)]
+/// The result of `mmcid check` (its `--json` output; schema: `docs/schema/check.json`).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct CheckOutcome {
     /// JSON format version.
     pub format_version: u32,
@@ -221,14 +305,15 @@ pub fn outcome<F: Family>(
     let modes = F::KIND == crate::config::FamilyKind::Rewrite;
     let mut statuses: Vec<PropertyStatus> = Property::ALL
         .iter()
-        .map(|p| PropertyStatus {
-            property: p.id().into(),
+        .map(|&p| PropertyStatus {
+            property: p,
+            kind: p.class(),
             description: p.promise().into(),
             status: match (p.kind(), r.complete) {
-                (PropertyKind::Sometimes, _) if !modes && p.about_modes() => "not_applicable",
-                (PropertyKind::Always, true) => "holds",
-                (PropertyKind::Sometimes, true) => "not_reached",
-                _ => "unknown",
+                (PropertyKind::Sometimes, _) if !modes && p.about_modes() => Status::NotApplicable,
+                (PropertyKind::Always, true) => Status::Holds,
+                (PropertyKind::Sometimes, true) => Status::NotReached,
+                _ => Status::Unknown,
             },
             depth: None,
         })
@@ -243,9 +328,9 @@ pub fn outcome<F: Family>(
         };
         if let Some(p) = f.property {
             statuses[p].status = if f.kind == FindingKind::Sometimes {
-                "reached"
+                Status::Reached
             } else {
-                "violated"
+                Status::Violated
             };
             statuses[p].depth = Some(depth);
         }
@@ -261,17 +346,21 @@ pub fn outcome<F: Family>(
             FindingKind::Invariant => {
                 let p = Property::from_index(f.property.expect("an invariant finding names its property"))
                     .expect("a property of this model");
-                (p.id().to_string(), p.promise().to_string(), "invariant")
+                (
+                    p.id().to_string(),
+                    p.promise().to_string(),
+                    ViolationKind::Invariant,
+                )
             }
             FindingKind::Stall => (
                 "stall".into(),
                 "a CPU spins in get_cid and no continuation within the bounds releases it".into(),
-                "stall",
+                ViolationKind::Stall,
             ),
             FindingKind::Livelock => (
                 "livelock".into(),
                 "a CPU spins in get_cid forever on a weakly fair cycle while the others keep moving".into(),
-                "livelock",
+                ViolationKind::Livelock,
             ),
             FindingKind::Sometimes => unreachable!(),
         };

@@ -1,10 +1,11 @@
 //! What to model: the design, the machine, the process, and the operation budgets.
 
 use mmcid_cid::{ExitLocalSlot, MAX_CPUS, Registration, Switches, TaskWalk};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Which CID code a design runs: the run-time tag of a [`crate::family::Family`] type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum FamilyKind {
     /// The 7.0 rewrite and its predecessors back to 6.19-rc7, selected by [`Design::switches`].
     Rewrite,
@@ -182,7 +183,7 @@ pub fn design(name: &str) -> Result<&'static Design, String> {
 
 /// How many operations of each kind the model may start, summed over all tasks. Each started
 /// operation consumes one unit; the model's choice is which running task starts it and when.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct Budgets {
     /// `pthread_create`: clone(CLONE_VM|CLONE_THREAD).
     pub forks: u8,
@@ -240,7 +241,7 @@ fn is_zero(x: &u8) -> bool {
 }
 
 /// A model configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Config {
     /// Design name (see [`DESIGNS`]).
     pub design: String,

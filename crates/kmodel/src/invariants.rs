@@ -28,10 +28,11 @@
 //!   below `nr_cpus_allowed`, or `cid_lock` held by another CPU).
 
 use mmcid_engine::{PropertyInfo, PropertyKind};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A property of the kernel model. The discriminant is its index in the engine's property list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub enum Property {
     /// No two running tasks of an mm hold the same CID.
     I1,
@@ -150,6 +151,13 @@ impl Property {
     pub fn is_invariant(self) -> bool {
         self.kind() == PropertyKind::Always
     }
+    /// Its kind as reports name it: an invariant or a reachability goal.
+    pub fn class(self) -> Class {
+        match self.kind() {
+            PropertyKind::Always => Class::Invariant,
+            PropertyKind::Sometimes => Class::Reachability,
+        }
+    }
     /// Does it describe the 7.0 family's modes (so it does not apply to the designs without
     /// modes, 6.3 and 6.18)? R4, a spin, applies to every design.
     pub fn about_modes(self) -> bool {
@@ -160,6 +168,35 @@ impl Property {
 impl std::fmt::Display for Property {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.id())
+    }
+}
+
+/// The sentence for a finding on `property` (an id, or `stall` / `livelock`) when no specific
+/// fact of the state explains it: the property's promise, stated as broken.
+pub fn broken_promise(property: &str) -> String {
+    match Property::from_id(property) {
+        Some(p) => format!("{p} is broken: it promises that {}", p.promise()),
+        None => format!("{property} (no single task, CPU or bit explains it)"),
+    }
+}
+
+/// What a property promises, as reports (and their JSON) name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// It must hold in every reachable state; a state where it does not is a violation.
+    Invariant,
+    /// Some reachable state should show it; reaching it shows the bounds exercise that behaviour.
+    Reachability,
+}
+
+impl Class {
+    /// Its name in reports (`invariant`, `reachability`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Invariant => "invariant",
+            Class::Reachability => "reachability",
+        }
     }
 }
 

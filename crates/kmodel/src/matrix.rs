@@ -13,7 +13,7 @@ use crate::config::{Budgets, Config, DESIGNS};
 use crate::invariants::Property;
 
 /// One configuration of the grid.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct GridConfig {
     /// A short name (`c3t2f2`).
     pub name: String,
@@ -208,7 +208,7 @@ pub fn default_grid() -> Vec<GridConfig> {
 }
 
 /// The verdict of one property in one design, over the whole grid.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Cell {
     /// `holds` (every config complete, never violated), `violated`, `incomplete` (not violated,
     /// some config capped), `reached` / `not_reached` (for R properties).
@@ -220,7 +220,7 @@ pub struct Cell {
 }
 
 /// One design's row.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Row {
     /// Design name.
     pub design: &'static str,
@@ -235,7 +235,7 @@ pub struct Row {
 }
 
 /// The whole matrix.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Matrix {
     /// JSON format version.
     pub format_version: u32,
@@ -320,9 +320,9 @@ pub fn run(
             for p in &o.properties {
                 let (_, cell) = cells
                     .iter_mut()
-                    .find(|(n, _)| *n == p.property)
+                    .find(|(n, _)| *n == p.property.id())
                     .expect("property");
-                merge(cell, p.status, p.depth, &gc.name);
+                merge(cell, p.status.as_str(), p.depth, &gc.name);
             }
             let stall = o
                 .violations

@@ -13,8 +13,10 @@ use crate::scenario::{self, Scenario};
 use crate::trace::{self, TraceStep};
 
 /// The result of a replay.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ReplayOutcome {
+    /// JSON format version (the same as `check`'s, [`crate::checker::FORMAT_VERSION`]).
+    pub format_version: u32,
     /// Design.
     pub design: String,
     /// The configuration.
@@ -36,7 +38,7 @@ pub struct ReplayOutcome {
 }
 
 /// An invariant that fired during a replay.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct FiredAt {
     /// Property id.
     pub property: &'static str,
@@ -104,6 +106,7 @@ pub fn replay_model<F: Family>(
         }
     };
     Ok(ReplayOutcome {
+        format_version: crate::checker::FORMAT_VERSION,
         design: cfg.design.clone(),
         config: cfg,
         steps: described,

@@ -216,7 +216,7 @@ pub fn state_line<F: Family>(s: &State<F>) -> String {
     F::state_line(s)
 }
 /// One rendered step of a trace (the JSON form of a trace step).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TraceStep {
     /// Step number (1-based).
     pub step: usize,
@@ -383,6 +383,17 @@ pub fn op_words(op: &Op) -> String {
         Op::VforkWait { child } => format!("vfork, waiting for T{child}"),
         Op::Work { mm } => format!("the work of mm{mm}"),
         Op::KworkerIdle => "idle kworker".to_string(),
+    }
+}
+
+/// The scheduler state in words (state reports).
+pub fn sched_words(s: Sched) -> &'static str {
+    match s {
+        Sched::New => "new (not yet woken)",
+        Sched::Running => "running",
+        Sched::Runnable => "runnable",
+        Sched::Sleeping => "sleeping",
+        Sched::Dead => "dead",
     }
 }
 

@@ -1,7 +1,8 @@
 //! The checker on the kernel model: the seed's bug found from the design alone, symmetry never
 //! hiding a violation, and trace replay.
 
-use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness};
+use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness, Status};
+use mmcid_kmodel::invariants::Property;
 use mmcid_kmodel::scenario::{self, Scenario};
 use mmcid_kmodel::{Budgets, Config, Family, KernelModel, Rewrite};
 
@@ -69,14 +70,14 @@ fn the_seed_bug_is_found_from_the_design_alone_as_a_shortest_stall() {
         stall.what
     );
     // the root cause shows earlier: I6 right after the walk completes, I8v at the registration
-    let depth = |p: &str| {
+    let depth = |p: Property| {
         o.properties
             .iter()
             .find(|s| s.property == p)
             .and_then(|s| s.depth)
     };
-    assert_eq!(depth("I6"), Some(9));
-    assert_eq!(depth("I8v"), Some(3));
+    assert_eq!(depth(Property::I6), Some(9));
+    assert_eq!(depth(Property::I8v), Some(3));
 }
 
 #[test]
@@ -90,8 +91,8 @@ fn the_same_bounds_under_7_0_show_nothing() {
     assert!(
         o.properties
             .iter()
-            .filter(|p| !p.property.starts_with('R'))
-            .all(|p| p.status == "unknown")
+            .filter(|p| p.property.is_invariant())
+            .all(|p| p.status == Status::Unknown)
     );
 }
 

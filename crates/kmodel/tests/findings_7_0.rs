@@ -23,7 +23,7 @@ fn replay(text: &str) -> (KernelModel<Rewrite>, State<Rewrite>, Vec<(&'static st
         fired.clear();
         model.check(&s, &mut fired);
         for &p in &fired {
-            let prop = Property::ALL[p];
+            let prop = Property::from_index(p).expect("a property of the model");
             let n = prop.id();
             if prop.is_invariant() && !first.iter().any(|(x, _)| *x == n) {
                 first.push((n, i + 1));
@@ -95,7 +95,12 @@ fn f1_is_found_by_the_checker_from_the_design_alone() {
         .findings
         .iter()
         .filter(|f| f.kind == FindingKind::Invariant && f.property != Some(i2))
-        .map(|f| Property::ALL[f.property.unwrap()].id())
+        .map(|f| {
+            f.property
+                .and_then(Property::from_index)
+                .expect("an invariant finding")
+                .id()
+        })
         .collect();
     assert!(others.is_empty(), "{others:?}");
 }
@@ -148,7 +153,12 @@ fn f4_is_found_by_the_checker_from_the_design_alone() {
         .findings
         .iter()
         .filter(|f| f.kind == FindingKind::Invariant)
-        .map(|f| Property::ALL[f.property.unwrap()].id())
+        .map(|f| {
+            f.property
+                .and_then(Property::from_index)
+                .expect("an invariant finding")
+                .id()
+        })
         .collect();
     assert_eq!(
         invariants,

@@ -28,7 +28,7 @@ fn found(o: &CheckOutcome) -> Vec<(String, u32)> {
         .properties
         .iter()
         .filter(|p| p.status == "violated")
-        .map(|p| (p.property.clone(), p.depth.unwrap_or(0)))
+        .map(|p| (p.property.id().to_string(), p.depth.unwrap_or(0)))
         .collect();
     if let Some(d) = o
         .violations
@@ -45,7 +45,7 @@ fn found(o: &CheckOutcome) -> Vec<(String, u32)> {
 fn reached(o: &CheckOutcome, id: &str) -> bool {
     o.properties
         .iter()
-        .any(|p| p.property == id && p.status == "reached")
+        .any(|p| p.property.id() == id && p.status == "reached")
 }
 
 fn pairs(v: &[(&str, u32)]) -> Vec<(String, u32)> {

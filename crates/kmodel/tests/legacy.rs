@@ -16,7 +16,12 @@ fn run(cfg: &Config, liveness: Liveness) -> CheckOutcome {
 }
 
 fn status<'a>(o: &'a CheckOutcome, p: &str) -> &'a str {
-    o.properties.iter().find(|s| s.property == p).unwrap().status
+    o.properties
+        .iter()
+        .find(|s| s.property.id() == p)
+        .unwrap()
+        .status
+        .as_str()
 }
 
 fn violated(o: &CheckOutcome) -> Vec<&str> {

@@ -25,7 +25,7 @@ fn verdicts(o: &CheckOutcome) -> Vec<(String, &'static str)> {
     let mut v: Vec<(String, &'static str)> = o
         .properties
         .iter()
-        .map(|p| (p.property.clone(), p.status))
+        .map(|p| (p.property.id().to_string(), p.status.as_str()))
         .collect();
     let stall = o.violations.iter().any(|v| v.kind == "stall");
     v.push(("stall".into(), if stall { "violated" } else { "holds" }));

@@ -179,7 +179,7 @@ pub struct Cpu {
 }
 
 /// Why a run stopped early.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Violation {
     /// Property id (I1, I2, I4, ..., stall).
     pub property: String,

@@ -135,7 +135,7 @@ impl Hist {
 }
 
 /// count, mean, p50, p99, max of a distribution.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Summary {
     /// Number of values.
     pub count: u64,

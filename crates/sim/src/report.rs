@@ -12,7 +12,7 @@ use crate::machine::{Machine, Violation};
 use crate::metrics::Summary;
 
 /// Cost of the CID code per context switch (means over all switches).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PerSwitch {
     /// Atomics on the CID bitmap.
     pub bit_ops: f64,
@@ -25,7 +25,7 @@ pub struct PerSwitch {
 }
 
 /// What one run reports. Times are simulated nanoseconds unless named otherwise.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Outcome {
     /// Design.
     pub design: String,
@@ -100,7 +100,7 @@ pub struct Outcome {
 }
 
 /// Operation counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Ops {
     /// pthread_create.
     pub forks: u64,

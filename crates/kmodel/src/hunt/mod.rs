@@ -148,7 +148,7 @@ impl HuntOptions {
 }
 
 /// A root-cause signature (see the module doc).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 pub struct Signature {
     /// Property id, or `stall`.
     pub property: String,
@@ -182,7 +182,7 @@ const OPERATIONS: &[&str] = &[
 ];
 
 /// One distinct finding.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct HuntFinding {
     /// Its signature, as text.
     pub signature: String,
@@ -224,7 +224,7 @@ impl HuntFinding {
     }
     /// `invariant` or `stall`.
     pub fn kind(&self) -> &str {
-        self.violation.kind
+        self.violation.kind.as_str()
     }
     /// Length of the trace.
     pub fn depth(&self) -> u32 {
@@ -233,7 +233,7 @@ impl HuntFinding {
 }
 
 /// The result of a hunt.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct HuntReport {
     /// JSON format version.
     pub format_version: u32,
@@ -887,7 +887,7 @@ pub fn signature_of<F: Family>(
     let m = &m;
     let states = engine::trace_states(model, &trace_of(&m.steps)).unwrap_or_default();
     let property = match m.property {
-        Some(p) => Property::ALL[p].id().to_string(),
+        Some(p) => Property::from_index(p).map_or("?", Property::id).to_string(),
         None => "stall".to_string(),
     };
     if states.len() != m.steps.len() + 1 {

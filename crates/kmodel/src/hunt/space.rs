@@ -15,7 +15,7 @@ use rand::Rng;
 use crate::config::{Budgets, Config, FamilyKind as Family};
 
 /// Bounds of a part of the configuration space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Limits {
     /// Most CPUs.
     pub max_cpus: u8,
