@@ -217,6 +217,28 @@ pub struct LegacyFaults {
     pub no_cid: bool,
 }
 
+impl fmt::Display for LegacyFaults {
+    /// What went wrong, in the kernel's terms: `clear_bit(2147483648) outside the cidmask`, ...;
+    /// `none` when nothing did.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(b) = self.out_of_range {
+            parts.push(format!("clear_bit({b}) outside the cidmask"));
+        }
+        if let Some(b) = self.already_clear {
+            parts.push(format!("clear_bit({b}) of a bit already clear"));
+        }
+        if self.no_cid {
+            parts.push("a task was handed mm_cid -1 (no free bit)".to_string());
+        }
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
 impl LegacyFaults {
     /// Records the result of a `clear_bit(i)`.
     pub(crate) fn record(&mut self, i: u32, r: crate::pool::Cleared) {

@@ -12,7 +12,10 @@
 
 use std::fmt::Write as _;
 
-use mmcid_cid::legacy::v6_18::{self, GetCont, LegacyAlloc, Migrate, Mm618, RemoteClear, Task618};
+use mmcid_cid::legacy::v6_18::{
+    self, GetCont, GetContOf, LegacyAlloc, Migrate, MigrateOf, MigrateOutcome, Mm618, RemoteClear, SlowStage,
+    Task618,
+};
 use mmcid_cid::legacy::{self as lg, LegacyCid};
 use mmcid_cid::{CpuId, CpuMask, TaskId};
 use serde::{Deserialize, Serialize};
@@ -66,6 +69,64 @@ pub enum WorkAt {
         /// The CID in flight.
         cid: LegacyCid,
     },
+}
+
+/// Where `mm_cid_get` stands, in the kernel's words (effects, state reports, stalls).
+fn get_words(k: GetCont) -> String {
+    let stage = |s: SlowStage| match s {
+        SlowStage::Unlocked => "the lock-free first try_get",
+        SlowStage::LockedFirst => "the first try_get under cid_lock",
+        SlowStage::Forced => "the forced try_get loop under cid_lock",
+    };
+    match k {
+        GetContOf::Lock { then } => format!("waits for cid_lock, then {}", stage(then)),
+        GetContOf::Lap { .. } => "another lap of the forced try_get loop after cpu_relax".into(),
+        GetContOf::Scan { stage: st } => format!(
+            "no clear bit below nr_cpus_allowed, rescans after cpu_relax ({})",
+            stage(st)
+        ),
+        GetContOf::Set { stage: st, c } => {
+            format!("found bit {c} clear, test_and_set_bit next ({})", stage(st))
+        }
+    }
+}
+
+/// Where a `sched_mm_cid_migrate_to` stands, in the kernel's words.
+fn migrate_words(m: Migrate) -> String {
+    match m {
+        MigrateOf::Done(o) => format!(
+            "done: {}",
+            match o {
+                MigrateOutcome::NoSource => "migrate_from_cpu is -1, last_mm_cid = -1",
+                MigrateOutcome::DstKeeps => "the destination slot is set and mm_users >= nr_cpus_allowed",
+                MigrateOutcome::NothingToMove => "no valid CID left in the source slot",
+                MigrateOutcome::SrcBusy => "the source CPU runs an active user, last_mm_cid = -1",
+                MigrateOutcome::StealLost => "the cmpxchg to LAZY lost (the source slot changed)",
+                MigrateOutcome::SrcBusyAfterSteal => "the source CPU runs an active user after the steal",
+                MigrateOutcome::CompleteLost => "the cmpxchg LAZY -> UNSET lost",
+                MigrateOutcome::Dropped => "stolen, the destination was set: the bit is cleared",
+                MigrateOutcome::Moved => "stolen and placed in the destination slot",
+            }
+        ),
+        MigrateOf::Fetched(c) => format!("fetched CID {} of CPU{}, the steal next", c.cid, c.src),
+        MigrateOf::Stolen(c) => format!(
+            "CPU{}'s slot is {}|LAZY, completing the steal next",
+            c.src,
+            c.cid.index()
+        ),
+        MigrateOf::InFlight(c) => format!("CID {} taken from CPU{}, mm_cid_migrate_place next", c.cid, c.src),
+    }
+}
+
+/// Where the 6.18 compaction scan (`mm_cid_work`) stands, in the kernel's words.
+fn work_words(w: WorkAt) -> String {
+    match w {
+        WorkAt::Scan { cpu } => format!("clear old considers CPU{cpu} next"),
+        WorkAt::Marked { cpu, cid } => {
+            format!("CPU{cpu}'s slot marked {cid}, sched_mm_cid_remote_clear checks its curr next")
+        }
+        WorkAt::Unset { cpu, cid } => format!("CPU{cpu}'s slot is UNSET, __mm_cid_put({cid}) next"),
+    }
 }
 
 /// Is `rq(cpu).curr` an active CID user of mm `m` (`curr->mm_cid_active && curr->mm == mm`)?
@@ -500,14 +561,17 @@ impl Family for Lazy618 {
                     } else {
                         "continues"
                     };
-                    out.push(format!("CPU{i} mm_cid_get {what}: {k:?}"));
+                    out.push(format!("CPU{i} mm_cid_get {what}: {}", get_words(k)));
                 }
                 (Some(_), None) => out.push(format!("CPU{i} mm_cid_get done")),
                 _ => {}
             }
             if a.migrating != b.migrating {
                 match b.migrating {
-                    Some((t, st)) => out.push(format!("CPU{i} migrating T{t}: {st:?} (rq lock held)")),
+                    Some((t, st)) => out.push(format!(
+                        "CPU{i} migrating T{t}: {} (rq lock held)",
+                        migrate_words(st)
+                    )),
                     None => out.push(format!("CPU{i} migration done")),
                 }
             }
@@ -560,7 +624,7 @@ impl Family for Lazy618 {
                 }
             }
             if x.faults != y.faults {
-                out.push(format!("{pre}FAULT {:?}", y.faults));
+                out.push(format!("{pre}FAULT {}", y.faults));
             }
         }
     }
@@ -637,7 +701,7 @@ impl Family for Lazy618 {
             let x = &mm.cid;
             let _ = writeln!(
                 out,
-                "mm{m}: cidmask {} of {} bits, max_nr_cid {}, mm_users {}, nr_cpus_allowed {} (mask {:#b}), use_cid_lock {}, cid_lock {:?}, faults {:?}",
+                "mm{m}: cidmask {} of {} bits, max_nr_cid {}, mm_users {}, nr_cpus_allowed {} (mask {:#b}), use_cid_lock {}, cid_lock {}, faults: {}",
                 x.cidmask,
                 x.np,
                 x.max_nr_cid,
@@ -645,7 +709,8 @@ impl Family for Lazy618 {
                 x.nr_cpus_allowed,
                 x.cpus_allowed,
                 x.use_cid_lock as u8,
-                x.cid_lock,
+                x.cid_lock
+                    .map_or_else(|| "free".to_string(), |c| format!("held by CPU{c}")),
                 x.faults
             );
             for cpu in 0..s.np() {
@@ -653,10 +718,14 @@ impl Family for Lazy618 {
                 let c = &s.cpus[cpu as usize];
                 let mut extra = String::new();
                 if let Some(k) = c.get {
-                    let _ = write!(extra, ", in mm_cid_get at {k:?} with its rq lock held");
+                    let _ = write!(extra, ", in mm_cid_get ({}) with its rq lock held", get_words(k));
                 }
                 if let Some((t, st)) = c.migrating {
-                    let _ = write!(extra, ", migrating T{t} at {st:?} with its rq lock held");
+                    let _ = write!(
+                        extra,
+                        ", migrating T{t} ({}) with its rq lock held",
+                        migrate_words(st)
+                    );
                 }
                 let rq: Vec<String> = s.runqueue(cpu).map(tn).collect();
                 let _ = writeln!(
@@ -673,16 +742,16 @@ impl Family for Lazy618 {
             let x = t.cid;
             let work = t
                 .cid_op
-                .map_or_else(String::new, |w| format!(" / mm_cid_work {w:?}"));
+                .map_or_else(String::new, |w| format!(" / mm_cid_work: {}", work_words(w)));
             let _ = writeln!(
                 out,
-                "  T{i}: {:?} on CPU{}, {mm}, mm_cid {}, last_mm_cid {}, active {}, migrate_from_cpu {:?}, in {}{work}",
-                t.sched,
+                "  T{i}: {} on CPU{}, {mm}, mm_cid {}, last_mm_cid {}, active {}, migrate_from_cpu {}, in {}{work}",
+                crate::trace::sched_words(t.sched),
                 t.cpu,
                 x.mm_cid,
                 x.last_mm_cid,
                 x.active as u8,
-                x.migrate_from_cpu,
+                x.migrate_from_cpu.map_or_else(|| "-1".to_string(), cn),
                 crate::trace::op_words(&t.op)
             );
         }
@@ -725,7 +794,8 @@ impl Family for Lazy618 {
             && let Some(k) = s.cpus[cpu as usize].get
         {
             why.push(format!(
-                "CPU{cpu} busy-waits in mm_cid_get ({k:?}) holding its rq lock with IRQs off"
+                "CPU{cpu} busy-waits in mm_cid_get ({}) holding its rq lock with IRQs off",
+                get_words(k)
             ));
         }
         for (mi, mm) in s.mms.iter().enumerate() {
@@ -753,11 +823,11 @@ impl Family for Lazy618 {
                 }
             }
             if x.faults != Default::default() {
-                why.push(format!("mm{m} faults {:?}", x.faults));
+                why.push(format!("mm{m}: {}", x.faults));
             }
         }
         if why.is_empty() {
-            format!("{property} fails")
+            crate::invariants::broken_promise(property)
         } else {
             why.join("; ")
         }

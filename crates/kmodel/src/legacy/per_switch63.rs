@@ -209,7 +209,7 @@ impl Family for PerSwitch63 {
                 out.push(format!("{pre}cidmask {} -> {}", x.cidmask, y.cidmask));
             }
             if x.faults != y.faults {
-                out.push(format!("{pre}FAULT {:?}", y.faults));
+                out.push(format!("{pre}FAULT {}", y.faults));
             }
         }
     }
@@ -260,7 +260,7 @@ impl Family for PerSwitch63 {
             let x = &mm.cid;
             let _ = writeln!(
                 out,
-                "mm{m}: cidmask {} of {} bits, faults {:?}",
+                "mm{m}: cidmask {} of {} bits, faults: {}",
                 x.cidmask, x.np, x.faults
             );
             for cpu in 0..s.np() {
@@ -273,8 +273,8 @@ impl Family for PerSwitch63 {
             let mm = t.mm.map_or_else(|| "-".to_string(), |m| format!("mm{m}"));
             let _ = writeln!(
                 out,
-                "  T{i}: {:?} on CPU{}, {mm}, mm_cid {}, active {}, in {}",
-                t.sched,
+                "  T{i}: {} on CPU{}, {mm}, mm_cid {}, active {}, in {}",
+                crate::trace::sched_words(t.sched),
                 t.cpu,
                 t.cid.mm_cid,
                 t.cid.active as u8,
@@ -320,11 +320,11 @@ impl Family for PerSwitch63 {
                 why.push(format!("mm{m}: {e}"));
             }
             if x.faults != Default::default() {
-                why.push(format!("mm{m} faults {:?}", x.faults));
+                why.push(format!("mm{m}: {}", x.faults));
             }
         }
         if why.is_empty() {
-            format!("{property} fails")
+            crate::invariants::broken_promise(property)
         } else {
             why.join("; ")
         }

@@ -211,8 +211,8 @@ pub fn state_report(s: &State<Rewrite>) -> String {
         };
         let _ = writeln!(
             out,
-            "  T{i}: {:?} on CPU{}, {mm}, cid {}, active {}, {vis}, in {}{}",
-            t.sched,
+            "  T{i}: {} on CPU{}, {mm}, cid {}, active {}, {vis}, in {}{}",
+            crate::trace::sched_words(t.sched),
             t.cpu,
             t.cid.cid,
             t.cid.active as u8,
@@ -307,14 +307,19 @@ pub fn bit_owners(s: &State<Rewrite>, m: MmId) -> Vec<String> {
     out
 }
 
-/// One sentence, in the kernel's terms, on what is wrong in `s`.
+/// One sentence, in the kernel's terms, on what is wrong in `s`: first the violated property's own
+/// sentence ([`property_sentence`]), then whatever else is off in the state.
 pub fn explain(property: &str, agent: Option<u16>, s: &State<Rewrite>) -> String {
     let mut why = Vec::new();
+    if let Some(sentence) = property_sentence(property, s) {
+        why.push(sentence);
+    }
     for (m, mm) in s.mms.iter().enumerate() {
         let m = m as MmId;
         let c = &mm.cid;
         for (id, t) in s.tasks_of(m) {
-            if t.cid.cid.on_task() && c.mode.percpu() && !walking(s, m) {
+            // (the violated property's own sentence, above, already says what it says)
+            if t.cid.cid.on_task() && c.mode.percpu() && !walking(s, m) && property != "I6" {
                 let vis = if s.published(id) {
                     ""
                 } else {
@@ -322,17 +327,26 @@ pub fn explain(property: &str, agent: Option<u16>, s: &State<Rewrite>) -> String
                 };
                 why.push(format!("T{id} owns plain CID {} in per-CPU mode{vis}", t.cid.cid));
             }
-            if t.cid.active && !s.published(id) {
+            if t.cid.active && !s.published(id) && property != "I8v" {
                 why.push(format!("T{id} is counted as a CID user before it is visible"));
             }
-            if t.cid.active && t.cid.cid.is_unset() && s.on_cpu_settled(id) && s.in_user(id) {
+            if t.cid.active
+                && t.cid.cid.is_unset()
+                && s.on_cpu_settled(id)
+                && s.in_user(id)
+                && property != "I2"
+            {
                 why.push(format!("T{id} runs in user space without a CID"));
             }
         }
-        if c.users > 0 && c.mode.in_transit() && !walking(s, m) {
+        if c.users > 0 && c.mode.in_transit() && !walking(s, m) && property != "I7" {
             why.push(format!("mode {} with no fix-up walk running", c.mode));
         }
-        if c.mode == Mode::PER_TASK && c.users > 0 && c.pcpu.iter().take(s.cpus.len()).any(|x| x.on_cpu()) {
+        if c.mode == Mode::PER_TASK
+            && c.users > 0
+            && c.pcpu.iter().take(s.cpus.len()).any(|x| x.on_cpu())
+            && property != "I6"
+        {
             why.push("a CPU still owns a CID in per-task mode".into());
         }
         if let Some(b) = c.faults.out_of_range {
@@ -378,10 +392,178 @@ pub fn explain(property: &str, agent: Option<u16>, s: &State<Rewrite>) -> String
         }
         _ => String::new(),
     };
+    let mut seen = std::collections::HashSet::new();
+    why.retain(|w| seen.insert(w.clone()));
     match (head.is_empty(), why.is_empty()) {
-        (true, true) => format!("{property} fails"),
+        (true, true) => crate::invariants::broken_promise(property),
         (true, false) => why.join("; "),
         (false, true) => head,
         (false, false) => format!("{head}; {}", why.join("; ")),
     }
+}
+
+/// The sentence for `property` (a [`crate::invariants::Property`] id) built from the state: which
+/// task, CPU or bit breaks it and what it should have been. `None` if nothing in `s` shows it
+/// (or the property has no specific sentence).
+pub fn property_sentence(property: &str, s: &State<Rewrite>) -> Option<String> {
+    use crate::invariants::Property as P;
+    let p = P::from_id(property)?;
+    let np = s.np() as u32;
+    let mut out = Vec::new();
+    for (mi, mm) in s.mms.iter().enumerate() {
+        let m = mi as MmId;
+        let c = &mm.cid;
+        let on = |i: TaskId| cn(s.task(i).cpu);
+        match p {
+            P::I1 => {
+                let running: Vec<(TaskId, Cid)> = s
+                    .tasks_of(m)
+                    .filter(|&(i, t)| t.cid.active && s.on_cpu_settled(i) && !t.cid.cid.is_unset())
+                    .map(|(i, t)| (i, t.cid.cid))
+                    .collect();
+                for (k, &(a, ca)) in running.iter().enumerate() {
+                    if let Some(&(b, cb)) = running[k + 1..].iter().find(|(_, cb)| cb.index() == ca.index()) {
+                        out.push(format!(
+                            "T{a} on {} (cid {ca}) and T{b} on {} (cid {cb}) run with the same CID {} at once",
+                            on(a),
+                            on(b),
+                            ca.index()
+                        ));
+                    }
+                }
+            }
+            P::I2 => {
+                for (i, t) in s.tasks_of(m) {
+                    if t.cid.active && s.on_cpu_settled(i) && s.in_user(i) {
+                        let v = t.cid.cid;
+                        if v.is_unset() {
+                            out.push(format!(
+                                "T{i} runs in user space on {} with cid {v} (raw {:#010x}): rseq hands it no CID below num_possible_cpus = {np}",
+                                on(i),
+                                v.raw()
+                            ));
+                        } else if v.user_value() >= np {
+                            out.push(format!(
+                                "T{i} runs in user space on {} with mm_cid {}, not below num_possible_cpus = {np}",
+                                on(i),
+                                v.user_value()
+                            ));
+                        }
+                    }
+                }
+            }
+            P::I5 => {
+                for cpu in 0..s.np() {
+                    let x = c.slot(cpu);
+                    if x.on_cpu() && x.in_transit() {
+                        out.push(format!(
+                            "{}'s mm_cid.pcpu slot holds {:#010x} ({x}): ONCPU and TRANSIT together",
+                            cn(cpu),
+                            x.raw()
+                        ));
+                    }
+                }
+                for (i, t) in s.tasks_of(m) {
+                    let x = t.cid.cid;
+                    if x.on_cpu() && x.in_transit() {
+                        out.push(format!(
+                            "T{i}'s mm_cid.cid is {:#010x} ({x}): ONCPU and TRANSIT together",
+                            x.raw()
+                        ));
+                    }
+                }
+            }
+            P::I4 => {
+                for line in bit_problems(s, m) {
+                    out.push(line);
+                }
+            }
+            P::I6 => {
+                if c.mode == Mode::PER_TASK {
+                    for cpu in 0..s.np() {
+                        if c.slot(cpu).on_cpu() {
+                            out.push(format!(
+                                "mode is per-task, yet {} still owns {} (it should hold no CID)",
+                                cn(cpu),
+                                c.slot(cpu)
+                            ));
+                        }
+                    }
+                } else if c.mode == Mode::PER_CPU {
+                    for (i, t) in s.tasks_of(m) {
+                        if t.cid.active && t.cid.cid.on_task() {
+                            out.push(format!(
+                                "mode is per-CPU, yet T{i} owns the plain CID {} (it should borrow its CPU's ONCPU CID)",
+                                t.cid.cid
+                            ));
+                        }
+                    }
+                }
+            }
+            P::I7 => {
+                let w = walking(s, m);
+                if c.mode.in_transit() && !w {
+                    out.push(format!("mode is {} but no fix-up walk runs", c.mode));
+                } else if !c.mode.in_transit() && w {
+                    out.push(format!("a fix-up walk runs but mode {} lacks TRANSIT", c.mode));
+                }
+            }
+            P::I8 => {
+                let active = s.tasks_of(m).filter(|(_, t)| t.cid.active).count();
+                out.push(format!(
+                    "mm{m}: users is {}, user_list holds {}, {active} tasks are active CID users (all three should agree)",
+                    c.users,
+                    c.user_list.len()
+                ));
+            }
+            P::I8v => {
+                for &t in c.user_list.as_slice() {
+                    if !s.published(t) {
+                        out.push(format!(
+                            "T{t} is on mm{m}'s user_list but in neither its thread list nor the task list, so a fix-up walk cannot see it"
+                        ));
+                    }
+                }
+            }
+            _ => return None,
+        }
+    }
+    (!out.is_empty()).then(|| out.join("; "))
+}
+
+/// What is wrong with the bitmap's ownership (I4): a set bit with no owner or two, a clear bit
+/// with an owner, an inactive task still holding a CID.
+fn bit_problems(s: &State<Rewrite>, m: MmId) -> Vec<String> {
+    let c = s.mm(m);
+    let mut out = Vec::new();
+    for (i, t) in s.tasks_of(m) {
+        let v = t.cid.cid;
+        if !v.is_unset() && !v.on_cpu() && !t.cid.active {
+            out.push(format!("T{i} is no longer a CID user but still holds CID {v}"));
+        }
+    }
+    for b in 0..c.np as u32 {
+        let mut owners = Vec::new();
+        for (i, t) in s.tasks_of(m) {
+            let v = t.cid.cid;
+            if !v.is_unset() && !v.on_cpu() && v.index() == b {
+                owners.push(tn(i));
+            }
+        }
+        for cpu in 0..s.np() {
+            if c.slot(cpu) == Cid::new(b).add_cpu() {
+                owners.push(cn(cpu));
+            }
+        }
+        match (c.bitmap.is_set(b), owners.len()) {
+            (true, 0) => out.push(format!("bit {b} is set but nobody owns CID {b} (leaked)")),
+            (true, 1) | (false, 0) => {}
+            (true, _) => out.push(format!("bit {b} is owned by {} at once", owners.join(" and "))),
+            (false, _) => out.push(format!(
+                "bit {b} is clear but {} holds CID {b}",
+                owners.join(" and ")
+            )),
+        }
+    }
+    out
 }
