@@ -16,19 +16,23 @@
 //! 4. **commit** (sequential): in index order, parent links, the liveness graph and the
 //!    findings are recorded, and the stop conditions are tested state by state,
 //!    so a search that stops stops at the very state the sequential search would stop at.
+//!
+//! This file is the exploration; [`findings`] turns what it recorded (state indices and
+//! depths) into findings with replayed traces and the report, once the search is over.
+
+mod findings;
 
 use crate::EngineError;
-use crate::chunked::{self, Rss};
-use crate::fingerprint::{Fingerprinter, collision_probability};
+use crate::chunked;
+use crate::fingerprint::Fingerprinter;
 use crate::frontier::{CHUNK_BYTES, Chunk, Frontier};
-use crate::liveness::{self, Graph, MAX_AGENTS};
+use crate::liveness::{Graph, MAX_AGENTS};
 use crate::model::{Agent, Model, PropertyInfo, PropertyKind};
 use crate::observer::{Observer, Progress};
-use crate::parents::{Parents, Step};
-use crate::report::{Cancel, Cut, Finding, FindingKind, Memory, Options, Report, Trace};
+use crate::parents::Parents;
+use crate::report::{Cancel, Cut, Options, Report};
 use crate::seen::Seen;
 use crate::stall::{self, Decision};
-use crate::trace::Replayer;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -1013,160 +1017,6 @@ impl<M: Model> Search<'_, M> {
             }
         }
         Ok(violated)
-    }
-
-    fn report(
-        self,
-        rss: Option<Rss>,
-        rss_reset: bool,
-        workers: usize,
-    ) -> Result<Report<M::Action>, EngineError> {
-        let Search {
-            model,
-            opts,
-            props,
-            agents,
-            fp,
-            seen,
-            parents,
-            frontier,
-            graph,
-            first,
-            cut,
-            transitions,
-            max_depth,
-            stalls,
-            stalls_undecided,
-            left_in_batch,
-            start,
-            ..
-        } = self;
-        // Findings, each with a replayed shortest trace.
-        let replayer = Replayer {
-            model,
-            seen: &seen,
-            fp,
-        };
-        let mut findings = Vec::new();
-        let traced = |idx: u32| -> Result<(usize, Vec<M::Action>, usize), EngineError> {
-            let (root, init, steps) = parents.path_to(idx);
-            let (actions, _) = replayer.replay(root, init, &steps)?;
-            Ok((init, actions, steps.len()))
-        };
-        for (p, hit) in first.iter().enumerate() {
-            let Some((idx, depth)) = *hit else { continue };
-            let (init, actions, _) = traced(idx)?;
-            findings.push(Finding {
-                property: Some(p),
-                kind: match props[p].kind {
-                    PropertyKind::Always => FindingKind::Invariant,
-                    PropertyKind::Sometimes => FindingKind::Sometimes,
-                },
-                agent: None,
-                depth,
-                trace: Trace {
-                    init,
-                    actions,
-                    cycle_start: None,
-                },
-            });
-        }
-        for &(agent, idx, depth) in &stalls {
-            let (init, actions, _) = traced(idx)?;
-            findings.push(Finding {
-                property: None,
-                kind: FindingKind::Stall,
-                agent: Some(agent),
-                depth,
-                trace: Trace {
-                    init,
-                    actions,
-                    cycle_start: None,
-                },
-            });
-        }
-        let complete = cut.is_none();
-        let liveness_checked = complete && graph.is_some();
-        if let (true, Some(g)) = (complete, graph.as_ref()) {
-            let analysis = liveness::analyze(g, agents);
-            for stall in &analysis.stalls {
-                let (init, actions, depth) = traced(stall.state)?;
-                findings.push(Finding {
-                    property: None,
-                    kind: FindingKind::Stall,
-                    agent: Some(stall.agent),
-                    depth: depth as u32,
-                    trace: Trace {
-                        init,
-                        actions,
-                        cycle_start: None,
-                    },
-                });
-            }
-            for lasso in &analysis.livelocks {
-                let (root, init, mut steps) = parents.path_to(lasso.entry);
-                let prefix = steps.len();
-                steps.extend(lasso.cycle.iter().map(|&(src, e)| Step {
-                    child: g.target(e),
-                    action: g.action_index(src, e),
-                }));
-                let (actions, _) = replayer.replay(root, init, &steps)?;
-                findings.push(Finding {
-                    property: None,
-                    kind: FindingKind::Livelock,
-                    agent: Some(lasso.agent),
-                    depth: prefix as u32,
-                    trace: Trace {
-                        init,
-                        actions,
-                        cycle_start: Some(prefix),
-                    },
-                });
-            }
-        }
-
-        let unique_states = seen.len() as u64;
-        let memory = Memory {
-            seen_bytes: seen.bytes(),
-            parents_bytes: parents.bytes(),
-            frontier_peak_bytes: frontier.peak_bytes(),
-            graph_bytes: graph.as_ref().map_or(0, Graph::bytes),
-        };
-        let unreached_sometimes = props
-            .iter()
-            .enumerate()
-            .filter(|(p, info)| info.kind == PropertyKind::Sometimes && first[*p].is_none())
-            .map(|(p, _)| p)
-            .collect();
-        let per_state = |bytes: u64| {
-            if unique_states == 0 {
-                0.0
-            } else {
-                bytes as f64 / unique_states as f64
-            }
-        };
-        let peak_rss_bytes = rss.filter(|_| rss_reset).map(|r| r.peak);
-        Ok(Report {
-            unique_states,
-            transitions,
-            max_depth,
-            seconds: start.elapsed().as_secs_f64(),
-            complete,
-            cut,
-            states_left_on_frontier: frontier.len() as u64 + left_in_batch,
-            symmetry: opts.symmetry,
-            liveness_checked,
-            stalls_undecided,
-            fingerprint_bits: opts.fingerprint_bits,
-            collision_probability: collision_probability(unique_states, opts.fingerprint_bits),
-            bytes_per_state: per_state(memory.seen_bytes + memory.parents_bytes),
-            peak_rss_bytes,
-            peak_rss_per_state: peak_rss_bytes.map(per_state),
-            workers,
-            memory,
-            unreached_sometimes,
-            findings,
-        })
     }
 }
 
