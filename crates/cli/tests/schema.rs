@@ -49,6 +49,7 @@ fn every_schema_file_is_named_and_a_valid_schema() {
     let mut files: Vec<String> = std::fs::read_dir(schema_dir())
         .expect("docs/schema exists")
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".json"))
         .collect();
     files.sort();
     let mut names: Vec<String> = mmcid::schema::NAMES.iter().map(|n| format!("{n}.json")).collect();
