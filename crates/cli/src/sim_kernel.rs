@@ -124,7 +124,7 @@ pub fn conditional_agreement(
 fn real_run(threads: u32, cpus: &[usize], seconds: f64) -> Result<BTreeMap<(u32, u32), u64>, String> {
     if mmcid_rseq::test_support::running_interval(10).is_none() && !mmcid_rseq::source().is_mm_cid() {
         return Err(format!(
-            "rseq mm_cid is not available here (source: {:?})",
+            "rseq mm_cid is not available here (source: {})",
             mmcid_rseq::source()
         ));
     }
@@ -230,7 +230,7 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
             "setup": {"threads": args.kernel_threads, "cpus": cpus, "possible_cpus": np,
                       "seconds": args.kernel_seconds, "sleep_us": 50,
                       "simulated_background_processes": args.kernel_background},
-            "kernel": {"source": format!("{:?}", mmcid_rseq::source()), "samples": real.values().sum::<u64>(),
+            "kernel": {"source": mmcid_rseq::source(), "samples": real.values().sum::<u64>(),
                        "max_cid": real_max, "distinct_cids": kc.len(), "joint": j(&real)},
             "simulated_6_18": {"switches": sim.switches, "sim_ms": sim.sim_ms, "max_cid": sim_max,
                                "distinct_cids": sc_.len(), "joint": j(&sim_joint),
@@ -253,7 +253,7 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
         crate::sim::load_line()
     );
     println!(
-        "kernel (mm_cid via {:?}): {} samples; simulated 6.18: {} returns to user space in {:.0} ms",
+        "kernel (mm_cid via {}): {} samples; simulated 6.18: {} returns to user space in {:.0} ms",
         mmcid_rseq::source(),
         real.values().sum::<u64>(),
         sim_joint.values().sum::<u64>(),

@@ -15,6 +15,17 @@ pub enum FamilyKind {
     PerSwitch63,
 }
 
+impl std::fmt::Display for FamilyKind {
+    /// Which CID code, as the kernel history names it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FamilyKind::Rewrite => "the 7.0 rewrite (6.19-rc7 and later)",
+            FamilyKind::Lazy618 => "6.14-6.18 lazy per-CPU CIDs",
+            FamilyKind::PerSwitch63 => "6.3 per-switch CIDs",
+        })
+    }
+}
+
 /// A named design: the 7.0 code with the switches of designs.md set, or one of the two
 /// pre-rewrite designs (then `switches` is unused).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

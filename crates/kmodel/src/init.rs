@@ -19,7 +19,7 @@ pub fn params<F: Family>(cfg: &Config) -> Result<Params, String> {
     let design = cfg.validate()?;
     if design.family != F::KIND {
         return Err(format!(
-            "design {} is of family {:?}, not {:?}",
+            "design {} runs {}, not {}",
             design.name,
             design.family,
             F::KIND
@@ -122,7 +122,12 @@ fn run_task<F: Family>(
                 Step::Next { task: w } | Step::Retry { task: w } => w == task,
                 _ => false,
             })
-            .ok_or_else(|| format!("setup: T{task} has no step to take ({:?})", s.task(task).op))?;
+            .ok_or_else(|| {
+                format!(
+                    "setup: T{task} has no step to take ({})",
+                    crate::trace::op_words(&s.task(task).op)
+                )
+            })?;
         s = apply(p, &s, step);
     }
     Err(format!("setup: T{task} did not return to user space"))
