@@ -117,8 +117,10 @@ pub struct Violation {
     pub trace: Vec<TraceStep>,
     /// For a live lock: index of the first step of the cycle.
     pub cycle_start: Option<usize>,
-    /// The CID state at the violating point, as text.
+    /// The CID state at the violating point, as text (for people).
     pub state: String,
+    /// Who runs where and which CIDs the tasks hold at the violating point (for tools).
+    pub snapshot: trace::Snapshot,
     /// Who owns each set bit there.
     pub bits: Vec<String>,
     /// What went wrong, in the kernel's terms.
@@ -375,6 +377,7 @@ pub fn outcome<F: Family>(
             trace: steps,
             cycle_start: f.trace.cycle_start.map(|k| starts[k]),
             state: trace::state_report(last),
+            snapshot: trace::snapshot(last),
             bits: (0..last.mms.len())
                 .flat_map(|m| trace::bit_owners(last, m as u8))
                 .collect(),

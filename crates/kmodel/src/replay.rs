@@ -31,8 +31,10 @@ pub struct ReplayOutcome {
     pub stalled: Option<Vec<u16>>,
     /// `completed` (nothing spinning), `stall`, `spinning` (releasable or undecided).
     pub outcome: &'static str,
-    /// The CID state at the end.
+    /// The CID state at the end, as text (for people).
     pub state: String,
+    /// Who runs where and which CIDs the tasks hold at the end (for tools).
+    pub snapshot: trace::Snapshot,
     /// Who owns each set bit at the end.
     pub bits: Vec<String>,
 }
@@ -115,6 +117,7 @@ pub fn replay_model<F: Family>(
         stalled,
         outcome,
         state: trace::state_report(&last),
+        snapshot: trace::snapshot(&last),
         bits: (0..last.mms.len())
             .flat_map(|m| trace::bit_owners(&last, m as u8))
             .collect(),

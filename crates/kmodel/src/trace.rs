@@ -237,6 +237,101 @@ pub struct TraceStep {
     pub state: String,
 }
 
+/// A task's scheduler state, for tools (`--json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Created, not yet woken (`wake_up_new_task` not run).
+    New,
+    /// `rq->curr` of its CPU.
+    Running,
+    /// On its CPU's run queue.
+    Runnable,
+    /// Waiting (a vfork parent, an idle kworker).
+    Sleeping,
+    /// Exited.
+    Dead,
+}
+
+impl From<Sched> for TaskState {
+    fn from(s: Sched) -> TaskState {
+        match s {
+            Sched::New => TaskState::New,
+            Sched::Running => TaskState::Running,
+            Sched::Runnable => TaskState::Runnable,
+            Sched::Sleeping => TaskState::Sleeping,
+            Sched::Dead => TaskState::Dead,
+        }
+    }
+}
+
+/// One CPU at one point, for tools.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct CpuSnapshot {
+    /// The CPU.
+    pub cpu: CpuId,
+    /// `rq->curr` (`None`: idle).
+    pub curr: Option<TaskId>,
+    /// The tasks on its run queue.
+    pub runqueue: Vec<TaskId>,
+}
+
+/// One task at one point, for tools.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct TaskSnapshot {
+    /// The task (`T<n>`).
+    pub task: TaskId,
+    /// Its scheduler state.
+    pub state: TaskState,
+    /// The CPU it runs or waits on.
+    pub cpu: CpuId,
+    /// Its mm, if any.
+    pub mm: Option<MmId>,
+    /// Its CID in the kernel's notation (`3|ONCPU`, `UNSET|TRANSIT`; 6.3 and 6.18: `3`, `UNSET`).
+    pub cid: String,
+    /// It is in user space (where rseq shows user space its CID).
+    pub in_user_space: bool,
+    /// It is the kworker that runs the mm's deferred work.
+    pub kworker: bool,
+}
+
+/// Who runs where and which CIDs the tasks hold, at one point of a trace: the typed part of
+/// the state report, for tools.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct Snapshot {
+    /// Every CPU.
+    pub cpus: Vec<CpuSnapshot>,
+    /// Every task.
+    pub tasks: Vec<TaskSnapshot>,
+}
+
+/// The [`Snapshot`] of `s`.
+pub fn snapshot<F: Family>(s: &State<F>) -> Snapshot {
+    Snapshot {
+        cpus: (0..s.np())
+            .map(|c| CpuSnapshot {
+                cpu: c,
+                curr: s.curr(c),
+                runqueue: s.runqueue(c).collect(),
+            })
+            .collect(),
+        tasks: s
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TaskSnapshot {
+                task: i as TaskId,
+                state: t.sched.into(),
+                cpu: t.cpu,
+                mm: t.mm,
+                cid: F::task_cid(t),
+                in_user_space: s.in_user(i as TaskId),
+                kworker: t.kworker,
+            })
+            .collect(),
+    }
+}
+
 /// The kernel steps the engine's transitions `actions` take from `init` (with reduction on, a
 /// transition may take several), and the index of each transition's first kernel step.
 pub fn expand<F: Family>(p: &Params, init: &State<F>, actions: &[Step]) -> (Vec<Step>, Vec<usize>) {
