@@ -240,7 +240,7 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
             String::new()
         },
         if o.symmetry { "on" } else { "off" },
-        o.liveness
+        o.liveness.as_str()
     );
     let t = format!("[{:>7.2}s]", o.seconds);
     for v in o.violations.iter().filter(|v| v.kind != "invariant") {
@@ -251,21 +251,23 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
         );
     }
     let liveness_line = match (o.liveness, o.no_stall) {
-        ("full", Some(true)) => Some((
+        (Liveness::Full, Some(true)) => Some((
             "HOLDS",
             "no CPU spins in get_cid forever (no stall, no fair live lock)".to_string(),
         )),
-        ("stalls", Some(true)) => Some((
+        (Liveness::Stalls, Some(true)) => Some((
             "HOLDS",
             "no CPU spins in get_cid forever (stalls only; live locks not searched)".to_string(),
         )),
-        ("full" | "stalls", None) if o.violations.iter().all(|v| v.kind == "invariant") => Some((
-            "UNKNOWN",
-            format!(
-                "stalls not decided (search cut, or {} spinning states undecided)",
-                o.stalls_undecided
-            ),
-        )),
+        (Liveness::Full | Liveness::Stalls, None) if o.violations.iter().all(|v| v.kind == "invariant") => {
+            Some((
+                "UNKNOWN",
+                format!(
+                    "stalls not decided (search cut, or {} spinning states undecided)",
+                    o.stalls_undecided
+                ),
+            ))
+        }
         _ => None,
     };
     if let Some((status, text)) = liveness_line {
@@ -322,7 +324,7 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
             "warning: the search was cut ({}); HOLDS cannot be claimed (UNKNOWN above). {raise}",
             cut_words(o.cut)
         );
-        if o.liveness == "full" && matches!(o.cut, Some(Cut::MaxStates | Cut::MemoryLimit)) {
+        if o.liveness == Liveness::Full && matches!(o.cut, Some(Cut::MaxStates | Cut::MemoryLimit)) {
             let _ = writeln!(
                 s,
                 "hint: --liveness full keeps the whole graph and stops at {FULL_LIVENESS_CAP} states unless told otherwise; \

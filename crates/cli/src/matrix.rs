@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 
-use mmcid_kmodel::matrix::{self, Matrix};
+use mmcid_kmodel::matrix::{self, CellStatus, Matrix};
 
 /// Check every design over a grid of small configurations (CPUs 2-4, a few thread counts and
 /// operation mixes: forks, vforks, failing forks, failing execs, affinity changes) and print a
@@ -98,16 +98,16 @@ pub fn render(m: &Matrix) -> String {
         let _ = write!(s, "{:<dw$}", r.design);
         for (_, cell) in &r.cells {
             let text = match cell.status {
-                "holds" => "ok".to_string(),
-                "not_reached" => "-".to_string(),
-                "incomplete" => "?".to_string(),
+                CellStatus::Holds => "ok".to_string(),
+                CellStatus::NotReached => "-".to_string(),
+                CellStatus::Incomplete => "?".to_string(),
                 _ => format!(
                     "{}#{}",
                     cell.depth.map_or("?".into(), |d| d.to_string()),
                     cell.config.as_deref().map_or(0, num)
                 ),
             };
-            let text = if cell.status == "violated" {
+            let text = if cell.status == CellStatus::Violated {
                 format!("X{text}")
             } else {
                 text

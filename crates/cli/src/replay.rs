@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use mmcid_kmodel::replay::{ReplayOutcome, replay};
+use mmcid_kmodel::replay::{ReplayEnd, ReplayOutcome, replay};
 use mmcid_kmodel::trace;
 
 use crate::exit;
@@ -46,7 +46,7 @@ pub fn run(a: &Args) -> i32 {
             } else {
                 print!("{}", human(&o, !a.no_state));
             }
-            if !o.violations.is_empty() || o.outcome != "completed" {
+            if !o.violations.is_empty() || o.outcome != ReplayEnd::Completed {
                 exit::VIOLATION
             } else {
                 exit::OK
@@ -80,10 +80,10 @@ fn human(o: &ReplayOutcome, with_state: bool) -> String {
         );
     }
     match (o.outcome, &o.stalled) {
-        ("completed", _) => {
+        (ReplayEnd::Completed, _) => {
             let _ = writeln!(s, "outcome: completed, no CPU spinning");
         }
-        ("stall", Some(c)) => {
+        (ReplayEnd::Stall, Some(c)) => {
             let cpus: Vec<String> = c.iter().map(|c| format!("CPU{c}")).collect();
             let _ = writeln!(
                 s,

@@ -99,7 +99,10 @@ fn check_output_matches_its_schema_with_and_without_violations() {
     assert_eq!(v["properties"][0]["kind"], "invariant");
     // the violating state, typed: T2 was forked and is not yet woken
     let tasks = v["violations"][0]["snapshot"]["tasks"].as_array().unwrap();
-    assert!(tasks.iter().any(|t| t["task"] == 2 && t["state"] == "new"), "{tasks:?}");
+    assert!(
+        tasks.iter().any(|t| t["task"] == 2 && t["state"] == "new"),
+        "{tasks:?}"
+    );
     valid("check", &with("7.0"), 0);
     // a cut search, and a stall
     let mut cut = with("7.0");

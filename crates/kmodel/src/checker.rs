@@ -32,6 +32,17 @@ pub enum ViolationKind {
     Livelock,
 }
 
+impl Liveness {
+    /// Its name in reports (`off`, `stalls`, `full`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liveness::Off => "off",
+            Liveness::Stalls => "stalls",
+            Liveness::Full => "full",
+        }
+    }
+}
+
 impl ViolationKind {
     /// Its name in reports (`invariant`, `stall`, `livelock`).
     pub fn as_str(self) -> &'static str {
@@ -174,7 +185,7 @@ pub struct CheckOutcome {
     pub symmetry: bool,
     /// Liveness analysis asked for: `off`, `stalls` (on the fly), `full` (graph: stalls and live
     /// locks).
-    pub liveness: &'static str,
+    pub liveness: Liveness,
     /// Spinning states whose stall question stayed undecided (on-the-fly limit reached).
     pub stalls_undecided: u64,
     /// Bytes per stored state of the visited set and the parent pointers alone (not what the
@@ -200,7 +211,8 @@ pub struct CheckOutcome {
 }
 
 /// How much liveness analysis a check does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum Liveness {
     /// None: safety invariants only.
     Off,
@@ -406,11 +418,7 @@ pub fn outcome<F: Family>(
         complete: r.complete,
         cut: r.cut,
         symmetry: opts.symmetry,
-        liveness: match opts.liveness {
-            Liveness::Off => "off",
-            Liveness::Stalls => "stalls",
-            Liveness::Full => "full",
-        },
+        liveness: opts.liveness,
         stalls_undecided: r.stalls_undecided,
         seen_parents_bytes_per_state: r.bytes_per_state,
         peak_rss_bytes: r.peak_rss_bytes,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::checker::{self, CheckOptions, Liveness};
+use crate::checker::{self, CheckOptions, Liveness, Status};
 use crate::config::{Budgets, Config, DESIGNS};
 use crate::invariants::Property;
 
@@ -207,12 +207,27 @@ pub fn default_grid() -> Vec<GridConfig> {
     ]
 }
 
+/// A property's verdict over the whole grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CellStatus {
+    /// Every configuration was searched whole and none violates it.
+    Holds,
+    /// Some configuration violates it.
+    Violated,
+    /// Not violated, but some configuration's search was capped.
+    Incomplete,
+    /// A reachability goal some configuration reaches.
+    Reached,
+    /// A reachability goal no configuration reaches.
+    NotReached,
+}
+
 /// The verdict of one property in one design, over the whole grid.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Cell {
-    /// `holds` (every config complete, never violated), `violated`, `incomplete` (not violated,
-    /// some config capped), `reached` / `not_reached` (for R properties).
-    pub status: &'static str,
+    /// The verdict over the grid.
+    pub status: CellStatus,
     /// The shortest violation (or witness): depth and the configuration.
     pub depth: Option<u32>,
     /// The configuration of that shortest witness.
@@ -275,7 +290,11 @@ pub fn run(
         let mut cells: Vec<(String, Cell)> = names
             .iter()
             .map(|(n, invariant)| {
-                let status = if *invariant { "holds" } else { "not_reached" };
+                let status = if *invariant {
+                    CellStatus::Holds
+                } else {
+                    CellStatus::NotReached
+                };
                 (
                     n.clone(),
                     Cell {
@@ -322,7 +341,7 @@ pub fn run(
                     .iter_mut()
                     .find(|(n, _)| *n == p.property.id())
                     .expect("property");
-                merge(cell, p.status.as_str(), p.depth, &gc.name);
+                merge(cell, p.status, p.depth, &gc.name);
             }
             let stall = o
                 .violations
@@ -331,9 +350,9 @@ pub fn run(
                 .min_by_key(|v| v.depth);
             let (_, cell) = cells.last_mut().expect("stall cell");
             match stall {
-                Some(v) => merge(cell, "violated", Some(v.depth), &gc.name),
+                Some(v) => merge(cell, Status::Violated, Some(v.depth), &gc.name),
                 None if o.no_stall == Some(true) => {}
-                None => merge(cell, "unknown", None, &gc.name),
+                None => merge(cell, Status::Unknown, None, &gc.name),
             }
             if cut.is_some() {
                 break;
@@ -359,14 +378,14 @@ pub fn run(
     }
 }
 
-fn merge(cell: &mut Cell, status: &str, depth: Option<u32>, config: &str) {
+fn merge(cell: &mut Cell, status: Status, depth: Option<u32>, config: &str) {
     let better = |cell: &Cell| cell.depth.is_none_or(|d| depth.is_some_and(|x| x < d));
     match status {
-        "violated" | "reached" => {
-            let st = if status == "violated" {
-                "violated"
+        Status::Violated | Status::Reached => {
+            let st = if status == Status::Violated {
+                CellStatus::Violated
             } else {
-                "reached"
+                CellStatus::Reached
             };
             if cell.status != st || better(cell) {
                 cell.status = st;
@@ -374,7 +393,7 @@ fn merge(cell: &mut Cell, status: &str, depth: Option<u32>, config: &str) {
                 cell.config = Some(config.to_string());
             }
         }
-        "unknown" if cell.status == "holds" => cell.status = "incomplete",
+        Status::Unknown if cell.status == CellStatus::Holds => cell.status = CellStatus::Incomplete,
         _ => {}
     }
 }

@@ -29,14 +29,27 @@ pub struct ReplayOutcome {
     pub spinning: Vec<u16>,
     /// Of those, the ones no continuation releases (a stall); None if undecided.
     pub stalled: Option<Vec<u16>>,
-    /// `completed` (nothing spinning), `stall`, `spinning` (releasable or undecided).
-    pub outcome: &'static str,
+    /// How the replay ended.
+    pub outcome: ReplayEnd,
     /// The CID state at the end, as text (for people).
     pub state: String,
     /// Who runs where and which CIDs the tasks hold at the end (for tools).
     pub snapshot: trace::Snapshot,
     /// Who owns each set bit at the end.
     pub bits: Vec<String>,
+}
+
+/// How a replay ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayEnd {
+    /// No CPU spins in `get_cid`.
+    Completed,
+    /// A CPU spins in `get_cid` and no continuation within the budgets releases it.
+    Stall,
+    /// A CPU spins in `get_cid`; some continuation releases it, or that was not decided
+    /// (`stalled` is `null` then).
+    Spinning,
 }
 
 /// An invariant that fired during a replay.
@@ -99,12 +112,12 @@ pub fn replay_model<F: Family>(
     let mut spinning = Vec::new();
     model.spinning(&last, &mut spinning);
     let (stalled, outcome) = if spinning.is_empty() {
-        (Some(vec![]), "completed")
+        (Some(vec![]), ReplayEnd::Completed)
     } else {
         match continuation_stalls(&cfg, &last, max_states) {
-            Ok(st) if !st.is_empty() => (Some(st), "stall"),
-            Ok(st) => (Some(st), "spinning"),
-            Err(_) => (None, "spinning"),
+            Ok(st) if !st.is_empty() => (Some(st), ReplayEnd::Stall),
+            Ok(st) => (Some(st), ReplayEnd::Spinning),
+            Err(_) => (None, ReplayEnd::Spinning),
         }
     };
     Ok(ReplayOutcome {
