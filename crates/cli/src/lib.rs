@@ -1,5 +1,5 @@
-//! The `mmcid` command line: argument parsing ([`Cli`]), one module per command, and the renderers
-//! ([`render`]). The binary (`src/main.rs`) only calls [`run`]; the library form lets tests and
+//! The `mmcid` command line: argument parsing ([`Cli`]), one module per command (each renders
+//! its text report; `--json` prints the model's typed results, described by [`schema`]). The binary (`src/main.rs`) only calls [`run`]; the library form lets tests and
 //! the fuzz targets (`crates/cli/fuzz`) reach the argument layer without starting a process.
 
 mod bench_percid;

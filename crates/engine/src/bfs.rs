@@ -17,7 +17,7 @@
 //!    findings are recorded, and the stop conditions are tested state by state,
 //!    so a search that stops stops at the very state the sequential search would stop at.
 //!
-//! This file is the exploration; [`findings`] turns what it recorded (state indices and
+//! This file is the exploration; `bfs/findings.rs` turns what it recorded (state indices and
 //! depths) into findings with replayed traces and the report, once the search is over.
 
 mod findings;
