@@ -15,6 +15,7 @@ fn check(design: &str, cpus: u8, threads: u8, allowed: Option<u8>, b: Budgets) -
         max_states: Some(2_000_000),
         max_depth: None,
         reduction: true,
+        ..CheckOptions::default()
     };
     let o = checker::run(&cfg, &opts, &mut mmcid_engine::NoObserver).unwrap();
     assert!(o.complete, "{design} {cfg:?}: the search was cut");
