@@ -4,6 +4,7 @@
 mod bench_percid;
 mod check;
 mod designs;
+mod dist;
 mod exit;
 mod hunt;
 mod matrix;
@@ -51,6 +52,12 @@ enum Cmd {
     Designs(designs::Args),
     /// Check every design over a grid of small configurations.
     Matrix(matrix::Args),
+    /// Check on timely-dataflow workers: threads, processes or hosts (invariants, reachability).
+    ///
+    /// The same exploration as `mmcid check --liveness off`, with the states partitioned by
+    /// fingerprint over timely workers; timely's arguments follow `--` (`-w 2`, `-n 2 -p 0`,
+    /// `-h hosts.txt`). Same report and exit status as `mmcid check`.
+    Dist(dist::Args),
     /// Look for a design's bugs over many configurations (exhaustive where it fits, swarm beyond).
     Hunt(hunt::Args),
     /// Our engine against stateright's on the same configuration: states/s, ratio, bytes/state.
@@ -77,6 +84,7 @@ fn main() {
         Cmd::Replay(a) => replay::run(a),
         Cmd::Designs(a) => designs::run(a),
         Cmd::Matrix(a) => matrix::run(a),
+        Cmd::Dist(a) => dist::run(a),
         Cmd::Hunt(a) => hunt::run(a),
         Cmd::Bench(a) => oracle::bench(a),
         Cmd::Explore(a) => oracle::explore(a),
