@@ -295,7 +295,7 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
     }
     let _ = writeln!(
         s,
-        "{:>12} {t} {} unique states, {} transitions, depth {}, {}, {}seen table + parents {:.1} B/state, P(fingerprint collision) < {:.1e}",
+        "{:>12} {t} {} unique states, {} transitions, depth {}, {}, {}{}P(fingerprint collision) < {:.1e}",
         "Summary",
         o.unique_states,
         o.transitions,
@@ -310,7 +310,15 @@ pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String
             p as f64 / (1 << 20) as f64,
             p as f64 / o.unique_states.max(1) as f64
         )),
-        o.seen_parents_bytes_per_state,
+        // Not measured by the distributed engine (`mmcid dist`): left out rather than shown as 0.
+        if o.seen_parents_bytes_per_state > 0.0 {
+            format!(
+                "seen table + parents {:.1} B/state, ",
+                o.seen_parents_bytes_per_state
+            )
+        } else {
+            String::new()
+        },
         o.collision_probability.max(1e-18)
     );
     if !o.complete {

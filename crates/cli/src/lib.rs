@@ -6,6 +6,7 @@ mod bench_percid;
 mod bounds;
 mod check;
 mod designs;
+mod dist;
 pub mod exit;
 mod hunt;
 mod matrix;
@@ -55,6 +56,12 @@ enum Cmd {
     Designs(designs::Args),
     /// Check every design over a grid of small configurations.
     Matrix(matrix::Args),
+    /// Check on timely-dataflow workers: threads, processes or hosts (invariants, reachability).
+    ///
+    /// The same exploration as `mmcid check --liveness off`, with the states partitioned by
+    /// fingerprint over timely workers; timely's arguments follow `--` (`-w 2`, `-n 2 -p 0`,
+    /// `-h hosts.txt`). Same report and exit status as `mmcid check`.
+    Dist(dist::Args),
     /// Look for a design's bugs over many configurations (exhaustive where it fits, swarm beyond).
     Hunt(hunt::Args),
     /// Our engine against stateright's on the same configuration: states/s, ratio, bytes/state.
@@ -92,6 +99,7 @@ where
         Cmd::Replay(a) => replay::run(a),
         Cmd::Designs(a) => designs::run(a),
         Cmd::Matrix(a) => matrix::run(a),
+        Cmd::Dist(a) => dist::run(a),
         Cmd::Hunt(a) => hunt::run(a),
         Cmd::Bench(a) => oracle::bench(a),
         Cmd::Explore(a) => oracle::explore(a),
@@ -122,6 +130,7 @@ where
     let checked = match &cli.cmd {
         Cmd::Check(a) => a.bounds.config().validate().map(|_| ()),
         Cmd::Bench(a) => a.bounds.config().validate().map(|_| ()),
+        Cmd::Dist(a) => a.bounds.config().validate().map(|_| ()),
         Cmd::Explore(a) => a.bounds.config().validate().map(|_| ()),
         Cmd::Hunt(a) => design(&a.design),
         Cmd::Matrix(a) => a.designs.iter().try_for_each(|d| design(d)),

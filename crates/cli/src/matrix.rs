@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub designs: Vec<String>,
     /// Cap on distinct states per design and configuration.
-    #[arg(long, default_value_t = 2_000_000)]
+    #[arg(long, default_value_t = 20_000_000)]
     pub max_states: u64,
     /// Print JSON.
     #[arg(long)]

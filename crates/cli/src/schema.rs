@@ -16,7 +16,7 @@ use schemars::{JsonSchema, Schema, generate::SchemaSettings};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The command whose schema to print (`check`, `check-stateright`, `replay`, `matrix`,
-    /// `hunt`, `bench`, `designs`, `sim`); omit it with --out.
+    /// `hunt`, `bench`, `designs`, `sim`, `dist`); omit it with --out.
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(NAMES))]
     pub command: Option<String>,
     /// Write every schema as `<command>.json` into this directory instead.
@@ -26,7 +26,7 @@ pub struct Args {
 
 /// The schemas' names: one per `--json` output (`check-stateright` is `check --engine
 /// stateright`).
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "check",
     "check-stateright",
     "replay",
@@ -35,6 +35,7 @@ pub const NAMES: [&str; 8] = [
     "bench",
     "designs",
     "sim",
+    "dist",
 ];
 
 fn schema_of<T: JsonSchema>(title: &str) -> Schema {
@@ -59,6 +60,7 @@ pub fn schema(name: &str) -> Option<String> {
         "bench" => schema_of::<crate::oracle::Bench>("mmcid bench --json"),
         "designs" => schema_of::<crate::designs::DesignList>("mmcid designs --json"),
         "sim" => schema_of::<crate::sim::SimReport>("mmcid sim --json"),
+        "dist" => schema_of::<crate::dist::DistJson<'static>>("mmcid dist --json"),
         _ => return None,
     };
     let mut text = serde_json::to_string_pretty(&s).expect("a schema is JSON");

@@ -142,6 +142,11 @@ fn check_output_matches_its_schema_with_and_without_violations() {
     sr.extend(TINY);
     let v = valid("check-stateright", &sr, 1);
     assert_eq!(v["engine"], "stateright");
+    let mut dist = vec!["dist", "--json", "--design", "6.19.1"];
+    dist.extend(TINY);
+    dist.extend(["--", "-w", "2"]);
+    let v = valid("dist", &dist, 1);
+    assert_eq!(v["states_per_worker"].as_array().unwrap().len(), 2);
 }
 
 #[test]
