@@ -71,8 +71,43 @@ impl Rng {
     #[inline]
     pub fn exp(&mut self, mean: u64) -> u64 {
         let r = self.next_u64();
-        let v = exp_table()[(r >> 54) as usize];
-        ((v as f64 * mean as f64) as u64).max(1)
+        exp_value(r, mean)
+    }
+    /// The same variate as `exp(e.mean())`, from `e`'s precomputed table (no float arithmetic).
+    #[inline(always)]
+    pub fn exp_of(&mut self, e: &Exp) -> u64 {
+        let r = self.next_u64();
+        e.t[(r >> 54) as usize]
+    }
+}
+
+/// The exponential variate of mean `mean` for the random word `r` (its top 10 bits).
+#[inline]
+fn exp_value(r: u64, mean: u64) -> u64 {
+    let v = exp_table()[(r >> 54) as usize];
+    ((v as f64 * mean as f64) as u64).max(1)
+}
+
+/// [`Rng::exp`]'s 1024 values for one mean, computed once: the hot draws (every burst and sleep)
+/// become a table load, the same value bit for bit.
+#[derive(Clone, Debug)]
+pub struct Exp {
+    t: Box<[u64; 1024]>,
+    mean: u64,
+}
+
+impl Exp {
+    /// The table for `mean` (nanoseconds).
+    pub fn new(mean: u64) -> Exp {
+        let mut t = Box::new([0u64; 1024]);
+        for (i, v) in t.iter_mut().enumerate() {
+            *v = exp_value((i as u64) << 54, mean);
+        }
+        Exp { t, mean }
+    }
+    /// Its mean.
+    pub fn mean(&self) -> u64 {
+        self.mean
     }
 }
 
@@ -91,5 +126,17 @@ mod tests {
         let mean = sum as f64 / n as f64;
         assert!((mean - 1000.0).abs() < 15.0, "mean {mean}");
         assert!((0..1000).all(|_| a.below(10) < 10));
+    }
+
+    #[test]
+    fn tables_draw_exactly_the_computed_variates() {
+        for mean in [1, 7, 1000, 20_000, 60_000, 123_456_789] {
+            let e = Exp::new(mean);
+            assert_eq!(e.mean(), mean);
+            let (mut a, mut b) = (Rng::new(mean), Rng::new(mean));
+            for _ in 0..5000 {
+                assert_eq!(a.exp(mean), b.exp_of(&e));
+            }
+        }
     }
 }
