@@ -1,22 +1,27 @@
-//! The event queue: a calendar queue (Brown 1988) of 256 ns buckets over a 1 ms window, with a
+//! The event queue: a calendar queue (Brown 1988) of 128 ns buckets over a 1 ms window, with a
 //! binary heap for the events beyond it.
 //!
 //! A run pushes and pops a few events per context switch; with thousands of sleeping tasks a
 //! binary heap pays O(log n) comparisons and cache misses on each. Here each bucket is a short
-//! list kept sorted by `(time, payload)` (most hold zero or one event: a 64-CPU thread pool has
-//! about 1.5 events per bucket), the lists' nodes live in one pool with a free list (no allocation
-//! per event once the pool has grown), and a two-level bitmap of the non-empty buckets finds the
-//! next one with two `trailing_zeros`. A push is a sorted insert into its bucket's list, a pop
-//! unlinks the head of the first non-empty bucket, so the order is exactly the heap's: ties in
-//! payload order, a run is a pure function of its configuration.
+//! list kept sorted by `(time, payload)` (a 64-CPU thread pool has about 0.75 events per bucket,
+//! so most lists hold zero or one), the lists' nodes live in one pool with a free list (no
+//! allocation per event once the pool has grown), and a two-level bitmap of the non-empty buckets
+//! finds the next one with two `trailing_zeros`. A push is a sorted insert into its bucket's list,
+//! a pop unlinks the head of the first non-empty bucket, so the order is exactly the heap's: ties
+//! in payload order, a run is a pure function of its configuration.
+//!
+//! The bucket width was chosen by simulation of the 7.0 thread-pool bench (callgrind
+//! `--cache-sim=yes --branch-sim=yes`, 2·10^6 switches): 256 ns buckets took 2.1 M more branch
+//! mispredictions (list ends and empty heads are coin flips at 1.5 events a bucket) for 1.0 M
+//! fewer L1 misses than 128 ns.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 /// log2 of the bucket width in ns.
-const SHIFT: u32 = 8;
-/// Buckets in the window (64 × 64: one summary word over 64 occupancy words).
-const NB: u64 = 4096;
+const SHIFT: u32 = 7;
+/// Buckets in the window (128 × 64: a 128-bit summary over 128 occupancy words).
+const NB: u64 = 8192;
 const WORDS: usize = (NB / 64) as usize;
 /// End of a list.
 const NIL: u32 = u32::MAX;
@@ -37,7 +42,7 @@ pub struct Calendar {
     /// Bit `i % 64` of word `i / 64`: bucket `i` is not empty.
     occ: [u64; WORDS],
     /// Bit `w`: `occ[w]` is not zero.
-    summary: u64,
+    summary: u128,
     nodes: Vec<Node>,
     /// Head of the free nodes' list.
     free: u32,
@@ -158,7 +163,7 @@ impl Calendar {
     #[cold]
     #[inline(never)]
     fn next_occupied_word(&self, w: usize) -> usize {
-        let after = self.summary & (!1u64).checked_shl(w as u32).unwrap_or(0);
+        let after = self.summary & (!1u128).checked_shl(w as u32).unwrap_or(0);
         let w2 = if after != 0 { after } else { self.summary }.trailing_zeros() as usize;
         w2 * 64 + self.occ[w2].trailing_zeros() as usize
     }
