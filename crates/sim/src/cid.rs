@@ -86,6 +86,19 @@ pub(crate) fn two<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     }
 }
 
+/// The traffic of mm `a` plus that of mm `b` if it is another one.
+#[inline(always)]
+fn sum_of(a: Option<u32>, b: Option<u32>, one: impl Fn(usize) -> Traffic) -> Traffic {
+    let mut t = a.map(|m| one(m as usize)).unwrap_or_default();
+    if let Some(b) = b.filter(|&b| Some(b) != a) {
+        let u = one(b as usize);
+        t.bit_ops += u.bit_ops;
+        t.slot_writes += u.slot_writes;
+        t.locks += u.locks;
+    }
+    t
+}
+
 fn own_err(e: OwnershipError) -> (&'static str, String) {
     let p = match e {
         OwnershipError::Duplicate(_) | OwnershipError::Leaked(_) | OwnershipError::Unbacked(_) => "I4",
@@ -255,7 +268,20 @@ impl Fam {
     }
 
     /// I2 for a task returning to user space.
+    #[inline(always)]
     pub fn check_bound(&self, m: u32, t: u32) -> Result<(), String> {
+        // the common case of the 7.0 family inline; everything else (and every error) out of line
+        if let K::Rw(r) = &self.k {
+            let c = r.t[t as usize];
+            if !c.active || (!c.cid.is_unset() && c.cid.user_value() < r.mms[m as usize].np) {
+                return Ok(());
+            }
+        }
+        self.check_bound_slow(m, t)
+    }
+
+    #[inline(never)]
+    fn check_bound_slow(&self, m: u32, t: u32) -> Result<(), String> {
         let (mi, ti) = (m as usize, t as usize);
         match &self.k {
             K::Rw(r) => {
@@ -308,24 +334,13 @@ impl Fam {
     }
 
     /// Traffic counters of the mms involved (each once).
-    #[inline]
+    #[inline(always)]
     pub fn traffic(&self, a: Option<u32>, b: Option<u32>) -> Traffic {
-        let one = |m: u32| -> Traffic {
-            let m = m as usize;
-            match &self.k {
-                K::Rw(r) => r.mms[m].stats.totals(),
-                K::Lz(l) => l.mms[m].stats.totals(),
-                K::Ps(p) => p.mms[m].stats.totals(),
-            }
-        };
-        let mut t = a.map(one).unwrap_or_default();
-        if let Some(b) = b.filter(|&b| Some(b) != a) {
-            let u = one(b);
-            t.bit_ops += u.bit_ops;
-            t.slot_writes += u.slot_writes;
-            t.locks += u.locks;
+        match &self.k {
+            K::Rw(r) => sum_of(a, b, |m| r.mms[m].stats.totals()),
+            K::Lz(l) => sum_of(a, b, |m| l.mms[m].stats.totals()),
+            K::Ps(p) => sum_of(a, b, |m| p.mms[m].stats.totals()),
         }
-        t
     }
 
     /// One line on an mm's CID state, for messages.
@@ -516,7 +531,15 @@ impl Machine {
     }
 
     /// `set_task_cpu` + 6.18's `sched_mm_cid_migrate_to` (its three steps in one go).
+    #[inline(always)]
     pub(crate) fn cid_migrate(&mut self, t: u32, from: u32, to: u32) {
+        if matches!(self.fam.k, K::Lz(_)) {
+            self.cid_migrate_618(t, from, to);
+        }
+    }
+
+    #[inline(never)]
+    fn cid_migrate_618(&mut self, t: u32, from: u32, to: u32) {
         let K::Lz(l) = &mut self.fam.k else { return };
         let m = self.tasks[t as usize].mm;
         let src_busy = {
@@ -542,7 +565,17 @@ impl Machine {
 
     /// Work done on a return to user space before the burst: 6.18's compaction scan
     /// (`task_work mm_cid_work`), when due. Returns the time it took.
+    #[inline(always)]
     pub(crate) fn cid_tick(&mut self, cpu: u32, m: u32) -> u64 {
+        if matches!(self.fam.k, K::Lz(_)) {
+            self.cid_tick_618(cpu, m)
+        } else {
+            0
+        }
+    }
+
+    #[inline(never)]
+    fn cid_tick_618(&mut self, cpu: u32, m: u32) -> u64 {
         let now = self.now;
         let period = self.cfg.costs.scan_period_ns;
         let K::Lz(l) = &mut self.fam.k else { return 0 };

@@ -27,7 +27,7 @@ use mmcid_cid::storage::{CpuSet, WideBitmap};
 use crate::cid::Fam;
 use crate::config::{Checking, SimConfig};
 use crate::metrics::Metrics;
-use crate::rng::Rng;
+use crate::rng::{Exp, Rng};
 use crate::trace::{Kind, Rec, Ring};
 use crate::workload::Workload;
 
@@ -214,6 +214,8 @@ pub struct Machine {
     pub cpusets: Vec<CpuSetDef>,
     /// Workload groups, evaluated.
     pub grt: Vec<GroupRt>,
+    /// Per workload group: the burst and sleep distributions, tabulated.
+    dists: Vec<(Exp, Exp)>,
     idle: WideBitmap,
     events: crate::queue::Calendar,
     /// Random choices.
@@ -290,6 +292,7 @@ impl Machine {
                 list: (0..np).collect(),
             }],
             grt: Vec::new(),
+            dists: Vec::new(),
             idle: WideBitmap::full(np),
             events: crate::queue::Calendar::new(),
             rng: Rng::new(cfg.seed),
@@ -338,6 +341,10 @@ impl Machine {
         let np = self.cfg.cpus;
         let groups = self.workload().groups.clone();
         for g in &groups {
+            self.dists.push((
+                Exp::new((g.burst_us * 1000.0) as u64),
+                Exp::new((g.sleep_us * 1000.0) as u64),
+            ));
             self.grt.push(GroupRt {
                 burst: (g.burst_us * 1000.0) as u64,
                 sleep: (g.sleep_us * 1000.0) as u64,
@@ -631,8 +638,8 @@ impl Machine {
             let start = self.rng.below(self.cfg.cpus);
             let w = self.idle.words();
             let n = w.len();
+            let mut i = start as usize / 64;
             for k in 0..=n {
-                let i = (start as usize / 64 + k) % n;
                 let mut bits = w[i];
                 if k == 0 {
                     bits &= !0u64 << (start % 64);
@@ -642,6 +649,10 @@ impl Machine {
                     if c < self.cfg.cpus {
                         return c;
                     }
+                }
+                i += 1;
+                if i == n {
+                    i = 0;
                 }
             }
         } else if set.list.len() <= 16
@@ -686,7 +697,7 @@ impl Machine {
         let tk = &mut self.tasks[t as usize];
         tk.state = TState::Runnable;
         if tk.burst_left == 0 {
-            tk.burst_left = self.rng.exp(self.grt[tk.group as usize].burst);
+            tk.burst_left = self.rng.exp_of(&self.dists[tk.group as usize].0);
         }
         self.cpus[cpu as usize].rq.push_back(t);
         self.set_idle(cpu, false);
@@ -973,10 +984,13 @@ impl Machine {
         let sleep_mean = g.sleep;
         if sleep_mean == 0 {
             // CPU bound: another burst right away
-            self.tasks[t as usize].burst_left = self.rng.exp(g.burst);
+            let gi = self.tasks[t as usize].group as usize;
+            self.tasks[t as usize].burst_left = self.rng.exp_of(&self.dists[gi].0);
             return self.start_user(cpu, 0);
         }
-        let d = self.rng.exp(sleep_mean);
+        let d = self
+            .rng
+            .exp_of(&self.dists[self.tasks[t as usize].group as usize].1);
         self.sleep_until(t, d);
         self.switch(cpu);
     }

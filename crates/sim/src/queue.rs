@@ -1,26 +1,53 @@
-//! The event queue: a calendar queue (Brown 1988) of 1.024 µs buckets over a 1 ms window, with a
+//! The event queue: a calendar queue (Brown 1988) of 128 ns buckets over a 1 ms window, with a
 //! binary heap for the events beyond it.
 //!
 //! A run pushes and pops a few events per context switch; with thousands of sleeping tasks a
-//! binary heap pays O(log n) comparisons and cache misses on each. Here a push is an append to
-//! the bucket of its time and a pop takes the least `(time, payload)` of the current bucket (a
-//! handful of entries), so the order is exactly the heap's: ties in payload order, a run is a pure
-//! function of its configuration.
+//! binary heap pays O(log n) comparisons and cache misses on each. Here each bucket is a short
+//! list kept sorted by `(time, payload)` (a 64-CPU thread pool has about 0.75 events per bucket,
+//! so most lists hold zero or one), the lists' nodes live in one pool with a free list (no
+//! allocation per event once the pool has grown), and a two-level bitmap of the non-empty buckets
+//! finds the next one with two `trailing_zeros`. A push is a sorted insert into its bucket's list,
+//! a pop unlinks the head of the first non-empty bucket, so the order is exactly the heap's: ties
+//! in payload order, a run is a pure function of its configuration.
+//!
+//! The bucket width was chosen by simulation of the 7.0 thread-pool bench (callgrind
+//! `--cache-sim=yes --branch-sim=yes`, 2·10^6 switches): 256 ns buckets took 2.1 M more branch
+//! mispredictions (list ends and empty heads are coin flips at 1.5 events a bucket) for 1.0 M
+//! fewer L1 misses than 128 ns.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-const SHIFT: u32 = 10;
-const NB: u64 = 1 << 10;
+/// log2 of the bucket width in ns.
+const SHIFT: u32 = 7;
+/// Buckets in the window (128 × 64: a 128-bit summary over 128 occupancy words).
+const NB: u64 = 8192;
+const WORDS: usize = (NB / 64) as usize;
+/// End of a list.
+const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    t: u64,
+    payload: u64,
+    next: u32,
+}
 
 /// A priority queue of `(time, payload)`, least first, for times that never go back below the
 /// last popped one.
 #[derive(Clone, Debug)]
 pub struct Calendar {
-    buckets: Vec<Vec<(u64, u64)>>,
-    /// Absolute index of the current bucket.
+    /// Head node of each bucket's sorted list (NIL: empty).
+    heads: Box<[u32; NB as usize]>,
+    /// Bit `i % 64` of word `i / 64`: bucket `i` is not empty.
+    occ: [u64; WORDS],
+    /// Bit `w`: `occ[w]` is not zero.
+    summary: u128,
+    nodes: Vec<Node>,
+    /// Head of the free nodes' list.
+    free: u32,
+    /// Absolute index of the current bucket; the wheel holds the buckets `cur..cur + NB`.
     cur: u64,
-    in_wheel: usize,
     far: BinaryHeap<Reverse<(u64, u64)>>,
 }
 
@@ -34,55 +61,166 @@ impl Calendar {
     /// An empty queue.
     pub fn new() -> Calendar {
         Calendar {
-            buckets: (0..NB).map(|_| Vec::new()).collect(),
+            heads: Box::new([NIL; NB as usize]),
+            occ: [0; WORDS],
+            summary: 0,
+            nodes: Vec::new(),
+            free: NIL,
             cur: 0,
-            in_wheel: 0,
             far: BinaryHeap::new(),
         }
     }
 
     /// Adds an event at `t` (not before the last popped time).
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, t: u64, payload: u64) {
         let b = t >> SHIFT;
         debug_assert!(b >= self.cur, "events must not go back in time");
         if b < self.cur + NB {
-            self.buckets[(b & (NB - 1)) as usize].push((t, payload));
-            self.in_wheel += 1;
+            self.insert(b, t, payload);
         } else {
             self.far.push(Reverse((t, payload)));
         }
     }
 
-    /// Removes the least `(time, payload)`.
-    #[inline]
-    pub fn pop(&mut self) -> Option<(u64, u64)> {
-        loop {
-            if self.in_wheel == 0 {
-                let Reverse((t, _)) = *self.far.peek()?;
-                self.cur = t >> SHIFT;
-                self.refill();
-                continue;
-            }
-            let bucket = &mut self.buckets[(self.cur & (NB - 1)) as usize];
-            if bucket.is_empty() {
-                self.cur += 1;
-                self.refill();
-                continue;
-            }
-            let mut best = 0;
-            for i in 1..bucket.len() {
-                if bucket[i] < bucket[best] {
-                    best = i;
-                }
-            }
-            self.in_wheel -= 1;
-            return Some(bucket.swap_remove(best));
+    /// Links `(t, payload)` into bucket `b`'s list at its place.
+    #[inline(always)]
+    fn insert(&mut self, b: u64, t: u64, payload: u64) {
+        let i = (b & (NB - 1)) as usize;
+        let n = if self.free != NIL {
+            let n = self.free;
+            self.free = self.nodes[n as usize].next;
+            n
+        } else {
+            self.grow()
+        };
+        let head = self.heads[i];
+        if head == NIL {
+            self.nodes[n as usize] = Node {
+                t,
+                payload,
+                next: NIL,
+            };
+            self.heads[i] = n;
+            self.occ[i / 64] |= 1 << (i % 64);
+            self.summary |= 1 << (i / 64);
+        } else {
+            self.insert_sorted(i, n, t, payload);
         }
     }
 
+    /// A new node (the pool grows to the most events ever pending at once).
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) -> u32 {
+        self.nodes.push(Node {
+            t: 0,
+            payload: 0,
+            next: NIL,
+        });
+        (self.nodes.len() - 1) as u32
+    }
+
+    /// Links node `n` holding `(t, payload)` into the non-empty list of bucket `i` at its place.
+    #[inline(never)]
+    fn insert_sorted(&mut self, i: usize, n: u32, t: u64, payload: u64) {
+        let key = (t, payload);
+        let head = self.heads[i];
+        if key < (self.nodes[head as usize].t, self.nodes[head as usize].payload) {
+            self.nodes[n as usize] = Node {
+                t,
+                payload,
+                next: head,
+            };
+            self.heads[i] = n;
+            return;
+        }
+        let mut prev = head;
+        loop {
+            let next = self.nodes[prev as usize].next;
+            if next == NIL || key < (self.nodes[next as usize].t, self.nodes[next as usize].payload) {
+                self.nodes[n as usize] = Node { t, payload, next };
+                self.nodes[prev as usize].next = n;
+                return;
+            }
+            prev = next;
+        }
+    }
+
+    /// The first non-empty bucket at or after wheel index `i`, circularly (the wheel is not empty).
+    #[inline(always)]
+    fn next_occupied(&self, i: usize) -> usize {
+        let w = i / 64;
+        let bits = self.occ[w] & (!0u64 << (i % 64));
+        if bits != 0 {
+            return w * 64 + bits.trailing_zeros() as usize;
+        }
+        self.next_occupied_word(w)
+    }
+
+    /// The first non-empty bucket in the words after `w`, else from the first word on (`w`'s bits
+    /// below the current bucket included).
+    #[cold]
+    #[inline(never)]
+    fn next_occupied_word(&self, w: usize) -> usize {
+        let after = self.summary & (!1u128).checked_shl(w as u32).unwrap_or(0);
+        let w2 = if after != 0 { after } else { self.summary }.trailing_zeros() as usize;
+        w2 * 64 + self.occ[w2].trailing_zeros() as usize
+    }
+
+    /// Removes the least `(time, payload)`.
+    #[inline(always)]
+    pub fn pop(&mut self) -> Option<(u64, u64)> {
+        if self.summary == 0 && !self.jump() {
+            return None;
+        }
+        let ci = (self.cur & (NB - 1)) as usize;
+        let i = self.next_occupied(ci);
+        if i != ci {
+            // every bucket between is empty: move the window, and with it the far events that now
+            // fall within it (all beyond bucket i)
+            self.cur += ((i as u64).wrapping_sub(ci as u64)) & (NB - 1);
+            if self.far_due() {
+                self.refill();
+            }
+        }
+        let n = self.heads[i];
+        let Node { t, payload, next } = self.nodes[n as usize];
+        self.heads[i] = next;
+        if next == NIL {
+            self.occ[i / 64] &= !(1 << (i % 64));
+            if self.occ[i / 64] == 0 {
+                self.summary &= !(1 << (i / 64));
+            }
+        }
+        self.nodes[n as usize].next = self.free;
+        self.free = n;
+        Some((t, payload))
+    }
+
+    /// The wheel is empty: moves the window to the first far event; false if there is none.
+    #[cold]
+    #[inline(never)]
+    fn jump(&mut self) -> bool {
+        let Some(&Reverse((t, _))) = self.far.peek() else {
+            return false;
+        };
+        self.cur = t >> SHIFT;
+        self.refill();
+        true
+    }
+
+    /// Does the first far event fall within the window?
+    #[inline(always)]
+    fn far_due(&self) -> bool {
+        self.far
+            .peek()
+            .is_some_and(|&Reverse((t, _))| t >> SHIFT < self.cur + NB)
+    }
+
     /// Moves the far events that now fall within the window into their buckets.
-    #[inline]
+    #[cold]
+    #[inline(never)]
     fn refill(&mut self) {
         while let Some(&Reverse((t, p))) = self.far.peek() {
             let b = t >> SHIFT;
@@ -90,8 +228,7 @@ impl Calendar {
                 break;
             }
             self.far.pop();
-            self.buckets[(b & (NB - 1)) as usize].push((t, p));
-            self.in_wheel += 1;
+            self.insert(b, t, p);
         }
     }
 }
@@ -128,5 +265,31 @@ mod tests {
             assert_eq!(q.pop(), Some(w));
         }
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn sparse_events_wrap_around_the_window() {
+        // one or two events at a time, spaced so that the next one is mostly in a bucket before
+        // the current one's index (the search wraps) or beyond the window (the far heap)
+        let mut q = Calendar::new();
+        let mut reference = BinaryHeap::new();
+        let mut rng = crate::rng::Rng::new(5);
+        let mut now = 0u64;
+        for _ in 0..50_000 {
+            for _ in 0..1 + rng.below(2) {
+                let d = match rng.below(4) {
+                    0 => (NB << SHIFT) - 1 - rng.below(1000) as u64,
+                    1 => (NB << SHIFT) + rng.below(1 << 20) as u64,
+                    2 => rng.below(64 << SHIFT) as u64 * 63,
+                    _ => rng.below(3) as u64,
+                };
+                let p = rng.below(3) as u64;
+                q.push(now + d, p);
+                reference.push(Reverse((now + d, p)));
+            }
+            let got = q.pop();
+            assert_eq!(got, reference.pop().map(|r| r.0));
+            now = got.unwrap().0;
+        }
     }
 }

@@ -55,8 +55,9 @@ pub struct Rec {
 #[derive(Clone, Debug)]
 pub struct Ring {
     buf: Vec<Rec>,
+    cap: usize,
+    /// Once full: the oldest record, overwritten next.
     next: usize,
-    full: bool,
 }
 
 impl Ring {
@@ -64,21 +65,21 @@ impl Ring {
     pub fn new(cap: usize) -> Ring {
         Ring {
             buf: Vec::with_capacity(cap),
+            cap,
             next: 0,
-            full: false,
         }
     }
     /// Appends a record.
     #[inline]
     pub fn push(&mut self, r: Rec) {
-        if !self.full && self.buf.len() < self.buf.capacity() {
+        if self.buf.len() < self.cap {
             self.buf.push(r);
-            if self.buf.len() == self.buf.capacity() {
-                self.full = true;
+        } else if let Some(slot) = self.buf.get_mut(self.next) {
+            *slot = r;
+            self.next += 1;
+            if self.next == self.cap {
+                self.next = 0;
             }
-        } else if !self.buf.is_empty() {
-            self.buf[self.next] = r;
-            self.next = (self.next + 1) % self.buf.len();
         }
     }
     /// The records, oldest first.
@@ -163,4 +164,34 @@ pub fn render(recs: &[Rec], n: usize) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(t: u64) -> Rec {
+        Rec {
+            t,
+            cpu: 0,
+            kind: Kind::Wake,
+            task: 1,
+            mm: 0,
+            arg: 0,
+            cid: -1,
+        }
+    }
+
+    #[test]
+    fn the_ring_keeps_the_last_records_oldest_first() {
+        for cap in [0, 1, 3, 48] {
+            let mut r = Ring::new(cap);
+            for n in 0..200u64 {
+                let got: Vec<u64> = r.records().iter().map(|x| x.t).collect();
+                let want: Vec<u64> = (n.saturating_sub(cap as u64)..n).collect();
+                assert_eq!(got, want, "cap {cap} after {n}");
+                r.push(rec(n));
+            }
+        }
+    }
 }
