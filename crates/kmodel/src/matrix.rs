@@ -30,24 +30,10 @@ pub struct GridConfig {
 }
 
 fn g(about: &'static str, cpus: u8, threads: u8, allowed: Option<u8>, b: Budgets) -> GridConfig {
-    let mut name = format!("c{cpus}t{threads}");
-    if let Some(a) = allowed {
-        name.push_str(&format!("a{a}"));
-    }
-    for (k, v) in [
-        ("f", b.forks),
-        ("v", b.vforks),
-        ("ff", b.fork_fails),
-        ("x", b.exits),
-        ("e", b.execs),
-        ("ef", b.exec_fails),
-        ("ec", b.exec_checks),
-        ("s", b.affinity),
-    ] {
-        if v > 0 {
-            name.push_str(&format!("{k}{v}"));
-        }
-    }
+    // The name uses the same letters as `mmcid hunt`'s configurations (the design is not part of it).
+    let mut cfg = Config::new("7.0", cpus, threads, b);
+    cfg.allowed = allowed;
+    let name = crate::hunt::space::short_name(&cfg);
     GridConfig {
         name,
         about,
