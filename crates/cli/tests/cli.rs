@@ -1,18 +1,7 @@
 //! The `mmcid` binary end to end: exit codes, JSON, errors, save-trace and replay.
 
-use std::process::Command;
-
-fn mmcid(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mmcid"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::mmcid;
 
 #[test]
 fn default_check_holds_and_exits_0() {

@@ -2,27 +2,25 @@
 //! over 127.0.0.1, it counts exactly what `mmcid check --liveness off` counts and reports the
 //! same verdicts (including a violation, with a trace of the same depth).
 
+mod common;
+
 use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::mmcid;
 use serde_json::Value;
 
-fn mmcid(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mmcid"))
-        .args(args)
-        .output()
-        .expect("mmcid runs")
+fn json(out: &str, err: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}\n{err}"))
 }
 
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
+/// The JSON a spawned `mmcid` printed.
+fn output_json(o: &Output) -> Value {
+    json(
+        &String::from_utf8_lossy(&o.stdout),
+        &String::from_utf8_lossy(&o.stderr),
+    )
 }
 
 /// (property, status, depth).
@@ -73,13 +71,13 @@ fn threads_agree_with_check() {
     for bounds in BOUNDS {
         let mut check = vec!["check", "--liveness", "off", "--json", "-q"];
         check.extend_from_slice(bounds);
-        let c = mmcid(&check);
+        let (c_code, c_out, c_err) = mmcid(&check);
         let mut dist = vec!["dist", "--json"];
         dist.extend_from_slice(bounds);
         dist.extend_from_slice(&["--", "-w", "2"]);
-        let d = mmcid(&dist);
-        assert_eq!(d.status.code(), c.status.code(), "exit status, {bounds:?}");
-        let (dj, cj) = (json(&d), json(&c));
+        let (d_code, d_out, d_err) = mmcid(&dist);
+        assert_eq!(d_code, c_code, "exit status, {bounds:?}");
+        let (dj, cj) = (json(&d_out, &d_err), json(&c_out, &c_err));
         assert_eq!(verdicts(&dj), verdicts(&cj), "{bounds:?}");
         assert_eq!(
             dj["violations"].as_array().map(Vec::len),
@@ -100,7 +98,7 @@ fn threads_agree_with_check() {
     // The violating configuration is one: the test would see a lost finding.
     let mut dist = vec!["dist", "--json"];
     dist.extend_from_slice(BOUNDS[1]);
-    assert_eq!(mmcid(&dist).status.code(), Some(1));
+    assert_eq!(mmcid(&dist).0, 1);
 }
 
 fn free_port() -> u16 {
@@ -149,11 +147,12 @@ fn two_processes_on_localhost_agree_with_check() {
     std::fs::remove_dir_all(&dir).ok();
     let mut check = vec!["check", "--liveness", "off", "--json", "-q"];
     check.extend_from_slice(bounds);
-    let c = mmcid(&check);
+    let (_, c_out, c_err) = mmcid(&check);
+    let c = json(&c_out, &c_err);
     for o in [&o0, &o1] {
         assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
-        let j = json(o);
-        assert_eq!(verdicts(&j), verdicts(&json(&c)));
+        let j = output_json(o);
+        assert_eq!(verdicts(&j), verdicts(&c));
         assert_eq!(j["workers"].as_u64(), Some(2));
     }
 }

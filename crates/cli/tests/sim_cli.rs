@@ -1,18 +1,7 @@
 //! `mmcid sim` end to end: the table, JSON, a custom TOML workload, errors and exit codes.
 
-use std::process::Command;
-
-fn mmcid(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mmcid"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::mmcid;
 
 #[test]
 fn every_design_in_one_table_and_as_json() {
