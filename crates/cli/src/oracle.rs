@@ -217,8 +217,8 @@ pub fn bench(a: &BenchArgs) -> i32 {
 
 fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
     let cfg = model.config.clone();
-    let run_ours = |opts: &Options| {
-        let r = mmcid_engine::check(&model, opts, &mut NoObserver).expect("engine");
+    let run = |m: &KernelModel<F>, opts: &Options| {
+        let r = mmcid_engine::check(m, opts, &mut NoObserver).expect("engine");
         EngineFigures {
             unique_states: r.unique_states,
             seconds: r.seconds,
@@ -227,6 +227,7 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
             peak_rss_per_state: r.peak_rss_per_state,
         }
     };
+    let run_ours = |opts: &Options| run(&model, opts);
     if a.workers == 0 {
         eprintln!("mmcid bench: --workers must be at least 1");
         return exit::USAGE;
@@ -241,27 +242,15 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
             ..Options::default()
         })
     });
-    let ours_reduced = {
-        let reduced = model.clone().with_reduction(true);
-        let r = mmcid_engine::check(
-            &reduced,
-            &Options {
-                symmetry: true,
-                stall_search: Some(mmcid_kmodel::checker::STALL_SEARCH_LIMIT),
-                workers: a.workers,
-                ..Options::default()
-            },
-            &mut NoObserver,
-        )
-        .expect("engine");
-        EngineFigures {
-            unique_states: r.unique_states,
-            seconds: r.seconds,
-            states_per_s: r.unique_states as f64 / r.seconds.max(1e-9),
-            bytes_per_state: Some(r.bytes_per_state),
-            peak_rss_per_state: r.peak_rss_per_state,
-        }
-    };
+    let ours_reduced = run(
+        &model.clone().with_reduction(true),
+        &Options {
+            symmetry: true,
+            stall_search: Some(mmcid_kmodel::checker::STALL_SEARCH_LIMIT),
+            workers: a.workers,
+            ..Options::default()
+        },
+    );
     let sr = stateright_bfs(model.clone(), a.stateright_threads as usize);
     let stateright = EngineFigures {
         unique_states: sr.unique_states,
