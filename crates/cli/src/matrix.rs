@@ -22,7 +22,8 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// Threads exploring in parallel in each run (default: every core).
+    /// Runs done at once, one thread each (default: every core). With 1, the run itself explores
+    /// on one thread.
     #[arg(long, default_value_t = mmcid_engine::all_cores(), value_parser = crate::check::workers)]
     pub workers: usize,
     /// Partial-order reduction (see `mmcid check --help`).
@@ -51,17 +52,39 @@ pub fn run(a: &Args) -> i32 {
         memory_limit: a.max_memory.bytes(),
         ..Default::default()
     };
-    let m = matrix::run(
-        &names,
-        &matrix::default_grid(),
-        a.max_states,
-        &base,
-        &mut |d, c| {
-            if tty {
-                eprint!("\r\x1b[Kchecking {d} at {c} ...");
+    let mut running: Vec<String> = Vec::new();
+    let (mut done, mut total) = (0usize, 0usize);
+    let m = matrix::run(&names, &matrix::default_grid(), a.max_states, &base, &mut |ev| {
+        if !tty {
+            return;
+        }
+        let done_so_far = match ev {
+            matrix::Event::Started { design, config } => {
+                running.push(format!("{design} at {config}"));
+                done
             }
-        },
-    );
+            matrix::Event::Finished {
+                design,
+                config,
+                done: d,
+                total: t,
+            } => {
+                let name = format!("{design} at {config}");
+                running.retain(|r| *r != name);
+                (done, total) = (d, t);
+                d
+            }
+        };
+        let total = if total == 0 {
+            String::from("?")
+        } else {
+            total.to_string()
+        };
+        eprint!(
+            "\r\x1b[K{done_so_far}/{total} runs done; checking {}",
+            running.join(", ")
+        );
+    });
     if tty {
         eprint!("\r\x1b[K");
     }
@@ -116,6 +139,11 @@ pub fn render(m: &Matrix) -> String {
         }
         let _ = writeln!(s, "{:.1}s", r.seconds);
     }
+    let _ = writeln!(
+        s,
+        "{:<dw$}{:.1}s wall, {} runs at once (a row's time adds up its runs)",
+        "total", m.wall_seconds, m.threads
+    );
     let _ = writeln!(
         s,
         "\nok: holds in every configuration (complete searches); Xd#n: violated, shortest trace d steps in\n\
