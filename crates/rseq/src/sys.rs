@@ -118,6 +118,57 @@ pub(crate) const ORIG_RSEQ_SIZE: u32 = 32;
 /// The original feature size (fields up to and including `flags`).
 pub(crate) const ORIG_RSEQ_FEATURE_SIZE: u32 = 20;
 
+// The pieces every critical section below shares, as assembler text. Each section uses the same
+// local labels: `7` the descriptor, `3` start_ip, `4` post_commit_ip, `5` abort_ip (preceded by
+// the signature).
+
+/// `struct rseq_cs { version, flags, start_ip, post_commit_offset, abort_ip }` for the section
+/// between labels `3` and `4` aborting to `5`, in `__rseq_cs`, and its address in
+/// `__rseq_cs_ptr_array` (librseq's layout, which debuggers and `rseq` tooling look for).
+#[cfg(target_arch = "x86_64")]
+macro_rules! rseq_cs_descriptor {
+    () => {
+        concat!(
+            ".pushsection __rseq_cs, \"awR\", @progbits\n",
+            ".balign 32\n",
+            "7:\n",
+            ".long 0, 0\n",
+            ".quad 3f, (4f - 3f), 5f\n",
+            ".popsection\n",
+            ".pushsection __rseq_cs_ptr_array, \"awR\", @progbits\n",
+            ".balign 8\n",
+            ".quad 7b\n",
+            ".popsection"
+        )
+    };
+}
+
+/// An early exit of the section starting at label `3` to `$target`, listed in
+/// `__rseq_exit_point_array` (librseq's convention).
+#[cfg(target_arch = "x86_64")]
+macro_rules! rseq_exit_point {
+    ($target:literal) => {
+        concat!(
+            ".pushsection __rseq_exit_point_array, \"awR\", @progbits\n",
+            ".balign 8\n",
+            ".quad 3f, ",
+            $target,
+            "\n",
+            ".popsection"
+        )
+    };
+}
+
+/// `RSEQ_SIG` (0x53053053) just before the abort handler, encoded as the instruction
+/// `ud1 0x53053053(%rip), %edi` as the kernel's x86 selftests do: the kernel refuses to jump to an
+/// abort_ip not preceded by the registered signature.
+#[cfg(target_arch = "x86_64")]
+macro_rules! rseq_signature {
+    () => {
+        concat!(".byte 0x0f, 0xb9, 0x3d\n", ".long 0x53053053")
+    };
+}
+
 /// Handle to the calling thread's registered rseq area. See the module
 /// docs for why the methods are safe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,23 +238,9 @@ impl RseqArea {
         // The descriptor, pointer array and signature follow the ABI.
         unsafe {
             std::arch::asm!(
-                // struct rseq_cs { version, flags, start_ip,
-                //                  post_commit_offset, abort_ip }
-                ".pushsection __rseq_cs, \"awR\", @progbits",
-                ".balign 32",
-                "7:",
-                ".long 0, 0",
-                ".quad 3f, (4f - 3f), 5f",
-                ".popsection",
-                ".pushsection __rseq_cs_ptr_array, \"awR\", @progbits",
-                ".balign 8",
-                ".quad 7b",
-                ".popsection",
+                rseq_cs_descriptor!(),
                 // The early exit of the ID check.
-                ".pushsection __rseq_exit_point_array, \"awR\", @progbits",
-                ".balign 8",
-                ".quad 3f, {abort}",
-                ".popsection",
+                rseq_exit_point!("{abort}"),
                 // rseq->rseq_cs = &descriptor: arms the critical section.
                 "lea {tmp}, [rip + 7b]",
                 "mov qword ptr [{rs} + 8], {tmp}",
@@ -219,8 +256,7 @@ impl RseqArea {
                 // `__rseq_failure` convention), preceded by RSEQ_SIG encoded
                 // as `ud1 0x53053053(%rip), %edi`.
                 ".pushsection __rseq_failure, \"ax\", @progbits",
-                ".byte 0x0f, 0xb9, 0x3d",
-                ".long 0x53053053",
+                rseq_signature!(),
                 "5:", // abort_ip: preempted, migrated or signalled
                 "jmp {abort}",
                 ".popsection",
@@ -266,21 +302,9 @@ impl RseqArea {
         // as in `add_if_cid`.
         unsafe {
             std::arch::asm!(
-                ".pushsection __rseq_cs, \"awR\", @progbits",
-                ".balign 32",
-                "7:",
-                ".long 0, 0",
-                ".quad 3f, (4f - 3f), 5f",
-                ".popsection",
-                ".pushsection __rseq_cs_ptr_array, \"awR\", @progbits",
-                ".balign 8",
-                ".quad 7b",
-                ".popsection",
+                rseq_cs_descriptor!(),
                 // The early exit of the bounds check.
-                ".pushsection __rseq_exit_point_array, \"awR\", @progbits",
-                ".balign 8",
-                ".quad 3f, {oor}",
-                ".popsection",
+                rseq_exit_point!("{oor}"),
                 // Arm: rseq->rseq_cs = &descriptor.
                 "lea {tmp}, [rip + 7b]",
                 "mov qword ptr [{rs} + 8], {tmp}",
@@ -294,8 +318,7 @@ impl RseqArea {
                 "add qword ptr [{base} + {tmp}], {v}",
                 "4:", // post_commit_ip
                 ".pushsection __rseq_failure, \"ax\", @progbits",
-                ".byte 0x0f, 0xb9, 0x3d",
-                ".long 0x53053053",
+                rseq_signature!(),
                 "5:", // abort_ip
                 "jmp {abort}",
                 ".popsection",
@@ -335,20 +358,8 @@ impl RseqArea {
         // section.
         unsafe {
             std::arch::asm!(
-                ".pushsection __rseq_cs, \"awR\", @progbits",
-                ".balign 32",
-                "7:",
-                ".long 0, 0",
-                ".quad 3f, (4f - 3f), 5f",
-                ".popsection",
-                ".pushsection __rseq_cs_ptr_array, \"awR\", @progbits",
-                ".balign 8",
-                ".quad 7b",
-                ".popsection",
-                ".pushsection __rseq_exit_point_array, \"awR\", @progbits",
-                ".balign 8",
-                ".quad 3f, {oor}",
-                ".popsection",
+                rseq_cs_descriptor!(),
+                rseq_exit_point!("{oor}"),
                 // Unpack (before the section: registers only).
                 "movzx {len:e}, {packed:x}",
                 "mov {base}, {packed}",
@@ -366,8 +377,7 @@ impl RseqArea {
                 "add qword ptr [{base} + {tmp}], {v}",
                 "4:", // post_commit_ip
                 ".pushsection __rseq_failure, \"ax\", @progbits",
-                ".byte 0x0f, 0xb9, 0x3d",
-                ".long 0x53053053",
+                rseq_signature!(),
                 "5:", // abort_ip
                 "jmp {abort}",
                 ".popsection",
@@ -398,20 +408,8 @@ impl RseqArea {
         // status register set outside the section and the ID output.
         unsafe {
             std::arch::asm!(
-                ".pushsection __rseq_cs, \"awR\", @progbits",
-                ".balign 32",
-                "7:",
-                ".long 0, 0",
-                ".quad 3f, (4f - 3f), 5f",
-                ".popsection",
-                ".pushsection __rseq_cs_ptr_array, \"awR\", @progbits",
-                ".balign 8",
-                ".quad 7b",
-                ".popsection",
-                ".pushsection __rseq_exit_point_array, \"awR\", @progbits",
-                ".balign 8",
-                ".quad 3f, 8f",
-                ".popsection",
+                rseq_cs_descriptor!(),
+                rseq_exit_point!("8f"),
                 "xor {st:e}, {st:e}",
                 "lea {cid}, [rip + 7b]",
                 "mov qword ptr [{rs} + 8], {cid}",
@@ -427,8 +425,7 @@ impl RseqArea {
                 "8:",
                 "mov {st:e}, 2",
                 "jmp 6f",
-                ".byte 0x0f, 0xb9, 0x3d",
-                ".long 0x53053053",
+                rseq_signature!(),
                 "5:",
                 "mov {st:e}, 1",
                 "6:",
@@ -466,16 +463,7 @@ impl RseqArea {
         // the "commit").
         unsafe {
             std::arch::asm!(
-                ".pushsection __rseq_cs, \"awR\", @progbits",
-                ".balign 32",
-                "7:",
-                ".long 0, 0",
-                ".quad 3f, (4f - 3f), 5f",
-                ".popsection",
-                ".pushsection __rseq_cs_ptr_array, \"awR\", @progbits",
-                ".balign 8",
-                ".quad 7b",
-                ".popsection",
+                rseq_cs_descriptor!(),
                 "xor {ab:e}, {ab:e}",
                 "lea {tmp}, [rip + 7b]",
                 "mov qword ptr [{rs} + 8], {tmp}",
@@ -499,8 +487,7 @@ impl RseqArea {
                 "jne 5f",
                 "4:",
                 "jmp 6f",
-                ".byte 0x0f, 0xb9, 0x3d",
-                ".long 0x53053053",
+                rseq_signature!(),
                 "5:",
                 "mov {ab:e}, 1",
                 "6:",
