@@ -138,7 +138,7 @@ pub fn run(a: &Args) -> i32 {
             "{} {}: {}\nfound by: mmcid check {}",
             v.kind,
             v.property,
-            v.what,
+            v.what(),
             args_line(&cfg)
         );
         let text = scenario::write_for(&cfg, &v.steps, &comment).expect("validated");
@@ -204,9 +204,9 @@ pub fn violation_text(c: &Config, v: &Violation, with_states: bool) -> String {
     let _ = writeln!(s, "\nat step {}:", v.trace.len());
     s.push_str(&v.state);
     for b in &v.bits {
-        let _ = writeln!(s, "  {b}");
+        let _ = writeln!(s, "  {}", trace::bit_owners_words(b, v.snapshot.family));
     }
-    let _ = writeln!(s, "what went wrong: {}", v.what);
+    let _ = writeln!(s, "what went wrong: {}", v.what());
     s
 }
 

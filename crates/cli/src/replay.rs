@@ -70,7 +70,7 @@ fn human(o: &ReplayOutcome, with_state: bool) -> String {
     let _ = writeln!(s, "\nat the end (step {}):", o.steps.len());
     s.push_str(&o.state);
     for b in &o.bits {
-        let _ = writeln!(s, "  {b}");
+        let _ = writeln!(s, "  {}", trace::bit_owners_words(b, o.snapshot.family));
     }
     for v in &o.violations {
         let _ = writeln!(

@@ -59,8 +59,13 @@ fn every_schema_file_is_named_and_a_valid_schema() {
 fn valid(name: &str, args: &[&str], code: i32) -> serde_json::Value {
     let (got, out, err) = mmcid(args);
     assert_eq!(got, code, "{args:?}: {err}");
+    matches_schema(name, args, &out)
+}
+
+/// Validates the output `out` of `args` against the schema `name`; returns it.
+fn matches_schema(name: &str, args: &[&str], out: &str) -> serde_json::Value {
     let v: serde_json::Value =
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON: {e}\n{out}"));
+        serde_json::from_str(out).unwrap_or_else(|e| panic!("{args:?}: not JSON: {e}\n{out}"));
     let schema: serde_json::Value = serde_json::from_str(&mmcid::schema::schema(name).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema).expect("a valid schema");
     let errors: Vec<String> = validator
@@ -86,6 +91,34 @@ fn check_output_matches_its_schema_with_and_without_violations() {
     };
     let v = valid("check", &with("6.19.1"), 1);
     assert_eq!(v["violations"][0]["kind"], "invariant");
+    // no text in data fields: what went wrong, the bits' owners and every step's effects are
+    // typed (format 4)
+    let viol = &v["violations"][0];
+    for gone in ["what", "state"] {
+        assert!(viol.get(gone).is_none(), "{gone} is text");
+    }
+    assert!(viol["facts"].as_array().is_some_and(|f| !f.is_empty()), "{viol}");
+    assert!(viol["facts"][0]["fact"].is_string(), "{viol}");
+    assert!(
+        viol["bits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["owners"].is_array())
+    );
+    let steps = viol["trace"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.get("state").is_none() && s["snapshot"]["mms"].is_array())
+    );
+    assert!(
+        steps
+            .iter()
+            .flat_map(|s| s["effect"].as_array().unwrap())
+            .all(|e| e["kind"].is_string()),
+        "{steps:?}"
+    );
     assert_eq!(v["properties"][0]["kind"], "invariant");
     // the violating state, typed: T2 was forked and is not yet woken
     let tasks = v["violations"][0]["snapshot"]["tasks"].as_array().unwrap();

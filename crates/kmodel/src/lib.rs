@@ -38,6 +38,7 @@
 pub mod checker;
 pub mod config;
 pub mod encode;
+pub mod facts;
 pub mod family;
 pub mod fixed;
 pub mod hunt;

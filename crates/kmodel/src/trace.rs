@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use mmcid_cid::{CpuId, TaskId};
 use serde::Serialize;
 
+use crate::facts::{BitOwners, Effect, Fact};
 use crate::family::Family;
 use crate::ops::{Params, StartOp, Step, apply};
 use crate::state::*;
@@ -181,13 +182,14 @@ pub fn cpu_of<F: Family>(s: &State<F>, step: Step) -> CpuId {
     }
 }
 
-/// What a step changed in the CID state (and the scheduler facts a reader needs), as short lines.
-pub fn effects<F: Family>(before: &State<F>, after: &State<F>) -> Vec<String> {
+/// What a step changed in the CID state (and the scheduler facts a reader needs).
+pub fn effects<F: Family>(before: &State<F>, after: &State<F>) -> Vec<Effect> {
     let mut out = Vec::new();
     F::effects(before, after, &mut out);
     for (i, tb) in after.tasks.iter().enumerate() {
-        match before.tasks.get(i) {
-            None => out.push(format!("T{i} created (unpublished)")),
+        let i = i as TaskId;
+        match before.tasks.get(i as usize) {
+            None => out.push(Effect::TaskCreated { task: i }),
             Some(ta) => {
                 F::task_effects(i, ta, tb, &mut out);
                 sched_effects(i, ta, tb, F::REPORTS_MOVES, &mut out);
@@ -206,16 +208,325 @@ pub fn effects<F: Family>(before: &State<F>, after: &State<F>) -> Vec<String> {
         (threads, s.process_list)
     };
     if lists(before) != lists(after) {
-        out.push("published".to_string());
+        out.push(Effect::Published);
     }
     out
+}
+
+/// [`effects`] as the short lines a trace shows.
+pub fn effect_lines<F: Family>(before: &State<F>, after: &State<F>) -> Vec<String> {
+    let multi_mm = after.mms.len() > 1;
+    effects(before, after)
+        .iter()
+        .map(|e| effect_words(e, multi_mm))
+        .collect()
+}
+
+/// A set of bits as the kernel mails write a bitmap: `{0,1,3}`.
+pub fn bits_words(bits: &[u32]) -> String {
+    let b: Vec<String> = bits.iter().map(u32::to_string).collect();
+    format!("{{{}}}", b.join(","))
+}
+
+/// One effect as a short line. `multi_mm`: the state has several mms, so mm fields name theirs.
+pub fn effect_words(e: &Effect, multi_mm: bool) -> String {
+    use crate::facts::{BitmapField, LegacyTaskField, SlotField};
+    let pre = |m: MmId| {
+        if multi_mm {
+            format!("mm{m} ")
+        } else {
+            String::new()
+        }
+    };
+    match e {
+        Effect::TaskCreated { task } => format!("T{task} created (unpublished)"),
+        Effect::Published => "published".to_string(),
+        Effect::Sched { task, state, cpu } => {
+            let what = match state {
+                TaskState::Runnable => "runnable",
+                TaskState::Sleeping => "sleeps",
+                TaskState::Dead => "dead",
+                _ => "new",
+            };
+            format!("T{task} {what} on CPU{cpu}")
+        }
+        Effect::Moved { task, cpu } => format!("T{task} now on CPU{cpu}"),
+        Effect::MmSwitched { task, mm } => format!("T{task} mm -> mm{mm}"),
+        Effect::MmCreated { mm } => format!("new mm{mm}"),
+        Effect::Active { task, active } => {
+            format!("T{task} {}", if *active { "active" } else { "inactive" })
+        }
+        Effect::TaskCid { task, from, to } => format!("T{task}.cid {from} -> {to}"),
+        Effect::Spins { .. } => "get_cid: no free CID, spins (rq lock held)".to_string(),
+        Effect::StopsSpinning { cpu } => format!("CPU{cpu} stops spinning"),
+        Effect::TransitLoad { cid, .. } => format!("from_task chose {cid}; next: READ_ONCE(transit)"),
+        Effect::Mode { mm, from, to } => format!("{}mode {from} -> {to}", pre(*mm)),
+        Effect::Count { mm, field, from, to } => {
+            format!("{}{} {from} -> {to}", pre(*mm), field.field())
+        }
+        Effect::Bitmap { mm, field, from, to } => {
+            let name = match field {
+                BitmapField::Bitmap => "bits",
+                BitmapField::Cidmask => "cidmask",
+            };
+            format!("{}{name} {} -> {}", pre(*mm), bits_words(from), bits_words(to))
+        }
+        Effect::PcpuSlot { mm, cpu, from, to } => format!("{}slot{cpu} {from} -> {to}", pre(*mm)),
+        Effect::DropFault {
+            mm,
+            faults,
+            bitmap_bits,
+        } => format!(
+            "{}FAULT {}",
+            pre(*mm),
+            crate::rewrite::render::faults_words(faults, *bitmap_bits as u8)
+        ),
+        Effect::IrqWorkQueued { mm } => format!("{}irq_work queued", pre(*mm)),
+        Effect::LegacyTaskCid {
+            task,
+            field,
+            from,
+            to,
+        } => {
+            let name = match field {
+                LegacyTaskField::MmCid => "mm_cid",
+                LegacyTaskField::LastMmCid => "last_mm_cid",
+            };
+            format!("T{task}.{name} {from} -> {to}")
+        }
+        Effect::MigrateFromCpu { task, cpu } => format!("T{task}.migrate_from_cpu = CPU{cpu}"),
+        Effect::LegacySlot {
+            mm,
+            cpu,
+            field,
+            from,
+            to,
+        } => {
+            let name = match field {
+                SlotField::Cid => "cid",
+                SlotField::RecentCid => "recent_cid",
+            };
+            format!("{}slot{cpu}.{name} {from} -> {to}", pre(*mm))
+        }
+        Effect::UseCidLock { mm, on } => format!("{}use_cid_lock {}", pre(*mm), *on as u8),
+        Effect::CidLock { mm, holder } => match holder {
+            Some(c) => format!("{}cid_lock taken by CPU{c}", pre(*mm)),
+            None => format!("{}cid_lock released", pre(*mm)),
+        },
+        Effect::LegacyFault { mm, faults } => format!("{}FAULT {faults}", pre(*mm)),
+        Effect::GetCid { cpu, spins, at } => {
+            let what = if *spins {
+                "spins (rq lock held)"
+            } else {
+                "continues"
+            };
+            format!(
+                "CPU{cpu} mm_cid_get {what}: {}",
+                crate::legacy::lazy618::get_words(*at)
+            )
+        }
+        Effect::GetDone { cpu } => format!("CPU{cpu} mm_cid_get done"),
+        Effect::Migrating { cpu, task, at } => format!(
+            "CPU{cpu} migrating T{task}: {} (rq lock held)",
+            crate::legacy::lazy618::migrate_words(*at)
+        ),
+        Effect::MigrationDone { cpu } => format!("CPU{cpu} migration done"),
+    }
+}
+
+/// Who owns a set bit, as the state report of a design of `family` lists it: `bit 2: T3
+/// (plain)` (7.0 family), `mm0 bit 1: T2 (copy 1)` (6.18), `mm0 bit 1: T2 (1)` (6.3).
+pub fn bit_owners_words(b: &BitOwners, family: crate::config::FamilyKind) -> String {
+    use crate::config::FamilyKind;
+    use crate::facts::Owner;
+    let mut owners: Vec<String> = b
+        .owners
+        .iter()
+        .map(|o| match o {
+            Owner::Task { task, cid, visible } => {
+                let kind = if cid.in_transit() { "TRANSIT" } else { "plain" };
+                let vis = if *visible { "" } else { ", not visible" };
+                format!("T{task} ({kind}{vis})")
+            }
+            Owner::Cpu { cpu } => format!("CPU{cpu} (ONCPU)"),
+            Owner::LegacyTask { task, cid } if family == FamilyKind::Lazy618 => {
+                format!("T{task} (copy {cid})")
+            }
+            Owner::LegacyTask { task, cid } => format!("T{task} ({cid})"),
+            Owner::LegacySlot { cpu, cid } => format!("CPU{cpu} slot ({cid})"),
+            Owner::InFlight => "in flight (remote clear or migration)".to_string(),
+        })
+        .collect();
+    if owners.is_empty() {
+        owners.push("nobody (leaked)".into());
+    }
+    match family {
+        FamilyKind::Rewrite => format!("bit {}: {}", b.bit, owners.join(", ")),
+        _ => format!("mm{} bit {}: {}", b.mm, b.bit, owners.join(", ")),
+    }
+}
+
+/// [`bit_owners`] of mm `m` as the state report's lines.
+pub fn bit_owner_lines<F: Family>(s: &State<F>, m: MmId) -> Vec<String> {
+    bit_owners(s, m)
+        .iter()
+        .map(|b| bit_owners_words(b, F::KIND))
+        .collect()
+}
+
+/// What went wrong, in one sentence of the kernel's terms: the facts, or the property's broken
+/// promise when no fact shows it.
+pub fn what_words(property: &str, facts: &[Fact]) -> String {
+    if facts.is_empty() {
+        return crate::invariants::broken_promise(property);
+    }
+    let words: Vec<String> = facts.iter().map(fact_words).collect();
+    words.join("; ")
+}
+
+/// One fact in the kernel's terms.
+pub fn fact_words(f: &Fact) -> String {
+    use crate::facts::{Holder, SpinSite};
+    let holders = |o: &[Holder]| {
+        let n: Vec<String> = o
+            .iter()
+            .map(|h| match h {
+                Holder::Task { task } => tn(*task),
+                Holder::Cpu { cpu } => cn(*cpu),
+            })
+            .collect();
+        n.join(" and ")
+    };
+    match f {
+        Fact::SameCid {
+            a,
+            cpu_a,
+            cid_a,
+            b,
+            cpu_b,
+            cid_b,
+        } => format!(
+            "T{a} on CPU{cpu_a} (cid {cid_a}) and T{b} on CPU{cpu_b} (cid {cid_b}) run with the same CID {} at once",
+            cid_a.index()
+        ),
+        Fact::UserSpaceUnset {
+            task,
+            cpu,
+            cid,
+            bound,
+        } => format!(
+            "T{task} runs in user space on CPU{cpu} with cid {cid} (raw {:#010x}): rseq hands it no CID below num_possible_cpus = {bound}",
+            cid.raw()
+        ),
+        Fact::UserSpaceOutOfBound {
+            task,
+            cpu,
+            value,
+            bound,
+        } => format!(
+            "T{task} runs in user space on CPU{cpu} with mm_cid {value}, not below num_possible_cpus = {bound}"
+        ),
+        Fact::SlotOncpuTransit { cpu, cid } => format!(
+            "CPU{cpu}'s mm_cid.pcpu slot holds {:#010x} ({cid}): ONCPU and TRANSIT together",
+            cid.raw()
+        ),
+        Fact::TaskOncpuTransit { task, cid } => format!(
+            "T{task}'s mm_cid.cid is {:#010x} ({cid}): ONCPU and TRANSIT together",
+            cid.raw()
+        ),
+        Fact::InactiveHoldsCid { task, cid } => {
+            format!("T{task} is no longer a CID user but still holds CID {cid}")
+        }
+        Fact::BitLeaked { bit } => format!("bit {bit} is set but nobody owns CID {bit} (leaked)"),
+        Fact::BitOwnedTwice { bit, owners } => {
+            format!("bit {bit} is owned by {} at once", holders(owners))
+        }
+        Fact::BitClearButHeld { bit, owners } => {
+            format!("bit {bit} is clear but {} holds CID {bit}", holders(owners))
+        }
+        Fact::CpuCidInPerTaskMode { cpu, cid } => {
+            format!("mode is per-task, yet CPU{cpu} still owns {cid} (it should hold no CID)")
+        }
+        Fact::PlainCidInPerCpuMode { task, cid } => format!(
+            "mode is per-CPU, yet T{task} owns the plain CID {cid} (it should borrow its CPU's ONCPU CID)"
+        ),
+        Fact::TransitWithoutWalk { mode } => format!("mode is {mode} but no fix-up walk runs"),
+        Fact::WalkWithoutTransit { mode } => {
+            format!("a fix-up walk runs but mode {mode} lacks TRANSIT")
+        }
+        Fact::UserCountMismatch {
+            mm,
+            users,
+            user_list,
+            active,
+        } => format!(
+            "mm{mm}: users is {users}, user_list holds {user_list}, {active} tasks are active CID users (all three should agree)"
+        ),
+        Fact::InvisibleListedUser { task, mm } => format!(
+            "T{task} is on mm{mm}'s user_list but in neither its thread list nor the task list, so a fix-up walk cannot see it"
+        ),
+        Fact::PlainCidOutsideWalk { task, cid, visible } => {
+            let vis = if *visible {
+                ""
+            } else {
+                ", invisible to the fix-up walk"
+            };
+            format!("T{task} owns plain CID {cid} in per-CPU mode{vis}")
+        }
+        Fact::ActiveBeforeVisible { task } => {
+            format!("T{task} is counted as a CID user before it is visible")
+        }
+        Fact::UserSpaceWithoutCid { task } => format!("T{task} runs in user space without a CID"),
+        Fact::TransitModeIdle { mode } => format!("mode {mode} with no fix-up walk running"),
+        Fact::CpuCidLeftInPerTaskMode => "a CPU still owns a CID in per-task mode".to_string(),
+        Fact::DropOutOfRange { bit, bitmap_bits } => {
+            format!("drop() cleared bit {bit}, outside the {bitmap_bits}-bit bitmap")
+        }
+        Fact::DropAlreadyClear { bit } => format!("drop() cleared bit {bit}, which nobody owned"),
+        Fact::Warn { site } => format!("WARN_ON_ONCE: {}", crate::rewrite::render::warn_words(*site)),
+        Fact::Spins {
+            cpu,
+            site,
+            bitmap_full,
+            blocked,
+        } => {
+            let holder = match site {
+                SpinSite::Schedin => "in schedin, holding its rq lock with IRQs off",
+                SpinSite::ForkLocked => "in sched_mm_cid_fork, holding mm.lock with IRQs off",
+                SpinSite::ForkMutex => "in sched_mm_cid_fork, holding mm.mutex",
+            };
+            let mut h = format!("CPU{cpu} spins in get_cid {holder}");
+            if *bitmap_full {
+                h.push_str("; every CID bit is set");
+            }
+            if !blocked.is_empty() {
+                let b: Vec<String> = blocked.iter().map(|&t| tn(t)).collect();
+                h.push_str(&format!(
+                    "; {} wait(s) on its run queue, which nobody can lock",
+                    b.join(", ")
+                ));
+            }
+            h
+        }
+        Fact::GetBusyWait { cpu, at } => format!(
+            "CPU{cpu} busy-waits in mm_cid_get ({}) holding its rq lock with IRQs off",
+            crate::legacy::lazy618::get_words(*at)
+        ),
+        Fact::RunningNotUnique { mm, error } => format!("mm{mm} running tasks: {error}"),
+        Fact::UserSpaceBound { task, error } => format!("T{task} in user space: {error}"),
+        Fact::Ownership { mm, error } => format!("mm{mm}: {error}"),
+        Fact::SlotMismatch { task, cid, cpu, slot } => {
+            format!("T{task} runs with mm_cid {cid} but CPU{cpu}'s slot holds {slot}")
+        }
+        Fact::LegacyFaults { mm, faults } => format!("mm{mm}: {faults}"),
+    }
 }
 
 /// A compact one-line CID state.
 pub fn state_line<F: Family>(s: &State<F>) -> String {
     F::state_line(s)
 }
-/// One rendered step of a trace (the JSON form of a trace step).
+/// One step of a trace, as typed facts (the JSON form of a trace step).
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TraceStep {
     /// Step number (1-based).
@@ -229,12 +540,17 @@ pub struct TraceStep {
     pub function: String,
     /// Its argument.
     pub arg: Option<String>,
-    /// The scenario line that replays it.
+    /// The scenario line that replays it (input syntax: `<actor> <function> [<arg>]`).
     pub line: String,
     /// What changed.
-    pub effect: Vec<String>,
-    /// The CID state after the step.
-    pub state: String,
+    pub effect: Vec<Effect>,
+    /// Who runs where, which CIDs the tasks hold and the mms' CID state after the step.
+    pub snapshot: Snapshot,
+    /// The CID state after the step on one line, for the text trace (not in the JSON: the
+    /// snapshot carries it).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub state_line: String,
 }
 
 /// A task's scheduler state, for tools (`--json`).
@@ -274,6 +590,9 @@ pub struct CpuSnapshot {
     pub curr: Option<TaskId>,
     /// The tasks on its run queue.
     pub runqueue: Vec<TaskId>,
+    /// It holds its rq lock across steps (7.0 family: spinning in `get_cid`; 6.18: inside
+    /// `mm_cid_get` or a migration).
+    pub rq_locked: bool,
 }
 
 /// One task at one point, for tools.
@@ -287,46 +606,149 @@ pub struct TaskSnapshot {
     pub cpu: CpuId,
     /// Its mm, if any.
     pub mm: Option<MmId>,
-    /// Its CID in the kernel's notation (`3|ONCPU`, `UNSET|TRANSIT`; 6.3 and 6.18: `3`, `UNSET`).
-    pub cid: String,
+    /// Its CID as the raw kernel word of its family (7.0 family: `mm_cid.cid`, bit 31 UNSET,
+    /// bit 30 ONCPU, bit 29 TRANSIT; 6.3 and 6.18: `mm_cid`, all ones for UNSET, bit 31 LAZY).
+    pub cid: u32,
+    /// It is an active CID user (`mm_cid.active`).
+    pub active: bool,
+    /// It is visible: in its thread list and the task list (a fix-up walk sees it).
+    pub visible: bool,
     /// It is in user space (where rseq shows user space its CID).
     pub in_user_space: bool,
     /// It is the kworker that runs the mm's deferred work.
     pub kworker: bool,
 }
 
-/// Who runs where and which CIDs the tasks hold, at one point of a trace: the typed part of
-/// the state report, for tools.
+/// A 6.18 per-CPU slot (`struct mm_cid`).
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct Slot618Snapshot {
+    /// `cid` (raw word).
+    pub cid: mmcid_cid::legacy::LegacyCid,
+    /// `recent_cid` (raw word).
+    pub recent_cid: mmcid_cid::legacy::LegacyCid,
+}
+
+/// The CID state of one mm, by design family (tagged with the [`crate::config::FamilyKind`]).
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[serde(tag = "family")]
+pub enum MmCidSnapshot {
+    /// 7.0 and its predecessors back to 6.19-rc7 (`struct mm_mm_cid`).
+    Rewrite {
+        /// `mode` (raw word: 0 per task, ONCPU per CPU, with TRANSIT during a transition).
+        mode: mmcid_cid::Mode,
+        /// `users`.
+        users: u32,
+        /// `max_cids`.
+        max_cids: u32,
+        /// `pcpu_thrs`.
+        pcpu_thrs: u32,
+        /// The set bits of `bitmap`.
+        bitmap: Vec<u32>,
+        /// The bitmap's size in bits.
+        bitmap_bits: u32,
+        /// Each CPU's `pcpu` slot (raw words).
+        slots: Vec<mmcid_cid::Cid>,
+        /// `user_list`, in list order.
+        user_list: Vec<TaskId>,
+        /// Faults recorded (bad drops, WARNs).
+        faults: mmcid_cid::DropFaults,
+    },
+    /// 6.14–6.18.
+    Lazy618 {
+        /// The set bits of `cidmask`.
+        cidmask: Vec<u32>,
+        /// The bitmap's size in bits.
+        bitmap_bits: u32,
+        /// `max_nr_cid`.
+        max_nr_cid: u32,
+        /// `mm_users`.
+        mm_users: u32,
+        /// `nr_cpus_allowed`.
+        nr_cpus_allowed: u32,
+        /// `use_cid_lock`.
+        use_cid_lock: bool,
+        /// The CPU holding `cid_lock`, if any.
+        cid_lock: Option<CpuId>,
+        /// Each CPU's slot.
+        slots: Vec<Slot618Snapshot>,
+        /// Faults recorded.
+        faults: mmcid_cid::legacy::LegacyFaults,
+    },
+    /// 6.3.
+    PerSwitch63 {
+        /// The set bits of `cidmask`.
+        cidmask: Vec<u32>,
+        /// The bitmap's size in bits.
+        bitmap_bits: u32,
+        /// Faults recorded.
+        faults: mmcid_cid::legacy::LegacyFaults,
+    },
+}
+
+/// One mm at one point, for tools.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct MmSnapshot {
+    /// The mm.
+    pub mm: MmId,
+    /// Its CID state.
+    pub cid: MmCidSnapshot,
+    /// 7.0 family: `mm.irq_work` is queued, on this CPU.
+    pub irq_work: Option<CpuId>,
+    /// 7.0 family: `mm.work` is queued on the workqueue.
+    pub work_pending: bool,
+}
+
+/// Who runs where, which CIDs the tasks hold and each mm's CID state, at one point of a trace:
+/// the typed state, for tools.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Snapshot {
+    /// The design family, which says how to read the raw CID words.
+    pub family: crate::config::FamilyKind,
     /// Every CPU.
     pub cpus: Vec<CpuSnapshot>,
     /// Every task.
     pub tasks: Vec<TaskSnapshot>,
+    /// Every mm.
+    pub mms: Vec<MmSnapshot>,
 }
 
 /// The [`Snapshot`] of `s`.
 pub fn snapshot<F: Family>(s: &State<F>) -> Snapshot {
     Snapshot {
+        family: F::KIND,
         cpus: (0..s.np())
             .map(|c| CpuSnapshot {
                 cpu: c,
                 curr: s.curr(c),
                 runqueue: s.runqueue(c).collect(),
+                rq_locked: s.rq_locked(c),
             })
             .collect(),
-        tasks: s
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| TaskSnapshot {
-                task: i as TaskId,
-                state: t.sched.into(),
-                cpu: t.cpu,
-                mm: t.mm,
-                cid: F::task_cid(t),
-                in_user_space: s.in_user(i as TaskId),
-                kworker: t.kworker,
+        tasks: (0..s.tasks.len() as TaskId)
+            .map(|i| {
+                let t = s.task(i);
+                TaskSnapshot {
+                    task: i,
+                    state: t.sched.into(),
+                    cpu: t.cpu,
+                    mm: t.mm,
+                    cid: F::task_cid_raw(&t.cid),
+                    active: F::active(&t.cid),
+                    visible: s.published(i),
+                    in_user_space: s.in_user(i),
+                    kworker: t.kworker,
+                }
+            })
+            .collect(),
+        mms: (0..s.mms.len() as MmId)
+            .map(|m| {
+                let mm = &s.mms[m as usize];
+                MmSnapshot {
+                    mm: m,
+                    cid: F::mm_snapshot(s.mm(m)),
+                    irq_work: mm.irq_work,
+                    work_pending: mm.work_pending,
+                }
             })
             .collect(),
     }
@@ -364,7 +786,8 @@ pub fn describe<F: Family>(p: &Params, init: &State<F>, steps: &[Step]) -> Vec<T
             arg: n.arg.clone(),
             line: n.to_string(),
             effect: effects(&s, &next),
-            state: state_line(&next),
+            snapshot: snapshot(&next),
+            state_line: state_line(&next),
         });
         s = next;
     }
@@ -411,11 +834,12 @@ pub fn render_columns<F: Family>(
             (None, None) => st.function.clone(),
         };
         let _ = writeln!(out, "{:>4} {pad}{head}", st.step);
+        let multi_mm = st.snapshot.mms.len() > 1;
         for e in &st.effect {
-            let _ = writeln!(out, "     {pad}  {e}");
+            let _ = writeln!(out, "     {pad}  {}", effect_words(e, multi_mm));
         }
         if with_state {
-            let _ = writeln!(out, "     {}", st.state);
+            let _ = writeln!(out, "     {}", st.state_line);
         }
     }
     if let Some(k) = cycle_start {
@@ -429,8 +853,8 @@ pub fn state_report<F: Family>(s: &State<F>) -> String {
     F::state_report(s)
 }
 
-/// Who owns each set bit (for explaining I4 and stalls): `bit 2: T3 (plain)`.
-pub fn bit_owners<F: Family>(s: &State<F>, m: MmId) -> Vec<String> {
+/// Who owns each set bit of mm `m` (for explaining I4 and stalls).
+pub fn bit_owners<F: Family>(s: &State<F>, m: MmId) -> Vec<BitOwners> {
     F::bit_owners(s, m)
 }
 
@@ -506,20 +930,18 @@ pub fn sched_short(s: Sched) -> &'static str {
 /// What changed in a task's scheduler state and mm (shared by both families' effect lists).
 /// `moves`: also report a CPU change of a task that stays in the same state (a migration, which
 /// the 6.18 design reacts to).
-fn sched_effects<F: Family>(i: usize, ta: &Task<F>, tb: &Task<F>, moves: bool, out: &mut Vec<String>) {
+fn sched_effects<F: Family>(i: TaskId, ta: &Task<F>, tb: &Task<F>, moves: bool, out: &mut Vec<Effect>) {
     if ta.sched != tb.sched && !matches!(tb.sched, Sched::Running) {
-        let what = match tb.sched {
-            Sched::Runnable => "runnable",
-            Sched::Sleeping => "sleeps",
-            Sched::Dead => "dead",
-            _ => "new",
-        };
-        out.push(format!("T{i} {what} on CPU{}", tb.cpu));
+        out.push(Effect::Sched {
+            task: i,
+            state: tb.sched.into(),
+            cpu: tb.cpu,
+        });
     } else if moves && ta.cpu != tb.cpu {
-        out.push(format!("T{i} now on CPU{}", tb.cpu));
+        out.push(Effect::Moved { task: i, cpu: tb.cpu });
     }
-    if let (true, Some(m)) = (ta.mm != tb.mm, tb.mm) {
-        out.push(format!("T{i} mm -> mm{m}"));
+    if let (true, Some(mm)) = (ta.mm != tb.mm, tb.mm) {
+        out.push(Effect::MmSwitched { task: i, mm });
     }
 }
 

@@ -1,0 +1,591 @@
+//! Typed facts the model reports about a step or a state, for tools (`--json`) and for the text
+//! renderers alike: what a step changed ([`Effect`]) and who owns each set bit of a CID bitmap
+//! ([`BitOwners`]). Nothing here is prose; the words a person reads are made from these values.
+
+use mmcid_cid::legacy::v6_18::{GetCont, Migrate};
+use mmcid_cid::legacy::{LegacyCid, LegacyFaults, OwnershipError};
+use mmcid_cid::{Cid, CpuId, DropFaults, Mode, TaskId, WarnSite};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::state::MmId;
+use crate::trace::TaskState;
+
+/// A counter of an mm's CID state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Counter {
+    /// 7.0 family: `mm_cid.users`.
+    Users,
+    /// 7.0 family: `mm_cid.max_cids`.
+    MaxCids,
+    /// 7.0 family: `mm_cid.pcpu_thrs`.
+    PcpuThrs,
+    /// 6.18: `mm->max_nr_cid`.
+    MaxNrCid,
+    /// 6.18: `mm->mm_users`.
+    MmUsers,
+    /// 6.18: `mm->nr_cpus_allowed`.
+    NrCpusAllowed,
+}
+
+impl Counter {
+    /// The kernel field's name.
+    pub fn field(self) -> &'static str {
+        match self {
+            Counter::Users => "users",
+            Counter::MaxCids => "max_cids",
+            Counter::PcpuThrs => "pcpu_thrs",
+            Counter::MaxNrCid => "max_nr_cid",
+            Counter::MmUsers => "mm_users",
+            Counter::NrCpusAllowed => "nr_cpus_allowed",
+        }
+    }
+}
+
+/// Which CID bitmap of an mm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BitmapField {
+    /// 7.0 family: `mm_cid.bitmap` (the text writes `bits`).
+    Bitmap,
+    /// 6.3 and 6.18: `mm->cidmask`.
+    Cidmask,
+}
+
+/// A CID field of a 6.18 per-CPU slot (`struct mm_cid`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotField {
+    /// `pcpu_cid->cid`.
+    Cid,
+    /// `pcpu_cid->recent_cid`.
+    RecentCid,
+}
+
+/// A CID field of a 6.3 or 6.18 task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LegacyTaskField {
+    /// `t->mm_cid`.
+    MmCid,
+    /// 6.18: `t->last_mm_cid`.
+    LastMmCid,
+}
+
+/// One thing a step changed. CID values are the kernel's raw words ([`Cid`]: bit 31 UNSET, bit
+/// 30 ONCPU, bit 29 TRANSIT; [`LegacyCid`]: all ones UNSET, bit 31 LAZY); bitmaps are the
+/// lists of their set bits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Effect {
+    /// `copy_process` created a task, not yet visible in any list.
+    TaskCreated {
+        /// The new task.
+        task: TaskId,
+    },
+    /// Publication changed a thread list or the process list.
+    Published,
+    /// A task's scheduler state changed (to anything but running, which the column shows).
+    Sched {
+        /// The task.
+        task: TaskId,
+        /// Its new state.
+        state: TaskState,
+        /// The CPU it is on.
+        cpu: CpuId,
+    },
+    /// A task moved to another CPU in the same scheduler state (a migration).
+    Moved {
+        /// The task.
+        task: TaskId,
+        /// Its new CPU.
+        cpu: CpuId,
+    },
+    /// A task switched to another mm (execve).
+    MmSwitched {
+        /// The task.
+        task: TaskId,
+        /// Its new mm.
+        mm: MmId,
+    },
+    /// A new mm (execve's `mm_alloc`).
+    MmCreated {
+        /// The new mm.
+        mm: MmId,
+    },
+    /// A task became (or stopped being) an active CID user (`t->mm_cid.active`).
+    Active {
+        /// The task.
+        task: TaskId,
+        /// The new value.
+        active: bool,
+    },
+    /// 7.0 family: a task's `mm_cid.cid` changed.
+    TaskCid {
+        /// The task.
+        task: TaskId,
+        /// Before (raw word).
+        from: Cid,
+        /// After (raw word).
+        to: Cid,
+    },
+    /// 7.0 family: `get_cid` found no free CID and the CPU spins, its rq lock held.
+    Spins {
+        /// The CPU.
+        cpu: CpuId,
+    },
+    /// 7.0 family: the CPU stopped spinning in `get_cid`.
+    StopsSpinning {
+        /// The CPU.
+        cpu: CpuId,
+    },
+    /// 7.0 family (F5 split): `mm_cid_from_task` chose a CID; `READ_ONCE(transit)` is next.
+    TransitLoad {
+        /// The CPU.
+        cpu: CpuId,
+        /// The CID chosen (raw word).
+        cid: Cid,
+    },
+    /// 7.0 family: the mm's mode word changed.
+    Mode {
+        /// The mm.
+        mm: MmId,
+        /// Before (raw word).
+        from: Mode,
+        /// After (raw word).
+        to: Mode,
+    },
+    /// A counter of the mm's CID state changed.
+    Count {
+        /// The mm.
+        mm: MmId,
+        /// Which counter.
+        field: Counter,
+        /// Before.
+        from: u32,
+        /// After.
+        to: u32,
+    },
+    /// A CID bitmap changed.
+    Bitmap {
+        /// The mm.
+        mm: MmId,
+        /// Which bitmap.
+        field: BitmapField,
+        /// Set bits before.
+        from: Vec<u32>,
+        /// Set bits after.
+        to: Vec<u32>,
+    },
+    /// 7.0 family: a CPU's `mm_cid.pcpu` slot changed.
+    PcpuSlot {
+        /// The mm.
+        mm: MmId,
+        /// The CPU of the slot.
+        cpu: CpuId,
+        /// Before (raw word).
+        from: Cid,
+        /// After (raw word).
+        to: Cid,
+    },
+    /// 7.0 family: the mm recorded a new fault (a bad drop, a WARN).
+    DropFault {
+        /// The mm.
+        mm: MmId,
+        /// All faults recorded so far.
+        faults: DropFaults,
+        /// The bitmap's size in bits (the bound an out-of-range drop broke).
+        bitmap_bits: u32,
+    },
+    /// 7.0 family: `mm.irq_work` was queued.
+    IrqWorkQueued {
+        /// The mm.
+        mm: MmId,
+    },
+    /// 6.3 and 6.18: a CID field of a task changed.
+    LegacyTaskCid {
+        /// The task.
+        task: TaskId,
+        /// Which field.
+        field: LegacyTaskField,
+        /// Before (raw word).
+        from: LegacyCid,
+        /// After (raw word).
+        to: LegacyCid,
+    },
+    /// 6.18: `t->migrate_from_cpu` was set.
+    MigrateFromCpu {
+        /// The task.
+        task: TaskId,
+        /// The CPU it was migrated from.
+        cpu: CpuId,
+    },
+    /// 6.18: a field of a CPU's slot changed.
+    LegacySlot {
+        /// The mm.
+        mm: MmId,
+        /// The CPU of the slot.
+        cpu: CpuId,
+        /// Which field.
+        field: SlotField,
+        /// Before (raw word).
+        from: LegacyCid,
+        /// After (raw word).
+        to: LegacyCid,
+    },
+    /// 6.18: `use_cid_lock` changed.
+    UseCidLock {
+        /// The mm.
+        mm: MmId,
+        /// The new value.
+        on: bool,
+    },
+    /// 6.18: `cid_lock` was taken (by `holder`) or released (`null`).
+    CidLock {
+        /// The mm.
+        mm: MmId,
+        /// The CPU holding it now.
+        holder: Option<CpuId>,
+    },
+    /// 6.3 and 6.18: the mm recorded a new fault.
+    LegacyFault {
+        /// The mm.
+        mm: MmId,
+        /// All faults recorded so far.
+        faults: LegacyFaults,
+    },
+    /// 6.18: a CPU entered or moved on inside `mm_cid_get` (rq lock held).
+    GetCid {
+        /// The CPU.
+        cpu: CpuId,
+        /// It busy-waits there (rather than stopping at a mere cut).
+        spins: bool,
+        /// Where `mm_cid_get` resumes (`mmcid_cid::legacy::v6_18::GetCont`, its serde form).
+        #[schemars(with = "serde_json::Value")]
+        at: GetCont,
+    },
+    /// 6.18: a CPU's `mm_cid_get` finished.
+    GetDone {
+        /// The CPU.
+        cpu: CpuId,
+    },
+    /// 6.18: a CPU is inside `sched_mm_cid_migrate_to` for a migrated task (rq lock held).
+    Migrating {
+        /// The destination CPU.
+        cpu: CpuId,
+        /// The migrated task.
+        task: TaskId,
+        /// Where the migration stands (`mmcid_cid::legacy::v6_18::Migrate`, its serde form).
+        #[schemars(with = "serde_json::Value")]
+        at: Migrate,
+    },
+    /// 6.18: a CPU's migration completed.
+    MigrationDone {
+        /// The CPU.
+        cpu: CpuId,
+    },
+}
+
+/// Who holds a set bit of a CID bitmap.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Owner {
+    /// 7.0 family: a task holding the plain or TRANSIT CID of the bit.
+    Task {
+        /// The task.
+        task: TaskId,
+        /// The CID it holds (raw word).
+        cid: Cid,
+        /// It is visible to a fix-up walk (in its thread list and the task list).
+        visible: bool,
+    },
+    /// 7.0 family: a CPU whose slot holds the bit's ONCPU CID.
+    Cpu {
+        /// The CPU.
+        cpu: CpuId,
+    },
+    /// 6.3 and 6.18: a task whose `mm_cid` names the bit (6.18: a copy of its CPU's slot).
+    LegacyTask {
+        /// The task.
+        task: TaskId,
+        /// Its `mm_cid` (raw word).
+        cid: LegacyCid,
+    },
+    /// 6.18: a CPU's slot names the bit.
+    LegacySlot {
+        /// The CPU.
+        cpu: CpuId,
+        /// The slot's CID (raw word).
+        cid: LegacyCid,
+    },
+    /// 6.18: the CID is in flight (taken by a remote clear or a migration, not yet put or placed).
+    InFlight,
+}
+
+/// A set bit of an mm's CID bitmap and who owns it (no owner: the CID leaked).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct BitOwners {
+    /// The mm.
+    pub mm: MmId,
+    /// The bit.
+    pub bit: u32,
+    /// Its owners (empty: nobody, a leak; two or more: a CID handed out twice).
+    pub owners: Vec<Owner>,
+}
+
+/// A task or a CPU, as the holder of a CID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Holder {
+    /// A task.
+    Task {
+        /// The task.
+        task: TaskId,
+    },
+    /// A CPU (its per-CPU slot).
+    Cpu {
+        /// The CPU.
+        cpu: CpuId,
+    },
+}
+
+/// What a CPU spinning in `get_cid` holds while it spins (7.0 family).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SpinSite {
+    /// In schedin (`mm_cid_schedin`), holding its rq lock with IRQs off.
+    Schedin,
+    /// In `sched_mm_cid_fork`, holding `mm_cid.lock` with IRQs off.
+    ForkLocked,
+    /// In `sched_mm_cid_fork`, holding `mm_cid.mutex`.
+    ForkMutex,
+}
+
+/// One fact about what is wrong in a violating state, built from the state: which task, CPU or
+/// bit breaks a property and what it should have been. A violation lists the facts that hold in
+/// its last state (the violated property's own first).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(tag = "fact", rename_all = "snake_case")]
+pub enum Fact {
+    /// I1: two running tasks use the same CID at once.
+    SameCid {
+        /// One task.
+        a: TaskId,
+        /// Its CPU.
+        cpu_a: CpuId,
+        /// Its CID (raw word).
+        cid_a: Cid,
+        /// The other task.
+        b: TaskId,
+        /// Its CPU.
+        cpu_b: CpuId,
+        /// Its CID (raw word).
+        cid_b: Cid,
+    },
+    /// I2: a task runs in user space with an UNSET CID (rseq shows no CID below the bound).
+    UserSpaceUnset {
+        /// The task.
+        task: TaskId,
+        /// Its CPU.
+        cpu: CpuId,
+        /// Its CID (raw word).
+        cid: Cid,
+        /// `num_possible_cpus()`.
+        bound: u32,
+    },
+    /// I2: a task runs in user space with a CID at or above the bound.
+    UserSpaceOutOfBound {
+        /// The task.
+        task: TaskId,
+        /// Its CPU.
+        cpu: CpuId,
+        /// The value rseq shows.
+        value: u32,
+        /// `num_possible_cpus()`.
+        bound: u32,
+    },
+    /// I5: a CPU's slot holds ONCPU and TRANSIT together.
+    SlotOncpuTransit {
+        /// The CPU.
+        cpu: CpuId,
+        /// The slot's value (raw word).
+        cid: Cid,
+    },
+    /// I5: a task's CID has ONCPU and TRANSIT together.
+    TaskOncpuTransit {
+        /// The task.
+        task: TaskId,
+        /// Its CID (raw word).
+        cid: Cid,
+    },
+    /// I4: a task that is no longer a CID user still holds a CID.
+    InactiveHoldsCid {
+        /// The task.
+        task: TaskId,
+        /// Its CID (raw word).
+        cid: Cid,
+    },
+    /// I4: a bit is set and nobody owns its CID (leaked).
+    BitLeaked {
+        /// The bit.
+        bit: u32,
+    },
+    /// I4: two owners hold the CID of one bit.
+    BitOwnedTwice {
+        /// The bit.
+        bit: u32,
+        /// Its owners.
+        owners: Vec<Holder>,
+    },
+    /// I4: a bit is clear but someone holds its CID.
+    BitClearButHeld {
+        /// The bit.
+        bit: u32,
+        /// Who holds it.
+        owners: Vec<Holder>,
+    },
+    /// I6: in per-task mode a CPU still owns an ONCPU CID.
+    CpuCidInPerTaskMode {
+        /// The CPU.
+        cpu: CpuId,
+        /// Its slot (raw word).
+        cid: Cid,
+    },
+    /// I6: in per-CPU mode an active task owns a plain CID.
+    PlainCidInPerCpuMode {
+        /// The task.
+        task: TaskId,
+        /// Its CID (raw word).
+        cid: Cid,
+    },
+    /// I7: the mode has TRANSIT but no fix-up walk runs.
+    TransitWithoutWalk {
+        /// The mode (raw word).
+        mode: Mode,
+    },
+    /// I7: a fix-up walk runs but the mode lacks TRANSIT.
+    WalkWithoutTransit {
+        /// The mode (raw word).
+        mode: Mode,
+    },
+    /// I8: `users`, the length of `user_list` and the number of active tasks disagree.
+    UserCountMismatch {
+        /// The mm.
+        mm: MmId,
+        /// `users`.
+        users: u32,
+        /// Entries of `user_list`.
+        user_list: u32,
+        /// Active CID users among its tasks.
+        active: u32,
+    },
+    /// I8v: a task on `user_list` is invisible to a fix-up walk.
+    InvisibleListedUser {
+        /// The task.
+        task: TaskId,
+        /// The mm.
+        mm: MmId,
+    },
+    /// A task owns a plain CID in per-CPU mode outside a walk.
+    PlainCidOutsideWalk {
+        /// The task.
+        task: TaskId,
+        /// Its CID (raw word).
+        cid: Cid,
+        /// It is visible to the fix-up walk.
+        visible: bool,
+    },
+    /// A task is counted as a CID user before it is visible.
+    ActiveBeforeVisible {
+        /// The task.
+        task: TaskId,
+    },
+    /// An active task runs in user space without a CID.
+    UserSpaceWithoutCid {
+        /// The task.
+        task: TaskId,
+    },
+    /// The mode has TRANSIT while there are users and no walk runs.
+    TransitModeIdle {
+        /// The mode (raw word).
+        mode: Mode,
+    },
+    /// Per-task mode with users, and a CPU still owns a CID.
+    CpuCidLeftInPerTaskMode,
+    /// `drop()` cleared a bit outside the bitmap.
+    DropOutOfRange {
+        /// The bit.
+        bit: u32,
+        /// The bitmap's size in bits.
+        bitmap_bits: u32,
+    },
+    /// `drop()` cleared a bit nobody owned.
+    DropAlreadyClear {
+        /// The bit.
+        bit: u32,
+    },
+    /// A `WARN_ON_ONCE` fired.
+    Warn {
+        /// Where.
+        site: WarnSite,
+    },
+    /// A CPU spins in `get_cid` (the stall or live lock itself).
+    Spins {
+        /// The CPU.
+        cpu: CpuId,
+        /// Where it spins and what it holds.
+        site: SpinSite,
+        /// Every CID bit is set.
+        bitmap_full: bool,
+        /// Tasks waiting on its run queue, which nobody can lock.
+        blocked: Vec<TaskId>,
+    },
+    /// 6.18: a CPU busy-waits in `mm_cid_get` holding its rq lock with IRQs off.
+    GetBusyWait {
+        /// The CPU.
+        cpu: CpuId,
+        /// Where `mm_cid_get` resumes (`mmcid_cid::legacy::v6_18::GetCont`, its serde form).
+        #[schemars(with = "serde_json::Value")]
+        at: GetCont,
+    },
+    /// 6.3 and 6.18: the running tasks of an mm do not hold distinct CIDs.
+    RunningNotUnique {
+        /// The mm.
+        mm: MmId,
+        /// What is wrong.
+        error: OwnershipError,
+    },
+    /// 6.3 and 6.18: a task in user space has a CID out of bounds.
+    UserSpaceBound {
+        /// The task.
+        task: TaskId,
+        /// What is wrong.
+        error: OwnershipError,
+    },
+    /// 6.3 and 6.18: the bitmap and its owners disagree.
+    Ownership {
+        /// The mm.
+        mm: MmId,
+        /// What is wrong.
+        error: OwnershipError,
+    },
+    /// 6.18: a running task's `mm_cid` is not its CPU's slot.
+    SlotMismatch {
+        /// The task.
+        task: TaskId,
+        /// Its `mm_cid` (raw word).
+        cid: LegacyCid,
+        /// Its CPU.
+        cpu: CpuId,
+        /// The slot's `cid` (raw word).
+        slot: LegacyCid,
+    },
+    /// 6.3 and 6.18: faults recorded in an mm.
+    LegacyFaults {
+        /// The mm.
+        mm: MmId,
+        /// The faults.
+        faults: LegacyFaults,
+    },
+}
