@@ -190,6 +190,14 @@ fn matrix_hunt_and_bench_outputs_match_their_schemas() {
         0,
     );
     assert_eq!(v["rows"].as_array().unwrap().len(), 2);
+    // (property, cell) pairs are objects (format 4)
+    assert_eq!(v["rows"][0]["cells"][0]["property"], "I1");
+    assert_eq!(v["rows"][0]["cells"][0]["status"], "incomplete");
+    let capped = &v["rows"][0]["capped"][0];
+    assert!(
+        capped["config"].is_string() && capped["states"].is_u64(),
+        "{capped}"
+    );
     let v = valid(
         "hunt",
         &[

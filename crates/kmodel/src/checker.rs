@@ -21,7 +21,8 @@ use crate::trace::{self, TraceStep};
 /// `status` are closed sets, described in `docs/schema/`; 4: no text in data fields: a
 /// violation's `what` became typed `facts`, `bits` typed owners, the `state` text went (the
 /// typed `snapshot`, now with every mm's CID state, carries it), and a trace step's `effect`
-/// lines became typed effects and its `state` line a `snapshot`).
+/// lines became typed effects and its `state` line a `snapshot`; `matrix`'s cells, capped and
+/// rejected configurations are objects with named fields instead of pairs).
 pub const FORMAT_VERSION: u32 = 4;
 
 /// What a violation is.
