@@ -1,6 +1,7 @@
 //! Running the checker on a configuration and turning the engine's findings into kernel terms:
-//! CPU-column traces, the CID state at the violating point, and one sentence on what went wrong.
-//! The CLI only renders what this module returns.
+//! the kernel steps of each trace with their typed effects, the typed state at the violating
+//! point, who owns each bit, and the facts of what went wrong. The CLI only renders what this
+//! module returns.
 
 use mmcid_engine::{
     Cut, EngineError, FindingKind, Model, Observer, Options, PropertyKind, Report, check, trace_states,
@@ -152,9 +153,9 @@ pub struct Violation {
 }
 
 impl Violation {
-    /// What went wrong, in one sentence of the kernel's terms ([`trace::what_words`]).
+    /// What went wrong, in one sentence of the kernel's terms ([`crate::facts::sentence`]).
     pub fn what(&self) -> String {
-        trace::what_words(&self.property, &self.facts)
+        crate::facts::sentence(&self.property, &self.facts)
     }
 }
 

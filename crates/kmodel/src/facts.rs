@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::state::MmId;
-use crate::trace::TaskState;
+use crate::trace::{TaskState, cn, tn};
 
 /// A counter of an mm's CID state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
@@ -588,4 +588,305 @@ pub enum Fact {
         /// The faults.
         faults: LegacyFaults,
     },
+}
+
+/// A set of bits as the kernel mails write a bitmap: `{0,1,3}`.
+fn bits_words(bits: &[u32]) -> String {
+    let b: Vec<String> = bits.iter().map(u32::to_string).collect();
+    format!("{{{}}}", b.join(","))
+}
+
+impl Effect {
+    /// One effect as a short line. `multi_mm`: the state has several mms, so mm fields name theirs.
+    pub fn words(&self, multi_mm: bool) -> String {
+        let e = self;
+        let pre = |m: MmId| {
+            if multi_mm {
+                format!("mm{m} ")
+            } else {
+                String::new()
+            }
+        };
+        match e {
+            Effect::TaskCreated { task } => format!("T{task} created (unpublished)"),
+            Effect::Published => "published".to_string(),
+            Effect::Sched { task, state, cpu } => {
+                let what = match state {
+                    TaskState::Runnable => "runnable",
+                    TaskState::Sleeping => "sleeps",
+                    TaskState::Dead => "dead",
+                    _ => "new",
+                };
+                format!("T{task} {what} on CPU{cpu}")
+            }
+            Effect::Moved { task, cpu } => format!("T{task} now on CPU{cpu}"),
+            Effect::MmSwitched { task, mm } => format!("T{task} mm -> mm{mm}"),
+            Effect::MmCreated { mm } => format!("new mm{mm}"),
+            Effect::Active { task, active } => {
+                format!("T{task} {}", if *active { "active" } else { "inactive" })
+            }
+            Effect::TaskCid { task, from, to } => format!("T{task}.cid {from} -> {to}"),
+            Effect::Spins { .. } => "get_cid: no free CID, spins (rq lock held)".to_string(),
+            Effect::StopsSpinning { cpu } => format!("CPU{cpu} stops spinning"),
+            Effect::TransitLoad { cid, .. } => format!("from_task chose {cid}; next: READ_ONCE(transit)"),
+            Effect::Mode { mm, from, to } => format!("{}mode {from} -> {to}", pre(*mm)),
+            Effect::Count { mm, field, from, to } => {
+                format!("{}{} {from} -> {to}", pre(*mm), field.field())
+            }
+            Effect::Bitmap { mm, field, from, to } => {
+                let name = match field {
+                    BitmapField::Bitmap => "bits",
+                    BitmapField::Cidmask => "cidmask",
+                };
+                format!("{}{name} {} -> {}", pre(*mm), bits_words(from), bits_words(to))
+            }
+            Effect::PcpuSlot { mm, cpu, from, to } => format!("{}slot{cpu} {from} -> {to}", pre(*mm)),
+            Effect::DropFault {
+                mm,
+                faults,
+                bitmap_bits,
+            } => format!(
+                "{}FAULT {}",
+                pre(*mm),
+                crate::rewrite::render::faults_words(faults, *bitmap_bits as u8)
+            ),
+            Effect::IrqWorkQueued { mm } => format!("{}irq_work queued", pre(*mm)),
+            Effect::LegacyTaskCid {
+                task,
+                field,
+                from,
+                to,
+            } => {
+                let name = match field {
+                    LegacyTaskField::MmCid => "mm_cid",
+                    LegacyTaskField::LastMmCid => "last_mm_cid",
+                };
+                format!("T{task}.{name} {from} -> {to}")
+            }
+            Effect::MigrateFromCpu { task, cpu } => format!("T{task}.migrate_from_cpu = CPU{cpu}"),
+            Effect::LegacySlot {
+                mm,
+                cpu,
+                field,
+                from,
+                to,
+            } => {
+                let name = match field {
+                    SlotField::Cid => "cid",
+                    SlotField::RecentCid => "recent_cid",
+                };
+                format!("{}slot{cpu}.{name} {from} -> {to}", pre(*mm))
+            }
+            Effect::UseCidLock { mm, on } => format!("{}use_cid_lock {}", pre(*mm), *on as u8),
+            Effect::CidLock { mm, holder } => match holder {
+                Some(c) => format!("{}cid_lock taken by CPU{c}", pre(*mm)),
+                None => format!("{}cid_lock released", pre(*mm)),
+            },
+            Effect::LegacyFault { mm, faults } => format!("{}FAULT {faults}", pre(*mm)),
+            Effect::GetCid { cpu, spins, at } => {
+                let what = if *spins {
+                    "spins (rq lock held)"
+                } else {
+                    "continues"
+                };
+                format!(
+                    "CPU{cpu} mm_cid_get {what}: {}",
+                    crate::legacy::lazy618::get_words(*at)
+                )
+            }
+            Effect::GetDone { cpu } => format!("CPU{cpu} mm_cid_get done"),
+            Effect::Migrating { cpu, task, at } => format!(
+                "CPU{cpu} migrating T{task}: {} (rq lock held)",
+                crate::legacy::lazy618::migrate_words(*at)
+            ),
+            Effect::MigrationDone { cpu } => format!("CPU{cpu} migration done"),
+        }
+    }
+}
+
+impl BitOwners {
+    /// Who owns a set bit, as the state report of a design of `family` lists it: `bit 2: T3
+    /// (plain)` (7.0 family), `mm0 bit 1: T2 (copy 1)` (6.18), `mm0 bit 1: T2 (1)` (6.3).
+    pub fn words(&self, family: crate::config::FamilyKind) -> String {
+        let b = self;
+        use crate::config::FamilyKind;
+        let mut owners: Vec<String> = b
+            .owners
+            .iter()
+            .map(|o| match o {
+                Owner::Task { task, cid, visible } => {
+                    let kind = if cid.in_transit() { "TRANSIT" } else { "plain" };
+                    let vis = if *visible { "" } else { ", not visible" };
+                    format!("T{task} ({kind}{vis})")
+                }
+                Owner::Cpu { cpu } => format!("CPU{cpu} (ONCPU)"),
+                Owner::LegacyTask { task, cid } if family == FamilyKind::Lazy618 => {
+                    format!("T{task} (copy {cid})")
+                }
+                Owner::LegacyTask { task, cid } => format!("T{task} ({cid})"),
+                Owner::LegacySlot { cpu, cid } => format!("CPU{cpu} slot ({cid})"),
+                Owner::InFlight => "in flight (remote clear or migration)".to_string(),
+            })
+            .collect();
+        if owners.is_empty() {
+            owners.push("nobody (leaked)".into());
+        }
+        match family {
+            FamilyKind::Rewrite => format!("bit {}: {}", b.bit, owners.join(", ")),
+            _ => format!("mm{} bit {}: {}", b.mm, b.bit, owners.join(", ")),
+        }
+    }
+}
+
+/// What went wrong, in one sentence of the kernel's terms: the facts, or the property's broken
+/// promise when no fact shows it.
+pub fn sentence(property: &str, facts: &[Fact]) -> String {
+    if facts.is_empty() {
+        return crate::invariants::broken_promise(property);
+    }
+    let words: Vec<String> = facts.iter().map(Fact::to_string).collect();
+    words.join("; ")
+}
+
+/// The fact in the kernel's terms.
+impl std::fmt::Display for Fact {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let f = self;
+        let text = {
+            let holders = |o: &[Holder]| {
+                let n: Vec<String> = o
+                    .iter()
+                    .map(|h| match h {
+                        Holder::Task { task } => tn(*task),
+                        Holder::Cpu { cpu } => cn(*cpu),
+                    })
+                    .collect();
+                n.join(" and ")
+            };
+            match f {
+                Fact::SameCid {
+                    a,
+                    cpu_a,
+                    cid_a,
+                    b,
+                    cpu_b,
+                    cid_b,
+                } => format!(
+                    "T{a} on CPU{cpu_a} (cid {cid_a}) and T{b} on CPU{cpu_b} (cid {cid_b}) run with the same CID {} at once",
+                    cid_a.index()
+                ),
+                Fact::UserSpaceUnset {
+                    task,
+                    cpu,
+                    cid,
+                    bound,
+                } => format!(
+                    "T{task} runs in user space on CPU{cpu} with cid {cid} (raw {:#010x}): rseq hands it no CID below num_possible_cpus = {bound}",
+                    cid.raw()
+                ),
+                Fact::UserSpaceOutOfBound {
+                    task,
+                    cpu,
+                    value,
+                    bound,
+                } => format!(
+                    "T{task} runs in user space on CPU{cpu} with mm_cid {value}, not below num_possible_cpus = {bound}"
+                ),
+                Fact::SlotOncpuTransit { cpu, cid } => format!(
+                    "CPU{cpu}'s mm_cid.pcpu slot holds {:#010x} ({cid}): ONCPU and TRANSIT together",
+                    cid.raw()
+                ),
+                Fact::TaskOncpuTransit { task, cid } => format!(
+                    "T{task}'s mm_cid.cid is {:#010x} ({cid}): ONCPU and TRANSIT together",
+                    cid.raw()
+                ),
+                Fact::InactiveHoldsCid { task, cid } => {
+                    format!("T{task} is no longer a CID user but still holds CID {cid}")
+                }
+                Fact::BitLeaked { bit } => format!("bit {bit} is set but nobody owns CID {bit} (leaked)"),
+                Fact::BitOwnedTwice { bit, owners } => {
+                    format!("bit {bit} is owned by {} at once", holders(owners))
+                }
+                Fact::BitClearButHeld { bit, owners } => {
+                    format!("bit {bit} is clear but {} holds CID {bit}", holders(owners))
+                }
+                Fact::CpuCidInPerTaskMode { cpu, cid } => {
+                    format!("mode is per-task, yet CPU{cpu} still owns {cid} (it should hold no CID)")
+                }
+                Fact::PlainCidInPerCpuMode { task, cid } => format!(
+                    "mode is per-CPU, yet T{task} owns the plain CID {cid} (it should borrow its CPU's ONCPU CID)"
+                ),
+                Fact::TransitWithoutWalk { mode } => format!("mode is {mode} but no fix-up walk runs"),
+                Fact::WalkWithoutTransit { mode } => {
+                    format!("a fix-up walk runs but mode {mode} lacks TRANSIT")
+                }
+                Fact::UserCountMismatch {
+                    mm,
+                    users,
+                    user_list,
+                    active,
+                } => format!(
+                    "mm{mm}: users is {users}, user_list holds {user_list}, {active} tasks are active CID users (all three should agree)"
+                ),
+                Fact::InvisibleListedUser { task, mm } => format!(
+                    "T{task} is on mm{mm}'s user_list but in neither its thread list nor the task list, so a fix-up walk cannot see it"
+                ),
+                Fact::PlainCidOutsideWalk { task, cid, visible } => {
+                    let vis = if *visible {
+                        ""
+                    } else {
+                        ", invisible to the fix-up walk"
+                    };
+                    format!("T{task} owns plain CID {cid} in per-CPU mode{vis}")
+                }
+                Fact::ActiveBeforeVisible { task } => {
+                    format!("T{task} is counted as a CID user before it is visible")
+                }
+                Fact::UserSpaceWithoutCid { task } => format!("T{task} runs in user space without a CID"),
+                Fact::TransitModeIdle { mode } => format!("mode {mode} with no fix-up walk running"),
+                Fact::CpuCidLeftInPerTaskMode => "a CPU still owns a CID in per-task mode".to_string(),
+                Fact::DropOutOfRange { bit, bitmap_bits } => {
+                    format!("drop() cleared bit {bit}, outside the {bitmap_bits}-bit bitmap")
+                }
+                Fact::DropAlreadyClear { bit } => format!("drop() cleared bit {bit}, which nobody owned"),
+                Fact::Warn { site } => format!("WARN_ON_ONCE: {}", crate::rewrite::render::warn_words(*site)),
+                Fact::Spins {
+                    cpu,
+                    site,
+                    bitmap_full,
+                    blocked,
+                } => {
+                    let holder = match site {
+                        SpinSite::Schedin => "in schedin, holding its rq lock with IRQs off",
+                        SpinSite::ForkLocked => "in sched_mm_cid_fork, holding mm.lock with IRQs off",
+                        SpinSite::ForkMutex => "in sched_mm_cid_fork, holding mm.mutex",
+                    };
+                    let mut h = format!("CPU{cpu} spins in get_cid {holder}");
+                    if *bitmap_full {
+                        h.push_str("; every CID bit is set");
+                    }
+                    if !blocked.is_empty() {
+                        let b: Vec<String> = blocked.iter().map(|&t| tn(t)).collect();
+                        h.push_str(&format!(
+                            "; {} wait(s) on its run queue, which nobody can lock",
+                            b.join(", ")
+                        ));
+                    }
+                    h
+                }
+                Fact::GetBusyWait { cpu, at } => format!(
+                    "CPU{cpu} busy-waits in mm_cid_get ({}) holding its rq lock with IRQs off",
+                    crate::legacy::lazy618::get_words(*at)
+                ),
+                Fact::RunningNotUnique { mm, error } => format!("mm{mm} running tasks: {error}"),
+                Fact::UserSpaceBound { task, error } => format!("T{task} in user space: {error}"),
+                Fact::Ownership { mm, error } => format!("mm{mm}: {error}"),
+                Fact::SlotMismatch { task, cid, cpu, slot } => {
+                    format!("T{task} runs with mm_cid {cid} but CPU{cpu}'s slot holds {slot}")
+                }
+                Fact::LegacyFaults { mm, faults } => format!("mm{mm}: {faults}"),
+            }
+        };
+        out.write_str(&text)
+    }
 }
