@@ -8,7 +8,18 @@ use std::fmt;
 /// holding it only borrows it), bit 29 `TRANSIT` (held temporarily during a mode transition).
 /// A value with none of the three bits is a plain, task-owned number ([`Cid::on_task`]).
 /// ONCPU and TRANSIT are never stored together (invariant I5).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct Cid(u32);
 
 impl Cid {

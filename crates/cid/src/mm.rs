@@ -75,7 +75,9 @@ impl std::fmt::Debug for UserList {
 
 /// A `WARN_ON_ONCE` site of the CID code. The kernel prints a warning and carries on; the model
 /// records the first one so that an invariant can report it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub enum WarnSite {
     /// `fork_cid`: the task to register already has a CID.
     ForkCidNotUnset,
@@ -92,7 +94,18 @@ pub enum WarnSite {
 
 /// Diagnostics the kernel would not notice: drops that clear a bit nobody owned or a bit outside
 /// the bitmap (designs.md I.0.3), and WARNs. Sticky, so that an invariant can report them.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Debug,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct DropFaults {
     /// First index `>= np` passed to `drop()`: the kernel clears a bit of adjacent memory.
     pub out_of_range: Option<u32>,

@@ -7,7 +7,9 @@ use crate::Cid;
 /// (spec 2, step 6) and completed with [`crate::complete_transit`].
 ///
 /// The same bit values as in [`Cid`], as in the kernel.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Mode(u32);
 
 impl Mode {

@@ -65,7 +65,11 @@ pub fn run(args: &Args) -> i32 {
         pin: !args.no_pin,
     });
     let text = if args.json {
-        match serde_json::to_string(&report) {
+        let doc = BenchPercidJson {
+            format_version: FORMAT_VERSION,
+            report: &report,
+        };
+        match serde_json::to_string(&doc) {
             Ok(s) => s + "\n",
             Err(e) => {
                 eprintln!("mmcid bench-percid: cannot serialise report: {e}");
@@ -77,4 +81,18 @@ pub fn run(args: &Args) -> i32 {
     };
     let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     0
+}
+
+/// Version of `mmcid bench-percid --json` (1: the first with a schema,
+/// `docs/schema/bench-percid.json`).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The `--json` output of `mmcid bench-percid`: the benchmark's report with its format version.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct BenchPercidJson<'a> {
+    /// JSON format version.
+    pub format_version: u32,
+    /// The report (its fields appear at this level).
+    #[serde(flatten)]
+    pub report: &'a mmcid_rseq::BenchReport,
 }

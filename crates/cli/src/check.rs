@@ -1,11 +1,8 @@
 //! `mmcid check`: explore every interleaving within bounds.
 
-use std::fmt::Write as _;
-
 use mmcid_engine::Cut;
-use mmcid_kmodel::checker::{self, CheckOptions, CheckOutcome, Liveness, Status, Violation};
+use mmcid_kmodel::checker::{self, CheckOptions, Liveness, Violation};
 use mmcid_kmodel::scenario;
-use mmcid_kmodel::{Config, trace};
 
 pub use crate::bounds::{Bounds, OnOff, args_line, workers};
 use crate::exit;
@@ -138,7 +135,7 @@ pub fn run(a: &Args) -> i32 {
             "{} {}: {}\nfound by: mmcid check {}",
             v.kind,
             v.property,
-            v.what,
+            v.what(),
             args_line(&cfg)
         );
         let text = scenario::write_for(&cfg, &v.steps, &comment).expect("validated");
@@ -156,7 +153,10 @@ pub fn run(a: &Args) -> i32 {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out).expect("serialisable"));
     } else {
-        print!("{}", human(&out, a.states, saved.as_deref()));
+        print!(
+            "{}",
+            crate::render::text::check_report(&out, a.states, saved.as_deref())
+        );
     }
     if let Some(e) = save_error {
         eprintln!("{e}");
@@ -179,201 +179,4 @@ pub fn finish(violations: &[Violation], complete: bool, cut: Option<Cut>, limit:
     } else {
         exit::OK
     }
-}
-
-/// Why a search stopped early, for a person.
-pub fn cut_words(cut: Option<Cut>) -> &'static str {
-    match cut {
-        Some(Cut::MaxStates) => "cut by --max-states",
-        Some(Cut::MaxDepth) => "cut by --max-depth",
-        Some(Cut::FirstViolation) => "stopped at the first violation",
-        Some(Cut::Interrupted) => "interrupted by Ctrl-C",
-        Some(Cut::MemoryLimit) => "stopped by --max-memory",
-        None => "cut",
-    }
-}
-
-/// One violation as text: its heading, the trace as CPU columns, the CID state at the violating
-/// point, who owns each bit, and what went wrong (shared with `mmcid hunt`).
-pub fn violation_text(c: &Config, v: &Violation, with_states: bool) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "\n{} {}: {}", v.kind, v.property, v.description);
-    if let Ok(columns) = trace::render_columns_for(c, &v.trace, v.cycle_start, with_states) {
-        s.push_str(&columns);
-    }
-    let _ = writeln!(s, "\nat step {}:", v.trace.len());
-    s.push_str(&v.state);
-    for b in &v.bits {
-        let _ = writeln!(s, "  {b}");
-    }
-    let _ = writeln!(s, "what went wrong: {}", v.what);
-    s
-}
-
-/// The human report: header, one status line per property, summary, then each violation.
-pub fn human(o: &CheckOutcome, with_states: bool, saved: Option<&str>) -> String {
-    let mut s = String::new();
-    let c = &o.config;
-    let b = &c.budgets;
-    let _ = writeln!(
-        s,
-        "mmcid {} | design {} | {} CPUs | {} threads | forks<={} vforks<={} fork-fails<={} exits<={} execs<={} exec-fails<={}{} affinity<={}{} | symmetry {} | liveness {}",
-        env!("CARGO_PKG_VERSION"),
-        o.design,
-        c.cpus,
-        c.threads,
-        b.forks,
-        b.vforks,
-        b.fork_fails,
-        b.exits,
-        b.execs,
-        b.exec_fails,
-        if b.exec_checks > 0 {
-            format!(" exec-checks<={}", b.exec_checks)
-        } else {
-            String::new()
-        },
-        b.affinity,
-        if b.compactions > 0 {
-            format!(" compactions<={}", b.compactions)
-        } else {
-            String::new()
-        },
-        if o.symmetry { "on" } else { "off" },
-        o.liveness.as_str()
-    );
-    let t = format!("[{:>7.2}s]", o.seconds);
-    for v in o.violations.iter().filter(|v| v.kind != "invariant") {
-        let _ = writeln!(
-            s,
-            "{:>12} {t} {:<9} {}   shortest trace: {} steps",
-            "VIOLATED", v.property, v.description, v.depth
-        );
-    }
-    let liveness_line = match (o.liveness, o.no_stall) {
-        (Liveness::Full, Some(true)) => Some((
-            "HOLDS",
-            "no CPU spins in get_cid forever (no stall, no fair live lock)".to_string(),
-        )),
-        (Liveness::Stalls, Some(true)) => Some((
-            "HOLDS",
-            "no CPU spins in get_cid forever (stalls only; live locks not searched)".to_string(),
-        )),
-        (Liveness::Full | Liveness::Stalls, None) if o.violations.iter().all(|v| v.kind == "invariant") => {
-            Some((
-                "UNKNOWN",
-                format!(
-                    "stalls not decided (search cut, or {} spinning states undecided)",
-                    o.stalls_undecided
-                ),
-            ))
-        }
-        _ => None,
-    };
-    if let Some((status, text)) = liveness_line {
-        let _ = writeln!(s, "{status:>12} {t} {:<9} {text}", "stall");
-    }
-    for p in &o.properties {
-        let status = match p.status {
-            Status::Holds => "HOLDS",
-            Status::Violated => "VIOLATED",
-            Status::Reached => "REACHED",
-            Status::NotReached => "NOT REACHED",
-            Status::NotApplicable => "N/A",
-            Status::Unknown => "UNKNOWN",
-        };
-        let depth = p
-            .depth
-            .map(|d| format!("   shortest trace: {d} steps"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "{status:>12} {t} {:<9} {}{depth}",
-            p.property.id(),
-            p.description
-        );
-    }
-    let _ = writeln!(
-        s,
-        "{:>12} {t} {} unique states, {} transitions, depth {}, {}, {}{}P(fingerprint collision) < {:.1e}",
-        "Summary",
-        o.unique_states,
-        o.transitions,
-        o.depth,
-        if o.complete {
-            "complete within bounds".to_string()
-        } else {
-            format!("INCOMPLETE ({})", cut_words(o.cut))
-        },
-        o.peak_rss_bytes.map_or(String::new(), |p| format!(
-            "peak RSS {:.0} MiB = {:.1} B/state, ",
-            p as f64 / (1 << 20) as f64,
-            p as f64 / o.unique_states.max(1) as f64
-        )),
-        // Not measured by the distributed engine (`mmcid dist`): left out rather than shown as 0.
-        if o.seen_parents_bytes_per_state > 0.0 {
-            format!(
-                "seen table + parents {:.1} B/state, ",
-                o.seen_parents_bytes_per_state
-            )
-        } else {
-            String::new()
-        },
-        o.collision_probability.max(1e-18)
-    );
-    if !o.complete {
-        let raise = match o.cut {
-            Some(Cut::Interrupted) => "Run it again to the end.",
-            Some(Cut::MemoryLimit) => "Raise --max-memory, or use --liveness stalls.",
-            _ => "Raise --max-states or --max-depth.",
-        };
-        let _ = writeln!(
-            s,
-            "warning: the search was cut ({}); HOLDS cannot be claimed (UNKNOWN above). {raise}",
-            cut_words(o.cut)
-        );
-        if o.liveness == Liveness::Full && matches!(o.cut, Some(Cut::MaxStates | Cut::MemoryLimit)) {
-            let _ = writeln!(
-                s,
-                "hint: --liveness full keeps the whole graph and stops at {FULL_LIVENESS_CAP} states unless told otherwise; \
-                 --liveness stalls finds stalls in far less memory."
-            );
-        }
-    }
-    let not_reached: Vec<&str> = o
-        .properties
-        .iter()
-        .filter(|p| p.status == Status::NotReached)
-        .map(|p| p.property.id())
-        .collect();
-    if !not_reached.is_empty() {
-        let _ = writeln!(
-            s,
-            "note: never reached: {} (the bounds may be too small to exercise them)",
-            not_reached.join(", ")
-        );
-    }
-    if o.symmetry_renamed == Some(false) {
-        let _ = writeln!(
-            s,
-            "note: symmetry renamed no state at this bound: --no-symmetry explores the same states"
-        );
-    }
-    for v in &o.violations {
-        s.push_str(&violation_text(c, v, with_states));
-    }
-    if let Some(p) = saved {
-        let _ = writeln!(
-            s,
-            "\nreplay: mmcid replay {p}      (config hash {:08x})",
-            c.hash()
-        );
-    } else if !o.violations.is_empty() {
-        let _ = writeln!(
-            s,
-            "\nreplay: mmcid check {} --save-trace FILE, then mmcid replay FILE",
-            args_line(c)
-        );
-    }
-    s
 }

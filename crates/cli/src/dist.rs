@@ -127,7 +127,7 @@ fn run_model<F: Family>(a: &Args, model: KernelModel<F>) -> i32 {
         };
         println!("{}", serde_json::to_string_pretty(&j).expect("serialisable"));
     } else {
-        print!("{}", crate::check::human(&out, a.states, None));
+        print!("{}", crate::render::text::check_report(&out, a.states, None));
         println!(
             "distributed over {workers} timely workers; distinct states per worker: {}",
             per_worker

@@ -260,7 +260,7 @@ pub fn human(r: &HuntReport, with_states: bool, saved: &[String]) -> String {
         if let Some(p) = saved.get(i) {
             let _ = writeln!(s, "replay: mmcid replay {p}");
         }
-        s.push_str(&crate::check::violation_text(
+        s.push_str(&crate::render::text::violation_text(
             &f.config,
             &f.violation,
             with_states,

@@ -1,5 +1,6 @@
-//! The `mmcid` command line: argument parsing ([`Cli`]), one module per command (each renders
-//! its text report; `--json` prints the model's typed results, described by [`schema`]). The binary (`src/main.rs`) only calls [`run`]; the library form lets tests and
+//! The `mmcid` command line: argument parsing ([`Cli`]), one module per command, and the text
+//! rendering of the model's typed results (`render`; `--json` prints those results as they are,
+//! described by [`schema`]). The binary (`src/main.rs`) only calls [`run`]; the library form lets tests and
 //! the fuzz targets (`crates/cli/fuzz`) reach the argument layer without starting a process.
 
 mod bench_percid;
@@ -13,6 +14,7 @@ mod matrix;
 mod observe;
 mod oracle;
 mod progress;
+mod render;
 mod replay;
 pub mod schema;
 mod sim;

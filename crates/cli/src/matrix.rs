@@ -109,7 +109,7 @@ pub fn render(m: &Matrix) -> String {
     }
     let num = |name: &str| m.grid.iter().position(|g| g.name == name).map_or(0, |i| i + 1);
     let Some(first) = m.rows.first() else { return s };
-    let cols: Vec<&str> = first.cells.iter().map(|(n, _)| n.as_str()).collect();
+    let cols: Vec<&str> = first.cells.iter().map(|c| c.property.as_str()).collect();
     const W: usize = 7;
     let dw = m.rows.iter().map(|r| r.design.len()).max().unwrap_or(0).max(13) + 1;
     let _ = write!(s, "\n{:<dw$}", "design");
@@ -119,7 +119,7 @@ pub fn render(m: &Matrix) -> String {
     let _ = writeln!(s, "time");
     for r in &m.rows {
         let _ = write!(s, "{:<dw$}", r.design);
-        for (_, cell) in &r.cells {
+        for cell in &r.cells {
             let text = match cell.status {
                 CellStatus::Holds => "ok".to_string(),
                 CellStatus::NotReached => "-".to_string(),
@@ -156,11 +156,15 @@ pub fn render(m: &Matrix) -> String {
         );
     }
     for r in &m.rows {
-        for (c, n) in &r.capped {
-            let _ = writeln!(s, "capped: {} at {c} after {n} states", r.design);
+        for c in &r.capped {
+            let _ = writeln!(
+                s,
+                "capped: {} at {} after {} states",
+                r.design, c.config, c.states
+            );
         }
-        for (c, e) in &r.errors {
-            let _ = writeln!(s, "error: {} at {c}: {e}", r.design);
+        for e in &r.errors {
+            let _ = writeln!(s, "error: {} at {}: {}", r.design, e.config, e.error);
         }
     }
     s

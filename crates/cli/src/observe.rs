@@ -83,7 +83,11 @@ pub fn run(args: &Args) -> i32 {
         }
     };
     let text = if args.json {
-        match serde_json::to_string_pretty(&report) {
+        let doc = ObserveJson {
+            format_version: FORMAT_VERSION,
+            report: &report,
+        };
+        match serde_json::to_string_pretty(&doc) {
             Ok(s) => s + "\n",
             Err(e) => {
                 eprintln!("mmcid observe: cannot serialise report: {e}");
@@ -96,4 +100,17 @@ pub fn run(args: &Args) -> i32 {
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     if report.violations.is_empty() { 0 } else { 1 }
+}
+
+/// Version of `mmcid observe --json` (1: the first with a schema, `docs/schema/observe.json`).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The `--json` output of `mmcid observe`: the observer's report with its format version.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ObserveJson<'a> {
+    /// JSON format version.
+    pub format_version: u32,
+    /// The report (its fields appear at this level).
+    #[serde(flatten)]
+    pub report: &'a mmcid_rseq::ObserveReport,
 }

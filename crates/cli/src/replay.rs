@@ -1,9 +1,6 @@
 //! `mmcid replay FILE`: run a scenario and print its CPU-column trace.
 
-use std::fmt::Write as _;
-
-use mmcid_kmodel::replay::{ReplayEnd, ReplayOutcome, replay};
-use mmcid_kmodel::trace;
+use mmcid_kmodel::replay::{ReplayEnd, replay};
 
 use crate::exit;
 
@@ -44,7 +41,7 @@ pub fn run(a: &Args) -> i32 {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&o).expect("serialisable"));
             } else {
-                print!("{}", human(&o, !a.no_state));
+                print!("{}", crate::render::text::replay_report(&o, !a.no_state));
             }
             if !o.violations.is_empty() || o.outcome != ReplayEnd::Completed {
                 exit::VIOLATION
@@ -57,52 +54,4 @@ pub fn run(a: &Args) -> i32 {
             exit::USAGE
         }
     }
-}
-
-fn human(o: &ReplayOutcome, with_state: bool) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "mmcid replay | design {} | {} CPUs | {} threads",
-        o.design, o.config.cpus, o.config.threads
-    );
-    s.push_str(&trace::render_columns_for(&o.config, &o.steps, None, with_state).unwrap_or_default());
-    let _ = writeln!(s, "\nat the end (step {}):", o.steps.len());
-    s.push_str(&o.state);
-    for b in &o.bits {
-        let _ = writeln!(s, "  {b}");
-    }
-    for v in &o.violations {
-        let _ = writeln!(
-            s,
-            "VIOLATED {} ({}) first after step {}",
-            v.property, v.description, v.step
-        );
-    }
-    match (o.outcome, &o.stalled) {
-        (ReplayEnd::Completed, _) => {
-            let _ = writeln!(s, "outcome: completed, no CPU spinning");
-        }
-        (ReplayEnd::Stall, Some(c)) => {
-            let cpus: Vec<String> = c.iter().map(|c| format!("CPU{c}")).collect();
-            let _ = writeln!(
-                s,
-                "outcome: STALL: {} spin(s) in get_cid and no continuation within the budgets releases it",
-                cpus.join(", ")
-            );
-        }
-        (_, Some(_)) => {
-            let _ = writeln!(
-                s,
-                "outcome: a CPU spins in get_cid, but some continuation releases it"
-            );
-        }
-        (_, None) => {
-            let _ = writeln!(
-                s,
-                "outcome: a CPU spins in get_cid; whether it can be released was not decided (raise --max-states)"
-            );
-        }
-    }
-    s
 }

@@ -16,7 +16,8 @@ use schemars::{JsonSchema, Schema, generate::SchemaSettings};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The command whose schema to print (`check`, `check-stateright`, `replay`, `matrix`,
-    /// `hunt`, `bench`, `designs`, `sim`, `dist`); omit it with --out.
+    /// `hunt`, `bench`, `designs`, `sim`, `sim-bench`, `sim-against-kernel`, `dist`, `observe`,
+    /// `bench-percid`); omit it with --out.
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(NAMES))]
     pub command: Option<String>,
     /// Write every schema as `<command>.json` into this directory instead.
@@ -26,7 +27,7 @@ pub struct Args {
 
 /// The schemas' names: one per `--json` output (`check-stateright` is `check --engine
 /// stateright`).
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 13] = [
     "check",
     "check-stateright",
     "replay",
@@ -35,7 +36,11 @@ pub const NAMES: [&str; 9] = [
     "bench",
     "designs",
     "sim",
+    "sim-bench",
+    "sim-against-kernel",
     "dist",
+    "observe",
+    "bench-percid",
 ];
 
 fn schema_of<T: JsonSchema>(title: &str) -> Schema {
@@ -60,7 +65,15 @@ pub fn schema(name: &str) -> Option<String> {
         "bench" => schema_of::<crate::oracle::Bench>("mmcid bench --json"),
         "designs" => schema_of::<crate::designs::DesignList>("mmcid designs --json"),
         "sim" => schema_of::<crate::sim::SimReport>("mmcid sim --json"),
+        "sim-bench" => schema_of::<crate::sim::SimBench>("mmcid sim --bench --json"),
+        "sim-against-kernel" => {
+            schema_of::<crate::sim_kernel::AgainstKernel>("mmcid sim --against-kernel --json")
+        }
         "dist" => schema_of::<crate::dist::DistJson<'static>>("mmcid dist --json"),
+        "observe" => schema_of::<crate::observe::ObserveJson<'static>>("mmcid observe --json"),
+        "bench-percid" => {
+            schema_of::<crate::bench_percid::BenchPercidJson<'static>>("mmcid bench-percid --json")
+        }
         _ => return None,
     };
     let mut text = serde_json::to_string_pretty(&s).expect("a schema is JSON");

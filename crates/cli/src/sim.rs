@@ -264,6 +264,18 @@ pub fn load_line() -> String {
         .unwrap_or_else(|_| "load unknown".into())
 }
 
+/// `/proc/loadavg`'s three load averages (empty if unreadable).
+pub fn loadavg() -> Vec<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| {
+            s.split_whitespace()
+                .take(3)
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn table(w: &Workload, cols: &[&Outcome]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -365,18 +377,26 @@ fn print_bench(outs: &[Outcome], json: bool) {
         })
         .unwrap_or_default();
     if json {
-        let v: Vec<serde_json::Value> = outs
-            .iter()
-            .map(|o| {
-                serde_json::json!({
-                    "design": o.design, "workload": o.workload, "cpus": o.cpus,
-                    "switches": o.switches, "wall_s": o.wall_s, "switches_per_s": o.switches_per_s,
-                    "bytes_per_task": o.bytes_per_task, "bytes_per_mm": o.bytes_per_mm,
-                    "peak_tasks": o.peak_tasks, "violation": o.violation.as_ref().map(|v| &v.property),
+        let doc = SimBench {
+            format_version: BENCH_FORMAT_VERSION,
+            cpu_model: cpu,
+            loadavg: loadavg(),
+            runs: outs
+                .iter()
+                .map(|o| SimBenchRun {
+                    design: o.design.clone(),
+                    workload: o.workload.clone(),
+                    cpus: o.cpus,
+                    switches: o.switches,
+                    wall_s: o.wall_s,
+                    switches_per_s: o.switches_per_s,
+                    bytes_per_task: o.bytes_per_task,
+                    bytes_per_mm: o.bytes_per_mm,
+                    peak_tasks: o.peak_tasks,
+                    violation: o.violation.as_ref().map(|v| v.property.clone()),
                 })
-            })
-            .collect();
-        let doc = serde_json::json!({"cpu_model": cpu, "load": load_line(), "runs": v});
+                .collect(),
+        };
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return;
     }
@@ -399,4 +419,46 @@ fn print_bench(outs: &[Outcome], json: bool) {
             o.bytes_per_mm
         );
     }
+}
+
+/// Version of `mmcid sim --bench --json` (1: the first with a schema,
+/// `docs/schema/sim-bench.json`, and a `format_version`; the load is numbers, `loadavg`).
+pub const BENCH_FORMAT_VERSION: u32 = 1;
+
+/// The `--json` output of `mmcid sim --bench`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct SimBench {
+    /// JSON format version.
+    pub format_version: u32,
+    /// The CPU model (`/proc/cpuinfo`; empty if unknown).
+    pub cpu_model: String,
+    /// `/proc/loadavg`'s 1, 5 and 15 minute load averages after the runs (empty if unreadable).
+    pub loadavg: Vec<f64>,
+    /// One run per design.
+    pub runs: Vec<SimBenchRun>,
+}
+
+/// One design's run of `mmcid sim --bench`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct SimBenchRun {
+    /// Design.
+    pub design: String,
+    /// Workload name.
+    pub workload: String,
+    /// Simulated CPUs.
+    pub cpus: u32,
+    /// Context switches simulated.
+    pub switches: u64,
+    /// Wall-clock seconds.
+    pub wall_s: f64,
+    /// Simulated switches per wall-clock second.
+    pub switches_per_s: f64,
+    /// Bytes of simulator state per task.
+    pub bytes_per_task: usize,
+    /// Bytes of simulator state per mm.
+    pub bytes_per_mm: usize,
+    /// Most tasks alive at once.
+    pub peak_tasks: u32,
+    /// The property the run violated, if any.
+    pub violation: Option<String>,
 }

@@ -221,23 +221,42 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
     let same_shape = real_max == sim_max && kc.len() == sc_.len();
     let ok = cond >= 0.9 && same_shape;
     if args.json {
-        let j = |h: &BTreeMap<(u32, u32), u64>| -> Vec<serde_json::Value> {
+        let j = |h: &BTreeMap<(u32, u32), u64>| -> Vec<Sample> {
             h.iter()
-                .map(|(&(c, i), &n)| serde_json::json!({"cpu": c, "cid": i, "samples": n}))
+                .map(|(&(cpu, cid), &samples)| Sample { cpu, cid, samples })
                 .collect()
         };
-        let doc = serde_json::json!({
-            "setup": {"threads": args.kernel_threads, "cpus": cpus, "possible_cpus": np,
-                      "seconds": args.kernel_seconds, "sleep_us": 50,
-                      "simulated_background_processes": args.kernel_background},
-            "kernel": {"source": mmcid_rseq::source(), "samples": real.values().sum::<u64>(),
-                       "max_cid": real_max, "distinct_cids": kc.len(), "joint": j(&real)},
-            "simulated_6_18": {"switches": sim.switches, "sim_ms": sim.sim_ms, "max_cid": sim_max,
-                               "distinct_cids": sc_.len(), "joint": j(&sim_joint),
-                               "violation": sim.violation.as_ref().map(|v| &v.property)},
-            "agreement_raw": raw, "agreement_given_cpus": cond, "same_max_and_distinct": same_shape, "agree": ok,
-            "machine": crate::sim::load_line(),
-        });
+        let doc = AgainstKernel {
+            format_version: FORMAT_VERSION,
+            setup: Setup {
+                threads: args.kernel_threads,
+                cpus: cpus.clone(),
+                possible_cpus: np,
+                seconds: args.kernel_seconds,
+                sleep_us: 50,
+                simulated_background_processes: args.kernel_background,
+            },
+            kernel: KernelSide {
+                source: mmcid_rseq::source(),
+                samples: real.values().sum::<u64>(),
+                max_cid: real_max,
+                distinct_cids: kc.len(),
+                joint: j(&real),
+            },
+            simulated_6_18: SimulatedSide {
+                switches: sim.switches,
+                sim_ms: sim.sim_ms,
+                max_cid: sim_max,
+                distinct_cids: sc_.len(),
+                joint: j(&sim_joint),
+                violation: sim.violation.as_ref().map(|v| v.property.clone()),
+            },
+            agreement_raw: raw,
+            agreement_given_cpus: cond,
+            same_max_and_distinct: same_shape,
+            agree: ok,
+            loadavg: crate::sim::loadavg(),
+        };
         println!(
             "{}",
             serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
@@ -331,4 +350,91 @@ mod tests {
         let c: BTreeMap<u32, u64> = [(2, 1)].into();
         assert!(agreement(&a, &c).abs() < 1e-12);
     }
+}
+
+/// Version of `mmcid sim --against-kernel --json` (1: the first with a schema,
+/// `docs/schema/sim-against-kernel.json`, and a `format_version`; the load is numbers).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The `--json` output of `mmcid sim --against-kernel`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct AgainstKernel {
+    /// JSON format version.
+    pub format_version: u32,
+    /// The real run's setup (the simulated one copies it).
+    pub setup: Setup,
+    /// What the running kernel handed out.
+    pub kernel: KernelSide,
+    /// What the 6.18 simulation handed out in the same setup.
+    pub simulated_6_18: SimulatedSide,
+    /// `1 - total variation distance` of the two CID distributions.
+    pub agreement_raw: f64,
+    /// The same, CPU by CPU (matched by rank), weighted: the figure `agree` is judged on.
+    pub agreement_given_cpus: f64,
+    /// Both show the same largest CID and the same number of distinct CIDs.
+    pub same_max_and_distinct: bool,
+    /// `agreement_given_cpus >= 0.9` and `same_max_and_distinct`.
+    pub agree: bool,
+    /// `/proc/loadavg`'s 1, 5 and 15 minute load averages after the runs.
+    pub loadavg: Vec<f64>,
+}
+
+/// The setup of `mmcid sim --against-kernel`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Setup {
+    /// Threads of the one process.
+    pub threads: u32,
+    /// The CPUs they are pinned to.
+    pub cpus: Vec<usize>,
+    /// Possible CPUs (`nr_cpu_ids`).
+    pub possible_cpus: u32,
+    /// Seconds sampled.
+    pub seconds: f64,
+    /// Each thread's sleep between samples, in microseconds.
+    pub sleep_us: u32,
+    /// Background processes the simulation adds (`--kernel-background`).
+    pub simulated_background_processes: u32,
+}
+
+/// How often a (CPU, CID) pair was seen.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Sample {
+    /// The CPU.
+    pub cpu: u32,
+    /// The CID.
+    pub cid: u32,
+    /// Samples.
+    pub samples: u64,
+}
+
+/// The kernel's side.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct KernelSide {
+    /// Where `mm_cid` was read from.
+    pub source: mmcid_rseq::Source,
+    /// Samples taken.
+    pub samples: u64,
+    /// Largest CID seen.
+    pub max_cid: Option<u32>,
+    /// Distinct CIDs seen.
+    pub distinct_cids: usize,
+    /// Samples per (CPU, CID).
+    pub joint: Vec<Sample>,
+}
+
+/// The simulation's side.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct SimulatedSide {
+    /// Context switches simulated.
+    pub switches: u64,
+    /// Simulated milliseconds.
+    pub sim_ms: f64,
+    /// Largest CID handed out.
+    pub max_cid: Option<u32>,
+    /// Distinct CIDs handed out.
+    pub distinct_cids: usize,
+    /// Returns to user space per (CPU, CID).
+    pub joint: Vec<Sample>,
+    /// The property the simulation violated, if any.
+    pub violation: Option<String>,
 }

@@ -286,7 +286,7 @@ fn hunt_prints_findings_as_json_with_a_reproducing_command() {
         "depth",
         "command",
         "trace",
-        "what",
+        "facts",
         "signature",
     ] {
         assert!(f1.get(k).is_some(), "{k}");

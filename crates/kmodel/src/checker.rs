@@ -1,6 +1,7 @@
 //! Running the checker on a configuration and turning the engine's findings into kernel terms:
-//! CPU-column traces, the CID state at the violating point, and one sentence on what went wrong.
-//! The CLI only renders what this module returns.
+//! the kernel steps of each trace with their typed effects, the typed state at the violating
+//! point, who owns each bit, and the facts of what went wrong. The CLI only renders what this
+//! module returns.
 
 use mmcid_engine::{
     Cut, EngineError, FindingKind, Model, Observer, Options, PropertyKind, Report, check, trace_states,
@@ -9,6 +10,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::facts::{BitOwners, Fact};
 use crate::family::{Family, ModelVisitor, with_model};
 use crate::invariants::{Class, Property};
 use crate::model::KernelModel;
@@ -17,8 +19,12 @@ use crate::state::State;
 use crate::trace::{self, TraceStep};
 
 /// Version of the JSON output format (3: property statuses carry their `kind`; `kind` and
-/// `status` are closed sets, described in `docs/schema/`).
-pub const FORMAT_VERSION: u32 = 3;
+/// `status` are closed sets, described in `docs/schema/`; 4: no text in data fields: a
+/// violation's `what` became typed `facts`, `bits` typed owners, the `state` text went (the
+/// typed `snapshot`, now with every mm's CID state, carries it), and a trace step's `effect`
+/// lines became typed effects and its `state` line a `snapshot`; `matrix`'s cells, capped and
+/// rejected configurations are objects with named fields instead of pairs).
+pub const FORMAT_VERSION: u32 = 4;
 
 /// What a violation is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
@@ -128,18 +134,29 @@ pub struct Violation {
     pub trace: Vec<TraceStep>,
     /// For a live lock: index of the first step of the cycle.
     pub cycle_start: Option<usize>,
-    /// The CID state at the violating point, as text (for people).
+    /// The CID state at the violating point, as text (for the text report; not in the JSON,
+    /// where `snapshot` carries it).
+    #[serde(skip)]
+    #[schemars(skip)]
     pub state: String,
-    /// Who runs where and which CIDs the tasks hold at the violating point (for tools).
+    /// Who runs where, which CIDs the tasks hold and each mm's CID state at the violating point.
     pub snapshot: trace::Snapshot,
     /// Who owns each set bit there.
-    pub bits: Vec<String>,
-    /// What went wrong, in the kernel's terms.
-    pub what: String,
+    pub bits: Vec<BitOwners>,
+    /// What is wrong at the violating point, as facts built from the state (empty when no fact
+    /// shows it beyond the property's promise).
+    pub facts: Vec<Fact>,
     /// The raw steps (for `--save-trace`).
     #[serde(skip)]
     #[schemars(skip)]
     pub steps: Vec<Step>,
+}
+
+impl Violation {
+    /// What went wrong, in one sentence of the kernel's terms ([`crate::facts::sentence`]).
+    pub fn what(&self) -> String {
+        crate::facts::sentence(&self.property, &self.facts)
+    }
 }
 
 /// The status of one property after a run.
@@ -380,7 +397,7 @@ pub fn outcome<F: Family>(
         };
         let steps = trace::describe(&model.params.unreduced(), model.initial_state(), &kernel_steps);
         violations.push(Violation {
-            what: F::explain(&property, f.agent, last),
+            facts: F::explain(&property, f.agent, last),
             property,
             kind,
             description,

@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::encode::Pack;
+use crate::facts::{BitOwners, Effect};
 
 use mmcid_cid::{CpuId, CpuMask, TaskId};
 
@@ -208,10 +209,10 @@ pub trait Family:
     /// The kernel function a family step performs: `(actor, function, argument)`, or `None`
     /// when the kernel names it ([`crate::trace::name`]).
     fn name(p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)>;
-    /// What a step changed in the CPUs' and mms' CID state, as short lines.
-    fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<String>);
+    /// What a step changed in the CPUs' and mms' CID state.
+    fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<Effect>);
     /// What a step changed in task `i`'s CID state (its scheduler facts are added by the caller).
-    fn task_effects(i: usize, before: &Task<Self>, after: &Task<Self>, out: &mut Vec<String>);
+    fn task_effects(i: TaskId, before: &Task<Self>, after: &Task<Self>, out: &mut Vec<Effect>);
     /// Does a trace report a task's move to another CPU while its scheduler state stays the same
     /// (a migration, which 6.18 reacts to)?
     const REPORTS_MOVES: bool = false;
@@ -221,10 +222,15 @@ pub trait Family:
     fn state_report(s: &State<Self>) -> String;
     /// The CID a task shows.
     fn task_cid(t: &Task<Self>) -> String;
+    /// The task's CID as the family's raw kernel word.
+    fn task_cid_raw(t: &Self::TaskCid) -> u32;
+    /// An mm's CID state, typed, for tools.
+    fn mm_snapshot(mm: &Self::MmCid) -> crate::trace::MmCidSnapshot;
     /// Who owns each set bit of mm `m`.
-    fn bit_owners(s: &State<Self>, m: MmId) -> Vec<String>;
-    /// One sentence on what is wrong in `s` (`property`: the property id, `stall`, `livelock`).
-    fn explain(property: &str, agent: Option<u16>, s: &State<Self>) -> String;
+    fn bit_owners(s: &State<Self>, m: MmId) -> Vec<BitOwners>;
+    /// What is wrong in `s`, as facts (`property`: the property id, `stall`, `livelock`;
+    /// `agent`: the spinning CPU of a stall or live lock).
+    fn explain(property: &str, agent: Option<u16>, s: &State<Self>) -> Vec<crate::facts::Fact>;
 }
 
 /// The 7.0 design and its predecessors back to 6.19-rc7 (the switches of designs.md S1–S9).

@@ -20,7 +20,9 @@
 //! - [`legacy`]: the hooks of the pre-rewrite designs (6.3, 6.4–6.18) at the same decision points.
 //! - [`invariants`]: spec section 6 as named checks, and when each must hold.
 //! - [`symmetry`]: task renaming; [`model`]: the engine's `Model` over all of this.
-//! - [`trace`]: kernel names for steps and CPU-column traces; [`scenario`]: the text format and
+//! - [`trace`]: kernel names for steps, traces and typed state snapshots; [`facts`]: what a step
+//!   changed and what is wrong in a state, as typed values (the CLI lays them out as CPU-column
+//!   traces and reports); [`scenario`]: the text format and
 //!   replay; [`checker`] and [`matrix`]: running the engine and saying what it found in kernel terms;
 //!   [`hunt`]: looking for bugs over many configurations (exhaustive where it fits, swarm beyond).
 //! - [`init`]: the initial state, built by the model's own steps from a [`Config`].
@@ -38,6 +40,7 @@
 pub mod checker;
 pub mod config;
 pub mod encode;
+pub mod facts;
 pub mod family;
 pub mod fixed;
 pub mod hunt;

@@ -215,6 +215,8 @@ pub enum CellStatus {
 /// The verdict of one property in one design, over the whole grid.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Cell {
+    /// The property id (`I1`…, `R1`…), or `stall`.
+    pub property: String,
     /// The verdict over the grid.
     pub status: CellStatus,
     /// The shortest violation (or witness): depth and the configuration.
@@ -228,15 +230,33 @@ pub struct Cell {
 pub struct Row {
     /// Design name.
     pub design: &'static str,
-    /// Property id -> cell, in [`Property::ALL`] order, then `stall`.
-    pub cells: Vec<(String, Cell)>,
+    /// One cell per property, in [`Property::ALL`] order, then `stall`.
+    pub cells: Vec<Cell>,
     /// Seconds spent in this design's runs, added up (runs of different designs overlap, so the
     /// rows add up to more than [`Matrix::wall_seconds`]).
     pub seconds: f64,
-    /// Configurations whose search was capped, with the number of states reached.
-    pub capped: Vec<(String, u64)>,
-    /// Configurations the design rejected, with the reason.
-    pub errors: Vec<(String, String)>,
+    /// Configurations whose search was capped.
+    pub capped: Vec<Capped>,
+    /// Configurations the design rejected.
+    pub errors: Vec<Rejected>,
+}
+
+/// A configuration whose search hit the state cap.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct Capped {
+    /// The configuration's short name.
+    pub config: String,
+    /// Distinct states reached when the cap stopped it.
+    pub states: u64,
+}
+
+/// A configuration a design rejected.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct Rejected {
+    /// The configuration's short name.
+    pub config: String,
+    /// The configuration error (the message `mmcid check` prints for it).
+    pub error: String,
 }
 
 /// The whole matrix.
@@ -402,24 +422,19 @@ pub fn run(
         .load(Ordering::Relaxed)
         .then_some(mmcid_engine::Cut::Interrupted);
     for &design in &chosen {
-        let mut cells: Vec<(String, Cell)> = Property::ALL
+        let mut cells: Vec<Cell> = Property::ALL
             .iter()
             .map(|p| (p.id().to_string(), p.is_invariant()))
             .chain(std::iter::once(("stall".to_string(), true)))
-            .map(|(n, invariant)| {
-                let status = if invariant {
+            .map(|(property, invariant)| Cell {
+                property,
+                status: if invariant {
                     CellStatus::Holds
                 } else {
                     CellStatus::NotReached
-                };
-                (
-                    n,
-                    Cell {
-                        status,
-                        depth: None,
-                        config: None,
-                    },
-                )
+                },
+                depth: None,
+                config: None,
             })
             .collect();
         let mut capped = Vec::new();
@@ -435,20 +450,26 @@ pub fn run(
             let o = match o {
                 Ok(o) => o,
                 Err(e) => {
-                    errors.push((gc.name.clone(), e));
+                    errors.push(Rejected {
+                        config: gc.name.clone(),
+                        error: e,
+                    });
                     continue;
                 }
             };
             if !o.complete {
-                capped.push((gc.name.clone(), o.unique_states));
+                capped.push(Capped {
+                    config: gc.name.clone(),
+                    states: o.unique_states,
+                });
             }
             if o.cut == Some(mmcid_engine::Cut::Interrupted) {
                 cut = o.cut;
             }
             for p in &o.properties {
-                let (_, cell) = cells
+                let cell = cells
                     .iter_mut()
-                    .find(|(n, _)| *n == p.property.id())
+                    .find(|c| c.property == p.property.id())
                     .expect("property");
                 merge(cell, p.status, p.depth, &gc.name);
             }
@@ -457,7 +478,7 @@ pub fn run(
                 .iter()
                 .filter(|v| v.kind != "invariant")
                 .min_by_key(|v| v.depth);
-            let (_, cell) = cells.last_mut().expect("stall cell");
+            let cell = cells.last_mut().expect("stall cell");
             match stall {
                 Some(v) => merge(cell, Status::Violated, Some(v.depth), &gc.name),
                 None if o.no_stall == Some(true) => {}
@@ -470,7 +491,7 @@ pub fn run(
         if ran < grid.len() {
             // An interrupted matrix: some runs of this design never started, so nothing holds
             // for certain.
-            for (_, cell) in &mut cells {
+            for cell in &mut cells {
                 merge(cell, Status::Unknown, None, "");
             }
         }

@@ -31,12 +31,15 @@ pub struct ReplayOutcome {
     pub stalled: Option<Vec<u16>>,
     /// How the replay ended.
     pub outcome: ReplayEnd,
-    /// The CID state at the end, as text (for people).
+    /// The CID state at the end, as text (for the text report; not in the JSON, where
+    /// `snapshot` carries it).
+    #[serde(skip)]
+    #[schemars(skip)]
     pub state: String,
-    /// Who runs where and which CIDs the tasks hold at the end (for tools).
+    /// Who runs where, which CIDs the tasks hold and each mm's CID state at the end.
     pub snapshot: trace::Snapshot,
     /// Who owns each set bit at the end.
-    pub bits: Vec<String>,
+    pub bits: Vec<crate::facts::BitOwners>,
 }
 
 /// How a replay ended.

@@ -1,11 +1,11 @@
-//! Naming steps after the kernel functions they perform, and rendering traces as CPU columns
-//! (one column per CPU, time downwards), the way the kernel mails draw interleavings.
-
-use std::fmt::Write as _;
+//! Naming steps after the kernel functions they perform, describing a trace step by step (its
+//! typed effects and the [`Snapshot`] after each step) and the CID state in kernel words. The CLI
+//! lays traces out as CPU columns (`crates/cli/src/render/text.rs`).
 
 use mmcid_cid::{CpuId, TaskId};
 use serde::Serialize;
 
+use crate::facts::{BitOwners, Effect};
 use crate::family::Family;
 use crate::ops::{Params, StartOp, Step, apply};
 use crate::state::*;
@@ -181,13 +181,14 @@ pub fn cpu_of<F: Family>(s: &State<F>, step: Step) -> CpuId {
     }
 }
 
-/// What a step changed in the CID state (and the scheduler facts a reader needs), as short lines.
-pub fn effects<F: Family>(before: &State<F>, after: &State<F>) -> Vec<String> {
+/// What a step changed in the CID state (and the scheduler facts a reader needs).
+pub fn effects<F: Family>(before: &State<F>, after: &State<F>) -> Vec<Effect> {
     let mut out = Vec::new();
     F::effects(before, after, &mut out);
     for (i, tb) in after.tasks.iter().enumerate() {
-        match before.tasks.get(i) {
-            None => out.push(format!("T{i} created (unpublished)")),
+        let i = i as TaskId;
+        match before.tasks.get(i as usize) {
+            None => out.push(Effect::TaskCreated { task: i }),
             Some(ta) => {
                 F::task_effects(i, ta, tb, &mut out);
                 sched_effects(i, ta, tb, F::REPORTS_MOVES, &mut out);
@@ -206,16 +207,27 @@ pub fn effects<F: Family>(before: &State<F>, after: &State<F>) -> Vec<String> {
         (threads, s.process_list)
     };
     if lists(before) != lists(after) {
-        out.push("published".to_string());
+        out.push(Effect::Published);
     }
     out
+}
+
+/// [`effects`] as the short lines a trace shows.
+pub fn effect_lines<F: Family>(before: &State<F>, after: &State<F>) -> Vec<String> {
+    let multi_mm = after.mms.len() > 1;
+    effects(before, after).iter().map(|e| e.words(multi_mm)).collect()
+}
+
+/// [`bit_owners`] of mm `m` as the state report's lines.
+pub fn bit_owner_lines<F: Family>(s: &State<F>, m: MmId) -> Vec<String> {
+    bit_owners(s, m).iter().map(|b| b.words(F::KIND)).collect()
 }
 
 /// A compact one-line CID state.
 pub fn state_line<F: Family>(s: &State<F>) -> String {
     F::state_line(s)
 }
-/// One rendered step of a trace (the JSON form of a trace step).
+/// One step of a trace, as typed facts (the JSON form of a trace step).
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TraceStep {
     /// Step number (1-based).
@@ -229,12 +241,17 @@ pub struct TraceStep {
     pub function: String,
     /// Its argument.
     pub arg: Option<String>,
-    /// The scenario line that replays it.
+    /// The scenario line that replays it (input syntax: `<actor> <function> [<arg>]`).
     pub line: String,
     /// What changed.
-    pub effect: Vec<String>,
-    /// The CID state after the step.
-    pub state: String,
+    pub effect: Vec<Effect>,
+    /// Who runs where, which CIDs the tasks hold and the mms' CID state after the step.
+    pub snapshot: Snapshot,
+    /// The CID state after the step on one line, for the text trace (not in the JSON: the
+    /// snapshot carries it).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub state_line: String,
 }
 
 /// A task's scheduler state, for tools (`--json`).
@@ -274,6 +291,9 @@ pub struct CpuSnapshot {
     pub curr: Option<TaskId>,
     /// The tasks on its run queue.
     pub runqueue: Vec<TaskId>,
+    /// It holds its rq lock across steps (7.0 family: spinning in `get_cid`; 6.18: inside
+    /// `mm_cid_get` or a migration).
+    pub rq_locked: bool,
 }
 
 /// One task at one point, for tools.
@@ -287,46 +307,149 @@ pub struct TaskSnapshot {
     pub cpu: CpuId,
     /// Its mm, if any.
     pub mm: Option<MmId>,
-    /// Its CID in the kernel's notation (`3|ONCPU`, `UNSET|TRANSIT`; 6.3 and 6.18: `3`, `UNSET`).
-    pub cid: String,
+    /// Its CID as the raw kernel word of its family (7.0 family: `mm_cid.cid`, bit 31 UNSET,
+    /// bit 30 ONCPU, bit 29 TRANSIT; 6.3 and 6.18: `mm_cid`, all ones for UNSET, bit 31 LAZY).
+    pub cid: u32,
+    /// It is an active CID user (`mm_cid.active`).
+    pub active: bool,
+    /// It is visible: in its thread list and the task list (a fix-up walk sees it).
+    pub visible: bool,
     /// It is in user space (where rseq shows user space its CID).
     pub in_user_space: bool,
     /// It is the kworker that runs the mm's deferred work.
     pub kworker: bool,
 }
 
-/// Who runs where and which CIDs the tasks hold, at one point of a trace: the typed part of
-/// the state report, for tools.
+/// A 6.18 per-CPU slot (`struct mm_cid`).
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct Slot618Snapshot {
+    /// `cid` (raw word).
+    pub cid: mmcid_cid::legacy::LegacyCid,
+    /// `recent_cid` (raw word).
+    pub recent_cid: mmcid_cid::legacy::LegacyCid,
+}
+
+/// The CID state of one mm, by design family (tagged with the [`crate::config::FamilyKind`]).
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[serde(tag = "family")]
+pub enum MmCidSnapshot {
+    /// 7.0 and its predecessors back to 6.19-rc7 (`struct mm_mm_cid`).
+    Rewrite {
+        /// `mode` (raw word: 0 per task, ONCPU per CPU, with TRANSIT during a transition).
+        mode: mmcid_cid::Mode,
+        /// `users`.
+        users: u32,
+        /// `max_cids`.
+        max_cids: u32,
+        /// `pcpu_thrs`.
+        pcpu_thrs: u32,
+        /// The set bits of `bitmap`.
+        bitmap: Vec<u32>,
+        /// The bitmap's size in bits.
+        bitmap_bits: u32,
+        /// Each CPU's `pcpu` slot (raw words).
+        slots: Vec<mmcid_cid::Cid>,
+        /// `user_list`, in list order.
+        user_list: Vec<TaskId>,
+        /// Faults recorded (bad drops, WARNs).
+        faults: mmcid_cid::DropFaults,
+    },
+    /// 6.14–6.18.
+    Lazy618 {
+        /// The set bits of `cidmask`.
+        cidmask: Vec<u32>,
+        /// The bitmap's size in bits.
+        bitmap_bits: u32,
+        /// `max_nr_cid`.
+        max_nr_cid: u32,
+        /// `mm_users`.
+        mm_users: u32,
+        /// `nr_cpus_allowed`.
+        nr_cpus_allowed: u32,
+        /// `use_cid_lock`.
+        use_cid_lock: bool,
+        /// The CPU holding `cid_lock`, if any.
+        cid_lock: Option<CpuId>,
+        /// Each CPU's slot.
+        slots: Vec<Slot618Snapshot>,
+        /// Faults recorded.
+        faults: mmcid_cid::legacy::LegacyFaults,
+    },
+    /// 6.3.
+    PerSwitch63 {
+        /// The set bits of `cidmask`.
+        cidmask: Vec<u32>,
+        /// The bitmap's size in bits.
+        bitmap_bits: u32,
+        /// Faults recorded.
+        faults: mmcid_cid::legacy::LegacyFaults,
+    },
+}
+
+/// One mm at one point, for tools.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct MmSnapshot {
+    /// The mm.
+    pub mm: MmId,
+    /// Its CID state.
+    pub cid: MmCidSnapshot,
+    /// 7.0 family: `mm.irq_work` is queued, on this CPU.
+    pub irq_work: Option<CpuId>,
+    /// 7.0 family: `mm.work` is queued on the workqueue.
+    pub work_pending: bool,
+}
+
+/// Who runs where, which CIDs the tasks hold and each mm's CID state, at one point of a trace:
+/// the typed state, for tools.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Snapshot {
+    /// The design family, which says how to read the raw CID words.
+    pub family: crate::config::FamilyKind,
     /// Every CPU.
     pub cpus: Vec<CpuSnapshot>,
     /// Every task.
     pub tasks: Vec<TaskSnapshot>,
+    /// Every mm.
+    pub mms: Vec<MmSnapshot>,
 }
 
 /// The [`Snapshot`] of `s`.
 pub fn snapshot<F: Family>(s: &State<F>) -> Snapshot {
     Snapshot {
+        family: F::KIND,
         cpus: (0..s.np())
             .map(|c| CpuSnapshot {
                 cpu: c,
                 curr: s.curr(c),
                 runqueue: s.runqueue(c).collect(),
+                rq_locked: s.rq_locked(c),
             })
             .collect(),
-        tasks: s
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| TaskSnapshot {
-                task: i as TaskId,
-                state: t.sched.into(),
-                cpu: t.cpu,
-                mm: t.mm,
-                cid: F::task_cid(t),
-                in_user_space: s.in_user(i as TaskId),
-                kworker: t.kworker,
+        tasks: (0..s.tasks.len() as TaskId)
+            .map(|i| {
+                let t = s.task(i);
+                TaskSnapshot {
+                    task: i,
+                    state: t.sched.into(),
+                    cpu: t.cpu,
+                    mm: t.mm,
+                    cid: F::task_cid_raw(&t.cid),
+                    active: F::active(&t.cid),
+                    visible: s.published(i),
+                    in_user_space: s.in_user(i),
+                    kworker: t.kworker,
+                }
+            })
+            .collect(),
+        mms: (0..s.mms.len() as MmId)
+            .map(|m| {
+                let mm = &s.mms[m as usize];
+                MmSnapshot {
+                    mm: m,
+                    cid: F::mm_snapshot(s.mm(m)),
+                    irq_work: mm.irq_work,
+                    work_pending: mm.work_pending,
+                }
             })
             .collect(),
     }
@@ -364,62 +487,10 @@ pub fn describe<F: Family>(p: &Params, init: &State<F>, steps: &[Step]) -> Vec<T
             arg: n.arg.clone(),
             line: n.to_string(),
             effect: effects(&s, &next),
-            state: state_line(&next),
+            snapshot: snapshot(&next),
+            state_line: state_line(&next),
         });
         s = next;
-    }
-    out
-}
-
-/// Renders described steps as CPU columns. `cycle_start`: index of the first step of a live lock's
-/// cycle (a `--- cycle ---` rule is drawn before it and `back to step k` after the last).
-pub fn render_columns<F: Family>(
-    np: u8,
-    init: &State<F>,
-    steps: &[TraceStep],
-    cycle_start: Option<usize>,
-    with_state: bool,
-) -> String {
-    const W: usize = 30;
-    let mut out = String::new();
-    let _ = write!(out, "step ");
-    for c in 0..np {
-        let _ = write!(out, "{:<W$}", cn(c));
-    }
-    out.push('\n');
-    let _ = write!(out, "{:>4} ", 0);
-    for c in 0..np {
-        let cell = match init.curr(c) {
-            Some(t) => format!("{} cid {}", tn(t), F::task_cid(init.task(t))),
-            None => "idle".to_string(),
-        };
-        let _ = write!(out, "{:<W$}", cell);
-    }
-    out.push('\n');
-    if with_state {
-        let _ = writeln!(out, "     {}", state_line(init));
-    }
-    for (i, st) in steps.iter().enumerate() {
-        if Some(i) == cycle_start {
-            let _ = writeln!(out, "     --- cycle ---");
-        }
-        let pad = " ".repeat(W * st.cpu as usize);
-        let head = match (st.task, &st.arg) {
-            (Some(t), Some(a)) => format!("T{t} {} {a}", st.function),
-            (Some(t), None) => format!("T{t} {}", st.function),
-            (None, Some(a)) => format!("{} {a}", st.function),
-            (None, None) => st.function.clone(),
-        };
-        let _ = writeln!(out, "{:>4} {pad}{head}", st.step);
-        for e in &st.effect {
-            let _ = writeln!(out, "     {pad}  {e}");
-        }
-        if with_state {
-            let _ = writeln!(out, "     {}", st.state);
-        }
-    }
-    if let Some(k) = cycle_start {
-        let _ = writeln!(out, "     back to step {k} (up to renaming of tasks)");
     }
     out
 }
@@ -429,8 +500,8 @@ pub fn state_report<F: Family>(s: &State<F>) -> String {
     F::state_report(s)
 }
 
-/// Who owns each set bit (for explaining I4 and stalls): `bit 2: T3 (plain)`.
-pub fn bit_owners<F: Family>(s: &State<F>, m: MmId) -> Vec<String> {
+/// Who owns each set bit of mm `m` (for explaining I4 and stalls).
+pub fn bit_owners<F: Family>(s: &State<F>, m: MmId) -> Vec<BitOwners> {
     F::bit_owners(s, m)
 }
 
@@ -506,56 +577,19 @@ pub fn sched_short(s: Sched) -> &'static str {
 /// What changed in a task's scheduler state and mm (shared by both families' effect lists).
 /// `moves`: also report a CPU change of a task that stays in the same state (a migration, which
 /// the 6.18 design reacts to).
-fn sched_effects<F: Family>(i: usize, ta: &Task<F>, tb: &Task<F>, moves: bool, out: &mut Vec<String>) {
+fn sched_effects<F: Family>(i: TaskId, ta: &Task<F>, tb: &Task<F>, moves: bool, out: &mut Vec<Effect>) {
     if ta.sched != tb.sched && !matches!(tb.sched, Sched::Running) {
-        let what = match tb.sched {
-            Sched::Runnable => "runnable",
-            Sched::Sleeping => "sleeps",
-            Sched::Dead => "dead",
-            _ => "new",
-        };
-        out.push(format!("T{i} {what} on CPU{}", tb.cpu));
+        out.push(Effect::Sched {
+            task: i,
+            state: tb.sched.into(),
+            cpu: tb.cpu,
+        });
     } else if moves && ta.cpu != tb.cpu {
-        out.push(format!("T{i} now on CPU{}", tb.cpu));
+        out.push(Effect::Moved { task: i, cpu: tb.cpu });
     }
-    if let (true, Some(m)) = (ta.mm != tb.mm, tb.mm) {
-        out.push(format!("T{i} mm -> mm{m}"));
+    if let (true, Some(mm)) = (ta.mm != tb.mm, tb.mm) {
+        out.push(Effect::MmSwitched { task: i, mm });
     }
-}
-
-/// [`render_columns`] for a configuration whose family is known only at run time (the initial
-/// state is rebuilt from `cfg`).
-pub fn render_columns_for(
-    cfg: &crate::config::Config,
-    steps: &[TraceStep],
-    cycle_start: Option<usize>,
-    with_state: bool,
-) -> Result<String, String> {
-    struct Render<'a> {
-        steps: &'a [TraceStep],
-        cycle_start: Option<usize>,
-        with_state: bool,
-    }
-    impl crate::family::ModelVisitor for Render<'_> {
-        type Out = String;
-        fn visit<F: Family>(self, m: crate::model::KernelModel<F>) -> String {
-            render_columns(
-                m.np(),
-                m.initial_state(),
-                self.steps,
-                self.cycle_start,
-                self.with_state,
-            )
-        }
-    }
-    crate::family::with_model(
-        cfg,
-        Render {
-            steps,
-            cycle_start,
-            with_state,
-        },
-    )
 }
 
 #[cfg(test)]

@@ -60,14 +60,20 @@ fn the_seed_bug_is_found_from_the_design_alone_as_a_shortest_stall() {
         ]
     );
     assert!(
-        stall.bits.contains(&"bit 2: T2 (plain, not visible)".to_string()),
+        stall.bits.iter().any(|b| b.bit == 2
+            && b.owners
+                == [mmcid_kmodel::facts::Owner::Task {
+                    task: 2,
+                    cid: mmcid_cid::Cid::new(2),
+                    visible: false
+                }]),
         "{:?}",
         stall.bits
     );
     assert!(
-        stall.what.contains("CPU2 spins in get_cid in schedin"),
+        stall.what().contains("CPU2 spins in get_cid in schedin"),
         "{}",
-        stall.what
+        stall.what()
     );
     // the root cause shows earlier: I6 right after the walk completes, I8v at the registration
     let depth = |p: Property| {
@@ -181,11 +187,11 @@ fn a_saved_trace_replays_to_the_same_violation() {
     let o = run(&cfg, &stalls_to_depth(13));
     let model = KernelModel::<Rewrite>::new(cfg.clone()).unwrap();
     for v in &o.violations {
-        let text = scenario::write(&cfg, &model.params, model.initial_state(), &v.steps, &v.what);
+        let text = scenario::write(&cfg, &model.params, model.initial_state(), &v.steps, &v.what());
         let sc = Scenario::parse(&text).unwrap();
         let m2 = KernelModel::<Rewrite>::new(sc.config(None)).unwrap();
         let (steps, last) = scenario::run(&m2.params, m2.initial_state(), &sc).unwrap();
         assert_eq!(steps, v.steps, "{}", v.property);
-        assert_eq!(Rewrite::explain(&v.property, v.cpu, &last), v.what);
+        assert_eq!(Rewrite::explain(&v.property, v.cpu, &last), v.facts);
     }
 }

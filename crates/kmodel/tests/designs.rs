@@ -78,9 +78,9 @@ fn v6_19_clears_a_bit_outside_the_bitmap_on_an_exit_switch() {
     assert_eq!(found(&o), vec![("D1".into(), 6), ("I8v".into(), 3)]);
     let d1 = o.violations.iter().find(|v| v.property == "D1").unwrap();
     assert!(
-        d1.what.contains("bit 536870912, outside the 4-bit bitmap"),
+        d1.what().contains("bit 536870912, outside the 4-bit bitmap"),
         "{}",
-        d1.what
+        d1.what()
     );
     // 6.19.1 (guarded drop_on_cpu) does not
     let o = check("6.19.1", 4, 3, Some(2), b, 7);

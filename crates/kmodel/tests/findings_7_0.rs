@@ -49,7 +49,7 @@ fn f2_failed_execve_revives_a_dead_mm_with_a_leaked_bit_and_stalls_the_next_fork
     assert_eq!(fired, vec![("I4", 13), ("I7", 13)]);
     assert_eq!(s.mm(0).mode, Mode::TO_TASK);
     assert_eq!(
-        trace::bit_owners(&s, 0),
+        trace::bit_owner_lines(&s, 0),
         vec!["bit 0: nobody (leaked)", "bit 1: T2 (plain)"]
     );
     let mut spinning = Vec::new();
@@ -111,7 +111,7 @@ fn f4_a_failed_execve_that_flips_to_per_cpu_stalls_when_its_walker_is_preempted(
     assert_eq!(fired, vec![], "no invariant fires: the stall is the finding");
     assert_eq!(s.mm(0).mode, Mode::TO_CPU);
     assert_eq!(
-        trace::bit_owners(&s, 0),
+        trace::bit_owner_lines(&s, 0),
         vec!["bit 0: T0 (plain)", "bit 1: T2 (plain)"]
     );
     let mut spinning = Vec::new();
@@ -188,7 +188,7 @@ fn f2_single_thread_revival_leaves_transit_and_the_next_fork_stalls() {
     assert_eq!(fired, vec![("I7", 14)]);
     assert_eq!(s.mm(0).mode, Mode::TO_TASK);
     assert_eq!(
-        trace::bit_owners(&s, 0),
+        trace::bit_owner_lines(&s, 0),
         vec!["bit 0: T2 (plain)", "bit 1: CPU1 (ONCPU)"]
     );
     assert_eq!(
@@ -204,7 +204,7 @@ fn f4_with_a_vfork_child_stalls_too() {
     ));
     assert_eq!(fired, vec![]);
     assert_eq!(
-        trace::bit_owners(&s, 0),
+        trace::bit_owner_lines(&s, 0),
         vec!["bit 0: T0 (plain)", "bit 1: T2 (plain)"]
     );
     assert_eq!(

@@ -87,9 +87,9 @@ fn v6_19_1_the_seed_stall_comes_out_of_a_hunt() {
     assert_eq!((f.config_name.as_str(), f.depth()), ("c3t2f2", 12), "{f:?}");
     assert!(f.check_confirmed && f.kind() == "stall");
     assert!(
-        f.violation.what.contains("invisible to the fix-up walk"),
+        f.violation.what().contains("invisible to the fix-up walk"),
         "{}",
-        f.violation.what
+        f.violation.what()
     );
     assert!(f.command.contains("--cpus 3 --threads 2 --forks 2") && f.command.ends_with("--max-depth 12"));
     replays(f);
@@ -139,10 +139,10 @@ fn v7_0_the_failing_execve_findings_come_out_of_a_hunt() {
     let f = find(&r, &f1);
     assert!(
         f.violation
-            .what
+            .what()
             .starts_with("T0 runs in user space on CPU0 with cid UNSET (raw 0x80000000)"),
         "{}",
-        f.violation.what
+        f.violation.what()
     );
     let f = find(&r, &f4);
     assert!(
@@ -163,11 +163,15 @@ fn v6_19_clears_outside_the_bitmap_and_6_19_1_with_the_guard_put_back_does_not()
     let d1 = |s: &str| s.starts_with("D1 ") && !s.contains("execve_fail") && !s.contains("fork_fail");
     let r = hunt_until("6.19", None, &[&d1]);
     let f = find(&r, &d1);
-    assert!(f.violation.what.contains("outside the"), "{}", f.violation.what);
+    assert!(
+        f.violation.what().contains("outside the"),
+        "{}",
+        f.violation.what()
+    );
     assert!(f.violation.trace.iter().any(|s| {
         s.effect
             .iter()
-            .any(|e| e.contains("FAULT clear_bit(") && e.contains("outside the"))
+            .any(|e| matches!(e, mmcid_kmodel::facts::Effect::DropFault { faults, .. } if faults.out_of_range.is_some()))
     }));
     replays(f);
     let same = r.configs_tried;

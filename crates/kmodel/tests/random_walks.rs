@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use mmcid_engine::Model;
 use mmcid_kmodel::invariants::Property;
 use mmcid_kmodel::ops::{StartOp, Step};
-use mmcid_kmodel::{Budgets, Config, KernelModel, Rewrite, trace};
+use mmcid_kmodel::{Budgets, Config, KernelModel, Rewrite, scenario};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestRunner};
 
@@ -125,13 +125,8 @@ fn random_walks_keep_every_invariant_on_7_0() {
                             Some((_, k)) => *k += 1,
                             None => {
                                 st.fired.push((name.to_string(), 1));
-                                let cols = trace::render_columns(
-                                    cfg.cpus,
-                                    model.initial_state(),
-                                    &trace::describe(&model.params, model.initial_state(), &steps),
-                                    None,
-                                    false,
-                                );
+                                // the walk as a scenario `mmcid replay` draws as CPU columns
+                                let cols = scenario::write(&cfg, &model.params, model.initial_state(), &steps, name);
                                 st.example.push((name.to_string(), cols));
                             }
                         }
@@ -139,13 +134,7 @@ fn random_walks_keep_every_invariant_on_7_0() {
                         prop_assert!(
                             known,
                             "{name} fired on 7.0 without a failing or checking execve before it, config {cfg:?}\n{}",
-                            trace::render_columns(
-                                cfg.cpus,
-                                model.initial_state(),
-                                &trace::describe(&model.params, model.initial_state(), &steps),
-                                None,
-                                true
-                            )
+                            scenario::write(&cfg, &model.params, model.initial_state(), &steps, name)
                         );
                     }
                 }

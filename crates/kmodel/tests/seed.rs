@@ -29,7 +29,7 @@ fn seed_under_6_19_1_ends_in_a_stall_on_cpu2() {
     assert_eq!(s.curr(2), Some(0));
     // Every bit is set: 0 by CPU0, 1 by T1 (TRANSIT), 2 by the invisible T2.
     assert_eq!(
-        trace::bit_owners(&s, 0),
+        trace::bit_owner_lines(&s, 0),
         vec![
             "bit 0: CPU0 (ONCPU)",
             "bit 1: T1 (TRANSIT)",

@@ -342,7 +342,7 @@ impl<F: Family> Presentation for KernelModel<F> {
         let next = self.next_state(state, action);
         let mut out = trace::name(&self.params, state, *action).to_string();
         out.push('\n');
-        for e in trace::effects(state, &next) {
+        for e in trace::effect_lines(state, &next) {
             let _ = writeln!(out, "  {e}");
         }
         out.push('\n');

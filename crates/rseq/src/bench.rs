@@ -85,7 +85,7 @@ impl Default for BenchConfig {
 }
 
 /// Figures for one thread count (CPU ns per increment, medians).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct BenchRow {
     /// Number of threads.
     pub n: usize,
@@ -118,7 +118,7 @@ pub struct BenchRow {
 }
 
 /// Every repeat of every method for one thread count.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct MethodRuns {
     /// `percid` runs.
     pub percid: Vec<f64>,
@@ -133,7 +133,7 @@ pub struct MethodRuns {
 }
 
 /// The whole benchmark. Serialises to the `--json` object.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct BenchReport {
     /// Where `PerCidCounter` got its IDs (`glibc-rseq`, `own-rseq`, or
     /// `thread-id-fallback`, in which case `add` is an atomic).

@@ -175,7 +175,7 @@ use sys::RseqArea;
 pub const FORCE_FALLBACK_ENV: &str = "MMCID_RSEQ_FORCE_FALLBACK";
 
 /// Where the calling thread's concurrency ID comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// `mm_cid` from the rseq area glibc registered.

@@ -48,7 +48,7 @@ use serde::Serialize;
 use crate::{Source, allowed_cpus, cid_area, possible_cpus, source, sys};
 
 /// What each observed thread does between samples.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
     /// Busy loop (about a microsecond) between samples: threads stay
@@ -139,7 +139,7 @@ impl fmt::Display for ObserveError {
 impl std::error::Error for ObserveError {}
 
 /// Per-thread part of the report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ThreadSummary {
     /// Index of the worker.
     pub thread: usize,
@@ -154,7 +154,7 @@ pub struct ThreadSummary {
 }
 
 /// The compaction finding (I3, best effort).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Compaction {
     /// `min(threads, allowed CPUs)`.
     pub bound: usize,
@@ -165,7 +165,7 @@ pub struct Compaction {
 }
 
 /// The observer's findings. Serialises to the `--json` object.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ObserveReport {
     /// Where the IDs came from (`glibc-rseq` or `own-rseq`).
     pub source: Source,

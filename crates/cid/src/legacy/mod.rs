@@ -101,7 +101,18 @@ use crate::storage::Bitmap;
 ///
 /// Predicates as in designs.md E.2.1: [`is_unset`](Self::is_unset) `c == -1`;
 /// [`is_lazy`](Self::is_lazy) `!unset && (c & LAZY)`; [`is_valid`](Self::is_valid) `!(c & LAZY)`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct LegacyCid(u32);
 
 impl LegacyCid {
@@ -206,7 +217,18 @@ impl std::str::FromStr for LegacyCid {
 
 /// Things the kernel would not notice, recorded (first occurrence, sticky) so that an invariant
 /// can report them instead of the model masking them.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Debug,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct LegacyFaults {
     /// First index `>= nr_cpu_ids` passed to `clear_bit`: the kernel clears adjacent memory.
     pub out_of_range: Option<u32>,
@@ -255,7 +277,9 @@ impl LegacyFaults {
 }
 
 /// A violation of bit ownership, uniqueness (I1) or the bound (I2).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub enum OwnershipError {
     /// Two owners (tasks in 6.3, slots in 6.18; running tasks for I1) name the same CID.
     Duplicate(u32),

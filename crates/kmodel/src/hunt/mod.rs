@@ -91,8 +91,9 @@ impl<F: Family> Kernel<F> for Designs {
     }
 }
 
-/// JSON format version of [`HuntReport`].
-pub const FORMAT_VERSION: u32 = 1;
+/// JSON format version of [`HuntReport`] (2: its violations take `check`'s format 4: typed
+/// facts, bit owners, effects and snapshots instead of text).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// How to hunt.
 #[derive(Clone, Debug)]
@@ -209,7 +210,7 @@ pub struct HuntFinding {
     /// Other sets of operations that reached it (merged in: they include `cause.needs`).
     pub variants: Vec<String>,
     /// The violation as `check` reports it (its JSON fields, `property`, `kind`, `depth`, `trace`,
-    /// `state`, `bits`, `what`..., appear at this level): the trace is a shortest one in the
+    /// `snapshot`, `bits`, `facts`..., appear at this level): the trace is a shortest one in the
     /// configuration when `check_confirmed`.
     #[serde(flatten)]
     pub violation: Violation,
@@ -779,7 +780,7 @@ impl<F: Family> Hunt<'_, F> {
                 "{} {}: {}\nfound by: mmcid hunt --design {} (signature: {})\ncheck: {}",
                 v.kind,
                 v.property,
-                v.what,
+                v.what(),
                 c.cfg.design,
                 c.sig,
                 check_command(&c.cfg, depth)

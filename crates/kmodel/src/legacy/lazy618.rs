@@ -20,6 +20,7 @@ use mmcid_cid::legacy::{self as lg, LegacyCid};
 use mmcid_cid::{CpuId, CpuMask, TaskId};
 use serde::{Deserialize, Serialize};
 
+use crate::facts::{BitOwners, BitmapField, Counter, Effect, Fact, LegacyTaskField, Owner, SlotField};
 use crate::family::{Family, Lazy618};
 use crate::invariants::{Fired, Property as P};
 use crate::legacy::running;
@@ -72,7 +73,7 @@ pub enum WorkAt {
 }
 
 /// Where `mm_cid_get` stands, in the kernel's words (effects, state reports, stalls).
-fn get_words(k: GetCont) -> String {
+pub fn get_words(k: GetCont) -> String {
     let stage = |s: SlowStage| match s {
         SlowStage::Unlocked => "the lock-free first try_get",
         SlowStage::LockedFirst => "the first try_get under cid_lock",
@@ -92,7 +93,7 @@ fn get_words(k: GetCont) -> String {
 }
 
 /// Where a `sched_mm_cid_migrate_to` stands, in the kernel's words.
-fn migrate_words(m: Migrate) -> String {
+pub fn migrate_words(m: Migrate) -> String {
     match m {
         MigrateOf::Done(o) => format!(
             "done: {}",
@@ -552,97 +553,113 @@ impl Family for Lazy618 {
             _ => return None,
         })
     }
-    fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<String>) {
+    fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<Effect>) {
         for (i, (a, b)) in before.cpus.iter().zip(&after.cpus).enumerate() {
+            let cpu = i as CpuId;
             match (a.get, b.get) {
-                (_, Some(k)) if a.get != b.get => {
-                    let what = if waits(after, i as CpuId) {
-                        "spins (rq lock held)"
-                    } else {
-                        "continues"
-                    };
-                    out.push(format!("CPU{i} mm_cid_get {what}: {}", get_words(k)));
-                }
-                (Some(_), None) => out.push(format!("CPU{i} mm_cid_get done")),
+                (_, Some(k)) if a.get != b.get => out.push(Effect::GetCid {
+                    cpu,
+                    spins: waits(after, cpu),
+                    at: k,
+                }),
+                (Some(_), None) => out.push(Effect::GetDone { cpu }),
                 _ => {}
             }
             if a.migrating != b.migrating {
                 match b.migrating {
-                    Some((t, st)) => out.push(format!(
-                        "CPU{i} migrating T{t}: {} (rq lock held)",
-                        migrate_words(st)
-                    )),
-                    None => out.push(format!("CPU{i} migration done")),
+                    Some((task, at)) => out.push(Effect::Migrating { cpu, task, at }),
+                    None => out.push(Effect::MigrationDone { cpu }),
                 }
             }
         }
         for (m, mb) in after.mms.iter().enumerate() {
+            let mm = m as MmId;
             let Some(ma) = before.mms.get(m) else {
-                out.push(format!("new mm{m}"));
+                out.push(Effect::MmCreated { mm });
                 continue;
-            };
-            let pre = if after.mms.len() > 1 {
-                format!("mm{m} ")
-            } else {
-                String::new()
             };
             let (x, y) = (&ma.cid, &mb.cid);
             if x.cidmask != y.cidmask {
-                out.push(format!("{pre}cidmask {} -> {}", x.cidmask, y.cidmask));
+                out.push(Effect::Bitmap {
+                    mm,
+                    field: BitmapField::Cidmask,
+                    from: x.cidmask.iter().collect(),
+                    to: y.cidmask.iter().collect(),
+                });
             }
             for c in 0..after.cpus.len() {
                 let (sa, sb) = (x.pcpu[c], y.pcpu[c]);
-                if sa.cid != sb.cid {
-                    out.push(format!("{pre}slot{c}.cid {} -> {}", sa.cid, sb.cid));
+                for (field, from, to) in [
+                    (SlotField::Cid, sa.cid, sb.cid),
+                    (SlotField::RecentCid, sa.recent_cid, sb.recent_cid),
+                ] {
+                    if from != to {
+                        out.push(Effect::LegacySlot {
+                            mm,
+                            cpu: c as CpuId,
+                            field,
+                            from,
+                            to,
+                        });
+                    }
                 }
-                if sa.recent_cid != sb.recent_cid {
-                    out.push(format!(
-                        "{pre}slot{c}.recent_cid {} -> {}",
-                        sa.recent_cid, sb.recent_cid
-                    ));
+            }
+            for (field, from, to) in [
+                (Counter::MaxNrCid, x.max_nr_cid, y.max_nr_cid),
+                (Counter::MmUsers, x.mm_users, y.mm_users),
+                (Counter::NrCpusAllowed, x.nr_cpus_allowed, y.nr_cpus_allowed),
+            ] {
+                if from != to {
+                    out.push(Effect::Count {
+                        mm,
+                        field,
+                        from: from.into(),
+                        to: to.into(),
+                    });
                 }
-            }
-            if x.max_nr_cid != y.max_nr_cid {
-                out.push(format!("{pre}max_nr_cid {} -> {}", x.max_nr_cid, y.max_nr_cid));
-            }
-            if x.mm_users != y.mm_users {
-                out.push(format!("{pre}mm_users {} -> {}", x.mm_users, y.mm_users));
-            }
-            if x.nr_cpus_allowed != y.nr_cpus_allowed {
-                out.push(format!(
-                    "{pre}nr_cpus_allowed {} -> {}",
-                    x.nr_cpus_allowed, y.nr_cpus_allowed
-                ));
             }
             if x.use_cid_lock != y.use_cid_lock {
-                out.push(format!("{pre}use_cid_lock {}", y.use_cid_lock as u8));
+                out.push(Effect::UseCidLock {
+                    mm,
+                    on: y.use_cid_lock,
+                });
             }
             if x.cid_lock != y.cid_lock {
-                match y.cid_lock {
-                    Some(c) => out.push(format!("{pre}cid_lock taken by CPU{c}")),
-                    None => out.push(format!("{pre}cid_lock released")),
-                }
+                out.push(Effect::CidLock {
+                    mm,
+                    holder: y.cid_lock,
+                });
             }
             if x.faults != y.faults {
-                out.push(format!("{pre}FAULT {}", y.faults));
+                out.push(Effect::LegacyFault { mm, faults: y.faults });
             }
         }
     }
-    fn task_effects(i: usize, ta: &Task<Self>, tb: &Task<Self>, out: &mut Vec<String>) {
+    fn task_effects(i: TaskId, ta: &Task<Self>, tb: &Task<Self>, out: &mut Vec<Effect>) {
         let (x, y) = (ta.cid, tb.cid);
-        if x.mm_cid != y.mm_cid {
-            out.push(format!("T{i}.mm_cid {} -> {}", x.mm_cid, y.mm_cid));
-        }
-        if x.last_mm_cid != y.last_mm_cid {
-            out.push(format!("T{i}.last_mm_cid {} -> {}", x.last_mm_cid, y.last_mm_cid));
+        for (field, from, to) in [
+            (LegacyTaskField::MmCid, x.mm_cid, y.mm_cid),
+            (LegacyTaskField::LastMmCid, x.last_mm_cid, y.last_mm_cid),
+        ] {
+            if from != to {
+                out.push(Effect::LegacyTaskCid {
+                    task: i,
+                    field,
+                    from,
+                    to,
+                });
+            }
         }
         if x.migrate_from_cpu != y.migrate_from_cpu
-            && let Some(c) = y.migrate_from_cpu
+            && let Some(cpu) = y.migrate_from_cpu
         {
-            out.push(format!("T{i}.migrate_from_cpu = CPU{c}"));
+            out.push(Effect::MigrateFromCpu { task: i, cpu });
         }
         if x.active != y.active {
-            out.push(format!("T{i} {}", if y.active { "active" } else { "inactive" }));
+            out.push(Effect::Active {
+                task: i,
+                active: y.active,
+            });
         }
     }
     const REPORTS_MOVES: bool = true;
@@ -760,76 +777,97 @@ impl Family for Lazy618 {
     fn task_cid(t: &Task<Self>) -> String {
         t.cid.mm_cid.to_string()
     }
-    fn bit_owners(s: &State<Self>, m: MmId) -> Vec<String> {
+    fn task_cid_raw(t: &Task618) -> u32 {
+        t.mm_cid.raw()
+    }
+    fn mm_snapshot(x: &Mm618) -> crate::trace::MmCidSnapshot {
+        crate::trace::MmCidSnapshot::Lazy618 {
+            cidmask: x.cidmask.iter().collect(),
+            bitmap_bits: x.np.into(),
+            max_nr_cid: x.max_nr_cid.into(),
+            mm_users: x.mm_users.into(),
+            nr_cpus_allowed: x.nr_cpus_allowed.into(),
+            use_cid_lock: x.use_cid_lock,
+            cid_lock: x.cid_lock,
+            slots: (0..x.np)
+                .map(|cpu| crate::trace::Slot618Snapshot {
+                    cid: x.slot(cpu).cid,
+                    recent_cid: x.slot(cpu).recent_cid,
+                })
+                .collect(),
+            faults: x.faults,
+        }
+    }
+    fn bit_owners(s: &State<Self>, m: MmId) -> Vec<BitOwners> {
         let mut out = Vec::new();
         let x = s.mm(m);
         let flight = in_flight(s, m);
         for b in x.cidmask.iter() {
             let mut owners = Vec::new();
             for cpu in 0..s.np() {
-                let c = x.slot(cpu).cid;
-                if !c.is_unset() && c.index() == b {
-                    owners.push(format!("CPU{cpu} slot ({c})"));
+                let cid = x.slot(cpu).cid;
+                if !cid.is_unset() && cid.index() == b {
+                    owners.push(Owner::LegacySlot { cpu, cid });
                 }
             }
             if flight.iter().any(|c| c.index() == b) {
-                owners.push("in flight (remote clear or migration)".into());
+                owners.push(Owner::InFlight);
             }
-            for (i, t) in s.tasks_of(m) {
-                let c = t.cid.mm_cid;
-                if !c.is_unset() && c.index() == b {
-                    owners.push(format!("T{i} (copy {c})"));
+            for (task, t) in s.tasks_of(m) {
+                let cid = t.cid.mm_cid;
+                if !cid.is_unset() && cid.index() == b {
+                    owners.push(Owner::LegacyTask { task, cid });
                 }
             }
-            if owners.is_empty() {
-                owners.push("nobody (leaked)".into());
-            }
-            out.push(format!("mm{m} bit {b}: {}", owners.join(", ")));
+            out.push(BitOwners {
+                mm: m,
+                bit: b,
+                owners,
+            });
         }
         out
     }
-    fn explain(property: &str, agent: Option<u16>, s: &State<Self>) -> String {
+    fn explain(_property: &str, agent: Option<u16>, s: &State<Self>) -> Vec<Fact> {
         let mut why = Vec::new();
         if let Some(cpu) = agent
-            && let Some(k) = s.cpus[cpu as usize].get
+            && let Some(at) = s.cpus[cpu as usize].get
         {
-            why.push(format!(
-                "CPU{cpu} busy-waits in mm_cid_get ({}) holding its rq lock with IRQs off",
-                get_words(k)
-            ));
+            why.push(Fact::GetBusyWait {
+                cpu: cpu as CpuId,
+                at,
+            });
         }
         for (mi, mm) in s.mms.iter().enumerate() {
             let m = mi as MmId;
             let x = &mm.cid;
-            if let Err(e) = lg::check_unique(running(s, m).map(|(_, t)| t.cid.mm_cid)) {
-                why.push(format!("mm{m} running tasks: {e}"));
+            if let Err(error) = lg::check_unique(running(s, m).map(|(_, t)| t.cid.mm_cid)) {
+                why.push(Fact::RunningNotUnique { mm: m, error });
             }
-            for (i, t) in running(s, m).filter(|(i, _)| s.in_user(*i)) {
-                if let Err(e) = v6_18::check_bound(x, &t.cid) {
-                    why.push(format!("T{i} in user space: {e}"));
+            for (task, t) in running(s, m).filter(|(i, _)| s.in_user(*i)) {
+                if let Err(error) = v6_18::check_bound(x, &t.cid) {
+                    why.push(Fact::UserSpaceBound { task, error });
                 }
             }
-            if let Err(e) = v6_18::check_ownership(x, in_flight(s, m)) {
-                why.push(format!("mm{m}: {e}"));
+            if let Err(error) = v6_18::check_ownership(x, in_flight(s, m)) {
+                why.push(Fact::Ownership { mm: m, error });
             }
-            for (i, t) in running(s, m) {
+            for (task, t) in running(s, m) {
                 if !v6_18::holds_slot_copy(x, t.cpu, &t.cid) {
-                    why.push(format!(
-                        "T{i} runs with mm_cid {} but CPU{}'s slot holds {}",
-                        t.cid.mm_cid,
-                        t.cpu,
-                        x.slot(t.cpu).cid
-                    ));
+                    why.push(Fact::SlotMismatch {
+                        task,
+                        cid: t.cid.mm_cid,
+                        cpu: t.cpu,
+                        slot: x.slot(t.cpu).cid,
+                    });
                 }
             }
             if x.faults != Default::default() {
-                why.push(format!("mm{m}: {}", x.faults));
+                why.push(Fact::LegacyFaults {
+                    mm: m,
+                    faults: x.faults,
+                });
             }
         }
-        if why.is_empty() {
-            crate::invariants::broken_promise(property)
-        } else {
-            why.join("; ")
-        }
+        why
     }
 }

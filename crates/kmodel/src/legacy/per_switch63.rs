@@ -9,6 +9,7 @@ use mmcid_cid::legacy::v6_3::{self, Mm63, SwitchMms, Task63};
 use mmcid_cid::legacy::{self as lg};
 use mmcid_cid::{CpuId, CpuMask, TaskId};
 
+use crate::facts::{BitOwners, BitmapField, Effect, Fact, LegacyTaskField, Owner};
 use crate::family::{Family, PerSwitch63};
 use crate::invariants::{Fired, Property as P};
 use crate::legacy::{NoCidOp, running};
@@ -193,35 +194,41 @@ impl Family for PerSwitch63 {
             _ => None,
         }
     }
-    fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<String>) {
+    fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<Effect>) {
         for (m, mb) in after.mms.iter().enumerate() {
+            let mm = m as MmId;
             let Some(ma) = before.mms.get(m) else {
-                out.push(format!("new mm{m}"));
+                out.push(Effect::MmCreated { mm });
                 continue;
-            };
-            let pre = if after.mms.len() > 1 {
-                format!("mm{m} ")
-            } else {
-                String::new()
             };
             let (x, y) = (&ma.cid, &mb.cid);
             if x.cidmask != y.cidmask {
-                out.push(format!("{pre}cidmask {} -> {}", x.cidmask, y.cidmask));
+                out.push(Effect::Bitmap {
+                    mm,
+                    field: BitmapField::Cidmask,
+                    from: x.cidmask.iter().collect(),
+                    to: y.cidmask.iter().collect(),
+                });
             }
             if x.faults != y.faults {
-                out.push(format!("{pre}FAULT {}", y.faults));
+                out.push(Effect::LegacyFault { mm, faults: y.faults });
             }
         }
     }
-    fn task_effects(i: usize, ta: &Task<Self>, tb: &Task<Self>, out: &mut Vec<String>) {
+    fn task_effects(i: TaskId, ta: &Task<Self>, tb: &Task<Self>, out: &mut Vec<Effect>) {
         if ta.cid.mm_cid != tb.cid.mm_cid {
-            out.push(format!("T{i}.mm_cid {} -> {}", ta.cid.mm_cid, tb.cid.mm_cid));
+            out.push(Effect::LegacyTaskCid {
+                task: i,
+                field: LegacyTaskField::MmCid,
+                from: ta.cid.mm_cid,
+                to: tb.cid.mm_cid,
+            });
         }
         if ta.cid.active != tb.cid.active {
-            out.push(format!(
-                "T{i} {}",
-                if tb.cid.active { "active" } else { "inactive" }
-            ));
+            out.push(Effect::Active {
+                task: i,
+                active: tb.cid.active,
+            });
         }
     }
     const REPORTS_MOVES: bool = true;
@@ -286,47 +293,57 @@ impl Family for PerSwitch63 {
     fn task_cid(t: &Task<Self>) -> String {
         t.cid.mm_cid.to_string()
     }
-    fn bit_owners(s: &State<Self>, m: MmId) -> Vec<String> {
+    fn task_cid_raw(t: &Task63) -> u32 {
+        t.mm_cid.raw()
+    }
+    fn mm_snapshot(x: &Mm63) -> crate::trace::MmCidSnapshot {
+        crate::trace::MmCidSnapshot::PerSwitch63 {
+            cidmask: x.cidmask.iter().collect(),
+            bitmap_bits: x.np.into(),
+            faults: x.faults,
+        }
+    }
+    fn bit_owners(s: &State<Self>, m: MmId) -> Vec<BitOwners> {
         let mut out = Vec::new();
         for b in s.mm(m).cidmask.iter() {
             let mut owners = Vec::new();
-            for (i, t) in s.tasks_of(m) {
-                let c = t.cid.mm_cid;
-                if !c.is_unset() && c.index() == b {
-                    owners.push(format!("T{i} ({c})"));
+            for (task, t) in s.tasks_of(m) {
+                let cid = t.cid.mm_cid;
+                if !cid.is_unset() && cid.index() == b {
+                    owners.push(Owner::LegacyTask { task, cid });
                 }
             }
-            if owners.is_empty() {
-                owners.push("nobody (leaked)".into());
-            }
-            out.push(format!("mm{m} bit {b}: {}", owners.join(", ")));
+            out.push(BitOwners {
+                mm: m,
+                bit: b,
+                owners,
+            });
         }
         out
     }
-    fn explain(property: &str, _agent: Option<u16>, s: &State<Self>) -> String {
+    fn explain(_property: &str, _agent: Option<u16>, s: &State<Self>) -> Vec<Fact> {
         let mut why = Vec::new();
         for (mi, mm) in s.mms.iter().enumerate() {
             let m = mi as MmId;
             let x = &mm.cid;
-            if let Err(e) = lg::check_unique(running(s, m).map(|(_, t)| t.cid.mm_cid)) {
-                why.push(format!("mm{m} running tasks: {e}"));
+            if let Err(error) = lg::check_unique(running(s, m).map(|(_, t)| t.cid.mm_cid)) {
+                why.push(Fact::RunningNotUnique { mm: m, error });
             }
-            for (i, t) in running(s, m).filter(|(i, _)| s.in_user(*i)) {
-                if let Err(e) = v6_3::check_bound(x, &t.cid) {
-                    why.push(format!("T{i} in user space: {e}"));
+            for (task, t) in running(s, m).filter(|(i, _)| s.in_user(*i)) {
+                if let Err(error) = v6_3::check_bound(x, &t.cid) {
+                    why.push(Fact::UserSpaceBound { task, error });
                 }
             }
-            if let Err(e) = v6_3::check_ownership(x, s.tasks_of(m).map(|(_, t)| t.cid.mm_cid)) {
-                why.push(format!("mm{m}: {e}"));
+            if let Err(error) = v6_3::check_ownership(x, s.tasks_of(m).map(|(_, t)| t.cid.mm_cid)) {
+                why.push(Fact::Ownership { mm: m, error });
             }
             if x.faults != Default::default() {
-                why.push(format!("mm{m}: {}", x.faults));
+                why.push(Fact::LegacyFaults {
+                    mm: m,
+                    faults: x.faults,
+                });
             }
         }
-        if why.is_empty() {
-            crate::invariants::broken_promise(property)
-        } else {
-            why.join("; ")
-        }
+        why
     }
 }

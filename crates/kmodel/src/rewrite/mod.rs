@@ -236,10 +236,10 @@ impl Family for Rewrite {
     fn name(p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {
         render::name(p, s, step)
     }
-    fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<String>) {
+    fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<crate::facts::Effect>) {
         render::effects(before, after, out)
     }
-    fn task_effects(i: usize, before: &Task<Self>, after: &Task<Self>, out: &mut Vec<String>) {
+    fn task_effects(i: TaskId, before: &Task<Self>, after: &Task<Self>, out: &mut Vec<crate::facts::Effect>) {
         render::task_effects(i, before, after, out)
     }
     fn state_line(s: &State<Self>) -> String {
@@ -251,10 +251,26 @@ impl Family for Rewrite {
     fn task_cid(t: &Task<Self>) -> String {
         t.cid.cid.to_string()
     }
-    fn bit_owners(s: &State<Self>, m: MmId) -> Vec<String> {
+    fn task_cid_raw(t: &TaskCid) -> u32 {
+        t.cid.raw()
+    }
+    fn mm_snapshot(c: &MmCid) -> crate::trace::MmCidSnapshot {
+        crate::trace::MmCidSnapshot::Rewrite {
+            mode: c.mode,
+            users: c.users.into(),
+            max_cids: c.max_cids.into(),
+            pcpu_thrs: c.pcpu_thrs.into(),
+            bitmap: c.bitmap.iter().collect(),
+            bitmap_bits: c.np.into(),
+            slots: (0..c.np).map(|cpu| c.slot(cpu)).collect(),
+            user_list: c.user_list.as_slice().to_vec(),
+            faults: c.faults,
+        }
+    }
+    fn bit_owners(s: &State<Self>, m: MmId) -> Vec<crate::facts::BitOwners> {
         render::bit_owners(s, m)
     }
-    fn explain(property: &str, agent: Option<u16>, s: &State<Self>) -> String {
+    fn explain(property: &str, agent: Option<u16>, s: &State<Self>) -> Vec<crate::facts::Fact> {
         render::explain(property, agent, s)
     }
 }

@@ -2,8 +2,9 @@
 
 use std::fmt::Write as _;
 
-use mmcid_cid::{Cid, Mode, SchedinSpin, TaskId};
+use mmcid_cid::{Cid, CpuId, Mode, SchedinSpin, TaskId};
 
+use crate::facts::{BitOwners, BitmapField, Counter, Effect, Fact, Holder, Owner, SpinSite};
 use crate::family::Rewrite;
 use crate::ops::{Params, Step};
 use crate::rewrite::cid_op::{CidOp, walking};
@@ -57,68 +58,92 @@ pub fn name(p: &Params, s: &State<Rewrite>, step: Step) -> Option<(String, &'sta
 }
 
 /// What a step changed in the CPUs' and mms' CID state.
-pub fn effects(before: &State<Rewrite>, after: &State<Rewrite>, out: &mut Vec<String>) {
+pub fn effects(before: &State<Rewrite>, after: &State<Rewrite>, out: &mut Vec<Effect>) {
     for (i, (a, b)) in before.cpus.iter().zip(&after.cpus).enumerate() {
+        let cpu = i as mmcid_cid::CpuId;
         let spins = |c: &crate::rewrite::RwCpu| c.spin.is_some_and(|x| x.spins());
         if !spins(a) && spins(b) {
-            out.push("get_cid: no free CID, spins (rq lock held)".to_string());
+            out.push(Effect::Spins { cpu });
         } else if spins(a) && !spins(b) {
-            out.push(format!("CPU{i} stops spinning"));
+            out.push(Effect::StopsSpinning { cpu });
         }
         if let Some(SchedinSpin::TransitLoad { tc }) = b.spin {
-            out.push(format!("from_task chose {tc}; next: READ_ONCE(transit)"));
+            out.push(Effect::TransitLoad { cpu, cid: tc });
         }
     }
     for (m, mb) in after.mms.iter().enumerate() {
+        let mm = m as MmId;
         let Some(ma) = before.mms.get(m) else {
-            out.push(format!("new mm{m}"));
+            out.push(Effect::MmCreated { mm });
             continue;
         };
         let (x, y) = (&ma.cid, &mb.cid);
-        let pre = if after.mms.len() > 1 {
-            format!("mm{m} ")
-        } else {
-            String::new()
-        };
         if x.mode != y.mode {
-            out.push(format!("{pre}mode {} -> {}", x.mode, y.mode));
+            out.push(Effect::Mode {
+                mm,
+                from: x.mode,
+                to: y.mode,
+            });
         }
-        if x.users != y.users {
-            out.push(format!("{pre}users {} -> {}", x.users, y.users));
-        }
-        if x.max_cids != y.max_cids {
-            out.push(format!("{pre}max_cids {} -> {}", x.max_cids, y.max_cids));
-        }
-        if x.pcpu_thrs != y.pcpu_thrs {
-            out.push(format!("{pre}pcpu_thrs {} -> {}", x.pcpu_thrs, y.pcpu_thrs));
+        for (field, from, to) in [
+            (Counter::Users, x.users, y.users),
+            (Counter::MaxCids, x.max_cids, y.max_cids),
+            (Counter::PcpuThrs, x.pcpu_thrs, y.pcpu_thrs),
+        ] {
+            if from != to {
+                out.push(Effect::Count {
+                    mm,
+                    field,
+                    from: from.into(),
+                    to: to.into(),
+                });
+            }
         }
         if x.bitmap != y.bitmap {
-            out.push(format!("{pre}bits {} -> {}", x.bitmap, y.bitmap));
+            out.push(Effect::Bitmap {
+                mm,
+                field: BitmapField::Bitmap,
+                from: x.bitmap.iter().collect(),
+                to: y.bitmap.iter().collect(),
+            });
         }
         for c in 0..after.cpus.len() {
             if x.pcpu[c] != y.pcpu[c] {
-                out.push(format!("{pre}slot{c} {} -> {}", x.pcpu[c], y.pcpu[c]));
+                out.push(Effect::PcpuSlot {
+                    mm,
+                    cpu: c as mmcid_cid::CpuId,
+                    from: x.pcpu[c],
+                    to: y.pcpu[c],
+                });
             }
         }
         if x.faults != y.faults {
-            out.push(format!("{pre}FAULT {}", faults_words(&y.faults, y.np)));
+            out.push(Effect::DropFault {
+                mm,
+                faults: y.faults,
+                bitmap_bits: y.np.into(),
+            });
         }
         if ma.irq_work != mb.irq_work && mb.irq_work.is_some() {
-            out.push(format!("{pre}irq_work queued"));
+            out.push(Effect::IrqWorkQueued { mm });
         }
     }
 }
 
 /// What a step changed in task `i`'s CID state.
-pub fn task_effects(i: usize, ta: &Task<Rewrite>, tb: &Task<Rewrite>, out: &mut Vec<String>) {
+pub fn task_effects(i: TaskId, ta: &Task<Rewrite>, tb: &Task<Rewrite>, out: &mut Vec<Effect>) {
     if ta.cid.cid != tb.cid.cid {
-        out.push(format!("T{i}.cid {} -> {}", ta.cid.cid, tb.cid.cid));
+        out.push(Effect::TaskCid {
+            task: i,
+            from: ta.cid.cid,
+            to: tb.cid.cid,
+        });
     }
     if ta.cid.active != tb.cid.active {
-        out.push(format!(
-            "T{i} {}",
-            if tb.cid.active { "active" } else { "inactive" }
-        ));
+        out.push(Effect::Active {
+            task: i,
+            active: tb.cid.active,
+        });
     }
 }
 
@@ -277,58 +302,76 @@ pub fn warn_words(site: mmcid_cid::WarnSite) -> &'static str {
     }
 }
 
-/// Who owns each set bit (for explaining I4 and stalls): `bit 2: T3 (plain)`.
-pub fn bit_owners(s: &State<Rewrite>, m: MmId) -> Vec<String> {
+/// Who owns each set bit of mm `m` (for explaining I4 and stalls).
+pub fn bit_owners(s: &State<Rewrite>, m: MmId) -> Vec<BitOwners> {
     let c = s.mm(m);
     let mut out = Vec::new();
     for b in c.bitmap.iter() {
         let mut owners = Vec::new();
         for (i, t) in s.tasks_of(m) {
             if t.cid.cid.index() == b && !t.cid.cid.is_unset() && !t.cid.cid.on_cpu() {
-                let kind = if t.cid.cid.in_transit() {
-                    "TRANSIT"
-                } else {
-                    "plain"
-                };
-                let vis = if s.published(i) { "" } else { ", not visible" };
-                owners.push(format!("T{i} ({kind}{vis})"));
+                owners.push(Owner::Task {
+                    task: i,
+                    cid: t.cid.cid,
+                    visible: s.published(i),
+                });
             }
         }
         for cpu in 0..s.np() {
             if c.slot(cpu) == Cid::new(b).add_cpu() {
-                owners.push(format!("CPU{cpu} (ONCPU)"));
+                owners.push(Owner::Cpu { cpu });
             }
         }
-        if owners.is_empty() {
-            owners.push("nobody (leaked)".into());
-        }
-        out.push(format!("bit {b}: {}", owners.join(", ")));
+        out.push(BitOwners {
+            mm: m,
+            bit: b,
+            owners,
+        });
     }
     out
 }
 
-/// One sentence, in the kernel's terms, on what is wrong in `s`: first the violated property's own
-/// sentence ([`property_sentence`]), then whatever else is off in the state.
-pub fn explain(property: &str, agent: Option<u16>, s: &State<Rewrite>) -> String {
+/// What is wrong in `s`, as facts: first, for a stall or live lock, the spinning CPU
+/// ([`Fact::Spins`]); then the violated property's own facts ([`property_facts`]); then whatever
+/// else is off in the state.
+pub fn explain(property: &str, agent: Option<u16>, s: &State<Rewrite>) -> Vec<Fact> {
     let mut why = Vec::new();
-    if let Some(sentence) = property_sentence(property, s) {
-        why.push(sentence);
+    if let ("stall" | "livelock", Some(cpu)) = (property, agent) {
+        let cpu = cpu as CpuId;
+        let site = if s.cpus[cpu as usize].spin.is_some() {
+            SpinSite::Schedin
+        } else {
+            match s.curr(cpu).map(|t| s.task(t).cid_op) {
+                Some(Some(CidOp::ForkSpinLocked { .. })) => SpinSite::ForkLocked,
+                _ => SpinSite::ForkMutex,
+            }
+        };
+        why.push(Fact::Spins {
+            cpu,
+            site,
+            bitmap_full: s
+                .mms
+                .first()
+                .map(|m| m.cid.bitmap.weight() == m.cid.np as u32)
+                .unwrap_or(false),
+            blocked: s.runqueue(cpu).collect(),
+        });
     }
+    why.extend(property_facts(property, s));
     for (m, mm) in s.mms.iter().enumerate() {
         let m = m as MmId;
         let c = &mm.cid;
         for (id, t) in s.tasks_of(m) {
-            // (the violated property's own sentence, above, already says what it says)
+            // (the violated property's own facts, above, already say what these say)
             if t.cid.cid.on_task() && c.mode.percpu() && !walking(s, m) && property != "I6" {
-                let vis = if s.published(id) {
-                    ""
-                } else {
-                    ", invisible to the fix-up walk"
-                };
-                why.push(format!("T{id} owns plain CID {} in per-CPU mode{vis}", t.cid.cid));
+                why.push(Fact::PlainCidOutsideWalk {
+                    task: id,
+                    cid: t.cid.cid,
+                    visible: s.published(id),
+                });
             }
             if t.cid.active && !s.published(id) && property != "I8v" {
-                why.push(format!("T{id} is counted as a CID user before it is visible"));
+                why.push(Fact::ActiveBeforeVisible { task: id });
             }
             if t.cid.active
                 && t.cid.cid.is_unset()
@@ -336,84 +379,55 @@ pub fn explain(property: &str, agent: Option<u16>, s: &State<Rewrite>) -> String
                 && s.in_user(id)
                 && property != "I2"
             {
-                why.push(format!("T{id} runs in user space without a CID"));
+                why.push(Fact::UserSpaceWithoutCid { task: id });
             }
         }
         if c.users > 0 && c.mode.in_transit() && !walking(s, m) && property != "I7" {
-            why.push(format!("mode {} with no fix-up walk running", c.mode));
+            why.push(Fact::TransitModeIdle { mode: c.mode });
         }
         if c.mode == Mode::PER_TASK
             && c.users > 0
             && c.pcpu.iter().take(s.cpus.len()).any(|x| x.on_cpu())
             && property != "I6"
         {
-            why.push("a CPU still owns a CID in per-task mode".into());
+            why.push(Fact::CpuCidLeftInPerTaskMode);
         }
-        if let Some(b) = c.faults.out_of_range {
-            why.push(format!("drop() cleared bit {b}, outside the {}-bit bitmap", c.np));
+        if let Some(bit) = c.faults.out_of_range {
+            why.push(Fact::DropOutOfRange {
+                bit,
+                bitmap_bits: c.np.into(),
+            });
         }
-        if let Some(b) = c.faults.already_clear {
-            why.push(format!("drop() cleared bit {b}, which nobody owned"));
+        if let Some(bit) = c.faults.already_clear {
+            why.push(Fact::DropAlreadyClear { bit });
         }
-        if let Some(w) = c.faults.warn {
-            why.push(format!("WARN_ON_ONCE: {}", warn_words(w)));
+        if let Some(site) = c.faults.warn {
+            why.push(Fact::Warn { site });
         }
     }
-    let head = match (property, agent) {
-        ("stall", Some(cpu)) | ("livelock", Some(cpu)) => {
-            let holder = if s.cpus[cpu as usize].spin.is_some() {
-                "in schedin, holding its rq lock with IRQs off".to_string()
-            } else {
-                let t = s.curr(cpu as u8);
-                match t.map(|t| s.task(t).cid_op) {
-                    Some(Some(CidOp::ForkSpinLocked { .. })) => {
-                        "in sched_mm_cid_fork, holding mm.lock with IRQs off".into()
-                    }
-                    _ => "in sched_mm_cid_fork, holding mm.mutex".to_string(),
-                }
-            };
-            let full = s
-                .mms
-                .first()
-                .map(|m| m.cid.bitmap.weight() == m.cid.np as u32)
-                .unwrap_or(false);
-            let blocked: Vec<String> = s.runqueue(cpu as u8).map(tn).collect();
-            let mut h = format!("CPU{cpu} spins in get_cid {holder}");
-            if full {
-                h.push_str("; every CID bit is set");
-            }
-            if !blocked.is_empty() {
-                h.push_str(&format!(
-                    "; {} wait(s) on its run queue, which nobody can lock",
-                    blocked.join(", ")
-                ));
-            }
-            h
+    let mut out: Vec<Fact> = Vec::with_capacity(why.len());
+    for f in why {
+        if !out.contains(&f) {
+            out.push(f);
         }
-        _ => String::new(),
-    };
-    let mut seen = std::collections::HashSet::new();
-    why.retain(|w| seen.insert(w.clone()));
-    match (head.is_empty(), why.is_empty()) {
-        (true, true) => crate::invariants::broken_promise(property),
-        (true, false) => why.join("; "),
-        (false, true) => head,
-        (false, false) => format!("{head}; {}", why.join("; ")),
     }
+    out
 }
 
-/// The sentence for `property` (a [`crate::invariants::Property`] id) built from the state: which
-/// task, CPU or bit breaks it and what it should have been. `None` if nothing in `s` shows it
-/// (or the property has no specific sentence).
-pub fn property_sentence(property: &str, s: &State<Rewrite>) -> Option<String> {
+/// The facts of `property` (a [`crate::invariants::Property`] id) in `s`: which task, CPU or bit
+/// breaks it and what it should have been. Empty if nothing in `s` shows it (or the property
+/// has no specific facts).
+pub fn property_facts(property: &str, s: &State<Rewrite>) -> Vec<Fact> {
     use crate::invariants::Property as P;
-    let p = P::from_id(property)?;
+    let Some(p) = P::from_id(property) else {
+        return Vec::new();
+    };
     let np = s.np() as u32;
     let mut out = Vec::new();
     for (mi, mm) in s.mms.iter().enumerate() {
         let m = mi as MmId;
         let c = &mm.cid;
-        let on = |i: TaskId| cn(s.task(i).cpu);
+        let on = |i: TaskId| s.task(i).cpu;
         match p {
             P::I1 => {
                 let running: Vec<(TaskId, Cid)> = s
@@ -421,14 +435,19 @@ pub fn property_sentence(property: &str, s: &State<Rewrite>) -> Option<String> {
                     .filter(|&(i, t)| t.cid.active && s.on_cpu_settled(i) && !t.cid.cid.is_unset())
                     .map(|(i, t)| (i, t.cid.cid))
                     .collect();
-                for (k, &(a, ca)) in running.iter().enumerate() {
-                    if let Some(&(b, cb)) = running[k + 1..].iter().find(|(_, cb)| cb.index() == ca.index()) {
-                        out.push(format!(
-                            "T{a} on {} (cid {ca}) and T{b} on {} (cid {cb}) run with the same CID {} at once",
-                            on(a),
-                            on(b),
-                            ca.index()
-                        ));
+                for (k, &(a, cid_a)) in running.iter().enumerate() {
+                    if let Some(&(b, cid_b)) = running[k + 1..]
+                        .iter()
+                        .find(|(_, cb)| cb.index() == cid_a.index())
+                    {
+                        out.push(Fact::SameCid {
+                            a,
+                            cpu_a: on(a),
+                            cid_a,
+                            b,
+                            cpu_b: on(b),
+                            cid_b,
+                        });
                     }
                 }
             }
@@ -437,17 +456,19 @@ pub fn property_sentence(property: &str, s: &State<Rewrite>) -> Option<String> {
                     if t.cid.active && s.on_cpu_settled(i) && s.in_user(i) {
                         let v = t.cid.cid;
                         if v.is_unset() {
-                            out.push(format!(
-                                "T{i} runs in user space on {} with cid {v} (raw {:#010x}): rseq hands it no CID below num_possible_cpus = {np}",
-                                on(i),
-                                v.raw()
-                            ));
+                            out.push(Fact::UserSpaceUnset {
+                                task: i,
+                                cpu: on(i),
+                                cid: v,
+                                bound: np,
+                            });
                         } else if v.user_value() >= np {
-                            out.push(format!(
-                                "T{i} runs in user space on {} with mm_cid {}, not below num_possible_cpus = {np}",
-                                on(i),
-                                v.user_value()
-                            ));
+                            out.push(Fact::UserSpaceOutOfBound {
+                                task: i,
+                                cpu: on(i),
+                                value: v.user_value(),
+                                bound: np,
+                            });
                         }
                     }
                 }
@@ -456,46 +477,34 @@ pub fn property_sentence(property: &str, s: &State<Rewrite>) -> Option<String> {
                 for cpu in 0..s.np() {
                     let x = c.slot(cpu);
                     if x.on_cpu() && x.in_transit() {
-                        out.push(format!(
-                            "{}'s mm_cid.pcpu slot holds {:#010x} ({x}): ONCPU and TRANSIT together",
-                            cn(cpu),
-                            x.raw()
-                        ));
+                        out.push(Fact::SlotOncpuTransit { cpu, cid: x });
                     }
                 }
                 for (i, t) in s.tasks_of(m) {
                     let x = t.cid.cid;
                     if x.on_cpu() && x.in_transit() {
-                        out.push(format!(
-                            "T{i}'s mm_cid.cid is {:#010x} ({x}): ONCPU and TRANSIT together",
-                            x.raw()
-                        ));
+                        out.push(Fact::TaskOncpuTransit { task: i, cid: x });
                     }
                 }
             }
-            P::I4 => {
-                for line in bit_problems(s, m) {
-                    out.push(line);
-                }
-            }
+            P::I4 => out.extend(bit_problems(s, m)),
             P::I6 => {
                 if c.mode == Mode::PER_TASK {
                     for cpu in 0..s.np() {
                         if c.slot(cpu).on_cpu() {
-                            out.push(format!(
-                                "mode is per-task, yet {} still owns {} (it should hold no CID)",
-                                cn(cpu),
-                                c.slot(cpu)
-                            ));
+                            out.push(Fact::CpuCidInPerTaskMode {
+                                cpu,
+                                cid: c.slot(cpu),
+                            });
                         }
                     }
                 } else if c.mode == Mode::PER_CPU {
                     for (i, t) in s.tasks_of(m) {
                         if t.cid.active && t.cid.cid.on_task() {
-                            out.push(format!(
-                                "mode is per-CPU, yet T{i} owns the plain CID {} (it should borrow its CPU's ONCPU CID)",
-                                t.cid.cid
-                            ));
+                            out.push(Fact::PlainCidInPerCpuMode {
+                                task: i,
+                                cid: t.cid.cid,
+                            });
                         }
                     }
                 }
@@ -503,66 +512,62 @@ pub fn property_sentence(property: &str, s: &State<Rewrite>) -> Option<String> {
             P::I7 => {
                 let w = walking(s, m);
                 if c.mode.in_transit() && !w {
-                    out.push(format!("mode is {} but no fix-up walk runs", c.mode));
+                    out.push(Fact::TransitWithoutWalk { mode: c.mode });
                 } else if !c.mode.in_transit() && w {
-                    out.push(format!("a fix-up walk runs but mode {} lacks TRANSIT", c.mode));
+                    out.push(Fact::WalkWithoutTransit { mode: c.mode });
                 }
             }
             P::I8 => {
                 let active = s.tasks_of(m).filter(|(_, t)| t.cid.active).count();
-                out.push(format!(
-                    "mm{m}: users is {}, user_list holds {}, {active} tasks are active CID users (all three should agree)",
-                    c.users,
-                    c.user_list.len()
-                ));
+                out.push(Fact::UserCountMismatch {
+                    mm: m,
+                    users: c.users.into(),
+                    user_list: c.user_list.len() as u32,
+                    active: active as u32,
+                });
             }
             P::I8v => {
                 for &t in c.user_list.as_slice() {
                     if !s.published(t) {
-                        out.push(format!(
-                            "T{t} is on mm{m}'s user_list but in neither its thread list nor the task list, so a fix-up walk cannot see it"
-                        ));
+                        out.push(Fact::InvisibleListedUser { task: t, mm: m });
                     }
                 }
             }
-            _ => return None,
+            _ => return Vec::new(),
         }
     }
-    (!out.is_empty()).then(|| out.join("; "))
+    out
 }
 
 /// What is wrong with the bitmap's ownership (I4): a set bit with no owner or two, a clear bit
 /// with an owner, an inactive task still holding a CID.
-fn bit_problems(s: &State<Rewrite>, m: MmId) -> Vec<String> {
+fn bit_problems(s: &State<Rewrite>, m: MmId) -> Vec<Fact> {
     let c = s.mm(m);
     let mut out = Vec::new();
     for (i, t) in s.tasks_of(m) {
         let v = t.cid.cid;
         if !v.is_unset() && !v.on_cpu() && !t.cid.active {
-            out.push(format!("T{i} is no longer a CID user but still holds CID {v}"));
+            out.push(Fact::InactiveHoldsCid { task: i, cid: v });
         }
     }
-    for b in 0..c.np as u32 {
+    for bit in 0..c.np as u32 {
         let mut owners = Vec::new();
         for (i, t) in s.tasks_of(m) {
             let v = t.cid.cid;
-            if !v.is_unset() && !v.on_cpu() && v.index() == b {
-                owners.push(tn(i));
+            if !v.is_unset() && !v.on_cpu() && v.index() == bit {
+                owners.push(Holder::Task { task: i });
             }
         }
         for cpu in 0..s.np() {
-            if c.slot(cpu) == Cid::new(b).add_cpu() {
-                owners.push(cn(cpu));
+            if c.slot(cpu) == Cid::new(bit).add_cpu() {
+                owners.push(Holder::Cpu { cpu });
             }
         }
-        match (c.bitmap.is_set(b), owners.len()) {
-            (true, 0) => out.push(format!("bit {b} is set but nobody owns CID {b} (leaked)")),
+        match (c.bitmap.is_set(bit), owners.len()) {
+            (true, 0) => out.push(Fact::BitLeaked { bit }),
             (true, 1) | (false, 0) => {}
-            (true, _) => out.push(format!("bit {b} is owned by {} at once", owners.join(" and "))),
-            (false, _) => out.push(format!(
-                "bit {b} is clear but {} holds CID {b}",
-                owners.join(" and ")
-            )),
+            (true, _) => out.push(Fact::BitOwnedTwice { bit, owners }),
+            (false, _) => out.push(Fact::BitClearButHeld { bit, owners }),
         }
     }
     out
