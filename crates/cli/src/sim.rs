@@ -11,12 +11,14 @@ use mmcid_sim::{Checking, Outcome, SimConfig, Workload};
 /// the invariants checked as the run goes (a violation stops that run and prints its last events
 /// in CPU columns).
 ///
-/// With no arguments: every design on the `mixed` workload at 64 CPUs, 1,000,000 context switches
-/// each. Runs use every core. Exit status: 0 no violation, 1 a violation in some run, 2 usage or
+/// With no arguments: every design the simulator runs (the releases 6.3 to 7.1.3 and the fix
+/// 7.0+fix-affinity-switchback; not yet the execve fixes, which `mmcid check` covers) on the
+/// `mixed` workload at 64 CPUs, 1,000,000 context switches each. Runs use every core. Exit status: 0 no violation, 1 a violation in some run, 2 usage or
 /// input error.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Designs to run (repeat or comma-separate; `mmcid designs` lists them); default: all.
+    /// Designs to run (repeat or comma-separate; `mmcid designs` lists them); default: every
+    /// design the simulator runs (all but 7.0+fixes and the two execve fixes).
     #[arg(long, value_delimiter = ',')]
     pub design: Vec<String>,
     /// Workloads: a name (mixed, thread-pool, fork-storm, spawn, containers, oversubscribed,
@@ -43,7 +45,9 @@ pub struct Args {
     /// Print JSON (an array of run outcomes) instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// Write SVG plots and an index.html into this directory.
+    /// Write SVG plots (per workload: ID compactness per design, ID range over time, cost per
+    /// switch, walk lengths) and an index.html with the table and a caption per plot into this
+    /// directory.
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,
     /// Benchmark mode: the thread-pool workload at --cpus, each design on one core, 10^7 switches
@@ -276,78 +280,84 @@ pub fn loadavg() -> Vec<f64> {
         .unwrap_or_default()
 }
 
+/// Splits a design name into header lines of at most `w` characters, after a `+` or `-` where
+/// possible (`7.0+fix-affinity-switchback` in a 12-wide column: `7.0+fix-`, `affinity-`,
+/// `switchback`).
+fn header_lines(name: &str, w: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut rest: Vec<char> = name.chars().collect();
+    while rest.len() > w {
+        let cut = rest[..w]
+            .iter()
+            .rposition(|&c| c == '+' || c == '-')
+            .map_or(w, |i| i + 1);
+        lines.push(rest[..cut].iter().collect());
+        rest.drain(..cut);
+    }
+    lines.push(rest.into_iter().collect());
+    lines
+}
+
 fn table(w: &Workload, cols: &[&Outcome]) -> String {
     use std::fmt::Write;
-    let mut out = String::new();
-    let cpus = cols.first().map_or(0, |o| o.cpus);
-    let _ = writeln!(out, "workload {} at {cpus} CPUs: {}", w.name, w.description);
-    const W: usize = 14;
-    let _ = write!(out, "{:<34}", "");
-    for o in cols {
-        let _ = write!(out, "{:>W$}", o.design);
-    }
-    out.push('\n');
-    let row = |out: &mut String, name: &str, f: &dyn Fn(&Outcome) -> String| {
-        let _ = write!(out, "{name:<34}");
-        for o in cols {
-            let _ = write!(out, "{:>W$}", f(o));
-        }
-        out.push('\n');
+    let mut rows: Vec<(&str, Vec<String>)> = Vec::new();
+    let mut row = |name: &'static str, f: &dyn Fn(&Outcome) -> String| {
+        rows.push((name, cols.iter().map(|o| f(o)).collect()));
     };
-    row(&mut out, "invariants", &|o| {
+    row("invariants", &|o| {
         o.violation
             .as_ref()
             .map_or("ok".to_string(), |v| format!("VIOLATED {}", v.property))
     });
-    row(&mut out, "context switches", &|o| o.switches.to_string());
-    row(&mut out, "simulated ms", &|o| format!("{:.1}", o.sim_ms));
-    row(&mut out, "ID range in use p50/p99/max", &|o| {
+    row("context switches", &|o| o.switches.to_string());
+    row("simulated ms", &|o| format!("{:.1}", o.sim_ms));
+    row("ID range in use p50/p99/max", &|o| {
         format!("{}/{}/{}", o.id_range.p50, o.id_range.p99, o.id_range.max)
     });
-    row(&mut out, "  above running tasks p50/p99/max", &|o| {
+    row("  above running tasks p50/p99/max", &|o| {
         format!("{}/{}/{}", o.id_excess.p50, o.id_excess.p99, o.id_excess.max)
     });
-    row(&mut out, "high-ID episodes (n, p99 µs)", &|o| {
+    row("high-ID episodes (n, p99 µs)", &|o| {
         format!("{} {}", o.high_id_us.count, o.high_id_us.p99)
     });
-    row(&mut out, "bitmap atomics / switch", &|o| {
+    row("bitmap atomics / switch", &|o| {
         format!("{:.3}", o.per_switch.bit_ops)
     });
-    row(&mut out, "slot writes / switch", &|o| {
+    row("slot writes / switch", &|o| {
         format!("{:.3}", o.per_switch.slot_writes)
     });
-    row(&mut out, "CID lock acquisitions / switch", &|o| {
+    row("CID lock acquisitions / switch", &|o| {
         format!("{:.3}", o.per_switch.locks)
     });
-    row(&mut out, "  lock wait p99/max ns", &|o| {
+    row("  lock wait p99/max ns", &|o| {
         format!("{}/{}", o.lock_wait_ns.p99, o.lock_wait_ns.max)
     });
-    row(&mut out, "shared-line writes / switch", &|o| {
+    row("shared-line writes / switch", &|o| {
         format!("{:.3}", o.per_switch.shared_writes)
     });
-    row(&mut out, "mode switches", &|o| o.mode_switches.to_string());
-    row(&mut out, "fix-up walks (n, max visits)", &|o| {
+    row("mode switches", &|o| o.mode_switches.to_string());
+    row("fix-up walks (n, max visits)", &|o| {
         format!("{} {}", o.walk_len.count, o.walk_len.max)
     });
-    row(&mut out, "  mutex hold max µs", &|o| {
+    row("  mutex hold max µs", &|o| {
         format!("{:.1}", o.walk_hold_ns.max as f64 / 1e3)
     });
-    row(&mut out, "get_cid spin laps", &|o| o.spin_laps.to_string());
-    row(&mut out, "  longest spin, rq lock held µs", &|o| {
+    row("get_cid spin laps", &|o| o.spin_laps.to_string());
+    row("  longest spin, rq lock held µs", &|o| {
         format!("{:.1}", o.spin_ns.max as f64 / 1e3)
     });
-    row(&mut out, "deferred work queued", &|o| o.deferred_work.to_string());
-    row(&mut out, "compaction scans (n, CPUs each)", &|o| {
+    row("deferred work queued", &|o| o.deferred_work.to_string());
+    row("compaction scans (n, CPUs each)", &|o| {
         format!("{} {:.0}", o.scans, o.scan_visits_per_scan)
     });
-    row(&mut out, "  reclaimed CIDs (n, age p50 ms)", &|o| {
+    row("  reclaimed CIDs (n, age p50 ms)", &|o| {
         format!(
             "{} {:.0}",
             o.reclaim_age_us.count,
             o.reclaim_age_us.p50 as f64 / 1e3
         )
     });
-    row(&mut out, "forks/spawns/execs/exits", &|o| {
+    row("forks/spawns/execs/exits", &|o| {
         format!(
             "{}/{}/{}/{}",
             o.ops.forks,
@@ -356,13 +366,47 @@ fn table(w: &Workload, cols: &[&Outcome]) -> String {
             o.ops.exits
         )
     });
-    row(&mut out, "migrations", &|o| o.ops.migrations.to_string());
-    row(&mut out, "checks cheap/full", &|o| {
-        format!("{}/{}", o.checks.0, o.checks.1)
-    });
-    row(&mut out, "simulated switches/s (wall)", &|o| {
+    row("migrations", &|o| o.ops.migrations.to_string());
+    row("checks cheap/full", &|o| format!("{}/{}", o.checks.0, o.checks.1));
+    row("simulated switches/s (wall)", &|o| {
         format!("{:.2}M", o.switches_per_s / 1e6)
     });
+    // each column as wide as its widest figure (at least 10), names wrapped to fit
+    let widths: Vec<usize> = (0..cols.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.1[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(10)
+                + 2
+        })
+        .collect();
+    let heads: Vec<Vec<String>> = cols
+        .iter()
+        .zip(&widths)
+        .map(|(o, w)| header_lines(&o.design, w - 2))
+        .collect();
+    let depth = heads.iter().map(Vec::len).max().unwrap_or(1);
+    let mut out = String::new();
+    let cpus = cols.first().map_or(0, |o| o.cpus);
+    let _ = writeln!(out, "workload {} at {cpus} CPUs: {}", w.name, w.description);
+    for line in 0..depth {
+        let _ = write!(out, "{:<34}", "");
+        for (h, w) in heads.iter().zip(&widths) {
+            // bottom-aligned: short names sit on the last header line
+            let k = (line + h.len()).checked_sub(depth);
+            let _ = write!(out, "{:>w$}", k.map_or("", |k| h[k].as_str()));
+        }
+        out.push('\n');
+    }
+    for (name, cells) in &rows {
+        let _ = write!(out, "{name:<34}");
+        for (c, w) in cells.iter().zip(&widths) {
+            let _ = write!(out, "{c:>w$}");
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -405,12 +449,12 @@ fn print_bench(outs: &[Outcome], json: bool) {
         load_line()
     );
     println!(
-        "{:<14}{:>12}{:>10}{:>16}{:>12}{:>12}",
+        "{:<28}{:>12}{:>10}{:>16}{:>12}{:>12}",
         "design", "switches", "wall s", "switches/s", "B/task", "B/mm"
     );
     for o in outs {
         println!(
-            "{:<14}{:>12}{:>10.2}{:>15.2}M{:>12}{:>12}",
+            "{:<28}{:>12}{:>10.2}{:>15.2}M{:>12}{:>12}",
             o.design,
             o.switches,
             o.wall_s,

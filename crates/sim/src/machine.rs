@@ -529,7 +529,7 @@ impl Machine {
     }
 
     /// Records an event in the ring.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn rec(&mut self, cpu: u32, kind: Kind, task: u32, arg: u64) {
         let (mm, cid) = if task == NONE {
             (NONE, -1)
@@ -827,14 +827,18 @@ impl Machine {
         waited
     }
 
+    #[inline(always)]
     fn clear_run_cid(&mut self, cpu: u32) {
-        let c = self.cpus[cpu as usize].run_cid;
-        let t = self.cpus[cpu as usize].curr;
-        if c != NONE && t != NONE {
+        let cp = &mut self.cpus[cpu as usize];
+        let (c, t) = (cp.run_cid, cp.curr);
+        if c == NONE {
+            return;
+        }
+        cp.run_cid = NONE;
+        if t != NONE {
             let m = self.tasks[t as usize].mm;
             self.fam.running_clear(m, c);
         }
-        self.cpus[cpu as usize].run_cid = NONE;
     }
 
     /// `curr` returns to user space on `cpu` after `delay` ns: checks I1 and I2, then runs its

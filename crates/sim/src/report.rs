@@ -25,7 +25,7 @@ pub struct PerSwitch {
 }
 
 /// What one run reports. Times are simulated nanoseconds unless named otherwise.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Outcome {
     /// Design.
     pub design: String,

@@ -51,42 +51,47 @@ pub struct Rec {
     pub cid: i64,
 }
 
-/// A ring of the last `cap` events.
+/// A ring of the last `cap` events, stored in a power-of-two number of slots so that a push is
+/// one store and an increment (no "full yet?" branch): it is written on every event.
 #[derive(Clone, Debug)]
 pub struct Ring {
     buf: Vec<Rec>,
     cap: usize,
-    /// Once full: the oldest record, overwritten next.
+    /// Records pushed so far; the next goes to slot `next & (buf.len() - 1)`.
     next: usize,
 }
+
+const EMPTY: Rec = Rec {
+    t: 0,
+    cpu: 0,
+    kind: Kind::Switch,
+    task: u32::MAX,
+    mm: u32::MAX,
+    arg: 0,
+    cid: -1,
+};
 
 impl Ring {
     /// A ring of `cap` records.
     pub fn new(cap: usize) -> Ring {
         Ring {
-            buf: Vec::with_capacity(cap),
+            buf: vec![EMPTY; cap.next_power_of_two()],
             cap,
             next: 0,
         }
     }
     /// Appends a record.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, r: Rec) {
-        if self.buf.len() < self.cap {
-            self.buf.push(r);
-        } else if let Some(slot) = self.buf.get_mut(self.next) {
-            *slot = r;
-            self.next += 1;
-            if self.next == self.cap {
-                self.next = 0;
-            }
-        }
+        let mask = self.buf.len() - 1;
+        self.buf[self.next & mask] = r;
+        self.next = self.next.wrapping_add(1);
     }
-    /// The records, oldest first.
+    /// The last `cap` records, oldest first.
     pub fn records(&self) -> Vec<Rec> {
-        let mut v = self.buf[self.next..].to_vec();
-        v.extend_from_slice(&self.buf[..self.next]);
-        v
+        let mask = self.buf.len() - 1;
+        let n = self.next.min(self.cap);
+        (self.next - n..self.next).map(|i| self.buf[i & mask]).collect()
     }
 }
 

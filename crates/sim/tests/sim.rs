@@ -221,3 +221,53 @@ fn every_design_runs_every_named_workload_briefly() {
         }
     }
 }
+
+/// `--report`: one SVG per plot and an index.html that shows them with captions; each design in
+/// its own colour, identical designs drawn once and named together, and a workload without walks
+/// says so instead of drawing an empty histogram.
+#[test]
+fn report_draws_every_plot_with_one_colour_per_design() {
+    let w = churn();
+    let runs: Vec<Outcome> = ["7.0", "7.1.3", "6.18", "6.3"]
+        .iter()
+        .map(|d| {
+            let mut c = SimConfig::new(d, 16, w.clone(), 1, 20_000);
+            c.series = true;
+            run(c, |_| {}).unwrap()
+        })
+        .chain(std::iter::once({
+            let mut c = SimConfig::new("7.0", 16, Workload::named("thread-pool").unwrap(), 1, 5_000);
+            c.series = true;
+            run(c, |_| {}).unwrap()
+        }))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("mmcid-sim-report-{}", std::process::id()));
+    mmcid_sim::report::plots::write(&dir, &runs).unwrap();
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    for kind in ["compact", "range", "cost", "walks"] {
+        let f = format!("churn-{kind}.svg");
+        assert!(html.contains(&f), "index.html shows {f}");
+        assert!(dir.join(&f).exists(), "{f} written");
+    }
+    assert_eq!(html.matches("<figcaption>").count(), 4 + 3, "a caption per plot");
+    assert!(
+        html.contains("none in this workload"),
+        "thread-pool has no walks: said, not drawn"
+    );
+    assert!(!dir.join("thread-pool-walks.svg").exists());
+    let range = std::fs::read_to_string(dir.join("churn-range.svg"))
+        .unwrap()
+        .to_lowercase();
+    for d in ["7.0", "6.18", "6.3"] {
+        let c = mmcid_sim::report::plots::colour(d);
+        let hex = format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2);
+        assert!(range.contains(&hex), "{d}'s colour {hex} in the range plot");
+    }
+    // 7.0 and 7.1.3 differ only where 7.1.3's guard matters, which this run never reaches
+    assert_eq!(runs[0].series, runs[1].series);
+    assert!(
+        range.contains("7.0 = 7.1.3 (identical)"),
+        "identical designs named together"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
