@@ -329,6 +329,7 @@ impl<F: Family> Pack for Task<F> {
             self.cpu,
             self.affinity,
             self.vfork_parent.unwrap_or(0),
+            self.thread_pos,
         ]);
         self.sched.pack(w);
         self.op.pack(w);
@@ -340,7 +341,8 @@ impl<F: Family> Pack for Task<F> {
     #[inline(always)]
     fn unpack(r: &mut Reader<'_>) -> Self {
         let flags = r.byte();
-        let (mm, group, cpu, affinity, parent) = (r.byte(), r.byte(), r.byte(), r.byte(), r.byte());
+        let (mm, group, cpu, affinity, parent, thread_pos) =
+            (r.byte(), r.byte(), r.byte(), r.byte(), r.byte(), r.byte());
         Task {
             kworker: flags & 1 != 0,
             killed: flags & 2 != 0,
@@ -349,6 +351,7 @@ impl<F: Family> Pack for Task<F> {
             cpu,
             affinity,
             vfork_parent: (flags & 8 != 0).then_some(parent),
+            thread_pos,
             sched: Sched::unpack(r),
             op: Op::unpack(r),
             cid_op: (flags & 16 != 0).then(|| F::CidOp::unpack(r)),
@@ -357,7 +360,6 @@ impl<F: Family> Pack for Task<F> {
     }
 }
 
-pack_struct!(Group { threads });
 pack_struct!(Budgets {
     forks,
     vforks,
@@ -393,7 +395,6 @@ impl<F: Family> Pack for State<F> {
         self.cpus.pack(w);
         self.tasks.pack(w);
         self.mms.pack(w);
-        self.groups.pack(w);
         self.process_list.pack(w);
         self.left.pack(w);
     }
@@ -403,7 +404,6 @@ impl<F: Family> Pack for State<F> {
             cpus: Pack::unpack(r),
             tasks: Pack::unpack(r),
             mms: Pack::unpack(r),
-            groups: Pack::unpack(r),
             process_list: Pack::unpack(r),
             left: Pack::unpack(r),
         }

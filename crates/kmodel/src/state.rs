@@ -171,6 +171,10 @@ pub struct Task<F: Family> {
     pub killed: bool,
     /// For a vfork child: the parent waiting for it.
     pub vfork_parent: Option<TaskId>,
+    /// Its place on its thread group's thread list (`signal->thread_head`): 0 while unpublished,
+    /// else 1 for the first thread published into the group, 2 for the next, … The thread lists
+    /// and who is published are derived from it ([`State::threads`], [`State::published`]).
+    pub thread_pos: u8,
     /// The family's CID state of the task.
     pub cid: F::TaskCid,
 }
@@ -188,6 +192,7 @@ impl<F: Family> Default for Task<F> {
             cid_op: None,
             killed: false,
             vfork_parent: None,
+            thread_pos: 0,
             cid: F::TaskCid::default(),
         }
     }
@@ -222,13 +227,6 @@ impl<F: Family> Default for Mm<F> {
     }
 }
 
-/// A thread group: its thread list, leader first, then in publication order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Group {
-    /// Published threads.
-    pub threads: Fixed<TaskId, MAX_TASKS>,
-}
-
 /// Remaining operation budgets (see [`crate::Budgets`]).
 pub type Remaining = crate::config::Budgets;
 
@@ -243,9 +241,10 @@ pub struct State<F: Family> {
     pub tasks: Fixed<Task<F>, MAX_TASKS>,
     /// All mms ever created.
     pub mms: Fixed<Mm<F>, MAX_MMS>,
-    /// Thread groups.
-    pub groups: Fixed<Group, MAX_GROUPS>,
-    /// The global process list: published groups, in publication order.
+    /// The global process list (`init_task.tasks`): published thread groups, in publication
+    /// order. Stored, not derived: which group was published first is not visible in the tasks
+    /// (a per-task global publication number would tell apart states the lists do not). The
+    /// thread lists themselves are derived ([`State::threads`]).
     pub process_list: Fixed<GroupId, MAX_GROUPS>,
     /// Operations left to start.
     #[serde(with = "budgets_as_tuple")]
@@ -354,10 +353,41 @@ impl<F: Family> State<F> {
         }
     }
 
-    /// Is `t` published (in a thread list of a group on the process list)?
+    /// Is `t` published (in a thread list of a group on the process list)? A thread is put on
+    /// its group's list, and a new group on the process list, in the same step (`copy_process`
+    /// under the tasklist lock), so being on a thread list is enough.
     pub fn published(&self, t: TaskId) -> bool {
-        let g = self.task(t).group;
-        self.process_list.contains(&g) && self.groups[g as usize].threads.contains(&t)
+        self.task(t).thread_pos != 0
+    }
+
+    /// The thread list of group `g` (`for_each_thread`): its published threads in publication
+    /// order, leader first. Threads are only ever added at the tail (`list_add_tail_rcu` in
+    /// `copy_process`): the model reaps no task (dead ones stay listed) and does not model
+    /// `de_thread`'s leader exchange, so positions never change once given.
+    pub fn threads(&self, g: GroupId) -> Fixed<TaskId, MAX_TASKS> {
+        let mut slots = [0 as TaskId; MAX_TASKS];
+        let mut n = 0;
+        for (i, t) in self.tasks.iter().enumerate() {
+            if t.group == g && t.thread_pos != 0 {
+                slots[t.thread_pos as usize - 1] = i as TaskId;
+                n += 1;
+            }
+        }
+        Fixed::from_slice(&slots[..n])
+    }
+
+    /// Number of thread groups created so far (group ids are handed out in order, each to the
+    /// vfork child it is created for, which keeps it even if the fork fails).
+    pub fn group_count(&self) -> usize {
+        self.tasks.iter().map(|t| t.group as usize + 1).max().unwrap_or(0)
+    }
+
+    /// The non-empty thread lists, by group id.
+    pub fn thread_lists(&self) -> Vec<Fixed<TaskId, MAX_TASKS>> {
+        (0..self.group_count())
+            .map(|g| self.threads(g as GroupId))
+            .filter(|l| !l.is_empty())
+            .collect()
     }
 
     /// Is the task in user space with nothing in progress (the point where I2 applies and new

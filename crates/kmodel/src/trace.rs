@@ -196,15 +196,7 @@ pub fn effects<F: Family>(before: &State<F>, after: &State<F>) -> Vec<String> {
     }
     // Publication changes a thread list or the process list (a vfork's copy step only creates
     // the child's empty group).
-    let lists = |s: &State<F>| {
-        let threads: Vec<_> = s
-            .groups
-            .iter()
-            .filter(|g| !g.threads.is_empty())
-            .copied()
-            .collect();
-        (threads, s.process_list)
-    };
+    let lists = |s: &State<F>| (s.thread_lists(), s.process_list);
     if lists(before) != lists(after) {
         out.push("published".to_string());
     }

@@ -96,8 +96,7 @@ pub fn next<F: Family>(p: &Params, s: &mut State<F>, task: TaskId, child: TaskId
         ForkAt::Copy => {
             // dup_task_struct … copy_signal … copy_mm: the child exists, shares the mm.
             let group = if vfork {
-                s.groups.push(Group::default());
-                (s.groups.len() - 1) as GroupId
+                s.group_count() as GroupId
             } else {
                 t.group
             };
@@ -114,7 +113,7 @@ pub fn next<F: Family>(p: &Params, s: &mut State<F>, task: TaskId, child: TaskId
             // Under the tasklist lock: attach to the thread list, or a new group to the
             // process list. No failure is possible after this point.
             let g = s.task(child).group;
-            s.groups[g as usize].threads.push(child);
+            s.task_mut(child).thread_pos = s.threads(g).len() as u8 + 1;
             if vfork {
                 s.process_list.push(g);
             }

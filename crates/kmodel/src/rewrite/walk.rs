@@ -91,7 +91,7 @@ fn budgeted_next(
 ) -> (Visit, Option<CidOp>) {
     let w = s.task(walker);
     if pass == 1 {
-        let threads = &s.groups[w.group as usize].threads;
+        let threads = s.threads(w.group);
         let me = threads.iter().position(|&x| x == walker).unwrap_or(0);
         let n = threads.len();
         // i counts positions after current: 1..n-1 (cyclic)
@@ -119,7 +119,7 @@ fn budgeted_next(
     if pass <= 2 {
         while (i as usize) < s.process_list.len() {
             let g = s.process_list[i as usize];
-            let threads = &s.groups[g as usize].threads;
+            let threads = s.threads(g);
             while (j as usize) < threads.len() {
                 let t = threads[j as usize];
                 if t != walker && s.task(t).mm == Some(m) {
