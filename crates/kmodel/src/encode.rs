@@ -36,6 +36,7 @@ use crate::legacy::lazy618::{Cpu618, WorkAt};
 use crate::rewrite::RwCpu;
 use crate::rewrite::cid_op::{AfterCpusToTasks, CidOp};
 use crate::state::*;
+use crate::tasks::{StoredTask, Tasks};
 
 /// Appends the encoding of `s` to `out`.
 pub fn encode<F: Family>(s: &State<F>, out: &mut Vec<u8>) {
@@ -181,6 +182,72 @@ impl<T: Pack + Copy + Default, const N: usize> Pack for Fixed<T, N> {
             f.push(T::unpack(r));
         }
         f
+    }
+}
+
+impl<const N: usize> Pack for [u8; N] {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(self);
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Self {
+        let mut a = [0; N];
+        a.copy_from_slice(&r.b[r.i..r.i + N]);
+        r.i += N;
+        a
+    }
+}
+
+/// The legacy families' stored task part: their CID state and CID operation as they are.
+macro_rules! pack_pair {
+    ($($a:ty, $b:ty);*) => {$(
+        impl Pack for ($a, $b) {
+            #[inline(always)]
+            fn pack(&self, w: &mut Vec<u8>) {
+                self.0.pack(w);
+                self.1.pack(w);
+            }
+            #[inline(always)]
+            fn unpack(r: &mut Reader<'_>) -> Self {
+                let a = <$a>::unpack(r);
+                (a, <$b>::unpack(r))
+            }
+        }
+    )*};
+}
+pack_pair!(Task618, Option<WorkAt>; Task63, Option<NoCidOp>);
+
+/// A stored task as it is stored: its 5 kernel bytes, then the family's store.
+impl<F: Family> Pack for StoredTask<F> {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(self.kernel());
+        self.family().pack(w);
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Self {
+        let k = <[u8; 5]>::unpack(r);
+        StoredTask::from_parts(k, F::TaskStore::unpack(r))
+    }
+}
+
+impl<F: Family> Pack for Tasks<F> {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        w.push(self.len() as u8);
+        for t in self.stored() {
+            t.pack(w);
+        }
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Self {
+        let n = r.byte();
+        let mut ts = Tasks::default();
+        for _ in 0..n {
+            ts.push_stored(StoredTask::unpack(r));
+        }
+        ts
     }
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::family::Family;
 use crate::fixed::Fixed;
+use crate::tasks::{TaskMut, Tasks};
 
 /// The state's capacities are the configuration's limits ([`crate::config`] checks them).
 pub use crate::config::{MAX_GROUPS, MAX_MMS, MAX_TASKS};
@@ -237,8 +238,8 @@ pub struct State<F: Family> {
     /// The CPUs (`np` of them): what each is in the middle of. `rq->curr` and the run queues are
     /// derived from the tasks.
     pub cpus: Fixed<F::CpuCid, MAX_CPUS>,
-    /// All tasks ever created (dead ones stay: they are not reaped).
-    pub tasks: Fixed<Task<F>, MAX_TASKS>,
+    /// All tasks ever created (dead ones stay: they are not reaped), packed ([`crate::tasks`]).
+    pub tasks: Tasks<F>,
     /// All mms ever created.
     pub mms: Fixed<Mm<F>, MAX_MMS>,
     /// The global process list (`init_task.tasks`): published thread groups, in publication
@@ -296,26 +297,25 @@ impl<F: Family> State<F> {
     }
     /// `rq->curr` of `cpu` (`None`: idle, or a task outside the model).
     pub fn curr(&self, cpu: CpuId) -> Option<TaskId> {
-        self.tasks
-            .iter()
-            .position(|t| t.sched == Sched::Running && t.cpu == cpu)
+        (0..self.tasks.len())
+            .find(|&i| self.tasks.sched_cpu(i) == (Sched::Running, cpu))
             .map(|i| i as TaskId)
     }
     /// The runnable tasks queued on `cpu`, in task order.
     pub fn runqueue(&self, cpu: CpuId) -> impl Iterator<Item = TaskId> + '_ {
-        self.tasks
-            .iter()
-            .enumerate()
-            .filter(move |(_, t)| t.sched == Sched::Runnable && t.cpu == cpu)
-            .map(|(i, _)| i as TaskId)
+        (0..self.tasks.len())
+            .filter(move |&i| self.tasks.sched_cpu(i) == (Sched::Runnable, cpu))
+            .map(|i| i as TaskId)
     }
-    /// Task `t`.
-    pub fn task(&self, t: TaskId) -> &Task<F> {
-        &self.tasks[t as usize]
+    /// Task `t` (a copy, unpacked).
+    #[inline(always)]
+    pub fn task(&self, t: TaskId) -> Task<F> {
+        self.tasks.at(t as usize)
     }
-    /// Task `t`, mutably.
-    pub fn task_mut(&mut self, t: TaskId) -> &mut Task<F> {
-        &mut self.tasks[t as usize]
+    /// Task `t` for writing: changes are stored when the returned guard is dropped.
+    #[inline(always)]
+    pub fn task_mut(&mut self, t: TaskId) -> TaskMut<'_, F> {
+        TaskMut::new(&mut self.tasks, t as usize)
     }
     /// The CID state of mm `m`.
     pub fn mm(&self, m: MmId) -> &F::MmCid {
@@ -346,7 +346,8 @@ impl<F: Family> State<F> {
 
     /// The mm a task's CID operation works on: the kworker's work mm, else the task's own mm
     /// (for a fork, the child shares it; for exec, `current.mm` at that point).
-    pub fn op_mm(&self, t: &Task<F>) -> Option<MmId> {
+    pub fn op_mm(&self, t: impl std::borrow::Borrow<Task<F>>) -> Option<MmId> {
+        let t = t.borrow();
         match t.op {
             Op::Work { mm } => Some(mm),
             _ => t.mm,
@@ -438,12 +439,65 @@ impl<F: Family> State<F> {
         })
     }
 
+    /// Runs `f` on mm `m`'s and task `t`'s CID states (the task is unpacked for the call and
+    /// stored again after it).
+    #[inline(always)]
+    pub fn with_mm_task<R>(
+        &mut self,
+        m: MmId,
+        t: TaskId,
+        f: impl FnOnce(&mut F::MmCid, &mut F::TaskCid) -> R,
+    ) -> R {
+        let mut task = TaskMut::new(&mut self.tasks, t as usize);
+        f(&mut self.mms[m as usize].cid, &mut task.cid)
+    }
+
+    /// Runs `f` on mm `m`'s CID state and the CID states of tasks `a` and `b` (`a != b`).
+    pub fn with_mm_two<R>(
+        &mut self,
+        m: MmId,
+        a: TaskId,
+        b: TaskId,
+        f: impl FnOnce(&mut F::MmCid, &mut F::TaskCid, &mut F::TaskCid) -> R,
+    ) -> R {
+        assert_ne!(a, b);
+        let (mut ta, mut tb) = (self.task(a), self.task(b));
+        let r = f(&mut self.mms[m as usize].cid, &mut ta.cid, &mut tb.cid);
+        self.tasks.set(a as usize, ta);
+        self.tasks.set(b as usize, tb);
+        r
+    }
+
     /// The tasks of mm `m` (`t.mm == Some(m)`), with their ids.
-    pub fn tasks_of(&self, m: MmId) -> impl Iterator<Item = (TaskId, &Task<F>)> + '_ {
+    pub fn tasks_of(&self, m: MmId) -> impl Iterator<Item = (TaskId, Task<F>)> + '_ {
         self.tasks
             .iter()
             .enumerate()
             .filter(move |(_, t)| t.mm == Some(m))
             .map(|(i, t)| (i as TaskId, t))
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::family::{Lazy618, Rewrite};
+
+    /// Issue 9's target for the 7.0 family's in-memory state (a state is copied for every
+    /// successor). Also printed by `mmcid bench`.
+    #[test]
+    fn a_7_0_state_is_at_most_256_bytes() {
+        let sizes = format!(
+            "State<Rewrite> {} B (Task {}, stored task {}, Mm {}, MmCid {}, RwCpu {}); State<Lazy618> {} B",
+            std::mem::size_of::<State<Rewrite>>(),
+            std::mem::size_of::<Task<Rewrite>>(),
+            std::mem::size_of::<crate::tasks::StoredTask<Rewrite>>(),
+            std::mem::size_of::<Mm<Rewrite>>(),
+            std::mem::size_of::<mmcid_cid::MmCid>(),
+            std::mem::size_of::<crate::rewrite::RwCpu>(),
+            std::mem::size_of::<State<Lazy618>>(),
+        );
+        println!("{sizes}");
+        assert!(std::mem::size_of::<State<Rewrite>>() <= 256, "{sizes}");
     }
 }

@@ -35,7 +35,7 @@ pub fn canonical_order<F: Family>(s: &State<F>) -> Option<Order> {
     let n = s.tasks.len();
     let mut keys = [0u128; MAX_TASKS];
     for (k, t) in keys.iter_mut().zip(s.tasks.iter()) {
-        *k = key(t);
+        *k = key(&t);
     }
     if keys[..n].is_sorted() {
         return None;
@@ -67,7 +67,7 @@ pub fn permuted<F: Family>(s: &State<F>, order: &Order) -> State<F> {
     let r = |t: TaskId| map[t as usize];
     let mut out = *s;
     for (new, &old) in order.old[..order.n].iter().enumerate() {
-        out.tasks[new] = rename_task(&s.tasks[old as usize], r);
+        out.tasks.set(new, rename_task(&s.tasks.at(old as usize), r));
     }
     F::rename(&mut out, &r);
     out

@@ -189,8 +189,8 @@ pub fn effects<F: Family>(before: &State<F>, after: &State<F>) -> Vec<String> {
         match before.tasks.get(i) {
             None => out.push(format!("T{i} created (unpublished)")),
             Some(ta) => {
-                F::task_effects(i, ta, tb, &mut out);
-                sched_effects(i, ta, tb, F::REPORTS_MOVES, &mut out);
+                F::task_effects(i, &ta, &tb, &mut out);
+                sched_effects(i, &ta, &tb, F::REPORTS_MOVES, &mut out);
             }
         }
     }
@@ -316,7 +316,7 @@ pub fn snapshot<F: Family>(s: &State<F>) -> Snapshot {
                 state: t.sched.into(),
                 cpu: t.cpu,
                 mm: t.mm,
-                cid: F::task_cid(t),
+                cid: F::task_cid(&t),
                 in_user_space: s.in_user(i as TaskId),
                 kworker: t.kworker,
             })
@@ -382,7 +382,7 @@ pub fn render_columns<F: Family>(
     let _ = write!(out, "{:>4} ", 0);
     for c in 0..np {
         let cell = match init.curr(c) {
-            Some(t) => format!("{} cid {}", tn(t), F::task_cid(init.task(t))),
+            Some(t) => format!("{} cid {}", tn(t), F::task_cid(&init.task(t))),
             None => "idle".to_string(),
         };
         let _ = write!(out, "{:<W$}", cell);
@@ -428,7 +428,7 @@ pub fn bit_owners<F: Family>(s: &State<F>, m: MmId) -> Vec<String> {
 
 /// The CID a task shows.
 pub fn task_cid<F: Family>(s: &State<F>, t: TaskId) -> String {
-    F::task_cid(s.task(t))
+    F::task_cid(&s.task(t))
 }
 
 /// The kernel operation a task is in, in kernel words (state reports).

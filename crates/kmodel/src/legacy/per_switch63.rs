@@ -17,10 +17,6 @@ use crate::ops::{Params, Step};
 use crate::state::*;
 use crate::trace::{sched_short, tn};
 
-fn both(s: &mut State<PerSwitch63>, m: MmId, t: TaskId) -> (&mut Mm63, &mut Task63) {
-    (&mut s.mms[m as usize].cid, &mut s.tasks[t as usize].cid)
-}
-
 impl Family for PerSwitch63 {
     const KIND: crate::config::FamilyKind = crate::config::FamilyKind::PerSwitch63;
     /// `copy_mm` only marks the unpublished child active; the exit and execve hooks do the CID
@@ -33,6 +29,15 @@ impl Family for PerSwitch63 {
     };
     type TaskCid = Task63;
     type CidOp = NoCidOp;
+    type TaskStore = (Task63, Option<NoCidOp>);
+    #[inline(always)]
+    fn store_task(cid: &Task63, op: Option<&NoCidOp>) -> Self::TaskStore {
+        (*cid, op.copied())
+    }
+    #[inline(always)]
+    fn load_task(s: &Self::TaskStore) -> (Task63, Option<NoCidOp>) {
+        *s
+    }
     type MmCid = Mm63;
     type CpuCid = ();
 
@@ -115,8 +120,7 @@ impl Family for PerSwitch63 {
     /// `sched_mm_cid_exit_signals(t)`.
     fn exit_start(_p: &Params, s: &mut State<Self>, task: TaskId) {
         if let Some(m) = s.task(task).mm {
-            let (mm, t) = both(s, m, task);
-            v6_3::exit_signals(mm, t);
+            s.with_mm_task(m, task, v6_3::exit_signals);
         }
     }
     fn exit_mm(_p: &Params, _s: &mut State<Self>, _task: TaskId) {}
@@ -130,8 +134,7 @@ impl Family for PerSwitch63 {
     }
     fn after_execve(_p: &Params, s: &mut State<Self>, task: TaskId) {
         if let Some(m) = s.task(task).mm {
-            let (mm, t) = both(s, m, task);
-            v6_3::after_execve(mm, t);
+            s.with_mm_task(m, task, v6_3::after_execve);
         }
     }
     fn affinity(_p: &Params, _s: &mut State<Self>, _task: TaskId) {}

@@ -53,13 +53,14 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
             c.pcpu
                 .iter()
                 .take(np as usize)
-                .chain(s.tasks_of(m).map(|(_, t)| &t.cid.cid))
+                .copied()
+                .chain(s.tasks_of(m).map(|(_, t)| t.cid.cid))
                 .any(|x| x.on_cpu() && x.in_transit()),
         );
         // I8
         let active = s
             .tasks_of(m)
-            .filter(|&(i, t)| t.cid.active || hidden(i, t))
+            .filter(|&(i, t)| t.cid.active || hidden(i, &t))
             .count();
         fired.set(
             P::I8,
@@ -82,7 +83,7 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
         for (i, t) in s.tasks_of(m) {
             let v = t.cid.cid;
             if !v.is_unset() && !v.on_cpu() {
-                if !t.cid.active && !hidden(i, t) {
+                if !t.cid.active && !hidden(i, &t) {
                     bad = true; // an exited or inactive task still owns a CID
                 }
                 if v.index() < 64 {

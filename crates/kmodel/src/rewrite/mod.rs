@@ -27,7 +27,7 @@ use crate::family::{Family, Rewrite};
 use crate::ops::silent::SilentHooks;
 use crate::ops::{Params, Step};
 use crate::state::*;
-use cid_op::{CidOp, lock_owner, mm_and_task};
+use cid_op::{CidOp, lock_owner};
 
 /// A CPU of the 7.0 family: whether its schedin is inside `get_cid`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -53,6 +53,15 @@ impl Family for Rewrite {
     };
     type TaskCid = TaskCid;
     type CidOp = CidOp;
+    type TaskStore = [u8; 4];
+    #[inline(always)]
+    fn store_task(cid: &TaskCid, op: Option<&CidOp>) -> [u8; 4] {
+        cid_op::store_task(cid, op)
+    }
+    #[inline(always)]
+    fn load_task(s: &[u8; 4]) -> (TaskCid, Option<CidOp>) {
+        cid_op::load_task(s)
+    }
     type MmCid = MmCid;
     type CpuCid = RwCpu;
 
@@ -97,8 +106,8 @@ impl Family for Rewrite {
                 let spin = s.cpus[cpu as usize].spin.take().expect("not spinning");
                 let t = s.curr(cpu).expect("spinning without curr");
                 let m = s.task(t).mm.expect("spinning for a task without mm");
-                let (mm, task) = mm_and_task(s, m, t);
-                if let Schedin::Spin(sp) = cid::schedin_retry(mm, task, cpu, spin, &p.sw) {
+                let r = s.with_mm_task(m, t, |mm, task| cid::schedin_retry(mm, task, cpu, spin, &p.sw));
+                if let Schedin::Spin(sp) = r {
                     s.cpus[cpu as usize].spin = Some(sp);
                 }
             }
@@ -113,14 +122,12 @@ impl Family for Rewrite {
         if let Some(prev) = prev
             && let Some(m) = s.task(prev).mm
         {
-            let (mm, t) = mm_and_task(s, m, prev);
-            cid::schedout(mm, t, cpu, &p.sw);
+            s.with_mm_task(m, prev, |mm, t| cid::schedout(mm, t, cpu, &p.sw));
         }
         if let Some(n) = next
             && let Some(m) = s.task(n).mm
         {
-            let (mm, t) = mm_and_task(s, m, n);
-            if let Schedin::Spin(sp) = cid::schedin(mm, t, cpu, &p.sw) {
+            if let Schedin::Spin(sp) = s.with_mm_task(m, n, |mm, t| cid::schedin(mm, t, cpu, &p.sw)) {
                 s.cpus[cpu as usize].spin = Some(sp);
             }
         }
@@ -157,7 +164,7 @@ impl Family for Rewrite {
         s.task_mut(task).cid_op = Some(CidOp::Fork { t: task });
     }
     fn affinity(p: &Params, s: &mut State<Self>, task: TaskId) {
-        let t = *s.task(task);
+        let t = s.task(task);
         if let Some(m) = t.mm {
             let mm = &mut s.mms[m as usize];
             if cid::update_cpus_allowed(&mut mm.cid, t.affinity, &p.sw) && mm.irq_work.is_none() {
@@ -267,15 +274,17 @@ fn irq_work(s: &mut State<Rewrite>, cpu: CpuId) {
             s.mms[m].work_pending = true;
         }
     }
-    if let Some(k) = s.tasks.iter().position(|t| t.kworker) {
-        let k = &mut s.tasks[k];
+    let kworker = s.tasks.iter().position(|t| t.kworker);
+    if let Some(k) = kworker {
+        let has_work = s.mms.iter().position(|mm| mm.work_pending);
+        let mut k = s.task_mut(k as TaskId);
         if k.sched == Sched::Sleeping {
             k.sched = Sched::Runnable;
             k.cpu = cpu;
             k.op = Op::KworkerIdle;
         }
         if k.op == Op::KworkerIdle
-            && let Some(m) = s.mms.iter().position(|mm| mm.work_pending)
+            && let Some(m) = has_work
         {
             k.op = Op::Work { mm: m as MmId };
         }
