@@ -232,6 +232,36 @@ impl<F: Family> Pack for StoredTask<F> {
     }
 }
 
+impl Pack for crate::rewrite::store::MmStore {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(&self.bytes());
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Self {
+        crate::rewrite::store::MmStore::from_bytes(<[u8; 26]>::unpack(r))
+    }
+}
+
+impl<F: Family> Pack for crate::mms::Mms<F> {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        w.push(self.len() as u8);
+        for m in self.stored() {
+            m.pack(w);
+        }
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Self {
+        let n = r.byte();
+        let mut ms = crate::mms::Mms::default();
+        for _ in 0..n {
+            ms.push_stored(F::MmStore::unpack(r));
+        }
+        ms
+    }
+}
+
 impl<F: Family> Pack for Tasks<F> {
     #[inline(always)]
     fn pack(&self, w: &mut Vec<u8>) {
@@ -646,7 +676,16 @@ impl Pack for SchedinSpin {
     }
 }
 
-pack_struct!(RwCpu { spin });
+impl Pack for RwCpu {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(&self.bytes());
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Self {
+        RwCpu::from_bytes(<[u8; 2]>::unpack(r))
+    }
+}
 
 impl Pack for CidOp {
     #[inline(always)]

@@ -52,7 +52,7 @@ pub fn initial<F: Family>(cfg: &Config) -> Result<(Params, State<F>), String> {
     let mut s = State {
         cpus: Fixed::from_slice(&vec![F::CpuCid::default(); np as usize]),
         tasks: crate::tasks::Tasks::from_slice(&[t0]),
-        mms: Fixed::from_slice(&[Mm::new(np, mask)]),
+        mms: crate::mms::Mms::from_slice(&[Mm::new(np, mask)]),
         process_list: Fixed::from_slice(&[0]),
         left: Budgets {
             forks: cfg.threads - 1,

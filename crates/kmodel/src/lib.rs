@@ -47,6 +47,7 @@ pub mod init;
 pub mod invariants;
 pub mod legacy;
 pub mod matrix;
+pub mod mms;
 pub mod model;
 pub mod ops;
 pub mod replay;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::family::Family;
 use crate::fixed::Fixed;
+use crate::mms::{MmMut, Mms};
 use crate::tasks::{TaskMut, Tasks};
 
 /// The state's capacities are the configuration's limits ([`crate::config`] checks them).
@@ -240,8 +241,8 @@ pub struct State<F: Family> {
     pub cpus: Fixed<F::CpuCid, MAX_CPUS>,
     /// All tasks ever created (dead ones stay: they are not reaped), packed ([`crate::tasks`]).
     pub tasks: Tasks<F>,
-    /// All mms ever created.
-    pub mms: Fixed<Mm<F>, MAX_MMS>,
+    /// All mms ever created, in the family's stored form ([`crate::mms`]).
+    pub mms: Mms<F>,
     /// The global process list (`init_task.tasks`): published thread groups, in publication
     /// order. Stored, not derived: which group was published first is not visible in the tasks
     /// (a per-task global publication number would tell apart states the lists do not). The
@@ -318,8 +319,14 @@ impl<F: Family> State<F> {
         TaskMut::new(&mut self.tasks, t as usize)
     }
     /// The CID state of mm `m`.
-    pub fn mm(&self, m: MmId) -> &F::MmCid {
-        &self.mms[m as usize].cid
+    #[inline(always)]
+    pub fn mm(&self, m: MmId) -> F::MmCid {
+        self.mms.at(m as usize).cid
+    }
+    /// Mm `m` for writing: changes are stored when the returned guard is dropped.
+    #[inline(always)]
+    pub fn mm_mut(&mut self, m: MmId) -> MmMut<'_, F> {
+        MmMut::new(&mut self.mms, m as usize)
     }
 
     /// Is the task's context switch complete (it runs, and its CPU is not still inside the
@@ -448,8 +455,9 @@ impl<F: Family> State<F> {
         t: TaskId,
         f: impl FnOnce(&mut F::MmCid, &mut F::TaskCid) -> R,
     ) -> R {
+        let mut mm = MmMut::new(&mut self.mms, m as usize);
         let mut task = TaskMut::new(&mut self.tasks, t as usize);
-        f(&mut self.mms[m as usize].cid, &mut task.cid)
+        f(&mut mm.cid, &mut task.cid)
     }
 
     /// Runs `f` on mm `m`'s CID state and the CID states of tasks `a` and `b` (`a != b`).
@@ -462,7 +470,7 @@ impl<F: Family> State<F> {
     ) -> R {
         assert_ne!(a, b);
         let (mut ta, mut tb) = (self.task(a), self.task(b));
-        let r = f(&mut self.mms[m as usize].cid, &mut ta.cid, &mut tb.cid);
+        let r = f(&mut self.mm_mut(m).cid, &mut ta.cid, &mut tb.cid);
         self.tasks.set(a as usize, ta);
         self.tasks.set(b as usize, tb);
         r
@@ -488,10 +496,12 @@ mod size_tests {
     #[test]
     fn a_7_0_state_is_at_most_256_bytes() {
         let sizes = format!(
-            "State<Rewrite> {} B (Task {}, stored task {}, Mm {}, MmCid {}, RwCpu {}); State<Lazy618> {} B",
+            "State<Rewrite> {} B (stored task {}, stored mm {}, CPU {}; unpacked Task {}, Mm {}, MmCid {}); State<Lazy618> {} B",
             std::mem::size_of::<State<Rewrite>>(),
-            std::mem::size_of::<Task<Rewrite>>(),
             std::mem::size_of::<crate::tasks::StoredTask<Rewrite>>(),
+            std::mem::size_of::<crate::rewrite::store::MmStore>(),
+            std::mem::size_of::<crate::rewrite::RwCpu>(),
+            std::mem::size_of::<Task<Rewrite>>(),
             std::mem::size_of::<Mm<Rewrite>>(),
             std::mem::size_of::<mmcid_cid::MmCid>(),
             std::mem::size_of::<crate::rewrite::RwCpu>(),

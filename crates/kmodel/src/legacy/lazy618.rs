@@ -140,7 +140,7 @@ pub fn curr_is_active_user(s: &State<Lazy618>, m: MmId, cpu: CpuId) -> bool {
 /// Mm `m`'s and task `t`'s 6.18 states together.
 /// `mmput`: 6.18 tracks `mm_users` (its allocator bounds CIDs by it).
 fn mmput(s: &mut State<Lazy618>, m: MmId) {
-    s.mms[m as usize].cid.mm_users -= 1;
+    s.mm_mut(m).cid.mm_users -= 1;
 }
 
 /// Does `cpu` busy-wait in `mm_cid_get` (a fallback lap with no free bit below
@@ -151,13 +151,13 @@ pub fn waits(s: &State<Lazy618>, cpu: CpuId) -> bool {
     };
     s.curr(cpu)
         .and_then(|t| s.task(t).mm)
-        .is_some_and(|m| k.waits(s.mm(m)))
+        .is_some_and(|m| k.waits(&s.mm(m)))
 }
 
 /// May the first loop remote-clear `cpu` for mm `m` now (its `curr` is not an active user, its
 /// slot holds a valid CID; time is abstracted)?
 pub fn clear_candidate(s: &State<Lazy618>, m: MmId, cpu: CpuId) -> bool {
-    v6_18::clear_old_candidate(s.mm(m), cpu, curr_is_active_user(s, m, cpu))
+    v6_18::clear_old_candidate(&s.mm(m), cpu, curr_is_active_user(s, m, cpu))
 }
 
 /// The first CPU at or after `from` that is a candidate now (skipping the others is always a
@@ -209,12 +209,12 @@ fn migrate_next(s: &mut State<Lazy618>, cpu: CpuId) {
     let (task, st) = s.cpus[cpu as usize].migrating.take().expect("no migration");
     let m = s.task(task).mm.expect("migrating a task without mm");
     let r = match st {
-        Migrate::Fetched(mc) => v6_18::migrate_steal(&mut s.mms[m as usize].cid, mc),
+        Migrate::Fetched(mc) => v6_18::migrate_steal(&mut s.mm_mut(m).cid, mc),
         Migrate::Stolen(mc) => {
             let busy = curr_is_active_user(s, m, mc.src);
             s.with_mm_task(m, task, |mm, t| v6_18::migrate_unset(mm, t, mc, busy))
         }
-        Migrate::InFlight(mc) => v6_18::migrate_place(&mut s.mms[m as usize].cid, cpu, mc, NOW),
+        Migrate::InFlight(mc) => v6_18::migrate_place(&mut s.mm_mut(m).cid, cpu, mc, NOW),
         Migrate::Done(_) => unreachable!("a finished migration is not stored"),
     };
     if !matches!(r, Migrate::Done(_)) {
@@ -235,17 +235,17 @@ fn compaction_next(s: &mut State<Lazy618>, task: TaskId) {
     let at = s.task(task).cid_op.expect("not in mm_cid_work");
     let next = match at {
         WorkAt::Scan { cpu } => {
-            v6_18::remote_clear_mark(&mut s.mms[m as usize].cid, cpu).map(|cid| WorkAt::Marked { cpu, cid })
+            v6_18::remote_clear_mark(&mut s.mm_mut(m).cid, cpu).map(|cid| WorkAt::Marked { cpu, cid })
         }
         WorkAt::Marked { cpu, cid } => {
             let busy = curr_is_active_user(s, m, cpu);
-            match v6_18::remote_clear_unset(&mut s.mms[m as usize].cid, cpu, cid, busy) {
+            match v6_18::remote_clear_unset(&mut s.mm_mut(m).cid, cpu, cid, busy) {
                 RemoteClear::Unset(cid) => Some(WorkAt::Unset { cpu, cid }),
                 _ => None,
             }
         }
         WorkAt::Unset { cid, .. } => {
-            v6_18::remote_clear_drop(&mut s.mms[m as usize].cid, cid);
+            v6_18::remote_clear_drop(&mut s.mm_mut(m).cid, cid);
             None
         }
     };
@@ -281,6 +281,15 @@ impl Family for Lazy618 {
     type TaskCid = Task618;
     type CidOp = WorkAt;
     type TaskStore = (Task618, Option<WorkAt>);
+    type MmStore = Mm<Self>;
+    #[inline(always)]
+    fn store_mm(mm: &Mm<Self>) -> Mm<Self> {
+        *mm
+    }
+    #[inline(always)]
+    fn load_mm(s: &Mm<Self>) -> Mm<Self> {
+        *s
+    }
     #[inline(always)]
     fn store_task(cid: &Task618, op: Option<&WorkAt>) -> Self::TaskStore {
         (*cid, op.copied())
@@ -435,7 +444,7 @@ impl Family for Lazy618 {
     fn affinity(_p: &Params, s: &mut State<Self>, task: TaskId) {
         let t = s.task(task);
         if let Some(m) = t.mm {
-            v6_18::update_cpus_allowed(&mut s.mms[m as usize].cid, t.affinity);
+            v6_18::update_cpus_allowed(&mut s.mm_mut(m).cid, t.affinity);
         }
     }
     fn work_start(_p: &Params, _s: &mut State<Self>, _task: TaskId, _mm: MmId) {

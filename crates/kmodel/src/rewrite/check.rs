@@ -106,7 +106,7 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
         // took in its continuation; it owns that bit unless the CID is the task's own plain one or
         // its CPU's ONCPU one (those owners are counted above).
         for cpu in 0..s.np() {
-            if let Some(SchedinSpin::TransitLoad { tc }) = s.cpus[cpu as usize].spin {
+            if let Some(SchedinSpin::TransitLoad { tc }) = s.cpus[cpu as usize].spin() {
                 let task_holds = s.curr(cpu).is_some_and(|t| s.task(t).cid.cid == tc);
                 if s.curr(cpu).and_then(|t| s.task(t).mm) == Some(m)
                     && c.slot(cpu) != tc.add_cpu()
@@ -157,7 +157,7 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
     }
     fired.set(
         P::R4,
-        s.cpus.iter().any(|c| c.spin.is_some_and(|x| x.spins()))
+        s.cpus.iter().any(|c| c.spin().is_some_and(|x| x.spins()))
             || (0..s.tasks.len()).any(|t| task_spinning(s, t as u8)),
     );
     fired.push_to(out);

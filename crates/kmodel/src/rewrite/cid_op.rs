@@ -204,7 +204,7 @@ pub fn steps(p: &Params, s: &State<Rewrite>, task: TaskId, out: &mut Vec<Step>) 
         CidOp::ForkGetCid { .. } | CidOp::ExecAssign { .. } => true,
         CidOp::ForkLocked { .. } => lock_owner(s, m).is_none(),
         CidOp::LastUserSync => {
-            let mm = &s.mms[m as usize];
+            let mm = s.mms.at(m as usize);
             mm.irq_work.is_none() && !kworker_running_work(s, m)
         }
         CidOp::TasksToCpus { .. } | CidOp::TasksToCpusBudgeted { .. } | CidOp::CpusToTasks { .. } => {
@@ -260,7 +260,7 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
                 Schedin::Spin(sp) => {
                     // mm_cid_schedin spins in get_cid with this CPU's rq lock held: the CPU
                     // stays in it (SchedinRetry laps); the task releases mutex afterwards.
-                    s.cpus[cpu as usize].spin = Some(sp);
+                    s.cpus[cpu as usize].set_spin(Some(sp));
                     continue_with(s, task, Some(CidOp::ExecAssign { spun: true }));
                 }
             }
@@ -289,13 +289,13 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
         }
         CidOp::LastUserSync => {
             // irq_work_sync(); cancel_work_sync(): nothing can requeue, users == 0.
-            s.mms[m as usize].work_pending = false;
+            s.mm_mut(m).work_pending = false;
             continue_with(s, task, None);
         }
         CidOp::Work => {
-            let r = if s.mms[m as usize].work_pending {
-                s.mms[m as usize].work_pending = false;
-                cid::work_locked(&mut s.mms[m as usize].cid, sw)
+            let r = if s.mms.at(m as usize).work_pending {
+                s.mm_mut(m).work_pending = false;
+                cid::work_locked(&mut s.mm_mut(m).cid, sw)
             } else {
                 Work::Done
             };

@@ -14,7 +14,7 @@ use crate::trace::{cn, tn};
 /// The kernel function of a 7.0-family step (`None`: the kernel names it).
 pub fn name(p: &Params, s: &State<Rewrite>, step: Step) -> Option<(String, &'static str, Option<String>)> {
     Some(match step {
-        Step::SchedinRetry { cpu } if s.cpus[cpu as usize].spin.is_some_and(|x| !x.spins()) => {
+        Step::SchedinRetry { cpu } if s.cpus[cpu as usize].spin().is_some_and(|x| !x.spins()) => {
             (cn(cpu), "from_task_transit_load", None)
         }
         Step::SchedinRetry { cpu } => (cn(cpu), "get_cid_retry", None),
@@ -59,13 +59,13 @@ pub fn name(p: &Params, s: &State<Rewrite>, step: Step) -> Option<(String, &'sta
 /// What a step changed in the CPUs' and mms' CID state.
 pub fn effects(before: &State<Rewrite>, after: &State<Rewrite>, out: &mut Vec<String>) {
     for (i, (a, b)) in before.cpus.iter().zip(&after.cpus).enumerate() {
-        let spins = |c: &crate::rewrite::RwCpu| c.spin.is_some_and(|x| x.spins());
+        let spins = |c: &crate::rewrite::RwCpu| c.spin().is_some_and(|x| x.spins());
         if !spins(a) && spins(b) {
             out.push("get_cid: no free CID, spins (rq lock held)".to_string());
         } else if spins(a) && !spins(b) {
             out.push(format!("CPU{i} stops spinning"));
         }
-        if let Some(SchedinSpin::TransitLoad { tc }) = b.spin {
+        if let Some(SchedinSpin::TransitLoad { tc }) = b.spin() {
             out.push(format!("from_task chose {tc}; next: READ_ONCE(transit)"));
         }
     }
@@ -139,7 +139,7 @@ pub fn state_line(s: &State<Rewrite>) -> String {
     }
     for c in 0..s.np() {
         let curr = s.curr(c).map_or_else(|| "-".to_string(), tn);
-        let spin = if s.cpus[c as usize].spin.is_some_and(|x| x.spins()) {
+        let spin = if s.cpus[c as usize].spin().is_some_and(|x| x.spins()) {
             " SPIN"
         } else {
             ""
@@ -185,7 +185,7 @@ pub fn state_report(s: &State<Rewrite>) -> String {
         );
         for cpu in 0..s.np() {
             let curr = s.curr(cpu).map_or_else(|| "idle".to_string(), tn);
-            let spin = if s.cpus[cpu as usize].spin.is_some_and(|x| x.spins()) {
+            let spin = if s.cpus[cpu as usize].spin().is_some_and(|x| x.spins()) {
                 ", SPINNING in get_cid with its rq lock held"
             } else {
                 ""
@@ -361,7 +361,7 @@ pub fn explain(property: &str, agent: Option<u16>, s: &State<Rewrite>) -> String
     }
     let head = match (property, agent) {
         ("stall", Some(cpu)) | ("livelock", Some(cpu)) => {
-            let holder = if s.cpus[cpu as usize].spin.is_some() {
+            let holder = if s.cpus[cpu as usize].spin().is_some() {
                 "in schedin, holding its rq lock with IRQs off".to_string()
             } else {
                 let t = s.curr(cpu as u8);

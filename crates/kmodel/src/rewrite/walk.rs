@@ -206,7 +206,7 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, walker: TaskId, m: MmId) {
                 Some(t) => s.with_mm_task(m, t, |mm, task| {
                     cid::fixup_cpus_to_tasks_visit(mm, c, Some(task), sw)
                 }),
-                None => cid::fixup_cpus_to_tasks_visit(&mut s.mms[m as usize].cid, c, None, sw),
+                None => cid::fixup_cpus_to_tasks_visit(&mut s.mm_mut(m).cid, c, None, sw),
             }
             s.task_mut(walker).cid_op = cursor;
         }
@@ -224,7 +224,7 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, walker: TaskId, m: MmId) {
 /// `mm_cid_complete_transit`, then whatever the initiator does next.
 fn complete(p: &Params, s: &mut State<Rewrite>, walker: TaskId, m: MmId, mode: Mode) {
     let op = s.task(walker).cid_op.expect("walking");
-    cid::complete_transit(&mut s.mms[m as usize].cid, mode, &p.sw);
+    cid::complete_transit(&mut s.mm_mut(m).cid, mode, &p.sw);
     let next = match op {
         CidOp::CpusToTasks {
             then: AfterCpusToTasks::ForkGetCid(child),
