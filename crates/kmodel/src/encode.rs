@@ -8,6 +8,10 @@
 //! number is small (the usual case), with an escape to the full 32-bit word otherwise; a length
 //! before each list; the per-CPU slots of an mm only up to its `np`.
 //!
+//! What a state already stores packed is written as it is stored: every task's
+//! [`crate::tasks::StoredTask`] bytes, and the 7.0 family's mms ([`crate::rewrite::store`]) and
+//! CPUs ([`crate::rewrite::RwCpu`]). Their packing is lossless, so the encoding stays injective.
+//!
 //! Why by hand rather than through serde (every state type also derives serde, and postcard was
 //! tried first): the encoding runs once per explored transition, and a serde format went through
 //! the full visitor machinery per field: measured on the default bound it cost 2.3× as much as

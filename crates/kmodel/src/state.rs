@@ -504,7 +504,6 @@ mod size_tests {
             std::mem::size_of::<Task<Rewrite>>(),
             std::mem::size_of::<Mm<Rewrite>>(),
             std::mem::size_of::<mmcid_cid::MmCid>(),
-            std::mem::size_of::<crate::rewrite::RwCpu>(),
             std::mem::size_of::<State<Lazy618>>(),
         );
         println!("{sizes}");

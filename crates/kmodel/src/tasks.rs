@@ -29,9 +29,14 @@ pub struct StoredTask<F: Family> {
     family: F::TaskStore,
 }
 
+/// All-zero bits: the filler of unused slots (a `New` task of group 0 in user space; only the
+/// first `len` tasks of a [`Tasks`] count).
 impl<F: Family> Default for StoredTask<F> {
     fn default() -> Self {
-        StoredTask::store(&Task::default())
+        StoredTask {
+            kernel: [0; 5],
+            family: F::TaskStore::default(),
+        }
     }
 }
 

@@ -373,12 +373,10 @@ impl Family for Lazy618 {
         }
         if let Some(n) = next
             && let Some(m) = s.task(n).mm
-        {
-            if let Some(LegacyAlloc::Spin(k)) =
+            && let Some(LegacyAlloc::Spin(k)) =
                 s.with_mm_task(m, n, |mm, t| v6_18::switch_in(mm, cpu, t, NOW))
-            {
-                s.cpus[cpu as usize].get = Some(k);
-            }
+        {
+            s.cpus[cpu as usize].get = Some(k);
         }
     }
     /// `activate_task` with MIGRATED → the first step of `sched_mm_cid_migrate_to` (the rest are

@@ -220,7 +220,7 @@ pub fn steps(p: &Params, s: &State<Rewrite>, task: TaskId, out: &mut Vec<Step>) 
 pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
     let sw = &p.sw;
     let t = s.task(task);
-    let m = s.op_mm(&t).expect("CID op without mm");
+    let m = s.op_mm(t).expect("CID op without mm");
     let cpu = t.cpu;
     match t.cid_op.expect("inside a CID operation") {
         CidOp::Fork { t: child } | CidOp::ForkLocked { t: child } => {
@@ -318,7 +318,7 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
 /// Another lap of a `get_cid` loop inside the task's fork.
 pub fn retry(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
     let t = s.task(task);
-    let m = s.op_mm(&t).expect("CID op without mm");
+    let m = s.op_mm(t).expect("CID op without mm");
     let (child, locked_first) = match t.cid_op {
         Some(CidOp::ForkSpinLocked { t, first_user }) => (t, first_user),
         Some(CidOp::ForkSpinMutex { t }) => (t, false),

@@ -208,10 +208,9 @@ impl Family for Rewrite {
         }
         if let Some(n) = next
             && let Some(m) = s.task(n).mm
+            && let Schedin::Spin(sp) = s.with_mm_task(m, n, |mm, t| cid::schedin(mm, t, cpu, &p.sw))
         {
-            if let Schedin::Spin(sp) = s.with_mm_task(m, n, |mm, t| cid::schedin(mm, t, cpu, &p.sw)) {
-                s.cpus[cpu as usize].set_spin(Some(sp));
-            }
+            s.cpus[cpu as usize].set_spin(Some(sp));
         }
     }
     fn migrated(_p: &Params, _s: &mut State<Self>, _task: TaskId, _from: CpuId, _to: CpuId) {}
