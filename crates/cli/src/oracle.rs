@@ -178,6 +178,9 @@ pub struct Bench {
     pub format_version: u32,
     /// The configuration.
     pub config: Config,
+    /// `size_of` the design family's in-memory state (what each successor copies; the engine
+    /// stores states encoded, see `bytes_per_state`).
+    pub state_bytes: usize,
     /// Our engine, symmetry and liveness off, one worker.
     pub ours: EngineFigures,
     /// The same with `--workers` workers (absent when that is 1).
@@ -271,6 +274,7 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
         ratio: ours.states_per_s / stateright.states_per_s,
         verdict_ratio: stateright.seconds / ours_reduced.seconds.max(1e-9),
         config: cfg,
+        state_bytes: std::mem::size_of::<mmcid_kmodel::state::State<F>>(),
         ours,
         ours_workers,
         workers: a.workers,
@@ -282,6 +286,7 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
     } else {
         let mut s = String::new();
         let _ = writeln!(s, "mmcid bench | {}", args_line(&b.config));
+        let _ = writeln!(s, "in-memory state: {} bytes", b.state_bytes);
         let _ = writeln!(
             s,
             "{:<52} {:>12} {:>9} {:>14} {:>14} {:>14}",

@@ -8,6 +8,10 @@
 //! number is small (the usual case), with an escape to the full 32-bit word otherwise; a length
 //! before each list; the per-CPU slots of an mm only up to its `np`.
 //!
+//! What a state already stores packed is written as it is stored: every task's
+//! [`crate::tasks::StoredTask`] bytes, and the 7.0 family's mms ([`crate::rewrite::store`]) and
+//! CPUs ([`crate::rewrite::RwCpu`]). Their packing is lossless, so the encoding stays injective.
+//!
 //! Why by hand rather than through serde (every state type also derives serde, and postcard was
 //! tried first): the encoding runs once per explored transition, and a serde format went through
 //! the full visitor machinery per field: measured on the default bound it cost 2.3× as much as
@@ -36,6 +40,7 @@ use crate::legacy::lazy618::{Cpu618, WorkAt};
 use crate::rewrite::RwCpu;
 use crate::rewrite::cid_op::{AfterCpusToTasks, CidOp};
 use crate::state::*;
+use crate::tasks::{StoredTask, Tasks};
 
 /// Appends the encoding of `s` to `out`.
 pub fn encode<F: Family>(s: &State<F>, out: &mut Vec<u8>) {
@@ -184,6 +189,102 @@ impl<T: Pack + Copy + Default, const N: usize> Pack for Fixed<T, N> {
     }
 }
 
+impl<const N: usize> Pack for [u8; N] {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(self);
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Self {
+        let mut a = [0; N];
+        a.copy_from_slice(&r.b[r.i..r.i + N]);
+        r.i += N;
+        a
+    }
+}
+
+/// The legacy families' stored task part: their CID state and CID operation as they are.
+macro_rules! pack_pair {
+    ($($a:ty, $b:ty);*) => {$(
+        impl Pack for ($a, $b) {
+            #[inline(always)]
+            fn pack(&self, w: &mut Vec<u8>) {
+                self.0.pack(w);
+                self.1.pack(w);
+            }
+            #[inline(always)]
+            fn unpack(r: &mut Reader<'_>) -> Self {
+                let a = <$a>::unpack(r);
+                (a, <$b>::unpack(r))
+            }
+        }
+    )*};
+}
+pack_pair!(Task618, Option<WorkAt>; Task63, Option<NoCidOp>);
+
+/// A stored task as it is stored: its 5 kernel bytes, then the family's store.
+impl<F: Family> Pack for StoredTask<F> {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(self.kernel());
+        self.family().pack(w);
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Self {
+        let k = <[u8; 5]>::unpack(r);
+        StoredTask::from_parts(k, F::TaskStore::unpack(r))
+    }
+}
+
+impl Pack for crate::rewrite::store::MmStore {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(&self.bytes());
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Self {
+        crate::rewrite::store::MmStore::from_bytes(<[u8; 26]>::unpack(r))
+    }
+}
+
+impl<F: Family> Pack for crate::mms::Mms<F> {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        w.push(self.len() as u8);
+        for m in self.stored() {
+            m.pack(w);
+        }
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Self {
+        let n = r.byte();
+        let mut ms = crate::mms::Mms::default();
+        for _ in 0..n {
+            ms.push_stored(F::MmStore::unpack(r));
+        }
+        ms
+    }
+}
+
+impl<F: Family> Pack for Tasks<F> {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        w.push(self.len() as u8);
+        for t in self.stored() {
+            t.pack(w);
+        }
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Self {
+        let n = r.byte();
+        let mut ts = Tasks::default();
+        for _ in 0..n {
+            ts.push_stored(StoredTask::unpack(r));
+        }
+        ts
+    }
+}
+
 impl Pack for () {
     fn pack(&self, _w: &mut Vec<u8>) {}
     fn unpack(_r: &mut Reader<'_>) {}
@@ -329,6 +430,7 @@ impl<F: Family> Pack for Task<F> {
             self.cpu,
             self.affinity,
             self.vfork_parent.unwrap_or(0),
+            self.thread_pos,
         ]);
         self.sched.pack(w);
         self.op.pack(w);
@@ -340,7 +442,8 @@ impl<F: Family> Pack for Task<F> {
     #[inline(always)]
     fn unpack(r: &mut Reader<'_>) -> Self {
         let flags = r.byte();
-        let (mm, group, cpu, affinity, parent) = (r.byte(), r.byte(), r.byte(), r.byte(), r.byte());
+        let (mm, group, cpu, affinity, parent, thread_pos) =
+            (r.byte(), r.byte(), r.byte(), r.byte(), r.byte(), r.byte());
         Task {
             kworker: flags & 1 != 0,
             killed: flags & 2 != 0,
@@ -349,6 +452,7 @@ impl<F: Family> Pack for Task<F> {
             cpu,
             affinity,
             vfork_parent: (flags & 8 != 0).then_some(parent),
+            thread_pos,
             sched: Sched::unpack(r),
             op: Op::unpack(r),
             cid_op: (flags & 16 != 0).then(|| F::CidOp::unpack(r)),
@@ -357,7 +461,6 @@ impl<F: Family> Pack for Task<F> {
     }
 }
 
-pack_struct!(Group { threads });
 pack_struct!(Budgets {
     forks,
     vforks,
@@ -393,7 +496,6 @@ impl<F: Family> Pack for State<F> {
         self.cpus.pack(w);
         self.tasks.pack(w);
         self.mms.pack(w);
-        self.groups.pack(w);
         self.process_list.pack(w);
         self.left.pack(w);
     }
@@ -403,7 +505,6 @@ impl<F: Family> Pack for State<F> {
             cpus: Pack::unpack(r),
             tasks: Pack::unpack(r),
             mms: Pack::unpack(r),
-            groups: Pack::unpack(r),
             process_list: Pack::unpack(r),
             left: Pack::unpack(r),
         }
@@ -579,7 +680,16 @@ impl Pack for SchedinSpin {
     }
 }
 
-pack_struct!(RwCpu { spin });
+impl Pack for RwCpu {
+    #[inline(always)]
+    fn pack(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(&self.bytes());
+    }
+    #[inline(always)]
+    fn unpack(r: &mut Reader<'_>) -> Self {
+        RwCpu::from_bytes(<[u8; 2]>::unpack(r))
+    }
+}
 
 impl Pack for CidOp {
     #[inline(always)]

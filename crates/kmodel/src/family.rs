@@ -83,6 +83,20 @@ pub trait Family:
         + Serialize
         + DeserializeOwned
         + Pack;
+    /// How a stored task keeps its [`Family::TaskCid`] and [`Family::CidOp`] ([`crate::tasks`]):
+    /// packed where the family's state allows (7.0: 4 bytes), else the pair itself.
+    type TaskStore: Copy + Clone + Debug + Default + PartialEq + Eq + Hash + Send + Sync + Pack;
+    /// Packs a task's CID state and CID operation.
+    fn store_task(cid: &Self::TaskCid, op: Option<&Self::CidOp>) -> Self::TaskStore;
+    /// Unpacks what [`Family::store_task`] packed.
+    fn load_task(s: &Self::TaskStore) -> (Self::TaskCid, Option<Self::CidOp>);
+    /// How a state stores an mm ([`crate::mms`]): packed where the family's state allows (7.0:
+    /// 26 bytes), else the [`crate::state::Mm`] itself.
+    type MmStore: Copy + Clone + Debug + Default + PartialEq + Eq + Hash + Send + Sync + Pack;
+    /// Packs an mm.
+    fn store_mm(mm: &crate::state::Mm<Self>) -> Self::MmStore;
+    /// Unpacks what [`Family::store_mm`] packed.
+    fn load_mm(s: &Self::MmStore) -> crate::state::Mm<Self>;
     /// An mm's CID state.
     type MmCid: Copy
         + Clone

@@ -40,6 +40,7 @@ pub fn initial<F: Family>(cfg: &Config) -> Result<(Params, State<F>), String> {
         mm: Some(0),
         sched: Sched::Running,
         affinity: mask,
+        thread_pos: 1,
         // The process's first task is about to return from execve.
         op: Op::Exec {
             at: ExecAt::After,
@@ -50,11 +51,8 @@ pub fn initial<F: Family>(cfg: &Config) -> Result<(Params, State<F>), String> {
     };
     let mut s = State {
         cpus: Fixed::from_slice(&vec![F::CpuCid::default(); np as usize]),
-        tasks: Fixed::from_slice(&[t0]),
-        mms: Fixed::from_slice(&[Mm::new(np, mask)]),
-        groups: Fixed::from_slice(&[Group {
-            threads: Fixed::from_slice(&[0]),
-        }]),
+        tasks: crate::tasks::Tasks::from_slice(&[t0]),
+        mms: crate::mms::Mms::from_slice(&[Mm::new(np, mask)]),
         process_list: Fixed::from_slice(&[0]),
         left: Budgets {
             forks: cfg.threads - 1,

@@ -3,14 +3,16 @@
 //! A deterministic state machine of the parts of Linux that the CID code runs inside: CPUs with
 //! their run queues and `rq->curr`, tasks (thread group, mm, scheduler state, CPU, affinity, and
 //! the *program point* of the kernel operation each is in), mms with their CID state and deferred
-//! work, the thread lists and the process list in publication order, and operation budgets. Its
+//! work, the thread lists (as each task's list position) and the process list in publication order, and
+//! operation budgets. Its
 //! transitions ([`ops::Step`]) are the kernel's atomic steps, each a critical section taken under
 //! exactly the locks the spec names (`shared/spec/kernel-mmcid.md` section 10), so that the
 //! interleavings the checker explores are the kernel's. The CID algorithm itself is
 //! `mmcid-cid`; this crate only decides *when* each of its functions runs and with what.
 //!
 //! ## Shape
-//! - [`state`]: the [`state::State`] (Copy, no heap: millions are stored). Derived facts are
+//! - [`state`]: the [`state::State`] (Copy, no heap: millions are stored; tasks packed, see
+//!   [`tasks`]). Derived facts are
 //!   computed: `rq->curr` and run queues from the tasks' scheduler states, lock owners from the
 //!   program points ([`rewrite::cid_op::mutex_owner`], [`rewrite::cid_op::lock_owner`],
 //!   [`state::State::rq_locked`]).
@@ -48,6 +50,7 @@ pub mod init;
 pub mod invariants;
 pub mod legacy;
 pub mod matrix;
+pub mod mms;
 pub mod model;
 pub mod ops;
 pub mod replay;
@@ -55,6 +58,7 @@ pub mod rewrite;
 pub mod scenario;
 pub mod state;
 pub mod symmetry;
+pub mod tasks;
 pub mod trace;
 pub use config::{Budgets, Config, DESIGNS, Design, FamilyKind};
 pub use family::{Family, Lazy618, ModelVisitor, PerSwitch63, Rewrite, with_model};

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::family::Family;
 use crate::fixed::Fixed;
+use crate::mms::{MmMut, Mms};
+use crate::tasks::{TaskMut, Tasks};
 
 /// The state's capacities are the configuration's limits ([`crate::config`] checks them).
 pub use crate::config::{MAX_GROUPS, MAX_MMS, MAX_TASKS};
@@ -171,6 +173,10 @@ pub struct Task<F: Family> {
     pub killed: bool,
     /// For a vfork child: the parent waiting for it.
     pub vfork_parent: Option<TaskId>,
+    /// Its place on its thread group's thread list (`signal->thread_head`): 0 while unpublished,
+    /// else 1 for the first thread published into the group, 2 for the next, … The thread lists
+    /// and who is published are derived from it ([`State::threads`], [`State::published`]).
+    pub thread_pos: u8,
     /// The family's CID state of the task.
     pub cid: F::TaskCid,
 }
@@ -188,6 +194,7 @@ impl<F: Family> Default for Task<F> {
             cid_op: None,
             killed: false,
             vfork_parent: None,
+            thread_pos: 0,
             cid: F::TaskCid::default(),
         }
     }
@@ -222,13 +229,6 @@ impl<F: Family> Default for Mm<F> {
     }
 }
 
-/// A thread group: its thread list, leader first, then in publication order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Group {
-    /// Published threads.
-    pub threads: Fixed<TaskId, MAX_TASKS>,
-}
-
 /// Remaining operation budgets (see [`crate::Budgets`]).
 pub type Remaining = crate::config::Budgets;
 
@@ -239,13 +239,14 @@ pub struct State<F: Family> {
     /// The CPUs (`np` of them): what each is in the middle of. `rq->curr` and the run queues are
     /// derived from the tasks.
     pub cpus: Fixed<F::CpuCid, MAX_CPUS>,
-    /// All tasks ever created (dead ones stay: they are not reaped).
-    pub tasks: Fixed<Task<F>, MAX_TASKS>,
-    /// All mms ever created.
-    pub mms: Fixed<Mm<F>, MAX_MMS>,
-    /// Thread groups.
-    pub groups: Fixed<Group, MAX_GROUPS>,
-    /// The global process list: published groups, in publication order.
+    /// All tasks ever created (dead ones stay: they are not reaped), packed ([`crate::tasks`]).
+    pub tasks: Tasks<F>,
+    /// All mms ever created, in the family's stored form ([`crate::mms`]).
+    pub mms: Mms<F>,
+    /// The global process list (`init_task.tasks`): published thread groups, in publication
+    /// order. Stored, not derived: which group was published first is not visible in the tasks
+    /// (a per-task global publication number would tell apart states the lists do not). The
+    /// thread lists themselves are derived ([`State::threads`]).
     pub process_list: Fixed<GroupId, MAX_GROUPS>,
     /// Operations left to start.
     #[serde(with = "budgets_as_tuple")]
@@ -297,30 +298,35 @@ impl<F: Family> State<F> {
     }
     /// `rq->curr` of `cpu` (`None`: idle, or a task outside the model).
     pub fn curr(&self, cpu: CpuId) -> Option<TaskId> {
-        self.tasks
-            .iter()
-            .position(|t| t.sched == Sched::Running && t.cpu == cpu)
+        (0..self.tasks.len())
+            .find(|&i| self.tasks.sched_cpu(i) == (Sched::Running, cpu))
             .map(|i| i as TaskId)
     }
     /// The runnable tasks queued on `cpu`, in task order.
     pub fn runqueue(&self, cpu: CpuId) -> impl Iterator<Item = TaskId> + '_ {
-        self.tasks
-            .iter()
-            .enumerate()
-            .filter(move |(_, t)| t.sched == Sched::Runnable && t.cpu == cpu)
-            .map(|(i, _)| i as TaskId)
+        (0..self.tasks.len())
+            .filter(move |&i| self.tasks.sched_cpu(i) == (Sched::Runnable, cpu))
+            .map(|i| i as TaskId)
     }
-    /// Task `t`.
-    pub fn task(&self, t: TaskId) -> &Task<F> {
-        &self.tasks[t as usize]
+    /// Task `t` (a copy, unpacked).
+    #[inline(always)]
+    pub fn task(&self, t: TaskId) -> Task<F> {
+        self.tasks.at(t as usize)
     }
-    /// Task `t`, mutably.
-    pub fn task_mut(&mut self, t: TaskId) -> &mut Task<F> {
-        &mut self.tasks[t as usize]
+    /// Task `t` for writing: changes are stored when the returned guard is dropped.
+    #[inline(always)]
+    pub fn task_mut(&mut self, t: TaskId) -> TaskMut<'_, F> {
+        TaskMut::new(&mut self.tasks, t as usize)
     }
     /// The CID state of mm `m`.
-    pub fn mm(&self, m: MmId) -> &F::MmCid {
-        &self.mms[m as usize].cid
+    #[inline(always)]
+    pub fn mm(&self, m: MmId) -> F::MmCid {
+        self.mms.at(m as usize).cid
+    }
+    /// Mm `m` for writing: changes are stored when the returned guard is dropped.
+    #[inline(always)]
+    pub fn mm_mut(&mut self, m: MmId) -> MmMut<'_, F> {
+        MmMut::new(&mut self.mms, m as usize)
     }
 
     /// Is the task's context switch complete (it runs, and its CPU is not still inside the
@@ -347,17 +353,49 @@ impl<F: Family> State<F> {
 
     /// The mm a task's CID operation works on: the kworker's work mm, else the task's own mm
     /// (for a fork, the child shares it; for exec, `current.mm` at that point).
-    pub fn op_mm(&self, t: &Task<F>) -> Option<MmId> {
+    pub fn op_mm(&self, t: impl std::borrow::Borrow<Task<F>>) -> Option<MmId> {
+        let t = t.borrow();
         match t.op {
             Op::Work { mm } => Some(mm),
             _ => t.mm,
         }
     }
 
-    /// Is `t` published (in a thread list of a group on the process list)?
+    /// Is `t` published (in a thread list of a group on the process list)? A thread is put on
+    /// its group's list, and a new group on the process list, in the same step (`copy_process`
+    /// under the tasklist lock), so being on a thread list is enough.
     pub fn published(&self, t: TaskId) -> bool {
-        let g = self.task(t).group;
-        self.process_list.contains(&g) && self.groups[g as usize].threads.contains(&t)
+        self.task(t).thread_pos != 0
+    }
+
+    /// The thread list of group `g` (`for_each_thread`): its published threads in publication
+    /// order, leader first. Threads are only ever added at the tail (`list_add_tail_rcu` in
+    /// `copy_process`): the model reaps no task (dead ones stay listed) and does not model
+    /// `de_thread`'s leader exchange, so positions never change once given.
+    pub fn threads(&self, g: GroupId) -> Fixed<TaskId, MAX_TASKS> {
+        let mut slots = [0 as TaskId; MAX_TASKS];
+        let mut n = 0;
+        for (i, t) in self.tasks.iter().enumerate() {
+            if t.group == g && t.thread_pos != 0 {
+                slots[t.thread_pos as usize - 1] = i as TaskId;
+                n += 1;
+            }
+        }
+        Fixed::from_slice(&slots[..n])
+    }
+
+    /// Number of thread groups created so far (group ids are handed out in order, each to the
+    /// vfork child it is created for, which keeps it even if the fork fails).
+    pub fn group_count(&self) -> usize {
+        self.tasks.iter().map(|t| t.group as usize + 1).max().unwrap_or(0)
+    }
+
+    /// The non-empty thread lists, by group id.
+    pub fn thread_lists(&self) -> Vec<Fixed<TaskId, MAX_TASKS>> {
+        (0..self.group_count())
+            .map(|g| self.threads(g as GroupId))
+            .filter(|l| !l.is_empty())
+            .collect()
     }
 
     /// Is the task in user space with nothing in progress (the point where I2 applies and new
@@ -408,12 +446,67 @@ impl<F: Family> State<F> {
         })
     }
 
+    /// Runs `f` on mm `m`'s and task `t`'s CID states (the task is unpacked for the call and
+    /// stored again after it).
+    #[inline(always)]
+    pub fn with_mm_task<R>(
+        &mut self,
+        m: MmId,
+        t: TaskId,
+        f: impl FnOnce(&mut F::MmCid, &mut F::TaskCid) -> R,
+    ) -> R {
+        let mut mm = MmMut::new(&mut self.mms, m as usize);
+        let mut task = TaskMut::new(&mut self.tasks, t as usize);
+        f(&mut mm.cid, &mut task.cid)
+    }
+
+    /// Runs `f` on mm `m`'s CID state and the CID states of tasks `a` and `b` (`a != b`).
+    pub fn with_mm_two<R>(
+        &mut self,
+        m: MmId,
+        a: TaskId,
+        b: TaskId,
+        f: impl FnOnce(&mut F::MmCid, &mut F::TaskCid, &mut F::TaskCid) -> R,
+    ) -> R {
+        assert_ne!(a, b);
+        let (mut ta, mut tb) = (self.task(a), self.task(b));
+        let r = f(&mut self.mm_mut(m).cid, &mut ta.cid, &mut tb.cid);
+        self.tasks.set(a as usize, ta);
+        self.tasks.set(b as usize, tb);
+        r
+    }
+
     /// The tasks of mm `m` (`t.mm == Some(m)`), with their ids.
-    pub fn tasks_of(&self, m: MmId) -> impl Iterator<Item = (TaskId, &Task<F>)> + '_ {
+    pub fn tasks_of(&self, m: MmId) -> impl Iterator<Item = (TaskId, Task<F>)> + '_ {
         self.tasks
             .iter()
             .enumerate()
             .filter(move |(_, t)| t.mm == Some(m))
             .map(|(i, t)| (i as TaskId, t))
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::family::{Lazy618, Rewrite};
+
+    /// Issue 9's target for the 7.0 family's in-memory state (a state is copied for every
+    /// successor). Also printed by `mmcid bench`.
+    #[test]
+    fn a_7_0_state_is_at_most_256_bytes() {
+        let sizes = format!(
+            "State<Rewrite> {} B (stored task {}, stored mm {}, CPU {}; unpacked Task {}, Mm {}, MmCid {}); State<Lazy618> {} B",
+            std::mem::size_of::<State<Rewrite>>(),
+            std::mem::size_of::<crate::tasks::StoredTask<Rewrite>>(),
+            std::mem::size_of::<crate::rewrite::store::MmStore>(),
+            std::mem::size_of::<crate::rewrite::RwCpu>(),
+            std::mem::size_of::<Task<Rewrite>>(),
+            std::mem::size_of::<Mm<Rewrite>>(),
+            std::mem::size_of::<mmcid_cid::MmCid>(),
+            std::mem::size_of::<State<Lazy618>>(),
+        );
+        println!("{sizes}");
+        assert!(std::mem::size_of::<State<Rewrite>>() <= 256, "{sizes}");
     }
 }

@@ -1,14 +1,14 @@
 //! Symmetry reduction: tasks are interchangeable up to renaming.
 //!
 //! Task ids are names: nothing in the model's semantics depends on their numeric order (new tasks
-//! take the next free index; every order that matters — thread lists, the process list,
+//! take the next free index; every order that matters — thread lists (per-task positions), the process list,
 //! `user_list` — is stored explicitly as a list). So renaming the tasks consistently everywhere
 //! gives a state that behaves identically. The representative sorts tasks by everything they
 //! carry except the names of other tasks (a stable sort, so ties keep their order) and renames
 //! all references. Two symmetric states may still get different representatives when their tasks
 //! tie on that key but differ in references; that only costs reduction, never soundness.
 //!
-//! References to tasks outside the tasks themselves (thread lists, and whatever the family keeps:
+//! References to tasks outside the tasks themselves (whatever the family keeps:
 //! `user_list`, a 6.18 CPU's migration in progress) are renamed too ([`Family::rename`]).
 //!
 //! Not reduced: CPUs (the CPU→task walk visits them in ascending order, and affinities and slots
@@ -35,7 +35,7 @@ pub fn canonical_order<F: Family>(s: &State<F>) -> Option<Order> {
     let n = s.tasks.len();
     let mut keys = [0u128; MAX_TASKS];
     for (k, t) in keys.iter_mut().zip(s.tasks.iter()) {
-        *k = key(t);
+        *k = key(&t);
     }
     if keys[..n].is_sorted() {
         return None;
@@ -67,12 +67,7 @@ pub fn permuted<F: Family>(s: &State<F>, order: &Order) -> State<F> {
     let r = |t: TaskId| map[t as usize];
     let mut out = *s;
     for (new, &old) in order.old[..order.n].iter().enumerate() {
-        out.tasks[new] = rename_task(&s.tasks[old as usize], r);
-    }
-    for g in out.groups.iter_mut() {
-        for t in g.threads.iter_mut() {
-            *t = r(*t);
-        }
+        out.tasks.set(new, rename_task(&s.tasks.at(old as usize), r));
     }
     F::rename(&mut out, &r);
     out

@@ -190,22 +190,14 @@ pub fn effects<F: Family>(before: &State<F>, after: &State<F>) -> Vec<Effect> {
         match before.tasks.get(i as usize) {
             None => out.push(Effect::TaskCreated { task: i }),
             Some(ta) => {
-                F::task_effects(i, ta, tb, &mut out);
-                sched_effects(i, ta, tb, F::REPORTS_MOVES, &mut out);
+                F::task_effects(i, &ta, &tb, &mut out);
+                sched_effects(i, &ta, &tb, F::REPORTS_MOVES, &mut out);
             }
         }
     }
     // Publication changes a thread list or the process list (a vfork's copy step only creates
     // the child's empty group).
-    let lists = |s: &State<F>| {
-        let threads: Vec<_> = s
-            .groups
-            .iter()
-            .filter(|g| !g.threads.is_empty())
-            .copied()
-            .collect();
-        (threads, s.process_list)
-    };
+    let lists = |s: &State<F>| (s.thread_lists(), s.process_list);
     if lists(before) != lists(after) {
         out.push(Effect::Published);
     }
@@ -443,10 +435,10 @@ pub fn snapshot<F: Family>(s: &State<F>) -> Snapshot {
             .collect(),
         mms: (0..s.mms.len() as MmId)
             .map(|m| {
-                let mm = &s.mms[m as usize];
+                let mm = s.mms.get(m as usize).expect("an mm of the state");
                 MmSnapshot {
                     mm: m,
-                    cid: F::mm_snapshot(s.mm(m)),
+                    cid: F::mm_snapshot(&mm.cid),
                     irq_work: mm.irq_work,
                     work_pending: mm.work_pending,
                 }
@@ -507,7 +499,7 @@ pub fn bit_owners<F: Family>(s: &State<F>, m: MmId) -> Vec<BitOwners> {
 
 /// The CID a task shows.
 pub fn task_cid<F: Family>(s: &State<F>, t: TaskId) -> String {
-    F::task_cid(s.task(t))
+    F::task_cid(&s.task(t))
 }
 
 /// The kernel operation a task is in, in kernel words (state reports).

@@ -36,7 +36,7 @@ pub fn render_columns<F: Family>(
     let _ = write!(out, "{:>4} ", 0);
     for c in 0..np {
         let cell = match init.curr(c) {
-            Some(t) => format!("{} cid {}", tn(t), F::task_cid(init.task(t))),
+            Some(t) => format!("{} cid {}", tn(t), F::task_cid(&init.task(t))),
             None => "idle".to_string(),
         };
         let _ = write!(out, "{:<W$}", cell);

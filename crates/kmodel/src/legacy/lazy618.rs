@@ -139,13 +139,9 @@ pub fn curr_is_active_user(s: &State<Lazy618>, m: MmId, cpu: CpuId) -> bool {
 }
 
 /// Mm `m`'s and task `t`'s 6.18 states together.
-fn both(s: &mut State<Lazy618>, m: MmId, t: TaskId) -> (&mut Mm618, &mut Task618) {
-    (&mut s.mms[m as usize].cid, &mut s.tasks[t as usize].cid)
-}
-
 /// `mmput`: 6.18 tracks `mm_users` (its allocator bounds CIDs by it).
 fn mmput(s: &mut State<Lazy618>, m: MmId) {
-    s.mms[m as usize].cid.mm_users -= 1;
+    s.mm_mut(m).cid.mm_users -= 1;
 }
 
 /// Does `cpu` busy-wait in `mm_cid_get` (a fallback lap with no free bit below
@@ -156,13 +152,13 @@ pub fn waits(s: &State<Lazy618>, cpu: CpuId) -> bool {
     };
     s.curr(cpu)
         .and_then(|t| s.task(t).mm)
-        .is_some_and(|m| k.waits(s.mm(m)))
+        .is_some_and(|m| k.waits(&s.mm(m)))
 }
 
 /// May the first loop remote-clear `cpu` for mm `m` now (its `curr` is not an active user, its
 /// slot holds a valid CID; time is abstracted)?
 pub fn clear_candidate(s: &State<Lazy618>, m: MmId, cpu: CpuId) -> bool {
-    v6_18::clear_old_candidate(s.mm(m), cpu, curr_is_active_user(s, m, cpu))
+    v6_18::clear_old_candidate(&s.mm(m), cpu, curr_is_active_user(s, m, cpu))
 }
 
 /// The first CPU at or after `from` that is a candidate now (skipping the others is always a
@@ -204,8 +200,7 @@ fn get_retry(s: &mut State<Lazy618>, cpu: CpuId) {
     let k = s.cpus[cpu as usize].get.take().expect("not in mm_cid_get");
     let t = s.curr(cpu).expect("mm_cid_get without curr");
     let m = s.task(t).mm.expect("mm_cid_get for a task without mm");
-    let (mm, task) = both(s, m, t);
-    if let LegacyAlloc::Spin(k) = v6_18::get_retry(mm, cpu, task, k, NOW) {
+    if let LegacyAlloc::Spin(k) = s.with_mm_task(m, t, |mm, task| v6_18::get_retry(mm, cpu, task, k, NOW)) {
         s.cpus[cpu as usize].get = Some(k);
     }
 }
@@ -215,13 +210,12 @@ fn migrate_next(s: &mut State<Lazy618>, cpu: CpuId) {
     let (task, st) = s.cpus[cpu as usize].migrating.take().expect("no migration");
     let m = s.task(task).mm.expect("migrating a task without mm");
     let r = match st {
-        Migrate::Fetched(mc) => v6_18::migrate_steal(&mut s.mms[m as usize].cid, mc),
+        Migrate::Fetched(mc) => v6_18::migrate_steal(&mut s.mm_mut(m).cid, mc),
         Migrate::Stolen(mc) => {
             let busy = curr_is_active_user(s, m, mc.src);
-            let (mm, t) = both(s, m, task);
-            v6_18::migrate_unset(mm, t, mc, busy)
+            s.with_mm_task(m, task, |mm, t| v6_18::migrate_unset(mm, t, mc, busy))
         }
-        Migrate::InFlight(mc) => v6_18::migrate_place(&mut s.mms[m as usize].cid, cpu, mc, NOW),
+        Migrate::InFlight(mc) => v6_18::migrate_place(&mut s.mm_mut(m).cid, cpu, mc, NOW),
         Migrate::Done(_) => unreachable!("a finished migration is not stored"),
     };
     if !matches!(r, Migrate::Done(_)) {
@@ -242,17 +236,17 @@ fn compaction_next(s: &mut State<Lazy618>, task: TaskId) {
     let at = s.task(task).cid_op.expect("not in mm_cid_work");
     let next = match at {
         WorkAt::Scan { cpu } => {
-            v6_18::remote_clear_mark(&mut s.mms[m as usize].cid, cpu).map(|cid| WorkAt::Marked { cpu, cid })
+            v6_18::remote_clear_mark(&mut s.mm_mut(m).cid, cpu).map(|cid| WorkAt::Marked { cpu, cid })
         }
         WorkAt::Marked { cpu, cid } => {
             let busy = curr_is_active_user(s, m, cpu);
-            match v6_18::remote_clear_unset(&mut s.mms[m as usize].cid, cpu, cid, busy) {
+            match v6_18::remote_clear_unset(&mut s.mm_mut(m).cid, cpu, cid, busy) {
                 RemoteClear::Unset(cid) => Some(WorkAt::Unset { cpu, cid }),
                 _ => None,
             }
         }
         WorkAt::Unset { cid, .. } => {
-            v6_18::remote_clear_drop(&mut s.mms[m as usize].cid, cid);
+            v6_18::remote_clear_drop(&mut s.mm_mut(m).cid, cid);
             None
         }
     };
@@ -274,8 +268,7 @@ fn exit_signals(s: &mut State<Lazy618>, task: TaskId) {
         return;
     };
     let cpu = s.task(task).cpu;
-    let (mm, t) = both(s, m, task);
-    v6_18::exit_signals(mm, cpu, t);
+    s.with_mm_task(m, task, |mm, t| v6_18::exit_signals(mm, cpu, t));
 }
 
 impl Family for Lazy618 {
@@ -288,6 +281,24 @@ impl Family for Lazy618 {
     };
     type TaskCid = Task618;
     type CidOp = WorkAt;
+    type TaskStore = (Task618, Option<WorkAt>);
+    type MmStore = Mm<Self>;
+    #[inline(always)]
+    fn store_mm(mm: &Mm<Self>) -> Mm<Self> {
+        *mm
+    }
+    #[inline(always)]
+    fn load_mm(s: &Mm<Self>) -> Mm<Self> {
+        *s
+    }
+    #[inline(always)]
+    fn store_task(cid: &Task618, op: Option<&WorkAt>) -> Self::TaskStore {
+        (*cid, op.copied())
+    }
+    #[inline(always)]
+    fn load_task(s: &Self::TaskStore) -> (Task618, Option<WorkAt>) {
+        *s
+    }
     type MmCid = Mm618;
     type CpuCid = Cpu618;
 
@@ -359,16 +370,14 @@ impl Family for Lazy618 {
         if let Some(p) = prev
             && let Some(m) = s.task(p).mm
         {
-            let (mm, t) = both(s, m, p);
-            v6_18::switch_out(mm, cpu, t, NOW);
+            s.with_mm_task(m, p, |mm, t| v6_18::switch_out(mm, cpu, t, NOW));
         }
         if let Some(n) = next
             && let Some(m) = s.task(n).mm
+            && let Some(LegacyAlloc::Spin(k)) =
+                s.with_mm_task(m, n, |mm, t| v6_18::switch_in(mm, cpu, t, NOW))
         {
-            let (mm, t) = both(s, m, n);
-            if let Some(LegacyAlloc::Spin(k)) = v6_18::switch_in(mm, cpu, t, NOW) {
-                s.cpus[cpu as usize].get = Some(k);
-            }
+            s.cpus[cpu as usize].get = Some(k);
         }
     }
     /// `activate_task` with MIGRATED → the first step of `sched_mm_cid_migrate_to` (the rest are
@@ -378,9 +387,11 @@ impl Family for Lazy618 {
             return;
         };
         let busy = curr_is_active_user(s, m, from);
-        let (mm, t) = both(s, m, task);
-        v6_18::set_task_cpu(t, from, to);
-        match v6_18::migrate_to(mm, to, t, busy) {
+        let r = s.with_mm_task(m, task, |mm, t| {
+            v6_18::set_task_cpu(t, from, to);
+            v6_18::migrate_to(mm, to, t, busy)
+        });
+        match r {
             Migrate::Done(_) => {}
             r => s.cpus[to as usize].migrating = Some((task, r)),
         }
@@ -388,9 +399,10 @@ impl Family for Lazy618 {
     /// `copy_mm` → `sched_mm_cid_fork(child)`: `active = 1`; `mm_users++` for CLONE_VM.
     fn fork_copy(_p: &Params, s: &mut State<Self>, _task: TaskId, child: TaskId) {
         let m = s.task(child).mm.expect("child without mm");
-        let (mm, t) = both(s, m, child);
-        v6_18::fork(t);
-        mm.mm_users += 1;
+        s.with_mm_task(m, child, |mm, t| {
+            v6_18::fork(t);
+            mm.mm_users += 1;
+        });
     }
     fn post_fork(_p: &Params, _s: &mut State<Self>, _task: TaskId, _child: TaskId) {}
     /// No CID cleanup on a failed fork (E.2.2); `mmput` of the child's reference.
@@ -423,16 +435,15 @@ impl Family for Lazy618 {
             return;
         };
         let cpu = s.task(task).cpu;
-        let (mm, t) = both(s, m, task);
-        if let LegacyAlloc::Spin(k) = v6_18::after_execve(mm, cpu, t, NOW) {
+        if let LegacyAlloc::Spin(k) = s.with_mm_task(m, task, |mm, t| v6_18::after_execve(mm, cpu, t, NOW)) {
             s.cpus[cpu as usize].get = Some(k);
         }
     }
     /// `__do_set_cpus_allowed` → `mm_update_cpus_allowed`.
     fn affinity(_p: &Params, s: &mut State<Self>, task: TaskId) {
-        let t = *s.task(task);
+        let t = s.task(task);
         if let Some(m) = t.mm {
-            v6_18::update_cpus_allowed(&mut s.mms[m as usize].cid, t.affinity);
+            v6_18::update_cpus_allowed(&mut s.mm_mut(m).cid, t.affinity);
         }
     }
     fn work_start(_p: &Params, _s: &mut State<Self>, _task: TaskId, _mm: MmId) {

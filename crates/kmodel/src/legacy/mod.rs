@@ -40,7 +40,7 @@ use crate::state::*;
 pub enum NoCidOp {}
 
 /// The running, switched-in active tasks of mm `m`.
-pub fn running<F: Family>(s: &State<F>, m: MmId) -> impl Iterator<Item = (TaskId, &Task<F>)> + '_ {
+pub fn running<F: Family>(s: &State<F>, m: MmId) -> impl Iterator<Item = (TaskId, Task<F>)> + '_ {
     s.tasks_of(m)
         .filter(move |(i, t)| F::active(&t.cid) && s.on_cpu_settled(*i))
 }

@@ -18,10 +18,6 @@ use crate::ops::{Params, Step};
 use crate::state::*;
 use crate::trace::{sched_short, tn};
 
-fn both(s: &mut State<PerSwitch63>, m: MmId, t: TaskId) -> (&mut Mm63, &mut Task63) {
-    (&mut s.mms[m as usize].cid, &mut s.tasks[t as usize].cid)
-}
-
 impl Family for PerSwitch63 {
     const KIND: crate::config::FamilyKind = crate::config::FamilyKind::PerSwitch63;
     /// `copy_mm` only marks the unpublished child active; the exit and execve hooks do the CID
@@ -34,6 +30,24 @@ impl Family for PerSwitch63 {
     };
     type TaskCid = Task63;
     type CidOp = NoCidOp;
+    type TaskStore = (Task63, Option<NoCidOp>);
+    type MmStore = Mm<Self>;
+    #[inline(always)]
+    fn store_mm(mm: &Mm<Self>) -> Mm<Self> {
+        *mm
+    }
+    #[inline(always)]
+    fn load_mm(s: &Mm<Self>) -> Mm<Self> {
+        *s
+    }
+    #[inline(always)]
+    fn store_task(cid: &Task63, op: Option<&NoCidOp>) -> Self::TaskStore {
+        (*cid, op.copied())
+    }
+    #[inline(always)]
+    fn load_task(s: &Self::TaskStore) -> (Task63, Option<NoCidOp>) {
+        *s
+    }
     type MmCid = Mm63;
     type CpuCid = ();
 
@@ -75,11 +89,11 @@ impl Family for PerSwitch63 {
         let mut nt = next.map_or_else(Task63::default, |t| s.task(t).cid);
         match (pm, nm) {
             (Some(a), Some(b)) if a == b => {
-                v6_3::switch(SwitchMms::Same(&mut s.mms[a as usize].cid), &mut pt, &mut nt);
+                v6_3::switch(SwitchMms::Same(&mut s.mm_mut(a).cid), &mut pt, &mut nt);
             }
             _ => {
-                let mut ma = pm.map(|m| *s.mm(m));
-                let mut mb = nm.map(|m| *s.mm(m));
+                let mut ma = pm.map(|m| s.mm(m));
+                let mut mb = nm.map(|m| s.mm(m));
                 v6_3::switch(
                     SwitchMms::Distinct {
                         prev: ma.as_mut(),
@@ -89,10 +103,10 @@ impl Family for PerSwitch63 {
                     &mut nt,
                 );
                 if let (Some(m), Some(x)) = (pm, ma) {
-                    s.mms[m as usize].cid = x;
+                    s.mm_mut(m).cid = x;
                 }
                 if let (Some(m), Some(x)) = (nm, mb) {
-                    s.mms[m as usize].cid = x;
+                    s.mm_mut(m).cid = x;
                 }
             }
         }
@@ -116,8 +130,7 @@ impl Family for PerSwitch63 {
     /// `sched_mm_cid_exit_signals(t)`.
     fn exit_start(_p: &Params, s: &mut State<Self>, task: TaskId) {
         if let Some(m) = s.task(task).mm {
-            let (mm, t) = both(s, m, task);
-            v6_3::exit_signals(mm, t);
+            s.with_mm_task(m, task, v6_3::exit_signals);
         }
     }
     fn exit_mm(_p: &Params, _s: &mut State<Self>, _task: TaskId) {}
@@ -127,12 +140,11 @@ impl Family for PerSwitch63 {
     }
     /// `exec_mmap` runs `mm_init_cid` on the new mm again.
     fn exec_mmap(_p: &Params, s: &mut State<Self>, _task: TaskId, _old: Option<MmId>, new: MmId) {
-        v6_3::mm_init_cid(&mut s.mms[new as usize].cid);
+        v6_3::mm_init_cid(&mut s.mm_mut(new).cid);
     }
     fn after_execve(_p: &Params, s: &mut State<Self>, task: TaskId) {
         if let Some(m) = s.task(task).mm {
-            let (mm, t) = both(s, m, task);
-            v6_3::after_execve(mm, t);
+            s.with_mm_task(m, task, v6_3::after_execve);
         }
     }
     fn affinity(_p: &Params, _s: &mut State<Self>, _task: TaskId) {}

@@ -59,7 +59,7 @@ pub fn steps<F: Family>(s: &State<F>, task: TaskId, at: ExecAt, out: &mut Vec<St
         ExecAt::Before | ExecAt::Outcome | ExecAt::After => out.push(Step::Next { task }),
         ExecAt::DeThread => {
             // de_thread: every other thread of the group released (exit_notify done).
-            let others_released = s.groups[t.group as usize].threads.iter().all(|&o| {
+            let others_released = s.threads(t.group).iter().all(|&o| {
                 let ot = s.task(o);
                 o == task || ot.sched == Sched::Dead || ot.op == Op::Exit { at: ExitAt::Final }
             });
@@ -112,9 +112,9 @@ pub fn next<F: Family>(p: &Params, s: &mut State<F>, task: TaskId, at: ExecAt, k
         ExecAt::Outcome => {
             // exec_binprm succeeds: begin_new_exec → de_thread kills the other threads.
             let g = s.task(task).group;
-            for o in s.groups[g as usize].threads {
+            for o in s.threads(g) {
                 if o != task && s.task(o).sched != Sched::Dead {
-                    let ot = s.task_mut(o);
+                    let mut ot = s.task_mut(o);
                     ot.killed = true;
                     if ot.sched == Sched::Sleeping {
                         ot.sched = Sched::Runnable; // the vfork wait is killable
@@ -127,7 +127,7 @@ pub fn next<F: Family>(p: &Params, s: &mut State<F>, task: TaskId, at: ExecAt, k
         ExecAt::DeThread => {
             // de_thread succeeded (fs->in_exec = 0); exec_mmap: switch to a fresh mm
             // (mm_init_cid with current's affinity).
-            let t = *s.task(task);
+            let t = s.task(task);
             s.mms.push(Mm::new(s.np(), t.affinity));
             let new = (s.mms.len() - 1) as MmId;
             s.task_mut(task).mm = Some(new);

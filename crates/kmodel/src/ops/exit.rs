@@ -61,7 +61,7 @@ pub fn vfork_release<F: Family>(s: &mut State<F>, child: TaskId) {
         return;
     };
     s.task_mut(child).vfork_parent = None;
-    let pt = s.task_mut(parent);
+    let mut pt = s.task_mut(parent);
     if matches!(pt.op, Op::VforkWait { .. }) {
         pt.op = Op::User;
         if pt.sched == Sched::Sleeping {

@@ -73,7 +73,7 @@ pub fn start<F: Family>(s: &mut State<F>, task: TaskId, vfork: bool) {
         s.left.forks -= 1;
     }
     let child = s.tasks.len() as TaskId;
-    let t = *s.task(task);
+    let t = s.task(task);
     s.tasks.push(Task {
         group: t.group,
         sched: Sched::New,
@@ -90,23 +90,23 @@ pub fn start<F: Family>(s: &mut State<F>, task: TaskId, vfork: bool) {
 
 /// The next step of a fork.
 pub fn next<F: Family>(p: &Params, s: &mut State<F>, task: TaskId, child: TaskId, vfork: bool, at: ForkAt) {
-    let t = *s.task(task);
+    let t = s.task(task);
     let set = |s: &mut State<F>, at| s.task_mut(task).op = Op::Fork { child, vfork, at };
     match at {
         ForkAt::Copy => {
             // dup_task_struct … copy_signal … copy_mm: the child exists, shares the mm.
             let group = if vfork {
-                s.groups.push(Group::default());
-                (s.groups.len() - 1) as GroupId
+                s.group_count() as GroupId
             } else {
                 t.group
             };
-            let c = s.task_mut(child);
+            let mut c = s.task_mut(child);
             c.mm = t.mm;
             c.group = group;
             if vfork {
                 c.vfork_parent = Some(task);
             }
+            drop(c);
             set(s, ForkAt::Publish);
             F::fork_copy(p, s, task, child);
         }
@@ -114,7 +114,7 @@ pub fn next<F: Family>(p: &Params, s: &mut State<F>, task: TaskId, child: TaskId
             // Under the tasklist lock: attach to the thread list, or a new group to the
             // process list. No failure is possible after this point.
             let g = s.task(child).group;
-            s.groups[g as usize].threads.push(child);
+            s.task_mut(child).thread_pos = s.threads(g).len() as u8 + 1;
             if vfork {
                 s.process_list.push(g);
             }
@@ -139,7 +139,7 @@ pub fn next<F: Family>(p: &Params, s: &mut State<F>, task: TaskId, child: TaskId
 /// The failure branch at publication: a failure point after `copy_mm` (budget `fork_fails`), or a
 /// fatal signal found under the tasklist lock (free).
 pub fn fail<F: Family>(s: &mut State<F>, task: TaskId) {
-    let t = *s.task(task);
+    let t = s.task(task);
     let Op::Fork {
         child,
         vfork,
@@ -163,8 +163,9 @@ pub fn wake<F: Family>(s: &mut State<F>, task: TaskId, cpu: CpuId) {
     let Op::Fork { child, vfork, .. } = s.task(task).op else {
         unreachable!("waking outside fork")
     };
-    let c = s.task_mut(child);
+    let mut c = s.task_mut(child);
     c.sched = Sched::Runnable;
     c.cpu = cpu;
+    drop(c);
     s.task_mut(task).op = if vfork { Op::VforkWait { child } } else { Op::User };
 }

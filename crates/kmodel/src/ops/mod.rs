@@ -290,9 +290,10 @@ pub fn sub_op_done<F: Family>(s: &mut State<F>, task: TaskId) {
             at: ForkAt::Cleanup,
             ..
         } => {
-            let c = s.task_mut(child);
+            let mut c = s.task_mut(child);
             c.sched = Sched::Dead;
             c.mm = None;
+            drop(c);
             s.task_mut(task).op = Op::User;
         }
         Op::Exec {

@@ -65,7 +65,7 @@ pub fn migrations<F: Family>(s: &State<F>, task: TaskId, out: &mut Vec<Step>) {
 pub fn context_switch<F: Family>(p: &Params, s: &mut State<F>, cpu: CpuId, next: Option<TaskId>) {
     let prev = s.curr(cpu);
     if let Some(prev) = prev {
-        let pt = s.task_mut(prev);
+        let mut pt = s.task_mut(prev);
         pt.sched = match pt.op {
             Op::Exit { at: ExitAt::Final } => Sched::Dead,
             Op::VforkWait { .. } | Op::KworkerIdle => Sched::Sleeping,

@@ -53,13 +53,14 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
             c.pcpu
                 .iter()
                 .take(np as usize)
-                .chain(s.tasks_of(m).map(|(_, t)| &t.cid.cid))
+                .copied()
+                .chain(s.tasks_of(m).map(|(_, t)| t.cid.cid))
                 .any(|x| x.on_cpu() && x.in_transit()),
         );
         // I8
         let active = s
             .tasks_of(m)
-            .filter(|&(i, t)| t.cid.active || hidden(i, t))
+            .filter(|&(i, t)| t.cid.active || hidden(i, &t))
             .count();
         fired.set(
             P::I8,
@@ -82,7 +83,7 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
         for (i, t) in s.tasks_of(m) {
             let v = t.cid.cid;
             if !v.is_unset() && !v.on_cpu() {
-                if !t.cid.active && !hidden(i, t) {
+                if !t.cid.active && !hidden(i, &t) {
                     bad = true; // an exited or inactive task still owns a CID
                 }
                 if v.index() < 64 {
@@ -105,7 +106,7 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
         // took in its continuation; it owns that bit unless the CID is the task's own plain one or
         // its CPU's ONCPU one (those owners are counted above).
         for cpu in 0..s.np() {
-            if let Some(SchedinSpin::TransitLoad { tc }) = s.cpus[cpu as usize].spin {
+            if let Some(SchedinSpin::TransitLoad { tc }) = s.cpus[cpu as usize].spin() {
                 let task_holds = s.curr(cpu).is_some_and(|t| s.task(t).cid.cid == tc);
                 if s.curr(cpu).and_then(|t| s.task(t).mm) == Some(m)
                     && c.slot(cpu) != tc.add_cpu()
@@ -156,7 +157,7 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
     }
     fired.set(
         P::R4,
-        s.cpus.iter().any(|c| c.spin.is_some_and(|x| x.spins()))
+        s.cpus.iter().any(|c| c.spin().is_some_and(|x| x.spins()))
             || (0..s.tasks.len()).any(|t| task_spinning(s, t as u8)),
     );
     fired.push_to(out);

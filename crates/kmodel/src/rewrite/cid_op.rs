@@ -204,7 +204,7 @@ pub fn steps(p: &Params, s: &State<Rewrite>, task: TaskId, out: &mut Vec<Step>) 
         CidOp::ForkGetCid { .. } | CidOp::ExecAssign { .. } => true,
         CidOp::ForkLocked { .. } => lock_owner(s, m).is_none(),
         CidOp::LastUserSync => {
-            let mm = &s.mms[m as usize];
+            let mm = s.mms.at(m as usize);
             mm.irq_work.is_none() && !kworker_running_work(s, m)
         }
         CidOp::TasksToCpus { .. } | CidOp::TasksToCpusBudgeted { .. } | CidOp::CpusToTasks { .. } => {
@@ -216,41 +216,21 @@ pub fn steps(p: &Params, s: &State<Rewrite>, task: TaskId, out: &mut Vec<Step>) 
     }
 }
 
-/// Splits the borrow: mm `m`'s CID state and task `t`'s CID state.
-pub fn mm_and_task(s: &mut State<Rewrite>, m: MmId, t: TaskId) -> (&mut cid::MmCid, &mut cid::TaskCid) {
-    (&mut s.mms[m as usize].cid, &mut s.tasks[t as usize].cid)
-}
-
-/// Task `a`'s and task `b`'s CID states together with mm `m`'s (`a != b`).
-fn mm_and_two(
-    s: &mut State<Rewrite>,
-    m: MmId,
-    a: TaskId,
-    b: TaskId,
-) -> (&mut cid::MmCid, &mut cid::TaskCid, &mut cid::TaskCid) {
-    assert_ne!(a, b);
-    let (lo, hi) = (a.min(b) as usize, a.max(b) as usize);
-    let (x, y) = s.tasks.split_at_mut(hi);
-    let (tl, th) = (&mut x[lo].cid, &mut y[0].cid);
-    let (ta, tb) = if a < b { (tl, th) } else { (th, tl) };
-    (&mut s.mms[m as usize].cid, ta, tb)
-}
-
 /// One step of the task's CID operation.
 pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
     let sw = &p.sw;
-    let t = *s.task(task);
-    let m = s.op_mm(&t).expect("CID op without mm");
+    let t = s.task(task);
+    let m = s.op_mm(t).expect("CID op without mm");
     let cpu = t.cpu;
     match t.cid_op.expect("inside a CID operation") {
         CidOp::Fork { t: child } | CidOp::ForkLocked { t: child } => {
             let first_user = s.mm(m).users == 0;
             let r = if child == task {
-                let (mm, c) = mm_and_task(s, m, task);
-                cid::fork_cid_locked(mm, c, task, None, cpu, sw)
+                s.with_mm_task(m, task, |mm, c| cid::fork_cid_locked(mm, c, task, None, cpu, sw))
             } else {
-                let (mm, c, cur) = mm_and_two(s, m, child, task);
-                cid::fork_cid_locked(mm, c, child, Some(cur), cpu, sw)
+                s.with_mm_two(m, child, task, |mm, c, cur| {
+                    cid::fork_cid_locked(mm, c, child, Some(cur), cpu, sw)
+                })
             };
             let next = match r {
                 ForkCid::Done => fork_cid_done(p, s, task, first_user),
@@ -268,21 +248,19 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
             continue_with(s, task, next);
         }
         CidOp::ForkGetCid { t: child } => {
-            let (mm, c) = mm_and_task(s, m, child);
-            let next = match cid::fork_cid_after_fixup(mm, c) {
+            let next = match s.with_mm_task(m, child, cid::fork_cid_after_fixup) {
                 Alloc::Got(_) => fork_cid_done(p, s, task, false),
                 Alloc::Spin => Some(CidOp::ForkSpinMutex { t: child }),
             };
             continue_with(s, task, next);
         }
         CidOp::ExecAssign { spun: false } => {
-            let (mm, c) = mm_and_task(s, m, task);
-            match cid::fork_cid_execve_assign(mm, c, cpu, sw) {
+            match s.with_mm_task(m, task, |mm, c| cid::fork_cid_execve_assign(mm, c, cpu, sw)) {
                 Schedin::Done => continue_with(s, task, None),
                 Schedin::Spin(sp) => {
                     // mm_cid_schedin spins in get_cid with this CPU's rq lock held: the CPU
                     // stays in it (SchedinRetry laps); the task releases mutex afterwards.
-                    s.cpus[cpu as usize].spin = Some(sp);
+                    s.cpus[cpu as usize].set_spin(Some(sp));
                     continue_with(s, task, Some(CidOp::ExecAssign { spun: true }));
                 }
             }
@@ -290,12 +268,14 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
         CidOp::ExecAssign { spun: true } => continue_with(s, task, None),
         CidOp::Exit { t: who } => {
             let r = if who == task {
-                let (mm, c) = mm_and_task(s, m, task);
-                cid::exit_cid_locked(mm, c, task, None, true, cpu, sw)
+                s.with_mm_task(m, task, |mm, c| {
+                    cid::exit_cid_locked(mm, c, task, None, true, cpu, sw)
+                })
             } else {
                 let uses = s.task(task).mm == Some(m);
-                let (mm, c, cur) = mm_and_two(s, m, who, task);
-                cid::exit_cid_locked(mm, c, who, Some(cur), uses, cpu, sw)
+                s.with_mm_two(m, who, task, |mm, c, cur| {
+                    cid::exit_cid_locked(mm, c, who, Some(cur), uses, cpu, sw)
+                })
             };
             let next = match r {
                 ExitCid::NotUser | ExitCid::Done => None,
@@ -309,13 +289,13 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
         }
         CidOp::LastUserSync => {
             // irq_work_sync(); cancel_work_sync(): nothing can requeue, users == 0.
-            s.mms[m as usize].work_pending = false;
+            s.mm_mut(m).work_pending = false;
             continue_with(s, task, None);
         }
         CidOp::Work => {
-            let r = if s.mms[m as usize].work_pending {
-                s.mms[m as usize].work_pending = false;
-                cid::work_locked(&mut s.mms[m as usize].cid, sw)
+            let r = if s.mms.at(m as usize).work_pending {
+                s.mm_mut(m).work_pending = false;
+                cid::work_locked(&mut s.mm_mut(m).cid, sw)
             } else {
                 Work::Done
             };
@@ -337,15 +317,14 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
 
 /// Another lap of a `get_cid` loop inside the task's fork.
 pub fn retry(p: &Params, s: &mut State<Rewrite>, task: TaskId) {
-    let t = *s.task(task);
-    let m = s.op_mm(&t).expect("CID op without mm");
+    let t = s.task(task);
+    let m = s.op_mm(t).expect("CID op without mm");
     let (child, locked_first) = match t.cid_op {
         Some(CidOp::ForkSpinLocked { t, first_user }) => (t, first_user),
         Some(CidOp::ForkSpinMutex { t }) => (t, false),
         _ => unreachable!("retry without spin"),
     };
-    let (mm, c) = mm_and_task(s, m, child);
-    if cid::fork_cid_retry(mm, c, t.cpu, locked_first) {
+    if s.with_mm_task(m, child, |mm, c| cid::fork_cid_retry(mm, c, t.cpu, locked_first)) {
         let next = fork_cid_done(p, s, task, locked_first);
         continue_with(s, task, next);
     }
@@ -372,4 +351,107 @@ pub fn continue_with(s: &mut State<Rewrite>, task: TaskId, next: Option<CidOp>) 
     if next.is_none() {
         sub_op_done(s, task);
     }
+}
+
+/// A CID word in 8 bits: UNSET, ONCPU and TRANSIT in bits 7–5, the number in bits 4–0. Every CID
+/// the checker stores fits: numbers come from an `np`-bit bitmap (np ≤ 8).
+#[inline(always)]
+fn cid_byte(c: mmcid_cid::Cid) -> u32 {
+    let r = c.raw();
+    assert!(
+        r & 0x1fff_ffe0 == 0,
+        "CID word {r:#x} does not fit a stored task (number >= 32)"
+    );
+    (r >> 24) & 0xe0 | r & 0x1f
+}
+
+#[inline(always)]
+fn cid_of_byte(b: u32) -> mmcid_cid::Cid {
+    mmcid_cid::Cid::from_raw((b & 0xe0) << 24 | b & 0x1f)
+}
+
+/// The 7.0 family's part of a stored task ([`crate::tasks`]) in 32 bits: bits 0–7 the CID word
+/// ([`cid_byte`]), bit 8 `active`, bits 9–12 the CID operation's tag (0 = none), bits 13–31 its
+/// fields.
+#[inline(always)]
+pub fn store_task(cid: &mmcid_cid::TaskCid, op: Option<&CidOp>) -> [u8; 4] {
+    let t4 = |t: TaskId| {
+        debug_assert!(t < 16);
+        t as u32
+    };
+    let f5 = |x: u8| {
+        debug_assert!(x < 32);
+        x as u32
+    };
+    let (tag, p): (u32, u32) = match op {
+        None => (0, 0),
+        Some(&CidOp::Fork { t }) => (1, t4(t)),
+        Some(&CidOp::ForkLocked { t }) => (2, t4(t)),
+        Some(&CidOp::ExecAssign { spun }) => (3, spun as u32),
+        Some(&CidOp::ForkSpinLocked { t, first_user }) => (4, t4(t) | (first_user as u32) << 4),
+        Some(&CidOp::ForkGetCid { t }) => (5, t4(t)),
+        Some(&CidOp::ForkSpinMutex { t }) => (6, t4(t)),
+        Some(&CidOp::Exit { t }) => (7, t4(t)),
+        Some(&CidOp::LastUserSync) => (8, 0),
+        Some(&CidOp::Work) => (9, 0),
+        Some(&CidOp::TasksToCpus { next }) => (10, f5(next)),
+        Some(&CidOp::TasksToCpusBudgeted { pass, i, j, budget }) => {
+            debug_assert!(pass < 4);
+            (11, pass as u32 | f5(i) << 2 | f5(j) << 7 | f5(budget) << 12)
+        }
+        Some(&CidOp::CpusToTasks { cpu, then }) => {
+            debug_assert!(cpu < 16);
+            let then = match then {
+                AfterCpusToTasks::Unlock => 0,
+                AfterCpusToTasks::ForkGetCid(t) => 1 | t4(t) << 2,
+                AfterCpusToTasks::ForkLocked(t) => 2 | t4(t) << 2,
+            };
+            (12, cpu as u32 | then << 4)
+        }
+    };
+    (cid_byte(cid.cid) | (cid.active as u32) << 8 | tag << 9 | p << 13).to_le_bytes()
+}
+
+/// Unpacks what [`store_task`] packed.
+#[inline(always)]
+pub fn load_task(b: &[u8; 4]) -> (mmcid_cid::TaskCid, Option<CidOp>) {
+    let w = u32::from_le_bytes(*b);
+    let cid = mmcid_cid::TaskCid {
+        active: w & 0x100 != 0,
+        cid: cid_of_byte(w & 0xff),
+    };
+    let p = w >> 13;
+    let t = (p & 15) as TaskId;
+    let f5 = |s: u32| (p >> s & 31) as u8;
+    let op = match w >> 9 & 15 {
+        0 => None,
+        1 => Some(CidOp::Fork { t }),
+        2 => Some(CidOp::ForkLocked { t }),
+        3 => Some(CidOp::ExecAssign { spun: p & 1 != 0 }),
+        4 => Some(CidOp::ForkSpinLocked {
+            t,
+            first_user: p & 16 != 0,
+        }),
+        5 => Some(CidOp::ForkGetCid { t }),
+        6 => Some(CidOp::ForkSpinMutex { t }),
+        7 => Some(CidOp::Exit { t }),
+        8 => Some(CidOp::LastUserSync),
+        9 => Some(CidOp::Work),
+        10 => Some(CidOp::TasksToCpus { next: f5(0) }),
+        11 => Some(CidOp::TasksToCpusBudgeted {
+            pass: (p & 3) as u8,
+            i: f5(2),
+            j: f5(7),
+            budget: f5(12),
+        }),
+        _ => Some(CidOp::CpusToTasks {
+            cpu: (p & 15) as u8,
+            then: match p >> 4 & 3 {
+                0 => AfterCpusToTasks::Unlock,
+                1 => AfterCpusToTasks::ForkGetCid((p >> 6 & 15) as TaskId),
+                _ => AfterCpusToTasks::ForkLocked((p >> 6 & 15) as TaskId),
+            },
+        }),
+    };
+    (cid, op)
 }

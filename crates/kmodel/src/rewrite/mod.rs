@@ -19,6 +19,7 @@
 pub mod check;
 pub mod cid_op;
 pub mod render;
+pub mod store;
 pub mod walk;
 
 use mmcid_cid::{self as cid, CpuId, CpuMask, MmCid, Registration, Schedin, SchedinSpin, TaskCid, TaskId};
@@ -27,14 +28,86 @@ use crate::family::{Family, Rewrite};
 use crate::ops::silent::SilentHooks;
 use crate::ops::{Params, Step};
 use crate::state::*;
-use cid_op::{CidOp, lock_owner, mm_and_task};
+use cid_op::{CidOp, lock_owner};
 
-/// A CPU of the 7.0 family: whether its schedin is inside `get_cid`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// A CPU of the 7.0 family: whether its schedin is inside `get_cid` ([`RwCpu::spin`]), packed in
+/// two bytes (a state holds eight): byte 0 the variant (0 none, 1 `FromTask`, 2 `FromCpu`,
+/// 3 `TransitLoad`) with the mode's ONCPU and TRANSIT in bits 2 and 3, byte 1 the CID word
+/// ([`store::cid_byte`]).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(from = "RwCpuFields", into = "RwCpuFields")]
 pub struct RwCpu {
+    packed: [u8; 2],
+}
+
+/// [`RwCpu`]'s serialised form (its field as it was before the packing).
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+struct RwCpuFields {
+    spin: Option<SchedinSpin>,
+}
+
+impl From<RwCpuFields> for RwCpu {
+    fn from(f: RwCpuFields) -> RwCpu {
+        let mut c = RwCpu::default();
+        c.set_spin(f.spin);
+        c
+    }
+}
+
+impl From<RwCpu> for RwCpuFields {
+    fn from(c: RwCpu) -> RwCpuFields {
+        RwCpuFields { spin: c.spin() }
+    }
+}
+
+impl std::fmt::Debug for RwCpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RwCpu").field("spin", &self.spin()).finish()
+    }
+}
+
+impl RwCpu {
     /// Spinning in `get_cid` inside the schedin of its current task, rq lock held, IRQs off (or,
     /// 6.19-rc7, between the two mode loads).
-    pub spin: Option<SchedinSpin>,
+    #[inline(always)]
+    pub fn spin(&self) -> Option<SchedinSpin> {
+        let [a, b] = self.packed;
+        let m = mmcid_cid::Mode::from_parts(a & 4 != 0, a & 8 != 0);
+        match a & 3 {
+            0 => None,
+            1 => Some(SchedinSpin::FromTask { m }),
+            2 => Some(SchedinSpin::FromCpu { m }),
+            _ => Some(SchedinSpin::TransitLoad {
+                tc: store::cid_of_byte(b),
+            }),
+        }
+    }
+    /// Sets [`RwCpu::spin`].
+    #[inline(always)]
+    pub fn set_spin(&mut self, spin: Option<SchedinSpin>) {
+        let mode = |m: mmcid_cid::Mode| (m.percpu() as u8) << 2 | (m.in_transit() as u8) << 3;
+        self.packed = match spin {
+            None => [0, 0],
+            Some(SchedinSpin::FromTask { m }) => [1 | mode(m), 0],
+            Some(SchedinSpin::FromCpu { m }) => [2 | mode(m), 0],
+            Some(SchedinSpin::TransitLoad { tc }) => [3, store::cid_byte(tc)],
+        };
+    }
+    /// Takes [`RwCpu::spin`], leaving none.
+    #[inline(always)]
+    pub fn take_spin(&mut self) -> Option<SchedinSpin> {
+        let s = self.spin();
+        self.packed = [0, 0];
+        s
+    }
+    /// The packed bytes (the engine's encoding writes them as they are).
+    pub fn bytes(&self) -> [u8; 2] {
+        self.packed
+    }
+    /// The CPU whose [`RwCpu::bytes`] are `b`.
+    pub fn from_bytes(b: [u8; 2]) -> RwCpu {
+        RwCpu { packed: b }
+    }
 }
 
 impl Family for Rewrite {
@@ -53,6 +126,24 @@ impl Family for Rewrite {
     };
     type TaskCid = TaskCid;
     type CidOp = CidOp;
+    type TaskStore = [u8; 4];
+    type MmStore = store::MmStore;
+    #[inline(always)]
+    fn store_mm(mm: &Mm<Self>) -> store::MmStore {
+        store::MmStore::store(mm)
+    }
+    #[inline(always)]
+    fn load_mm(s: &store::MmStore) -> Mm<Self> {
+        s.load()
+    }
+    #[inline(always)]
+    fn store_task(cid: &TaskCid, op: Option<&CidOp>) -> [u8; 4] {
+        cid_op::store_task(cid, op)
+    }
+    #[inline(always)]
+    fn load_task(s: &[u8; 4]) -> (TaskCid, Option<CidOp>) {
+        cid_op::load_task(s)
+    }
     type MmCid = MmCid;
     type CpuCid = RwCpu;
 
@@ -63,10 +154,10 @@ impl Family for Rewrite {
         t.active
     }
     fn rq_locked(cpu: &RwCpu) -> bool {
-        cpu.spin.is_some()
+        cpu.spin().is_some()
     }
     fn in_switch(cpu: &RwCpu) -> bool {
-        cpu.spin.is_some()
+        cpu.spin().is_some()
     }
     fn irqs_off(op: &CidOp) -> bool {
         matches!(op, CidOp::ForkSpinLocked { .. })
@@ -94,12 +185,12 @@ impl Family for Rewrite {
     fn apply_own(p: &Params, s: &mut State<Self>, step: Step) {
         match step {
             Step::SchedinRetry { cpu } => {
-                let spin = s.cpus[cpu as usize].spin.take().expect("not spinning");
+                let spin = s.cpus[cpu as usize].take_spin().expect("not spinning");
                 let t = s.curr(cpu).expect("spinning without curr");
                 let m = s.task(t).mm.expect("spinning for a task without mm");
-                let (mm, task) = mm_and_task(s, m, t);
-                if let Schedin::Spin(sp) = cid::schedin_retry(mm, task, cpu, spin, &p.sw) {
-                    s.cpus[cpu as usize].spin = Some(sp);
+                let r = s.with_mm_task(m, t, |mm, task| cid::schedin_retry(mm, task, cpu, spin, &p.sw));
+                if let Schedin::Spin(sp) = r {
+                    s.cpus[cpu as usize].set_spin(Some(sp));
                 }
             }
             Step::IrqWork { cpu } => irq_work(s, cpu),
@@ -113,16 +204,13 @@ impl Family for Rewrite {
         if let Some(prev) = prev
             && let Some(m) = s.task(prev).mm
         {
-            let (mm, t) = mm_and_task(s, m, prev);
-            cid::schedout(mm, t, cpu, &p.sw);
+            s.with_mm_task(m, prev, |mm, t| cid::schedout(mm, t, cpu, &p.sw));
         }
         if let Some(n) = next
             && let Some(m) = s.task(n).mm
+            && let Schedin::Spin(sp) = s.with_mm_task(m, n, |mm, t| cid::schedin(mm, t, cpu, &p.sw))
         {
-            let (mm, t) = mm_and_task(s, m, n);
-            if let Schedin::Spin(sp) = cid::schedin(mm, t, cpu, &p.sw) {
-                s.cpus[cpu as usize].spin = Some(sp);
-            }
+            s.cpus[cpu as usize].set_spin(Some(sp));
         }
     }
     fn migrated(_p: &Params, _s: &mut State<Self>, _task: TaskId, _from: CpuId, _to: CpuId) {}
@@ -157,9 +245,9 @@ impl Family for Rewrite {
         s.task_mut(task).cid_op = Some(CidOp::Fork { t: task });
     }
     fn affinity(p: &Params, s: &mut State<Self>, task: TaskId) {
-        let t = *s.task(task);
+        let t = s.task(task);
         if let Some(m) = t.mm {
-            let mm = &mut s.mms[m as usize];
+            let mut mm = s.mm_mut(m);
             if cid::update_cpus_allowed(&mut mm.cid, t.affinity, &p.sw) && mm.irq_work.is_none() {
                 mm.irq_work = Some(t.cpu);
             }
@@ -172,14 +260,14 @@ impl Family for Rewrite {
     fn is_retry(s: &State<Self>, step: &Step) -> bool {
         match *step {
             // 6.19-rc7's second mode load is a step of its own, not a lap of a spin.
-            Step::SchedinRetry { cpu } => s.cpus[cpu as usize].spin.is_some_and(|x| x.spins()),
+            Step::SchedinRetry { cpu } => s.cpus[cpu as usize].spin().is_some_and(|x| x.spins()),
             Step::Retry { .. } => true,
             _ => false,
         }
     }
     fn spinning(s: &State<Self>, out: &mut Vec<u16>) {
         for (c, cpu) in s.cpus.iter().enumerate() {
-            if cpu.spin.is_some_and(|x| x.spins()) {
+            if cpu.spin().is_some_and(|x| x.spins()) {
                 out.push(c as u16);
             }
         }
@@ -193,8 +281,8 @@ impl Family for Rewrite {
         check::check(p, s, out)
     }
     fn rename(s: &mut State<Self>, r: &dyn Fn(TaskId) -> TaskId) {
-        for mm in s.mms.iter_mut() {
-            mm.cid.user_list.rename(r);
+        for m in 0..s.mms.len() {
+            s.mm_mut(m as MmId).cid.user_list.rename(r);
         }
     }
     fn rename_op(op: CidOp, r: &dyn Fn(TaskId) -> TaskId) -> CidOp {
@@ -278,20 +366,23 @@ impl Family for Rewrite {
 /// `mm_cid_irq_work` on `cpu`: `schedule_work(&mm->work)`; the kworker is woken there.
 fn irq_work(s: &mut State<Rewrite>, cpu: CpuId) {
     for m in 0..s.mms.len() {
-        if s.mms[m].irq_work == Some(cpu) {
-            s.mms[m].irq_work = None;
-            s.mms[m].work_pending = true;
+        let mut mm = s.mm_mut(m as MmId);
+        if mm.irq_work == Some(cpu) {
+            mm.irq_work = None;
+            mm.work_pending = true;
         }
     }
-    if let Some(k) = s.tasks.iter().position(|t| t.kworker) {
-        let k = &mut s.tasks[k];
+    let kworker = s.tasks.iter().position(|t| t.kworker);
+    if let Some(k) = kworker {
+        let has_work = s.mms.iter().position(|mm| mm.work_pending);
+        let mut k = s.task_mut(k as TaskId);
         if k.sched == Sched::Sleeping {
             k.sched = Sched::Runnable;
             k.cpu = cpu;
             k.op = Op::KworkerIdle;
         }
         if k.op == Op::KworkerIdle
-            && let Some(m) = s.mms.iter().position(|mm| mm.work_pending)
+            && let Some(m) = has_work
         {
             k.op = Op::Work { mm: m as MmId };
         }

@@ -15,7 +15,7 @@ use crate::trace::{cn, tn};
 /// The kernel function of a 7.0-family step (`None`: the kernel names it).
 pub fn name(p: &Params, s: &State<Rewrite>, step: Step) -> Option<(String, &'static str, Option<String>)> {
     Some(match step {
-        Step::SchedinRetry { cpu } if s.cpus[cpu as usize].spin.is_some_and(|x| !x.spins()) => {
+        Step::SchedinRetry { cpu } if s.cpus[cpu as usize].spin().is_some_and(|x| !x.spins()) => {
             (cn(cpu), "from_task_transit_load", None)
         }
         Step::SchedinRetry { cpu } => (cn(cpu), "get_cid_retry", None),
@@ -61,13 +61,13 @@ pub fn name(p: &Params, s: &State<Rewrite>, step: Step) -> Option<(String, &'sta
 pub fn effects(before: &State<Rewrite>, after: &State<Rewrite>, out: &mut Vec<Effect>) {
     for (i, (a, b)) in before.cpus.iter().zip(&after.cpus).enumerate() {
         let cpu = i as mmcid_cid::CpuId;
-        let spins = |c: &crate::rewrite::RwCpu| c.spin.is_some_and(|x| x.spins());
+        let spins = |c: &crate::rewrite::RwCpu| c.spin().is_some_and(|x| x.spins());
         if !spins(a) && spins(b) {
             out.push(Effect::Spins { cpu });
         } else if spins(a) && !spins(b) {
             out.push(Effect::StopsSpinning { cpu });
         }
-        if let Some(SchedinSpin::TransitLoad { tc }) = b.spin {
+        if let Some(SchedinSpin::TransitLoad { tc }) = b.spin() {
             out.push(Effect::TransitLoad { cpu, cid: tc });
         }
     }
@@ -164,7 +164,7 @@ pub fn state_line(s: &State<Rewrite>) -> String {
     }
     for c in 0..s.np() {
         let curr = s.curr(c).map_or_else(|| "-".to_string(), tn);
-        let spin = if s.cpus[c as usize].spin.is_some_and(|x| x.spins()) {
+        let spin = if s.cpus[c as usize].spin().is_some_and(|x| x.spins()) {
             " SPIN"
         } else {
             ""
@@ -210,7 +210,7 @@ pub fn state_report(s: &State<Rewrite>) -> String {
         );
         for cpu in 0..s.np() {
             let curr = s.curr(cpu).map_or_else(|| "idle".to_string(), tn);
-            let spin = if s.cpus[cpu as usize].spin.is_some_and(|x| x.spins()) {
+            let spin = if s.cpus[cpu as usize].spin().is_some_and(|x| x.spins()) {
                 ", SPINNING in get_cid with its rq lock held"
             } else {
                 ""
@@ -338,7 +338,7 @@ pub fn explain(property: &str, agent: Option<u16>, s: &State<Rewrite>) -> Vec<Fa
     let mut why = Vec::new();
     if let ("stall" | "livelock", Some(cpu)) = (property, agent) {
         let cpu = cpu as CpuId;
-        let site = if s.cpus[cpu as usize].spin.is_some() {
+        let site = if s.cpus[cpu as usize].spin().is_some() {
             SpinSite::Schedin
         } else {
             match s.curr(cpu).map(|t| s.task(t).cid_op) {

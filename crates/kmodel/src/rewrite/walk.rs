@@ -11,7 +11,7 @@ use mmcid_cid::{self as cid, CpuId, Mode, TaskId, TaskWalk};
 
 use crate::family::Rewrite;
 use crate::ops::Params;
-use crate::rewrite::cid_op::{AfterCpusToTasks, CidOp, continue_with, mm_and_task};
+use crate::rewrite::cid_op::{AfterCpusToTasks, CidOp, continue_with};
 use crate::state::*;
 
 /// The next element a walk visits.
@@ -91,7 +91,7 @@ fn budgeted_next(
 ) -> (Visit, Option<CidOp>) {
     let w = s.task(walker);
     if pass == 1 {
-        let threads = &s.groups[w.group as usize].threads;
+        let threads = s.threads(w.group);
         let me = threads.iter().position(|&x| x == walker).unwrap_or(0);
         let n = threads.len();
         // i counts positions after current: 1..n-1 (cyclic)
@@ -119,7 +119,7 @@ fn budgeted_next(
     if pass <= 2 {
         while (i as usize) < s.process_list.len() {
             let g = s.process_list[i as usize];
-            let threads = &s.groups[g as usize].threads;
+            let threads = s.threads(g);
             while (j as usize) < threads.len() {
                 let t = threads[j as usize];
                 if t != walker && s.task(t).mm == Some(m) {
@@ -180,9 +180,8 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, walker: TaskId, m: MmId) {
             let tt = s.task(t);
             let running_on = (tt.sched == Sched::Running).then_some(tt.cpu);
             let mut next_op = cursor;
-            let (mm, task) = mm_and_task(s, m, t);
             if let Some(CidOp::TasksToCpusBudgeted { pass, i, j, budget }) = cursor {
-                let counted = cid::fixup_one(mm, task, running_on, sw);
+                let counted = s.with_mm_task(m, t, |mm, task| cid::fixup_one(mm, task, running_on, sw));
                 let budget = if counted { budget.saturating_sub(1) } else { budget };
                 let early =
                     pass == 2 && budget == 0 && counted && sw.task_walk != TaskWalk::Budgeted1NoEarlyReturn;
@@ -193,7 +192,9 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, walker: TaskId, m: MmId) {
                     budget,
                 });
             } else {
-                cid::fixup_tasks_to_cpus_visit(mm, task, running_on, sw);
+                s.with_mm_task(m, t, |mm, task| {
+                    cid::fixup_tasks_to_cpus_visit(mm, task, running_on, sw)
+                });
             }
             s.task_mut(walker).cid_op = next_op;
         }
@@ -201,10 +202,11 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, walker: TaskId, m: MmId) {
             let curr = s
                 .curr(c)
                 .filter(|&t| s.task(t).mm == Some(m) && s.task(t).cid.active);
-            let mm = &mut s.mms[m as usize].cid;
             match curr {
-                Some(t) => cid::fixup_cpus_to_tasks_visit(mm, c, Some(&mut s.tasks[t as usize].cid), sw),
-                None => cid::fixup_cpus_to_tasks_visit(mm, c, None, sw),
+                Some(t) => s.with_mm_task(m, t, |mm, task| {
+                    cid::fixup_cpus_to_tasks_visit(mm, c, Some(task), sw)
+                }),
+                None => cid::fixup_cpus_to_tasks_visit(&mut s.mm_mut(m).cid, c, None, sw),
             }
             s.task_mut(walker).cid_op = cursor;
         }
@@ -222,7 +224,7 @@ pub fn step(p: &Params, s: &mut State<Rewrite>, walker: TaskId, m: MmId) {
 /// `mm_cid_complete_transit`, then whatever the initiator does next.
 fn complete(p: &Params, s: &mut State<Rewrite>, walker: TaskId, m: MmId, mode: Mode) {
     let op = s.task(walker).cid_op.expect("walking");
-    cid::complete_transit(&mut s.mms[m as usize].cid, mode, &p.sw);
+    cid::complete_transit(&mut s.mm_mut(m).cid, mode, &p.sw);
     let next = match op {
         CidOp::CpusToTasks {
             then: AfterCpusToTasks::ForkGetCid(child),
