@@ -18,7 +18,7 @@ pub use crate::config::{MAX_GROUPS, MAX_MMS, MAX_TASKS};
 
 /// Index of an mm in [`State::mms`].
 pub type MmId = u8;
-/// Index of a thread group in [`State::groups`].
+/// A thread group: a task's `group` (its thread list is [`State::threads`]).
 pub type GroupId = u8;
 
 /// Scheduler state of a task.

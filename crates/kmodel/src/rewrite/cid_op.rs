@@ -371,7 +371,7 @@ fn cid_of_byte(b: u32) -> mmcid_cid::Cid {
 }
 
 /// The 7.0 family's part of a stored task ([`crate::tasks`]) in 32 bits: bits 0–7 the CID word
-/// ([`cid_byte`]), bit 8 `active`, bits 9–12 the CID operation's tag (0 = none), bits 13–31 its
+/// (`cid_byte`), bit 8 `active`, bits 9–12 the CID operation's tag (0 = none), bits 13–31 its
 /// fields.
 #[inline(always)]
 pub fn store_task(cid: &mmcid_cid::TaskCid, op: Option<&CidOp>) -> [u8; 4] {

@@ -51,7 +51,7 @@ const KINDS: [RGBColor; 3] = [
     RGBColor(196, 78, 82),
 ];
 
-/// The colour of design `name`: its own entry of [`PALETTE`] (grey for a name the model does not
+/// The colour of design `name`: its own entry of the report's palette, one colour per design (grey for a name the model does not
 /// know, e.g. a renamed design in an old JSON file).
 pub fn colour(name: &str) -> RGBColor {
     mmcid_kmodel::DESIGNS
