@@ -321,6 +321,15 @@ impl Family for Rewrite {
         op << 33 | (cid.active as u64) << 32 | cid.cid.raw() as u64
     }
 
+    #[inline(always)]
+    fn task_key_stored(s: &[u8; 4]) -> u64 {
+        cid_op::task_key_stored(s)
+    }
+    #[inline(always)]
+    fn rename_task_store(s: &[u8; 4], map: &[TaskId; MAX_TASKS]) -> [u8; 4] {
+        cid_op::rename_task_store(s, map)
+    }
+
     fn name(p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {
         render::name(p, s, step)
     }
