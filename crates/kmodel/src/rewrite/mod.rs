@@ -281,8 +281,8 @@ impl Family for Rewrite {
         check::check(p, s, out)
     }
     fn rename(s: &mut State<Self>, r: &dyn Fn(TaskId) -> TaskId) {
-        for m in 0..s.mms.len() {
-            s.mm_mut(m as MmId).cid.user_list.rename(r);
+        for m in s.mms.stored_mut() {
+            m.rename_users(r);
         }
     }
     fn rename_op(op: CidOp, r: &dyn Fn(TaskId) -> TaskId) -> CidOp {
