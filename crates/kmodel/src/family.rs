@@ -216,6 +216,23 @@ pub trait Family:
     fn task_key(cid: &Self::TaskCid, op: Option<&Self::CidOp>) -> u64;
     /// Renames task ids inside a CID operation (symmetry reduction).
     fn rename_op(op: Self::CidOp, r: &dyn Fn(TaskId) -> TaskId) -> Self::CidOp;
+    /// [`Family::task_key`] of a stored task's part, read off the stored form (symmetry
+    /// reduction computes it for every task of every successor; packed families override this
+    /// to skip unpacking).
+    #[inline(always)]
+    fn task_key_stored(s: &Self::TaskStore) -> u64 {
+        let (cid, op) = Self::load_task(s);
+        Self::task_key(&cid, op.as_ref())
+    }
+    /// A stored task's part with the task ids in its CID operation renamed through `map`
+    /// ([`Family::rename_op`] on the stored form; packed families override this to rename
+    /// the bits in place).
+    #[inline(always)]
+    fn rename_task_store(s: &Self::TaskStore, map: &[TaskId; crate::state::MAX_TASKS]) -> Self::TaskStore {
+        let (cid, op) = Self::load_task(s);
+        let op = op.map(|o| Self::rename_op(o, &|t| map[t as usize]));
+        Self::store_task(&cid, op.as_ref())
+    }
 
     // ----------------------------------------------------------------------------------------
     // Words for people (traces, reports).

@@ -58,6 +58,11 @@ impl<F: Family> Mms<F> {
     pub fn stored(&self) -> &[F::MmStore] {
         &self.items
     }
+    /// The stored mms, for changes made on the stored form.
+    #[inline(always)]
+    pub fn stored_mut(&mut self) -> &mut [F::MmStore] {
+        &mut self.items
+    }
     /// Appends a stored mm.
     pub fn push_stored(&mut self, m: F::MmStore) {
         self.items.push(m);

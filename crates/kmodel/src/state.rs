@@ -478,11 +478,13 @@ impl<F: Family> State<F> {
 
     /// The tasks of mm `m` (`t.mm == Some(m)`), with their ids.
     pub fn tasks_of(&self, m: MmId) -> impl Iterator<Item = (TaskId, Task<F>)> + '_ {
+        // Filters on the stored mm bits, unpacking only the tasks that pass.
         self.tasks
+            .stored()
             .iter()
             .enumerate()
-            .filter(move |(_, t)| t.mm == Some(m))
-            .map(|(i, t)| (i as TaskId, t))
+            .filter(move |(_, t)| t.mm() == Some(m))
+            .map(|(i, t)| (i as TaskId, t.load()))
     }
 }
 

@@ -19,6 +19,7 @@ use mmcid_cid::TaskId;
 
 use crate::family::Family;
 use crate::state::*;
+use crate::tasks::StoredTask;
 
 /// The canonical representative of `s`'s class under task renaming.
 pub fn representative<F: Family>(s: &State<F>) -> State<F> {
@@ -34,8 +35,9 @@ pub fn representative<F: Family>(s: &State<F>) -> State<F> {
 pub fn canonical_order<F: Family>(s: &State<F>) -> Option<Order> {
     let n = s.tasks.len();
     let mut keys = [0u128; MAX_TASKS];
-    for (k, t) in keys.iter_mut().zip(s.tasks.iter()) {
-        *k = key(&t);
+    for (k, t) in keys.iter_mut().zip(s.tasks.stored()) {
+        *k = stored_key(t);
+        debug_assert_eq!(*k, key(&t.load()));
     }
     if keys[..n].is_sorted() {
         return None;
@@ -66,8 +68,11 @@ pub fn permuted<F: Family>(s: &State<F>, order: &Order) -> State<F> {
     }
     let r = |t: TaskId| map[t as usize];
     let mut out = *s;
+    let stored = s.tasks.stored();
     for (new, &old) in order.old[..order.n].iter().enumerate() {
-        out.tasks.set(new, rename_task(&s.tasks.at(old as usize), r));
+        let t = stored[old as usize].renamed(&map);
+        debug_assert_eq!(t.load(), rename_task(&stored[old as usize].load(), r));
+        out.tasks.set_stored(new, t);
     }
     F::rename(&mut out, &r);
     out
@@ -98,6 +103,34 @@ fn key<F: Family>(t: &Task<F>) -> u128 {
         | (t.vfork_parent.is_some() as u64) << 37
         | op << 38;
     (kernel as u128) << 64 | F::task_key(&t.cid, t.cid_op.as_ref()) as u128
+}
+
+/// [`key`] of a stored task, read off its bits (the layout: [`StoredTask`]) without unpacking
+/// it: computed for every task of every successor, so worth the bit-twiddling. Debug builds check
+/// it against [`key`].
+#[inline(always)]
+fn stored_key<F: Family>(t: &StoredTask<F>) -> u128 {
+    let w = t.kernel_word();
+    let p = w >> 32 & 0xff;
+    let op: u64 = match w >> 29 & 7 {
+        0 => 0,
+        // Fork: vfork (payload bit 4) and at (5–7) to bits 3 and 4–6.
+        1 => 1 | (p >> 1 & 0x78),
+        2 => 2 | p << 4,
+        // Exec: at (payload 0–2) to 6–8, kind and in_exec (3–5) stay.
+        3 => 3 | (p & 0x38) | (p & 7) << 6,
+        4 => 4,
+        5 => 5 | p << 4,
+        _ => 6,
+    };
+    let kernel: u64 = (w & 15)
+        | (w >> 4 & 7) << 10
+        | (w >> 7 & 7) << 18
+        | (w >> 10 & 7) << 21
+        | (w >> 13 & 0xff) << 29
+        | ((w >> 21 & 15 != 0) as u64) << 37
+        | op << 38;
+    (kernel as u128) << 64 | F::task_key_stored(t.family()) as u128
 }
 
 /// `t` with every reference to another task renamed through `r`.

@@ -14,7 +14,7 @@ use mmcid_cid::{CpuId, MAX_CPUS, TaskId};
 
 use crate::family::Family;
 use crate::fixed::Fixed;
-use crate::state::{ExecAt, ExecKind, ExitAt, ForkAt, MAX_GROUPS, MAX_MMS, MAX_TASKS, Op, Sched, Task};
+use crate::state::{ExecAt, ExecKind, ExitAt, ForkAt, MAX_GROUPS, MAX_MMS, MAX_TASKS, MmId, Op, Sched, Task};
 
 // The bit widths below hold these capacities.
 const _: () = assert!(MAX_TASKS < 16 && MAX_MMS <= 3 && MAX_GROUPS <= 8 && MAX_CPUS <= 8);
@@ -199,6 +199,42 @@ impl<F: Family> StoredTask<F> {
         StoredTask { kernel, family }
     }
 
+    /// The kernel part's bits as one number (layout: the `kernel` field's doc).
+    #[inline(always)]
+    pub(crate) fn kernel_word(&self) -> u64 {
+        self.word()
+    }
+
+    /// The mm, without unpacking the rest.
+    #[inline(always)]
+    pub fn mm(&self) -> Option<MmId> {
+        match self.kernel[0] >> 2 & 3 {
+            0 => None,
+            m => Some(m - 1),
+        }
+    }
+
+    /// The task with every reference to another task renamed through `map` (`map[old] = new`),
+    /// in place on the bits: the vfork parent, a fork's or vfork wait's child, and whatever the
+    /// family's CID operation names ([`Family::rename_task_store`]).
+    #[inline(always)]
+    pub fn renamed(&self, map: &[TaskId; MAX_TASKS]) -> Self {
+        let mut w = self.word();
+        let vp = w >> 21 & 15;
+        if vp != 0 {
+            w = w & !(15 << 21) | (map[vp as usize - 1] as u64 + 1) << 21;
+        }
+        // Fork (tag 1) and VforkWait (tag 4) keep the child in the payload's low four bits.
+        if matches!(w >> 29 & 7, 1 | 4) {
+            w = w & !(15 << 32) | (map[(w >> 32 & 15) as usize] as u64) << 32;
+        }
+        let b = w.to_le_bytes();
+        StoredTask {
+            kernel: [b[0], b[1], b[2], b[3], b[4]],
+            family: F::rename_task_store(&self.family, map),
+        }
+    }
+
     /// The scheduler state and CPU, without unpacking the rest.
     #[inline(always)]
     pub fn sched_cpu(&self) -> (Sched, CpuId) {
@@ -267,6 +303,11 @@ impl<F: Family> Tasks<F> {
     /// The packed tasks.
     pub fn stored(&self) -> &[StoredTask<F>] {
         &self.items
+    }
+    /// Replaces stored task `i`.
+    #[inline(always)]
+    pub fn set_stored(&mut self, i: usize, t: StoredTask<F>) {
+        self.items[i] = t;
     }
 }
 

@@ -15,6 +15,14 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
     for (mi, mm) in s.mms.iter().enumerate() {
         let m = mi as MmId;
         let c = &mm.cid;
+        // The mm's tasks, unpacked once: the checks below scan them seven times.
+        let mut buf = [None; MAX_TASKS];
+        let mut n = 0;
+        for it in s.tasks_of(m) {
+            buf[n] = Some(it);
+            n += 1;
+        }
+        let tasks_of = || buf[..n].iter().map(|x| x.expect("filled above"));
         // F1's fix (fix-execve-cid) hides current from schedin while its own after_execve
         // registration runs: a counted user on user_list with `active` clear, by design.
         let hidden = |i: TaskId, t: &Task<Rewrite>| {
@@ -31,7 +39,7 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
         };
         // I1: unique among running tasks of the mm (switch complete, active, holding a CID).
         let mut seen = 0u64;
-        for (i, t) in s.tasks_of(m) {
+        for (i, t) in tasks_of() {
             if t.cid.active && s.on_cpu_settled(i) && !t.cid.cid.is_unset() {
                 let v = t.cid.cid.index();
                 if v < 64 {
@@ -41,7 +49,7 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
             }
         }
         // I2: a task in user space holds a CID below np.
-        for (i, t) in s.tasks_of(m) {
+        for (i, t) in tasks_of() {
             if t.cid.active && s.on_cpu_settled(i) && s.in_user(i) {
                 let v = t.cid.cid;
                 fired.set(P::I2, v.is_unset() || v.user_value() >= np);
@@ -54,14 +62,11 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
                 .iter()
                 .take(np as usize)
                 .copied()
-                .chain(s.tasks_of(m).map(|(_, t)| t.cid.cid))
+                .chain(tasks_of().map(|(_, t)| t.cid.cid))
                 .any(|x| x.on_cpu() && x.in_transit()),
         );
         // I8
-        let active = s
-            .tasks_of(m)
-            .filter(|&(i, t)| t.cid.active || hidden(i, &t))
-            .count();
+        let active = tasks_of().filter(|&(i, t)| t.cid.active || hidden(i, &t)).count();
         fired.set(
             P::I8,
             c.users as usize != c.user_list.len() || active != c.users as usize,
@@ -80,7 +85,7 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
         // I4: owners per bit: tasks holding a plain or TRANSIT value, CPUs holding an ONCPU value.
         let mut owners = [0u8; 64];
         let mut bad = false;
-        for (i, t) in s.tasks_of(m) {
+        for (i, t) in tasks_of() {
             let v = t.cid.cid;
             if !v.is_unset() && !v.on_cpu() {
                 if !t.cid.active && !hidden(i, &t) {
@@ -139,7 +144,7 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
         fired.set(P::I7, c.mode.in_transit() != transit_expected);
         if !walking && !c.mode.in_transit() {
             let cpu_owned = c.pcpu.iter().take(np as usize).any(|x| x.on_cpu());
-            let task_owned = s.tasks_of(m).any(|(_, t)| t.cid.active && t.cid.cid.on_task());
+            let task_owned = tasks_of().any(|(_, t)| t.cid.active && t.cid.cid.on_task());
             fired.set(
                 P::I6,
                 (c.mode == Mode::PER_TASK && cpu_owned) || (c.mode == Mode::PER_CPU && task_owned),
@@ -150,8 +155,7 @@ pub fn check(p: &Params, s: &State<Rewrite>, out: &mut Vec<usize>) {
         fired.set(P::R2, c.mode == Mode::TO_TASK);
         fired.set(
             P::R3,
-            s.tasks_of(m)
-                .any(|(i, t)| t.cid.cid.in_transit() && s.on_cpu_settled(i)),
+            tasks_of().any(|(i, t)| t.cid.cid.in_transit() && s.on_cpu_settled(i)),
         );
         fired.set(P::R5, mm.irq_work.is_some());
     }

@@ -455,3 +455,45 @@ pub fn load_task(b: &[u8; 4]) -> (mmcid_cid::TaskCid, Option<CidOp>) {
     };
     (cid, op)
 }
+
+/// [`Family::task_key`](crate::family::Family::task_key) of a task part [`store_task`] packed,
+/// read off the bits (symmetry reduction keys every task of every successor).
+#[inline(always)]
+pub fn task_key_stored(b: &[u8; 4]) -> u64 {
+    let w = u32::from_le_bytes(*b);
+    let p = (w >> 13) as u64;
+    // The key's op number per stored tag (see `task_key`), with its task-free payload.
+    let op: u64 = match w >> 9 & 15 {
+        0 => 0,
+        1 => 1,
+        2 => 11,
+        3 => 12 | (p & 1) << 4,
+        4 => 2 | (p >> 4 & 1) << 4,
+        5 => 3,
+        6 => 4,
+        7 => 5,
+        8 => 6,
+        9 => 7,
+        10 => 8 | (p & 31) << 4,
+        11 => 9 | (p & 0x1_ffff) << 4,
+        _ => 10 | (p & 0x3f) << 4,
+    };
+    let b = w & 0xff;
+    let raw = ((b & 0xe0) << 24 | b & 0x1f) as u64;
+    op << 33 | ((w >> 8 & 1) as u64) << 32 | raw
+}
+
+/// A task part [`store_task`] packed, with the task id its CID operation names renamed through
+/// `map` in place on the bits (what [`CidOp::rename`] does to the unpacked operation).
+#[inline(always)]
+pub fn rename_task_store(b: &[u8; 4], map: &[TaskId; crate::state::MAX_TASKS]) -> [u8; 4] {
+    let w = u32::from_le_bytes(*b);
+    // The bit position of the task id, if the operation names one.
+    let at = match w >> 9 & 15 {
+        1 | 2 | 4 | 5 | 6 | 7 => 13,
+        12 if w >> 17 & 3 != 0 => 19,
+        _ => return *b,
+    };
+    let t = map[(w >> at & 15) as usize] as u32;
+    (w & !(15 << at) | t << at).to_le_bytes()
+}

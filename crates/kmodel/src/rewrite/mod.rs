@@ -281,8 +281,8 @@ impl Family for Rewrite {
         check::check(p, s, out)
     }
     fn rename(s: &mut State<Self>, r: &dyn Fn(TaskId) -> TaskId) {
-        for m in 0..s.mms.len() {
-            s.mm_mut(m as MmId).cid.user_list.rename(r);
+        for m in s.mms.stored_mut() {
+            m.rename_users(r);
         }
     }
     fn rename_op(op: CidOp, r: &dyn Fn(TaskId) -> TaskId) -> CidOp {
@@ -319,6 +319,15 @@ impl Family for Rewrite {
             Some(&CidOp::ExecAssign { spun }) => 12 | (spun as u64) << 4,
         };
         op << 33 | (cid.active as u64) << 32 | cid.cid.raw() as u64
+    }
+
+    #[inline(always)]
+    fn task_key_stored(s: &[u8; 4]) -> u64 {
+        cid_op::task_key_stored(s)
+    }
+    #[inline(always)]
+    fn rename_task_store(s: &[u8; 4], map: &[TaskId; MAX_TASKS]) -> [u8; 4] {
+        cid_op::rename_task_store(s, map)
     }
 
     fn name(p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {

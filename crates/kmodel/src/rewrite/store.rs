@@ -8,7 +8,7 @@
 //! count. The algorithm runs on the unpacked [`MmCid`] ([`crate::state::State::with_mm_task`],
 //! [`crate::state::State::mm_mut`]); packing is lossless, so states compare as before.
 
-use mmcid_cid::{Cid, CidBitmap, DropFaults, MAX_USERS, MmCid, Mode, UserList, WarnSite};
+use mmcid_cid::{Cid, CidBitmap, DropFaults, MAX_USERS, MmCid, Mode, TaskId, UserList, WarnSite};
 
 use crate::family::Rewrite;
 use crate::state::Mm;
@@ -170,6 +170,21 @@ impl MmStore {
         }
     }
 
+    /// Renames the task ids on `user_list` through `r`, in place on the packed nibbles (what
+    /// [`UserList::rename`] does to the unpacked list; symmetry reduction renames every mm of
+    /// every permuted successor, so unpacking and repacking the mm is avoided).
+    #[inline(always)]
+    pub fn rename_users(&mut self, r: &dyn Fn(TaskId) -> TaskId) {
+        let n = (self.d & 31) as usize;
+        for i in 0..n {
+            let sh = 4 * (i % 2);
+            let b = &mut self.users[i / 2];
+            let t = r(*b >> sh & 15);
+            debug_assert!(t < 16);
+            *b = *b & !(15 << sh) | t << sh;
+        }
+    }
+
     /// The raw bytes (the engine's encoding writes them as they are).
     pub fn bytes(&self) -> [u8; 26] {
         let mut b = [0; 26];
@@ -233,6 +248,11 @@ mod tests {
         mm.work_pending = true;
         let s = MmStore::store(&mm);
         assert_eq!(s.load(), mm);
+        let mut renamed = s;
+        let r = |t: TaskId| (t + 5) % 16;
+        renamed.rename_users(&r);
+        mm.cid.user_list.rename(r);
+        assert_eq!(renamed.load(), mm);
         assert_eq!(MmStore::from_bytes(s.bytes()), s);
         assert_eq!(std::mem::size_of::<MmStore>(), 26);
     }
