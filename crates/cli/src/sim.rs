@@ -268,18 +268,6 @@ pub fn load_line() -> String {
         .unwrap_or_else(|_| "load unknown".into())
 }
 
-/// `/proc/loadavg`'s three load averages (empty if unreadable).
-pub fn loadavg() -> Vec<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| {
-            s.split_whitespace()
-                .take(3)
-                .filter_map(|x| x.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Splits a design name into header lines of at most `w` characters, after a `+` or `-` where
 /// possible (`7.0+fix-affinity-switchback` in a 12-wide column: `7.0+fix-`, `affinity-`,
 /// `switchback`).
@@ -424,7 +412,7 @@ fn print_bench(outs: &[Outcome], json: bool) {
         let doc = SimBench {
             format_version: BENCH_FORMAT_VERSION,
             cpu_model: cpu,
-            loadavg: loadavg(),
+            loadavg: mmcid_rseq::loadavg(),
             runs: outs
                 .iter()
                 .map(|o| SimBenchRun {

@@ -255,7 +255,7 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
             agreement_given_cpus: cond,
             same_max_and_distinct: same_shape,
             agree: ok,
-            loadavg: crate::sim::loadavg(),
+            loadavg: mmcid_rseq::loadavg(),
         };
         println!(
             "{}",
