@@ -37,6 +37,24 @@ impl UserList {
     pub fn as_slice(&self) -> &[TaskId] {
         &self.ids[..self.len as usize]
     }
+    /// The list holding `ids`, newest first (how a packed copy is read back: one copy instead
+    /// of a `push_front` per entry).
+    ///
+    /// # Panics
+    /// If there are more than [`MAX_USERS`] ids.
+    #[inline]
+    pub fn from_newest_first(ids: &[TaskId]) -> UserList {
+        assert!(
+            ids.len() <= MAX_USERS,
+            "more than {MAX_USERS} CID users in one mm"
+        );
+        let mut l = UserList {
+            len: ids.len() as u8,
+            ids: [0; MAX_USERS],
+        };
+        l.ids[..ids.len()].copy_from_slice(ids);
+        l
+    }
     /// `hlist_add_head`.
     pub fn push_front(&mut self, t: TaskId) {
         assert!(

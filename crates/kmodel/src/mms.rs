@@ -96,6 +96,9 @@ impl<'de, F: Family> serde::Deserialize<'de> for Mms<F> {
 pub struct MmMut<'a, F: Family> {
     slot: &'a mut F::MmStore,
     mm: Mm<F>,
+    /// The mm as loaded: packing is skipped when nothing changed (many schedins and schedouts
+    /// only read the mm, and comparing is cheaper than packing).
+    orig: Mm<F>,
 }
 
 impl<'a, F: Family> MmMut<'a, F> {
@@ -104,7 +107,7 @@ impl<'a, F: Family> MmMut<'a, F> {
     pub fn new(mms: &'a mut Mms<F>, i: usize) -> Self {
         let slot = &mut mms.items[i];
         let mm = F::load_mm(slot);
-        MmMut { slot, mm }
+        MmMut { slot, mm, orig: mm }
     }
 }
 
@@ -126,6 +129,8 @@ impl<F: Family> std::ops::DerefMut for MmMut<'_, F> {
 impl<F: Family> Drop for MmMut<'_, F> {
     #[inline(always)]
     fn drop(&mut self) {
-        *self.slot = F::store_mm(&self.mm);
+        if self.mm != self.orig {
+            *self.slot = F::store_mm(&self.mm);
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! count. The algorithm runs on the unpacked [`MmCid`] ([`crate::state::State::with_mm_task`],
 //! [`crate::state::State::mm_mut`]); packing is lossless, so states compare as before.
 
-use mmcid_cid::{Cid, CidBitmap, DropFaults, MAX_USERS, MmCid, Mode, TaskId, UserList, WarnSite};
+use mmcid_cid::{Cid, CidBitmap, CpuId, DropFaults, MAX_USERS, MmCid, Mode, TaskId, UserList, WarnSite};
 
 use crate::family::Rewrite;
 use crate::state::Mm;
@@ -136,10 +136,11 @@ impl MmStore {
             *x = cid_of_byte(s);
         }
         let n = (self.d & 31) as usize;
-        let mut user_list = UserList::default();
-        for i in (0..n).rev() {
-            user_list.push_front(self.users[i / 2] >> (4 * (i % 2)) & 15);
+        let mut ids = [0 as TaskId; MAX_USERS];
+        for (i, x) in ids.iter_mut().enumerate().take(n) {
+            *x = self.users[i / 2] >> (4 * (i % 2)) & 15;
         }
+        let user_list = UserList::from_newest_first(&ids[..n]);
         let fault = |b: u8, set: bool| set.then(|| cid_of_byte(b).raw());
         let cid = MmCid {
             np: self.a & 15,
@@ -168,6 +169,13 @@ impl MmStore {
             },
             work_pending: self.a & 128 != 0,
         }
+    }
+
+    /// `irq_work`'s CPU (the deferred switch back to per-task is queued there), read off the
+    /// packed bits: the enabled steps ask it of every mm for every CPU.
+    #[inline(always)]
+    pub fn irq_work(&self) -> Option<CpuId> {
+        (self.c >> 4).checked_sub(1)
     }
 
     /// Renames the task ids on `user_list` through `r`, in place on the packed nibbles (what
