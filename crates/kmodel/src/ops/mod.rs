@@ -163,19 +163,21 @@ pub fn enabled<F: Family>(p: &Params, s: &State<F>, out: &mut Vec<Step>) {
         switch::cpu_steps(s, cpu, out);
         F::cpu_steps(p, s, cpu, out);
     }
+    // Each task is unpacked once here and handed down (this runs for every explored state).
     for (i, t) in s.tasks.iter().enumerate() {
         let task = i as TaskId;
-        switch::migrations(s, task, out);
-        if !s.on_cpu_settled(task) || F::cpu_blocks_tasks(&s.cpus[t.cpu as usize]) {
+        switch::migrations(s, task, &t, out);
+        // `State::on_cpu_settled`, on the task at hand.
+        let cpu = &s.cpus[t.cpu as usize];
+        if t.sched != Sched::Running || F::in_switch(cpu) || F::cpu_blocks_tasks(cpu) {
             continue;
         }
-        task_steps(p, s, task, out);
+        task_steps(p, s, task, &t, out);
     }
 }
 
-/// The steps of a running task whose switch-in is complete.
-fn task_steps<F: Family>(p: &Params, s: &State<F>, task: TaskId, out: &mut Vec<Step>) {
-    let t = s.task(task);
+/// The steps of a running task `t` (task `task` of `s`) whose switch-in is complete.
+fn task_steps<F: Family>(p: &Params, s: &State<F>, task: TaskId, t: &Task<F>, out: &mut Vec<Step>) {
     if t.cid_op.is_some() {
         return F::cid_op_steps(p, s, task, out);
     }

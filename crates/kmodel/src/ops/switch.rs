@@ -49,9 +49,9 @@ pub fn schedule_away<F: Family>(s: &State<F>, task: TaskId, out: &mut Vec<Step>)
     }
 }
 
-/// The migrations of a runnable task: to every other allowed CPU, both rq locks free.
-pub fn migrations<F: Family>(s: &State<F>, task: TaskId, out: &mut Vec<Step>) {
-    let t = s.task(task);
+/// The migrations of a runnable task (`t`, task `task` of `s`): to every other allowed CPU, both
+/// rq locks free.
+pub fn migrations<F: Family>(s: &State<F>, task: TaskId, t: &Task<F>, out: &mut Vec<Step>) {
     if t.sched == Sched::Runnable && !s.rq_locked(t.cpu) {
         for to in 0..s.np() {
             if to != t.cpu && t.affinity & (1 << to) != 0 && !s.rq_locked(to) {

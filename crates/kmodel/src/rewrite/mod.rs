@@ -168,8 +168,8 @@ impl Family for Rewrite {
     }
 
     fn cpu_steps(_p: &Params, s: &State<Self>, cpu: CpuId, out: &mut Vec<Step>) {
-        for mm in s.mms.iter() {
-            if mm.irq_work == Some(cpu) && !s.irqs_off(cpu) {
+        for mm in s.mms.stored() {
+            if mm.irq_work() == Some(cpu) && !s.irqs_off(cpu) {
                 out.push(Step::IrqWork { cpu });
             }
         }
@@ -201,15 +201,24 @@ impl Family for Rewrite {
     }
 
     fn switch(p: &Params, s: &mut State<Self>, cpu: CpuId, prev: Option<TaskId>, next: Option<TaskId>) {
-        if let Some(prev) = prev
-            && let Some(m) = s.task(prev).mm
-        {
-            s.with_mm_task(m, prev, |mm, t| cid::schedout(mm, t, cpu, &p.sw));
-        }
-        if let Some(n) = next
-            && let Some(m) = s.task(n).mm
-            && let Schedin::Spin(sp) = s.with_mm_task(m, n, |mm, t| cid::schedin(mm, t, cpu, &p.sw))
-        {
+        let mm_of = |s: &State<Self>, t: TaskId| s.tasks.stored()[t as usize].mm();
+        let prev = prev.and_then(|t| Some((t, mm_of(s, t)?)));
+        let next = next.and_then(|t| Some((t, mm_of(s, t)?)));
+        let schedin = match (prev, next) {
+            // Both threads of one mm (the common case): its CID state is unpacked once for
+            // schedout and schedin (`prev != next`: a switch picks a task off the run queue).
+            (Some((pt, pm)), Some((nt, nm))) if pm == nm => Some(s.with_mm_two(pm, pt, nt, |mm, pt, nt| {
+                cid::schedout(mm, pt, cpu, &p.sw);
+                cid::schedin(mm, nt, cpu, &p.sw)
+            })),
+            _ => {
+                if let Some((pt, pm)) = prev {
+                    s.with_mm_task(pm, pt, |mm, t| cid::schedout(mm, t, cpu, &p.sw));
+                }
+                next.map(|(nt, nm)| s.with_mm_task(nm, nt, |mm, t| cid::schedin(mm, t, cpu, &p.sw)))
+            }
+        };
+        if let Some(Schedin::Spin(sp)) = schedin {
             s.cpus[cpu as usize].set_spin(Some(sp));
         }
     }
