@@ -181,6 +181,10 @@ struct Expanded<S> {
     /// `fresh_start`, `fresh_start + 1`, ….
     fresh: Vec<u32>,
     fresh_start: u32,
+    /// How many of `fresh` are checked already: phase 1 checks a new state as it finds it when
+    /// it numbers them (one worker), while the state is at hand, rather than phase 3 decoding
+    /// it again.
+    checked: usize,
     /// Each candidate's state index (needed for the graph's edges; filled when phase 1
     /// numbers, or in phase 3 with the graph).
     idx: Vec<u32>,
@@ -260,6 +264,14 @@ struct Numbering<'a> {
     full: bool,
 }
 
+/// Where [`Ctx::check_one`] records what it finds: an [`Expanded`]'s `fired`, `decided` and
+/// `err` (borrowed apart from its candidates, which may hold the state being checked).
+struct Found<'a>(
+    &'a mut Vec<(u32, u32)>,
+    &'a mut Vec<(u32, Vec<Agent>, Decision)>,
+    &'a mut Option<EngineError>,
+);
+
 impl<M: Model> Ctx<'_, M> {
     /// Phase 1 for one chunk.
     fn expand(&self, first: u32, chunk: Chunk<M::State>) -> Expanded<M::State> {
@@ -289,6 +301,7 @@ impl<M: Model> Ctx<'_, M> {
             buckets: Vec::new(),
             fresh: Vec::new(),
             fresh_start: 0,
+            checked: 0,
             next: Vec::new(),
             next_ends: Vec::new(),
             fired: Vec::new(),
@@ -299,6 +312,7 @@ impl<M: Model> Ctx<'_, M> {
         let mut actions = Vec::new();
         let mut scratch = Vec::new();
         let mut spinning = Vec::new();
+        let (mut fired, mut stall_spinning) = (Vec::new(), Vec::new());
         let mut number = self.number.map(|n| n.lock().expect("no panic while held"));
         let mut one = |off: u32, state: &M::State, e: &mut Expanded<M::State>| -> bool {
             if self.cancel.is_some_and(Cancel::is_cancelled) {
@@ -342,6 +356,12 @@ impl<M: Model> Ctx<'_, M> {
                                     e.fresh_start = idx;
                                 }
                                 e.fresh.push(j);
+                                let found = Found(&mut e.fired, &mut e.decided, &mut e.err);
+                                if !self.check_one(j as usize, &next, found, &mut fired, &mut stall_spinning)
+                                {
+                                    return false;
+                                }
+                                e.checked = e.fresh.len();
                             }
                             e.idx.push(idx);
                             new
@@ -488,11 +508,47 @@ impl<M: Model> Ctx<'_, M> {
         }
     }
 
-    /// Phase 3 for one chunk's new states.
+    /// Checks new state `state` (candidate `j`): the properties it fires (appended to `out`'s
+    /// `fired`) and, with stall search and no graph, the stalls of its spinning agents
+    /// (`decided`). False on an error (left in `err`).
+    fn check_one(
+        &self,
+        j: usize,
+        state: &M::State,
+        out: Found<'_>,
+        fired: &mut Vec<usize>,
+        spinning: &mut Vec<Agent>,
+    ) -> bool {
+        let Found(e_fired, e_decided, e_err) = out;
+        fired.clear();
+        self.model.check(state, fired);
+        for &p in fired.iter() {
+            if p >= self.props {
+                *e_err = Some(EngineError::InvalidProperty {
+                    index: p,
+                    properties: self.props,
+                });
+                return false;
+            }
+            e_fired.push((j as u32, p as u32));
+        }
+        if let (Some(limit), false) = (self.stall_search, self.graph) {
+            spinning.clear();
+            self.model.spinning(state, spinning);
+            spinning.retain(|a| !self.stalled.contains(a));
+            if !spinning.is_empty() {
+                let d = stall::decide(self.model, state, spinning, self.fp, limit, self.cancel);
+                e_decided.push((j as u32, spinning.clone(), d));
+            }
+        }
+        true
+    }
+
+    /// Phase 3 for one chunk's new states (those phase 1 did not check already).
     fn check(&self, e: &mut Expanded<M::State>) {
         let mut fired = Vec::new();
         let mut spinning = Vec::new();
-        for f in 0..e.fresh.len() {
+        for f in e.checked..e.fresh.len() {
             let j = e.fresh[f] as usize;
             let decoded;
             let state = match &e.cands {
@@ -502,28 +558,17 @@ impl<M: Model> Ctx<'_, M> {
                     &decoded
                 }
             };
-            fired.clear();
-            self.model.check(state, &mut fired);
-            for &p in &fired {
-                if p >= self.props {
-                    e.err = Some(EngineError::InvalidProperty {
-                        index: p,
-                        properties: self.props,
-                    });
-                    return;
-                }
-                e.fired.push((j as u32, p as u32));
-            }
-            if let (Some(limit), false) = (self.stall_search, self.graph) {
-                spinning.clear();
-                self.model.spinning(state, &mut spinning);
-                spinning.retain(|a| !self.stalled.contains(a));
-                if !spinning.is_empty() {
-                    let d = stall::decide(self.model, state, &spinning, self.fp, limit, self.cancel);
-                    e.decided.push((j as u32, spinning.clone(), d));
-                }
+            if !self.check_one(
+                j,
+                state,
+                Found(&mut e.fired, &mut e.decided, &mut e.err),
+                &mut fired,
+                &mut spinning,
+            ) {
+                return;
             }
         }
+        e.checked = e.fresh.len();
         // Pieces of at most a frontier chunk's size, so that the next level is split for the
         // workers as finely as this one.
         let mut pieces = Vec::new();
