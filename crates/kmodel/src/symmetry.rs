@@ -49,7 +49,20 @@ pub fn canonical_order<F: Family>(s: &State<F>) -> Option<Order> {
     for (i, o) in order.old.iter_mut().enumerate() {
         *o = i as TaskId;
     }
-    order.old[..n].sort_by_key(|&i| keys[i as usize]);
+    // A stable insertion sort by hand: at most MAX_TASKS entries, nearly sorted (a step moves
+    // one task), and the standard library's stable sort spent more in its driver than in
+    // sorting (185 M of 2,680 M instructions at the default bound).
+    let old = &mut order.old[..n];
+    for i in 1..n {
+        let x = old[i];
+        let kx = keys[x as usize];
+        let mut j = i;
+        while j > 0 && keys[old[j - 1] as usize] > kx {
+            old[j] = old[j - 1];
+            j -= 1;
+        }
+        old[j] = x;
+    }
     Some(order)
 }
 
