@@ -325,7 +325,15 @@ impl<M: Model> Ctx<'_, M> {
             for (k, action) in actions.iter().enumerate() {
                 let next = self.model.next_state(state, action);
                 let j = e.meta.len() as u32;
+                // Under symmetry with one worker, only the canonical encoding is written now;
+                // the state's own (what the frontier keeps) once it is known to be new.
+                let mut own_later = false;
                 let fp = match &mut e.cands {
+                    Cands::Packed { bytes, .. } if number.is_some() && self.fp.symmetry() => {
+                        let (fp, renamed) = self.fp.encode_representative(&next, bytes);
+                        own_later = renamed;
+                        fp
+                    }
                     Cands::Packed { bytes, .. } => self.fp.encode(&next, bytes, &mut scratch),
                     Cands::Plain { .. } => self.fp.of(&next, &mut scratch),
                 };
@@ -369,8 +377,11 @@ impl<M: Model> Ctx<'_, M> {
                     };
                     match &mut e.cands {
                         Cands::Packed { bytes, ends } => {
-                            if !keep {
+                            if !keep || own_later {
                                 bytes.truncate(ends.last().map_or(0, |&x| x as usize));
+                            }
+                            if keep && own_later {
+                                self.model.encode(&next, bytes);
                             }
                             ends.push(bytes.len() as u32);
                         }

@@ -210,6 +210,16 @@ impl<'m, M: crate::Model> Fingerprinter<'m, M> {
         }
     }
 
+    /// Appends `state`'s canonical encoding to `out` and returns its fingerprint and whether
+    /// the bytes may differ from `state`'s own encoding ([`crate::Model::encode_representative`];
+    /// codec models under symmetry only).
+    #[inline]
+    pub fn encode_representative(&self, state: &M::State, out: &mut Vec<u8>) -> (u64, bool) {
+        let at = out.len();
+        let renamed = self.model.encode_representative(state, out);
+        (fingerprint_bytes(&out[at..]) & self.mask, renamed)
+    }
+
     /// Appends `state`'s encoding to `out` and returns its fingerprint (codec models only);
     /// under symmetry the fingerprint is of the canonical encoding, built in `scratch`.
     #[inline]

@@ -145,6 +145,16 @@ pub trait Model: Sync {
     /// the encoding in `out` is the canonical one). What the engine calls for every successor
     /// under symmetry, so that a state already in canonical form is encoded once. The default
     /// always writes both.
+    /// Appends the canonical encoding of `state` (as [`Model::encode_canonical`]) to `out` and
+    /// returns whether it may differ from `state`'s own encoding. `false` promises that it is
+    /// `state`'s own encoding. What the engine calls under symmetry when it numbers successors as
+    /// it finds them (one worker): a state's own encoding is then written only when the state
+    /// is new, and most successors are not. The default returns `true`.
+    fn encode_representative(&self, state: &Self::State, out: &mut Vec<u8>) -> bool {
+        self.encode_canonical(state, out);
+        true
+    }
+
     fn encode_pair(&self, state: &Self::State, out: &mut Vec<u8>, canonical: &mut Vec<u8>) -> bool {
         self.encode(state, out);
         self.encode_canonical(state, canonical);

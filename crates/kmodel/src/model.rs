@@ -143,6 +143,19 @@ impl<F: Family> Model for KernelModel<F> {
             }
         }
     }
+    fn encode_representative(&self, state: &State<F>, out: &mut Vec<u8>) -> bool {
+        match symmetry::canonical_order(state) {
+            None => {
+                crate::encode::encode(state, out);
+                false
+            }
+            Some(order) => {
+                self.note_renamed();
+                crate::encode::encode(&symmetry::permuted(state, &order), out);
+                true
+            }
+        }
+    }
     fn encode_pair(&self, state: &State<F>, out: &mut Vec<u8>, canonical: &mut Vec<u8>) -> bool {
         crate::encode::encode(state, out);
         match symmetry::canonical_order(state) {
