@@ -10,9 +10,12 @@
 //! 2. **number**: with workers, the batch's duplicates are found in parallel (each worker owns
 //!    a slice of the fingerprints) and the first occurrences, which are new, are numbered in
 //!    order by a sequential scan that appends their fingerprints to the visited set; with one
-//!    worker, phase 1 inserted each successor as it found it.
+//!    worker, phase 1 inserted each successor as it found it (and, knowing it new, checked it
+//!    and, under symmetry, only then wrote the state's own encoding in place of the canonical one
+//!    it fingerprinted).
 //! 3. **check** (parallel): the new states are placed in the visited set's table, checked
-//!    (properties, on-the-fly stall search) and packed into the next level's frontier chunk.
+//!    (properties, on-the-fly stall search) unless phase 1 did, and packed into the next
+//!    level's frontier chunk.
 //! 4. **commit** (sequential): in index order, parent links, the liveness graph and the
 //!    findings are recorded, and the stop conditions are tested state by state,
 //!    so a search that stops stops at the very state the sequential search would stop at.
