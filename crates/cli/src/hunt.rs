@@ -36,8 +36,8 @@ pub struct Args {
     #[arg(long, default_value_t = 250_000)]
     pub max_states: u64,
     /// Stop after this many configurations (then the run is the same on any machine, as long as
-    /// the budget does not cut it first).
-    #[arg(long)]
+    /// the budget does not cut it first). At least 1: a hunt that tries nothing finds nothing.
+    #[arg(long, value_parser = at_least_one_config)]
     pub max_configs: Option<u64>,
     /// Write each finding's trace as a scenario file (`mmcid replay`) into this directory.
     #[arg(long, value_name = "DIR")]
@@ -67,6 +67,15 @@ pub fn parse_budget(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+/// Parses `--max-configs`: a count of at least 1.
+fn at_least_one_config(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("a hunt that tries no configuration finds nothing: give at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{s:?}: {e}")),
+    }
 }
 
 /// Runs `mmcid hunt`.

@@ -95,15 +95,16 @@ pub fn run(args: &Args) -> i32 {
             }
         }
     } else {
-        report.to_string()
+        crate::render::observe::observe_report(&report)
     };
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     if report.violations.is_empty() { 0 } else { 1 }
 }
 
-/// Version of `mmcid observe --json` (1: the first with a schema, `docs/schema/observe.json`).
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of `mmcid observe --json` (1: the first with a schema, `docs/schema/observe.json`; 2:
+/// typed violations with their evidence, `i1_pairs`).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The `--json` output of `mmcid observe`: the observer's report with its format version.
 #[derive(serde::Serialize, schemars::JsonSchema)]

@@ -6,7 +6,7 @@ use mmcid_engine::{NoObserver, Options};
 use mmcid_kmodel::checker::ViolationKind;
 use mmcid_kmodel::invariants::Property;
 use mmcid_kmodel::{Config, Family, KernelModel, ModelVisitor, with_model};
-use mmcid_oracle::{OracleRun, serve_explorer, stateright_bfs};
+use mmcid_oracle::{OracleRun, Presentation, serve_explorer_with, stateright_bfs};
 use serde::Serialize;
 
 use crate::bounds::{Bounds, args_line};
@@ -114,6 +114,23 @@ pub struct ExploreArgs {
     pub port: u16,
 }
 
+/// A step in the Explorer: its kernel name, what it changed, and the CID state after it (the
+/// state report of `check`).
+fn explorer_step<F: Family>(
+    model: &KernelModel<F>,
+    state: &mmcid_kmodel::state::State<F>,
+    step: &mmcid_kmodel::ops::Step,
+) -> String {
+    use mmcid_engine::Model as _;
+    let mut out = model.format_step(state, step);
+    out.push('\n');
+    let next = model.next_state(state, step);
+    out.push_str(&crate::render::state::state_report(
+        &mmcid_kmodel::trace::snapshot(&next),
+    ));
+    out
+}
+
 /// Runs `mmcid explore`.
 pub fn explore(a: &ExploreArgs) -> i32 {
     struct Serve(String);
@@ -124,7 +141,7 @@ pub fn explore(a: &ExploreArgs) -> i32 {
                 "mmcid explore: serving the Explorer on http://{}/ (Ctrl-C to stop)",
                 self.0
             );
-            let Err(e) = serve_explorer(model, &self.0);
+            let Err(e) = serve_explorer_with(model, &self.0, Some(explorer_step::<F>));
             e.to_string()
         }
     }

@@ -63,14 +63,56 @@ pub enum MemoryLimit {
 }
 
 impl MemoryLimit {
-    /// The limit in bytes (`None`: no limit, or `MemAvailable` unreadable for a share).
+    /// The limit in bytes (`None`: no limit, or `MemAvailable` unreadable for a share), at most
+    /// what an address-space limit leaves ([`address_space_room`]): under `ulimit -v` an
+    /// allocation that fails aborts the process with nothing printed, a limit stops it cleanly.
     pub fn bytes(self) -> Option<u64> {
-        match self {
-            MemoryLimit::Off => None,
+        let asked = match self {
+            MemoryLimit::Off => return None,
             MemoryLimit::Bytes(b) => Some(b),
             MemoryLimit::Share(f) => mem_available().map(|a| (a as f64 * f) as u64),
+        };
+        match (asked, address_space_room()) {
+            (Some(a), Some(r)) => Some(a.min(r)),
+            (a, r) => a.or(r),
         }
     }
+}
+
+/// `VmSize` and `VmRSS` of `/proc/self/status`, in bytes.
+fn vm_size_and_rss() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    };
+    Some((field("VmSize:")?, field("VmRSS:")?))
+}
+
+/// What an address-space limit (`ulimit -v`, `RLIMIT_AS`) leaves for the resident memory a search
+/// may grow to, or `None` without such a limit. The search's limit is on resident memory, the
+/// kernel's on mappings: take away what is mapped but not resident now (the binary, libraries,
+/// reserved stacks) and, for each thread a search may start, glibc's per-thread malloc arena
+/// reservation (64 MiB) and a thread stack (2 MiB), then keep a tenth in hand.
+pub fn address_space_room() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the limit into `r`, which lives across the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut r) } != 0 || r.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    let (size, rss) = vm_size_and_rss()?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64 + 1;
+    let reserve = size.saturating_sub(rss) + threads * (66 << 20);
+    Some(r.rlim_cur.saturating_sub(reserve) / 10 * 9)
 }
 
 /// Parses `--max-memory`: `off`, a size with a unit (`512M`, `4G`, `1.5GiB`; K, M, G, T are
@@ -120,13 +162,22 @@ pub const DEFAULT_MEMORY: &str = "80%";
 
 /// What a memory-limited stop prints (stderr), naming the limit and how to raise it.
 pub fn memory_note(limit: Option<u64>) -> String {
-    format!(
-        "stopped before passing --max-memory ({}): the result above is partial; raise --max-memory to go further",
-        limit.map_or("unknown".into(), |b| format!(
-            "{:.0} MiB",
-            b as f64 / (1 << 20) as f64
-        ))
-    )
+    let size = limit.map_or("unknown".into(), |b| {
+        if b < 1 << 20 {
+            format!("{b} bytes")
+        } else {
+            format!("{:.0} MiB", b as f64 / (1 << 20) as f64)
+        }
+    });
+    if limit.is_some() && limit == address_space_room() {
+        format!(
+            "stopped before passing {size}, what `ulimit -v` leaves this process: the result above is partial; raise the address-space limit to go further"
+        )
+    } else {
+        format!(
+            "stopped before passing --max-memory ({size}): the result above is partial; raise --max-memory to go further"
+        )
+    }
 }
 
 #[cfg(test)]

@@ -101,6 +101,66 @@ fn ctrl_c_during_hunt_matrix_and_sim_exits_130_with_what_was_found() {
     );
 }
 
+/// A Ctrl-C stops the runs under way and leaves out the ones not started: with 3,000 runs asked
+/// for, the summary counts only those that ran (before, every run was still started and stopped at
+/// its first progress point, minutes of work after the Ctrl-C).
+#[test]
+fn ctrl_c_during_sim_leaves_out_the_runs_not_started() {
+    let (code, out, err) = interrupt(&["sim", "--design", "7.0", "--seeds", "3000"], SOON);
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    let runs: u64 = out
+        .lines()
+        .find_map(|l| {
+            l.split_once(" runs, ")
+                .map(|(n, _)| n.trim().parse().expect("a count"))
+        })
+        .unwrap_or_else(|| panic!("a summary line: {out}"));
+    assert!(
+        runs < 3000,
+        "{runs} runs: the runs not started were run too\n{out}"
+    );
+}
+
+/// Under an address-space limit (`ulimit -v`) the default `--max-memory` stays below what the
+/// limit leaves, so the search stops cleanly with its partial result (exit 3) instead of an
+/// allocation failure aborting the process (exit 134, a backtrace, nothing printed).
+#[test]
+fn ulimit_v_stops_a_search_cleanly_instead_of_aborting() {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -v 450000 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_mmcid"),
+            "check",
+            "-q",
+            "--cpus",
+            "3",
+            "--threads",
+            "3",
+            "--forks",
+            "2",
+            "--exits",
+            "1",
+            "--max-states",
+            "50000000",
+        ])
+        .output()
+        .expect("runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("INCOMPLETE (stopped by --max-memory)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("ulimit -v") && !stderr.contains("memory allocation"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn max_memory_stops_a_search_cleanly_with_the_partial_result() {
     // Less than the process already uses: the search stops before its first batch grows it.

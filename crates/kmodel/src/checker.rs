@@ -23,8 +23,12 @@ use crate::trace::{self, TraceStep};
 /// violation's `what` became typed `facts`, `bits` typed owners, the `state` text went (the
 /// typed `snapshot`, now with every mm's CID state, carries it), and a trace step's `effect`
 /// lines became typed effects and its `state` line a `snapshot`; `matrix`'s cells, capped and
-/// rejected configurations are objects with named fields instead of pairs).
-pub const FORMAT_VERSION: u32 = 4;
+/// rejected configurations are objects with named fields instead of pairs; 5: the snapshot says
+/// where each task is in the kernel (`at`, `cid_op`; 6.18: `last_mm_cid`, `migrate_from_cpu`) and
+/// what each CPU is in the middle of (`schedin`; 6.18: `mm_cid_get`, `migrating`), 6.18's mm its
+/// `cpus_allowed`, and 6.18's `mm_cid_get` and migration continuations in effects and facts are
+/// typed (`GetPoint`, `MigratePoint`) instead of the serde form of the CID crate's types).
+pub const FORMAT_VERSION: u32 = 5;
 
 /// What a violation is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
@@ -134,11 +138,6 @@ pub struct Violation {
     pub trace: Vec<TraceStep>,
     /// For a live lock: index of the first step of the cycle.
     pub cycle_start: Option<usize>,
-    /// The CID state at the violating point, as text (for the text report; not in the JSON,
-    /// where `snapshot` carries it).
-    #[serde(skip)]
-    #[schemars(skip)]
-    pub state: String,
     /// Who runs where, which CIDs the tasks hold and each mm's CID state at the violating point.
     pub snapshot: trace::Snapshot,
     /// Who owns each set bit there.
@@ -405,7 +404,6 @@ pub fn outcome<F: Family>(
             cpu: f.agent,
             trace: steps,
             cycle_start: f.trace.cycle_start.map(|k| starts[k]),
-            state: trace::state_report(last),
             snapshot: trace::snapshot(last),
             bits: (0..last.mms.len())
                 .flat_map(|m| trace::bit_owners(last, m as u8))

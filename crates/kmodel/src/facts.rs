@@ -2,12 +2,12 @@
 //! renderers alike: what a step changed ([`Effect`]) and who owns each set bit of a CID bitmap
 //! ([`BitOwners`]). Nothing here is prose; the words a person reads are made from these values.
 
-use mmcid_cid::legacy::v6_18::{GetCont, Migrate};
 use mmcid_cid::legacy::{LegacyCid, LegacyFaults, OwnershipError};
 use mmcid_cid::{Cid, CpuId, DropFaults, Mode, TaskId, WarnSite};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::snapshot::{GetPoint, MigratePoint};
 use crate::state::MmId;
 use crate::trace::{TaskState, cn, tn};
 
@@ -261,9 +261,8 @@ pub enum Effect {
         cpu: CpuId,
         /// It busy-waits there (rather than stopping at a mere cut).
         spins: bool,
-        /// Where `mm_cid_get` resumes (`mmcid_cid::legacy::v6_18::GetCont`, its serde form).
-        #[schemars(with = "serde_json::Value")]
-        at: GetCont,
+        /// Where `mm_cid_get` resumes.
+        at: GetPoint,
     },
     /// 6.18: a CPU's `mm_cid_get` finished.
     GetDone {
@@ -276,9 +275,8 @@ pub enum Effect {
         cpu: CpuId,
         /// The migrated task.
         task: TaskId,
-        /// Where the migration stands (`mmcid_cid::legacy::v6_18::Migrate`, its serde form).
-        #[schemars(with = "serde_json::Value")]
-        at: Migrate,
+        /// Where the migration stands.
+        at: MigratePoint,
     },
     /// 6.18: a CPU's migration completed.
     MigrationDone {
@@ -545,9 +543,8 @@ pub enum Fact {
     GetBusyWait {
         /// The CPU.
         cpu: CpuId,
-        /// Where `mm_cid_get` resumes (`mmcid_cid::legacy::v6_18::GetCont`, its serde form).
-        #[schemars(with = "serde_json::Value")]
-        at: GetCont,
+        /// Where `mm_cid_get` resumes.
+        at: GetPoint,
     },
     /// 6.3 and 6.18: the running tasks of an mm do not hold distinct CIDs.
     RunningNotUnique {
@@ -591,7 +588,7 @@ pub enum Fact {
 }
 
 /// A set of bits as the kernel mails write a bitmap: `{0,1,3}`.
-fn bits_words(bits: &[u32]) -> String {
+pub fn bits_words(bits: &[u32]) -> String {
     let b: Vec<String> = bits.iter().map(u32::to_string).collect();
     format!("{{{}}}", b.join(","))
 }
@@ -648,7 +645,7 @@ impl Effect {
             } => format!(
                 "{}FAULT {}",
                 pre(*mm),
-                crate::rewrite::render::faults_words(faults, *bitmap_bits as u8)
+                crate::rewrite::describe::faults_words(faults, *bitmap_bits as u8)
             ),
             Effect::IrqWorkQueued { mm } => format!("{}irq_work queued", pre(*mm)),
             Effect::LegacyTaskCid {
@@ -689,16 +686,12 @@ impl Effect {
                 } else {
                     "continues"
                 };
-                format!(
-                    "CPU{cpu} mm_cid_get {what}: {}",
-                    crate::legacy::lazy618::get_words(*at)
-                )
+                format!("CPU{cpu} mm_cid_get {what}: {at}")
             }
             Effect::GetDone { cpu } => format!("CPU{cpu} mm_cid_get done"),
-            Effect::Migrating { cpu, task, at } => format!(
-                "CPU{cpu} migrating T{task}: {} (rq lock held)",
-                crate::legacy::lazy618::migrate_words(*at)
-            ),
+            Effect::Migrating { cpu, task, at } => {
+                format!("CPU{cpu} migrating T{task}: {at} (rq lock held)")
+            }
             Effect::MigrationDone { cpu } => format!("CPU{cpu} migration done"),
         }
     }
@@ -849,7 +842,9 @@ impl std::fmt::Display for Fact {
                     format!("drop() cleared bit {bit}, outside the {bitmap_bits}-bit bitmap")
                 }
                 Fact::DropAlreadyClear { bit } => format!("drop() cleared bit {bit}, which nobody owned"),
-                Fact::Warn { site } => format!("WARN_ON_ONCE: {}", crate::rewrite::render::warn_words(*site)),
+                Fact::Warn { site } => {
+                    format!("WARN_ON_ONCE: {}", crate::rewrite::describe::warn_words(*site))
+                }
                 Fact::Spins {
                     cpu,
                     site,
@@ -874,10 +869,9 @@ impl std::fmt::Display for Fact {
                     }
                     h
                 }
-                Fact::GetBusyWait { cpu, at } => format!(
-                    "CPU{cpu} busy-waits in mm_cid_get ({}) holding its rq lock with IRQs off",
-                    crate::legacy::lazy618::get_words(*at)
-                ),
+                Fact::GetBusyWait { cpu, at } => {
+                    format!("CPU{cpu} busy-waits in mm_cid_get ({at}) holding its rq lock with IRQs off")
+                }
                 Fact::RunningNotUnique { mm, error } => format!("mm{mm} running tasks: {error}"),
                 Fact::UserSpaceBound { task, error } => format!("T{task} in user space: {error}"),
                 Fact::Ownership { mm, error } => format!("mm{mm}: {error}"),

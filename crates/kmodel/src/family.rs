@@ -235,7 +235,7 @@ pub trait Family:
     }
 
     // ----------------------------------------------------------------------------------------
-    // Words for people (traces, reports).
+    // Typed descriptions (traces, reports; the CLI renders them).
 
     /// The kernel function a family step performs: `(actor, function, argument)`, or `None`
     /// when the kernel names it ([`crate::trace::name`]).
@@ -247,16 +247,16 @@ pub trait Family:
     /// Does a trace report a task's move to another CPU while its scheduler state stays the same
     /// (a migration, which 6.18 reacts to)?
     const REPORTS_MOVES: bool = false;
-    /// The CID state on one line.
-    fn state_line(s: &State<Self>) -> String;
-    /// The CID state on several lines (mm, CPUs, tasks).
-    fn state_report(s: &State<Self>) -> String;
-    /// The CID a task shows.
-    fn task_cid(t: &Task<Self>) -> String;
     /// The task's CID as the family's raw kernel word.
     fn task_cid_raw(t: &Self::TaskCid) -> u32;
+    /// Fills the family's part of a task's snapshot ([`crate::snapshot::TaskSnapshot`]): the CID
+    /// operation it is inside; 6.18: `last_mm_cid` and `migrate_from_cpu`.
+    fn snapshot_task(t: &Task<Self>, out: &mut crate::snapshot::TaskSnapshot);
+    /// Fills the family's part of a CPU's snapshot ([`crate::snapshot::CpuSnapshot`]): the
+    /// schedin, `mm_cid_get` or migration it is in the middle of.
+    fn snapshot_cpu(s: &State<Self>, cpu: CpuId, out: &mut crate::snapshot::CpuSnapshot);
     /// An mm's CID state, typed, for tools.
-    fn mm_snapshot(mm: &Self::MmCid) -> crate::trace::MmCidSnapshot;
+    fn mm_snapshot(mm: &Self::MmCid) -> crate::snapshot::MmCidSnapshot;
     /// Who owns each set bit of mm `m`.
     fn bit_owners(s: &State<Self>, m: MmId) -> Vec<BitOwners>;
     /// What is wrong in `s`, as facts (`property`: the property id, `stall`, `livelock`;

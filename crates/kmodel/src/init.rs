@@ -123,7 +123,7 @@ fn run_task<F: Family>(
             .ok_or_else(|| {
                 format!(
                     "setup: T{task} has no step to take ({})",
-                    crate::trace::op_words(&s.task(task).op)
+                    crate::snapshot::ProgramPoint::from(s.task(task).op)
                 )
             })?;
         s = apply(p, &s, step);

@@ -56,6 +56,7 @@ pub mod ops;
 pub mod replay;
 pub mod rewrite;
 pub mod scenario;
+pub mod snapshot;
 pub mod state;
 pub mod symmetry;
 pub mod tasks;

@@ -31,11 +31,6 @@ pub struct ReplayOutcome {
     pub stalled: Option<Vec<u16>>,
     /// How the replay ended.
     pub outcome: ReplayEnd,
-    /// The CID state at the end, as text (for the text report; not in the JSON, where
-    /// `snapshot` carries it).
-    #[serde(skip)]
-    #[schemars(skip)]
-    pub state: String,
     /// Who runs where, which CIDs the tasks hold and each mm's CID state at the end.
     pub snapshot: trace::Snapshot,
     /// Who owns each set bit at the end.
@@ -132,7 +127,6 @@ pub fn replay_model<F: Family>(
         spinning,
         stalled,
         outcome,
-        state: trace::state_report(&last),
         snapshot: trace::snapshot(&last),
         bits: (0..last.mms.len())
             .flat_map(|m| trace::bit_owners(&last, m as u8))

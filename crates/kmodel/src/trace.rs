@@ -1,6 +1,7 @@
-//! Naming steps after the kernel functions they perform, describing a trace step by step (its
-//! typed effects and the [`Snapshot`] after each step) and the CID state in kernel words. The CLI
-//! lays traces out as CPU columns (`crates/cli/src/render/text.rs`).
+//! Naming steps after the kernel functions they perform and describing a trace step by step: its
+//! typed effects and the [`Snapshot`] after each step (`crate::snapshot`). The CLI lays traces out
+//! as CPU columns and draws state lines and reports from the snapshots
+//! (`crates/cli/src/render/{text,state}.rs`).
 
 use mmcid_cid::{CpuId, TaskId};
 use serde::Serialize;
@@ -8,6 +9,9 @@ use serde::Serialize;
 use crate::facts::{BitOwners, Effect};
 use crate::family::Family;
 use crate::ops::{Params, StartOp, Step, apply};
+pub use crate::snapshot::{
+    CpuSnapshot, MmCidSnapshot, MmSnapshot, Slot618Snapshot, Snapshot, TaskSnapshot, TaskState, snapshot,
+};
 use crate::state::*;
 
 /// A step as words: who acts, the kernel function, its argument. This is also the scenario syntax:
@@ -215,10 +219,6 @@ pub fn bit_owner_lines<F: Family>(s: &State<F>, m: MmId) -> Vec<String> {
     bit_owners(s, m).iter().map(|b| b.words(F::KIND)).collect()
 }
 
-/// A compact one-line CID state.
-pub fn state_line<F: Family>(s: &State<F>) -> String {
-    F::state_line(s)
-}
 /// One step of a trace, as typed facts (the JSON form of a trace step).
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TraceStep {
@@ -239,212 +239,6 @@ pub struct TraceStep {
     pub effect: Vec<Effect>,
     /// Who runs where, which CIDs the tasks hold and the mms' CID state after the step.
     pub snapshot: Snapshot,
-    /// The CID state after the step on one line, for the text trace (not in the JSON: the
-    /// snapshot carries it).
-    #[serde(skip)]
-    #[schemars(skip)]
-    pub state_line: String,
-}
-
-/// A task's scheduler state, for tools (`--json`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskState {
-    /// Created, not yet woken (`wake_up_new_task` not run).
-    New,
-    /// `rq->curr` of its CPU.
-    Running,
-    /// On its CPU's run queue.
-    Runnable,
-    /// Waiting (a vfork parent, an idle kworker).
-    Sleeping,
-    /// Exited.
-    Dead,
-}
-
-impl From<Sched> for TaskState {
-    fn from(s: Sched) -> TaskState {
-        match s {
-            Sched::New => TaskState::New,
-            Sched::Running => TaskState::Running,
-            Sched::Runnable => TaskState::Runnable,
-            Sched::Sleeping => TaskState::Sleeping,
-            Sched::Dead => TaskState::Dead,
-        }
-    }
-}
-
-/// One CPU at one point, for tools.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub struct CpuSnapshot {
-    /// The CPU.
-    pub cpu: CpuId,
-    /// `rq->curr` (`None`: idle).
-    pub curr: Option<TaskId>,
-    /// The tasks on its run queue.
-    pub runqueue: Vec<TaskId>,
-    /// It holds its rq lock across steps (7.0 family: spinning in `get_cid`; 6.18: inside
-    /// `mm_cid_get` or a migration).
-    pub rq_locked: bool,
-}
-
-/// One task at one point, for tools.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub struct TaskSnapshot {
-    /// The task (`T<n>`).
-    pub task: TaskId,
-    /// Its scheduler state.
-    pub state: TaskState,
-    /// The CPU it runs or waits on.
-    pub cpu: CpuId,
-    /// Its mm, if any.
-    pub mm: Option<MmId>,
-    /// Its CID as the raw kernel word of its family (7.0 family: `mm_cid.cid`, bit 31 UNSET,
-    /// bit 30 ONCPU, bit 29 TRANSIT; 6.3 and 6.18: `mm_cid`, all ones for UNSET, bit 31 LAZY).
-    pub cid: u32,
-    /// It is an active CID user (`mm_cid.active`).
-    pub active: bool,
-    /// It is visible: in its thread list and the task list (a fix-up walk sees it).
-    pub visible: bool,
-    /// It is in user space (where rseq shows user space its CID).
-    pub in_user_space: bool,
-    /// It is the kworker that runs the mm's deferred work.
-    pub kworker: bool,
-}
-
-/// A 6.18 per-CPU slot (`struct mm_cid`).
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub struct Slot618Snapshot {
-    /// `cid` (raw word).
-    pub cid: mmcid_cid::legacy::LegacyCid,
-    /// `recent_cid` (raw word).
-    pub recent_cid: mmcid_cid::legacy::LegacyCid,
-}
-
-/// The CID state of one mm, by design family (tagged with the [`crate::config::FamilyKind`]).
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-#[serde(tag = "family")]
-pub enum MmCidSnapshot {
-    /// 7.0 and its predecessors back to 6.19-rc7 (`struct mm_mm_cid`).
-    Rewrite {
-        /// `mode` (raw word: 0 per task, ONCPU per CPU, with TRANSIT during a transition).
-        mode: mmcid_cid::Mode,
-        /// `users`.
-        users: u32,
-        /// `max_cids`.
-        max_cids: u32,
-        /// `pcpu_thrs`.
-        pcpu_thrs: u32,
-        /// The set bits of `bitmap`.
-        bitmap: Vec<u32>,
-        /// The bitmap's size in bits.
-        bitmap_bits: u32,
-        /// Each CPU's `pcpu` slot (raw words).
-        slots: Vec<mmcid_cid::Cid>,
-        /// `user_list`, in list order.
-        user_list: Vec<TaskId>,
-        /// Faults recorded (bad drops, WARNs).
-        faults: mmcid_cid::DropFaults,
-    },
-    /// 6.14–6.18.
-    Lazy618 {
-        /// The set bits of `cidmask`.
-        cidmask: Vec<u32>,
-        /// The bitmap's size in bits.
-        bitmap_bits: u32,
-        /// `max_nr_cid`.
-        max_nr_cid: u32,
-        /// `mm_users`.
-        mm_users: u32,
-        /// `nr_cpus_allowed`.
-        nr_cpus_allowed: u32,
-        /// `use_cid_lock`.
-        use_cid_lock: bool,
-        /// The CPU holding `cid_lock`, if any.
-        cid_lock: Option<CpuId>,
-        /// Each CPU's slot.
-        slots: Vec<Slot618Snapshot>,
-        /// Faults recorded.
-        faults: mmcid_cid::legacy::LegacyFaults,
-    },
-    /// 6.3.
-    PerSwitch63 {
-        /// The set bits of `cidmask`.
-        cidmask: Vec<u32>,
-        /// The bitmap's size in bits.
-        bitmap_bits: u32,
-        /// Faults recorded.
-        faults: mmcid_cid::legacy::LegacyFaults,
-    },
-}
-
-/// One mm at one point, for tools.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub struct MmSnapshot {
-    /// The mm.
-    pub mm: MmId,
-    /// Its CID state.
-    pub cid: MmCidSnapshot,
-    /// 7.0 family: `mm.irq_work` is queued, on this CPU.
-    pub irq_work: Option<CpuId>,
-    /// 7.0 family: `mm.work` is queued on the workqueue.
-    pub work_pending: bool,
-}
-
-/// Who runs where, which CIDs the tasks hold and each mm's CID state, at one point of a trace:
-/// the typed state, for tools.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub struct Snapshot {
-    /// The design family, which says how to read the raw CID words.
-    pub family: crate::config::FamilyKind,
-    /// Every CPU.
-    pub cpus: Vec<CpuSnapshot>,
-    /// Every task.
-    pub tasks: Vec<TaskSnapshot>,
-    /// Every mm.
-    pub mms: Vec<MmSnapshot>,
-}
-
-/// The [`Snapshot`] of `s`.
-pub fn snapshot<F: Family>(s: &State<F>) -> Snapshot {
-    Snapshot {
-        family: F::KIND,
-        cpus: (0..s.np())
-            .map(|c| CpuSnapshot {
-                cpu: c,
-                curr: s.curr(c),
-                runqueue: s.runqueue(c).collect(),
-                rq_locked: s.rq_locked(c),
-            })
-            .collect(),
-        tasks: (0..s.tasks.len() as TaskId)
-            .map(|i| {
-                let t = s.task(i);
-                TaskSnapshot {
-                    task: i,
-                    state: t.sched.into(),
-                    cpu: t.cpu,
-                    mm: t.mm,
-                    cid: F::task_cid_raw(&t.cid),
-                    active: F::active(&t.cid),
-                    visible: s.published(i),
-                    in_user_space: s.in_user(i),
-                    kworker: t.kworker,
-                }
-            })
-            .collect(),
-        mms: (0..s.mms.len() as MmId)
-            .map(|m| {
-                let mm = s.mms.get(m as usize).expect("an mm of the state");
-                MmSnapshot {
-                    mm: m,
-                    cid: F::mm_snapshot(&mm.cid),
-                    irq_work: mm.irq_work,
-                    work_pending: mm.work_pending,
-                }
-            })
-            .collect(),
-    }
 }
 
 /// The kernel steps the engine's transitions `actions` take from `init` (with reduction on, a
@@ -480,90 +274,15 @@ pub fn describe<F: Family>(p: &Params, init: &State<F>, steps: &[Step]) -> Vec<T
             line: n.to_string(),
             effect: effects(&s, &next),
             snapshot: snapshot(&next),
-            state_line: state_line(&next),
         });
         s = next;
     }
     out
 }
 
-/// A multi-line description of the CID state at one point: the mm, each CPU and each task.
-pub fn state_report<F: Family>(s: &State<F>) -> String {
-    F::state_report(s)
-}
-
 /// Who owns each set bit of mm `m` (for explaining I4 and stalls).
 pub fn bit_owners<F: Family>(s: &State<F>, m: MmId) -> Vec<BitOwners> {
     F::bit_owners(s, m)
-}
-
-/// The CID a task shows.
-pub fn task_cid<F: Family>(s: &State<F>, t: TaskId) -> String {
-    F::task_cid(&s.task(t))
-}
-
-/// The kernel operation a task is in, in kernel words (state reports).
-pub fn op_words(op: &Op) -> String {
-    let fork_at = |at: ForkAt| match at {
-        ForkAt::Copy => "next copy_process",
-        ForkAt::Publish => "next publication",
-        ForkAt::PostFork => "next sched_post_fork",
-        ForkAt::Wake => "next wake_up_new_task",
-        ForkAt::Failed | ForkAt::Cleanup => "failed, in bad_fork_cleanup",
-    };
-    match *op {
-        Op::User => "user space".to_string(),
-        Op::Fork { child, vfork, at } => {
-            let what = if vfork { "vfork" } else { "clone" };
-            format!("{what} of T{child}, {}", fork_at(at))
-        }
-        Op::Exit { at } => match at {
-            ExitAt::Cid => "do_exit, next sched_mm_cid_exit".to_string(),
-            ExitAt::MmRelease => "do_exit, next exit_mm".to_string(),
-            ExitAt::Final => "do_exit, next the final schedule".to_string(),
-        },
-        Op::Exec { at, kind, in_exec } => {
-            let what = match kind {
-                ExecKind::Load => "execve",
-                ExecKind::Fail => "execve (will fail)",
-                ExecKind::Check => "execveat(AT_EXECVE_CHECK)",
-            };
-            let at = match at {
-                ExecAt::Before => "next sched_mm_cid_before_execve",
-                ExecAt::Outcome => "next exec_binprm",
-                ExecAt::DeThread => "in de_thread, next exec_mmap",
-                ExecAt::After => "next sched_mm_cid_after_execve",
-                ExecAt::Return => "in sched_mm_cid_after_execve",
-            };
-            let fs = if in_exec { ", fs->in_exec set" } else { "" };
-            format!("{what}, {at}{fs}")
-        }
-        Op::VforkWait { child } => format!("vfork, waiting for T{child}"),
-        Op::Work { mm } => format!("the work of mm{mm}"),
-        Op::KworkerIdle => "idle kworker".to_string(),
-    }
-}
-
-/// The scheduler state in words (state reports).
-pub fn sched_words(s: Sched) -> &'static str {
-    match s {
-        Sched::New => "new (not yet woken)",
-        Sched::Running => "running",
-        Sched::Runnable => "runnable",
-        Sched::Sleeping => "sleeping",
-        Sched::Dead => "dead",
-    }
-}
-
-/// The scheduler state as the compact state line writes it.
-pub fn sched_short(s: Sched) -> &'static str {
-    match s {
-        Sched::New => "new",
-        Sched::Running => "run",
-        Sched::Runnable => "rq",
-        Sched::Sleeping => "sleep",
-        Sched::Dead => "dead",
-    }
 }
 
 /// What changed in a task's scheduler state and mm (shared by both families' effect lists).

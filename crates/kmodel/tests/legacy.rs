@@ -148,9 +148,14 @@ fn v6_18_scenario_names() {
     let (steps, end) = scenario::run(&model.params, model.initial_state(), &sc).unwrap();
     assert_eq!(steps.len(), 9);
     // CPU1 got CID 1 back once the clear dropped it; the written trace replays.
-    let line = mmcid_kmodel::trace::state_line(&end);
-    assert!(line.contains("T1:1/l1@run1"), "{line}");
-    assert!(!line.contains("GET"), "{line}");
+    let snap = mmcid_kmodel::trace::snapshot(&end);
+    let t1 = &snap.tasks[1];
+    assert_eq!(
+        (t1.cid, t1.last_mm_cid.map(|c| c.raw()), t1.cpu, t1.state),
+        (1, Some(1), 1, mmcid_kmodel::trace::TaskState::Running),
+        "{snap:?}"
+    );
+    assert!(snap.cpus.iter().all(|c| c.mm_cid_get.is_none()), "{snap:?}");
     let written = scenario::write(&cfg, &model.params, model.initial_state(), &steps, "t");
     assert!(written.contains("compactions=1"), "{written}");
     let again = Scenario::parse(&written).unwrap();

@@ -102,10 +102,16 @@ pub trait Presentation: EngineModel {
 /// not pushed by [`mmcid_engine::Model::check`]" (`Always`) or "index `i` is pushed"
 /// (`Sometimes`), followed by [`EXPAND_ALL`].
 #[derive(Clone, Debug)]
-pub struct StaterightAdapter<M> {
+pub struct StaterightAdapter<M: EngineModel> {
     /// The engine model being explored.
     pub model: M,
+    /// How the Explorer shows a step's outcome, if not by [`Presentation::format_step`] (the CLI
+    /// passes its own renderer, [`serve_explorer_with`]).
+    pub step_text: Option<StepText<M>>,
 }
+
+/// A function that says what taking an action in a state does (the Explorer's "outcome").
+pub type StepText<M> = fn(&M, &<M as EngineModel>::State, &<M as EngineModel>::Action) -> String;
 
 /// The kernel model of family `F` under stateright.
 pub type Oracle<F> = StaterightAdapter<KernelModel<F>>;
@@ -121,7 +127,10 @@ where
             n <= MAX_PROPERTIES,
             "the oracle maps at most {MAX_PROPERTIES} properties, the model has {n}"
         );
-        StaterightAdapter { model }
+        StaterightAdapter {
+            model,
+            step_text: None,
+        }
     }
 
     /// True if `check` pushes property index `i` in `state`.
@@ -213,7 +222,10 @@ where
     }
 
     fn format_step(&self, last_state: &M::State, action: M::Action) -> Option<String> {
-        Some(self.model.format_step(last_state, &action))
+        Some(match self.step_text {
+            Some(f) => f(&self.model, last_state, &action),
+            None => self.model.format_step(last_state, &action),
+        })
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
@@ -306,6 +318,21 @@ where
     M::State: 'static,
     M::Action: 'static,
 {
+    serve_explorer_with(model, addr, None)
+}
+
+/// [`serve_explorer`], with the step outcomes said by `step_text` rather than by
+/// [`Presentation::format_step`] (`None`: by it).
+pub fn serve_explorer_with<M>(
+    model: M,
+    addr: &str,
+    step_text: Option<StepText<M>>,
+) -> Result<Infallible, String>
+where
+    M: Presentation + Send + 'static,
+    M::State: 'static,
+    M::Action: 'static,
+{
     let addrs: Vec<_> = addr
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {addr:?}: {e}"))?
@@ -325,7 +352,9 @@ where
     }
     // stateright panics if it cannot bind; find out first and say why.
     drop(TcpListener::bind(&addrs[..]).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
-    let _checker = StaterightAdapter::new(model).checker().serve(&addrs[..]);
+    let mut adapter = StaterightAdapter::new(model);
+    adapter.step_text = step_text;
+    let _checker = adapter.checker().serve(&addrs[..]);
     Err("the Explorer's web server stopped".to_string())
 }
 
@@ -364,7 +393,8 @@ impl<F: Family> Presentation for KernelModel<F> {
         kernel_action(action)
     }
 
-    /// The step's kernel name, what it changed, and the CID state after it.
+    /// The step's kernel name and what it changed (`mmcid explore` adds the CID state after it,
+    /// as the CLI renders it).
     fn format_step(&self, state: &State<F>, action: &Step) -> String {
         use mmcid_kmodel::trace;
         let next = self.next_state(state, action);
@@ -373,8 +403,6 @@ impl<F: Family> Presentation for KernelModel<F> {
         for e in trace::effect_lines(state, &next) {
             let _ = writeln!(out, "  {e}");
         }
-        out.push('\n');
-        out.push_str(&trace::state_report(&next));
         out
     }
 }

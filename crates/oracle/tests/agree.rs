@@ -275,10 +275,12 @@ fn larger_configurations() {
     );
 }
 
-/// The Explorer shows kernel steps by name, with their effects and the state after them.
+/// The Explorer shows kernel steps by name, with their effects; a caller's step text (the CLI's,
+/// which adds the state after the step) replaces the model's.
 #[test]
 fn kernel_steps_are_named_for_the_explorer() {
-    use mmcid_oracle::Presentation;
+    use mmcid_oracle::{Presentation, StaterightAdapter};
+    use stateright::Model as _;
     let model = kernel(
         "7.0",
         2,
@@ -296,6 +298,12 @@ fn kernel_steps_are_named_for_the_explorer() {
         let label = model.format_action(a);
         let step = model.format_step(&init, a);
         assert!(label.starts_with("CPU") || label.starts_with('T'), "{label}");
-        assert!(step.contains("mm0: mode"), "{step}");
+        let name = mmcid_kmodel::trace::name(&model.params, &init, *a).to_string();
+        assert_eq!(step.lines().next(), Some(name.as_str()), "{step}");
     }
+    let first = actions[0];
+    let mut adapter = StaterightAdapter::new(model);
+    adapter.step_text = Some(|m, _, a| format!("said by the caller: {}", m.format_action(a)));
+    let said = adapter.format_step(&init, first).expect("a step text");
+    assert!(said.starts_with("said by the caller: "), "{said}");
 }

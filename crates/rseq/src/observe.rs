@@ -38,7 +38,7 @@
 //! * On architectures without critical sections here (not x86_64) no
 //!   interval can be proven and the observer reports an error.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -204,12 +204,73 @@ pub struct ObserveReport {
     /// Compaction (I3) finding.
     pub compaction: Compaction,
     /// Broken promises (I1, I2), each with its evidence. Empty when all
-    /// held.
-    pub violations: Vec<String>,
+    /// held. At most ten of each kind are listed; `i1_pairs` counts all.
+    pub violations: Vec<ObservedViolation>,
+    /// Overlapping same-CID pairs of intervals on different CPUs, in all
+    /// (I1 violations, of which `violations` lists at most ten).
+    pub i1_pairs: u64,
     /// Soft findings (compaction, method sanity).
     pub findings: Vec<String>,
     /// Per-thread detail.
     pub per_thread: Vec<ThreadSummary>,
+}
+
+/// One running interval of a thread, as the evidence of a violation: the
+/// thread ran on `cpu` with `mm_cid` `cid` for the whole of `tsc_start..tsc_end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct RunningInterval {
+    /// The worker thread (0-based).
+    pub thread: u32,
+    /// The CPU it ran on (`rseq::cpu_id`).
+    pub cpu: u32,
+    /// Time-stamp counter at the start of the interval.
+    pub tsc_start: u64,
+    /// Time-stamp counter at its end.
+    pub tsc_end: u64,
+}
+
+/// A promise of the spec the running kernel broke, with its evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ObservedViolation {
+    /// I1: two threads ran with the same `mm_cid` at the same time on
+    /// different CPUs (their running intervals overlap).
+    SameCid {
+        /// The CID both held.
+        cid: u32,
+        /// One thread's interval.
+        a: RunningInterval,
+        /// The other's.
+        b: RunningInterval,
+    },
+    /// I2: a thread ran with a CID not below the number of possible CPUs.
+    CidNotBelowPossibleCpus {
+        /// The thread.
+        thread: u32,
+        /// The CPU it ran on.
+        cpu: u32,
+        /// The CID it ran with.
+        cid: u32,
+        /// The number of possible CPUs (`nr_cpu_ids`).
+        possible_cpus: u32,
+    },
+    /// A worker thread has no rseq area: nothing could be sampled there.
+    NoRseqArea {
+        /// The thread.
+        thread: u32,
+    },
+}
+
+impl ObservedViolation {
+    /// The promise broken: `I1`, `I2`, or `None` when the observer itself
+    /// could not sample ([`ObservedViolation::NoRseqArea`]).
+    pub fn property(&self) -> Option<&'static str> {
+        match self {
+            ObservedViolation::SameCid { .. } => Some("I1"),
+            ObservedViolation::CidNotBelowPossibleCpus { .. } => Some("I2"),
+            ObservedViolation::NoRseqArea { .. } => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -226,7 +287,7 @@ struct ThreadResult {
     intervals: Vec<Interval>,
     cid_hist: BTreeMap<u32, u64>,
     cpu_hist: BTreeMap<u32, u64>,
-    i2_violations: Vec<String>,
+    i2_violations: Vec<ObservedViolation>,
 }
 
 /// Spawns the workers, samples, and checks the promises.
@@ -325,7 +386,7 @@ fn sample_thread(t: usize, cfg: &ObserveConfig, possible: usize) -> ThreadResult
     };
     let Some(area) = area else {
         r.i2_violations
-            .push(format!("thread {t}: no rseq area in this thread"));
+            .push(ObservedViolation::NoRseqArea { thread: t as u32 });
         return r;
     };
     let start = Instant::now();
@@ -337,10 +398,12 @@ fn sample_thread(t: usize, cfg: &ObserveConfig, possible: usize) -> ThreadResult
                 *r.cid_hist.entry(iv.cid).or_default() += 1;
                 *r.cpu_hist.entry(iv.cpu).or_default() += 1;
                 if iv.cid as usize >= possible && r.i2_violations.len() < 10 {
-                    r.i2_violations.push(format!(
-                        "I2: thread {t} ran with mm_cid {} on CPU {} but there are only {possible} possible CPUs",
-                        iv.cid, iv.cpu
-                    ));
+                    r.i2_violations.push(ObservedViolation::CidNotBelowPossibleCpus {
+                        thread: t as u32,
+                        cpu: iv.cpu,
+                        cid: iv.cid,
+                        possible_cpus: possible as u32,
+                    });
                 }
                 if r.intervals.len() < cfg.max_intervals_per_thread {
                     r.intervals.push(Interval {
@@ -395,7 +458,7 @@ fn analyse(
     intervals.sort_unstable_by_key(|i| i.t_start);
     let mut active: Vec<Interval> = Vec::new();
     let (mut concurrent_pairs, mut same_cpu_overlaps, mut i1_count) = (0u64, 0u64, 0u64);
-    let mut i1_pairs = BTreeSet::new();
+    let mut i1_pairs = Vec::new();
     for iv in &intervals {
         active.retain(|a| a.t_end > iv.t_start);
         for a in &active {
@@ -408,19 +471,23 @@ fn analyse(
             } else if a.cid == iv.cid {
                 i1_count += 1;
                 if i1_pairs.len() < 10 {
-                    i1_pairs.insert(format!(
-                        "I1: threads {} (CPU {}, TSC {}..{}) and {} (CPU {}, TSC {}..{}) both ran with mm_cid {} at the same time",
-                        a.thread, a.cpu, a.t_start, a.t_end, iv.thread, iv.cpu, iv.t_start, iv.t_end, a.cid
-                    ));
+                    let run = |x: &Interval| RunningInterval {
+                        thread: x.thread,
+                        cpu: x.cpu,
+                        tsc_start: x.t_start,
+                        tsc_end: x.t_end,
+                    };
+                    i1_pairs.push(ObservedViolation::SameCid {
+                        cid: a.cid,
+                        a: run(a),
+                        b: run(iv),
+                    });
                 }
             }
         }
         active.push(*iv);
     }
     violations.extend(i1_pairs);
-    if i1_count > 10 {
-        violations.push(format!("I1: {i1_count} overlapping same-CID pairs in all"));
-    }
     if same_cpu_overlaps > 0 {
         findings.push(format!(
             "method: {same_cpu_overlaps} overlapping intervals of different threads on the same CPU; \
@@ -475,12 +542,14 @@ fn analyse(
             holds,
         },
         violations,
+        i1_pairs: i1_count,
         findings,
         per_thread,
     }
 }
 
-fn cpu_list(cpus: &[usize]) -> String {
+/// A CPU list as `taskset` writes it: `0-2,5,7-8`.
+pub fn cpu_list(cpus: &[usize]) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
     while i < cpus.len() {
@@ -496,70 +565,6 @@ fn cpu_list(cpus: &[usize]) -> String {
         i = j + 1;
     }
     out.join(",")
-}
-
-impl fmt::Display for ObserveReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "mm_cid observation: {} threads, workload {:?}, {:.2}s, source {}",
-            self.threads, self.workload, self.seconds, self.source
-        )?;
-        writeln!(
-            f,
-            "  allowed CPUs {} ({}), rest of process {}, possible CPUs {}",
-            cpu_list(&self.allowed_cpus),
-            self.allowed_cpus.len(),
-            cpu_list(&self.process_cpus),
-            self.possible_cpus
-        )?;
-        writeln!(
-            f,
-            "  samples {} (aborted {}), intervals checked {}, concurrent pairs compared {}",
-            self.samples, self.aborted_samples, self.intervals_checked, self.concurrent_pairs
-        )?;
-        let max = self.max_cid.map_or_else(|| "-".to_string(), |m| m.to_string());
-        writeln!(f, "  CIDs: max {max}, distinct {}", self.distinct_cids)?;
-        let total = self.samples.max(1) as f64;
-        for (cid, n) in &self.cid_histogram {
-            writeln!(f, "    cid {cid:>3}: {n:>9} ({:5.1}%)", 100.0 * *n as f64 / total)?;
-        }
-        let cpus: Vec<String> = self
-            .cpu_histogram
-            .iter()
-            .map(|(c, n)| format!("{c}:{n}"))
-            .collect();
-        writeln!(f, "  CPU histogram: {}", cpus.join(" "))?;
-        for t in &self.per_thread {
-            writeln!(
-                f,
-                "    thread {:>2}: {:>8} samples, {:>6} aborted, cids {:?}, cpus {:?}",
-                t.thread, t.samples, t.aborted, t.cids, t.cpus
-            )?;
-        }
-        writeln!(f, "  promises:")?;
-        let i1 = !self.violations.iter().any(|v| v.starts_with("I1"));
-        let i2 = !self.violations.iter().any(|v| v.starts_with("I2"));
-        writeln!(
-            f,
-            "    I1 uniqueness among running threads: {} ({} overlapping pairs of threads compared)",
-            if i1 { "held" } else { "VIOLATED" },
-            self.concurrent_pairs
-        )?;
-        writeln!(
-            f,
-            "    I2 every CID < possible CPUs ({}): {}",
-            self.possible_cpus,
-            if i2 { "held" } else { "VIOLATED" }
-        )?;
-        for v in &self.violations {
-            writeln!(f, "    violation: {v}")?;
-        }
-        for s in &self.findings {
-            writeln!(f, "    finding: {s}")?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -623,7 +628,12 @@ mod tests {
         assert_eq!(rep.concurrent_pairs, 2);
         assert_eq!(rep.same_cpu_overlaps, 0);
         assert_eq!(rep.violations.len(), 1, "{:?}", rep.violations);
-        assert!(rep.violations[0].starts_with("I1"));
+        assert_eq!(rep.violations[0].property(), Some("I1"));
+        assert_eq!(rep.i1_pairs, 1);
+        let ObservedViolation::SameCid { cid, a, b } = rep.violations[0] else {
+            panic!("{:?}", rep.violations[0])
+        };
+        assert_eq!((cid, a.thread, a.cpu, b.thread, b.cpu), (1, 0, 1, 1, 0));
         assert_eq!(rep.max_cid, Some(1));
         assert!(rep.compaction.holds, "1 < min(2 threads, 2 CPUs)");
 

@@ -604,7 +604,7 @@ fn observer_finds_no_violation() {
         ..Default::default()
     })
     .unwrap();
-    eprintln!("{rep}");
+    eprintln!("{rep:?}");
     assert!(rep.violations.is_empty(), "{:?}", rep.violations);
     assert!(rep.samples > 0);
     assert!(rep.max_cid.is_some_and(|m| (m as usize) < possible_cpus()));

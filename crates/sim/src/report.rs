@@ -239,14 +239,16 @@ pub fn run_all(cfgs: Vec<SimConfig>, progress: &(dyn Fn(u64) + Sync)) -> Vec<Res
     run_all_until(cfgs, progress, &|| false)
 }
 
-/// [`run_all`] that stops every run early once `stop()` says so (Ctrl-C); runs not yet started then
-/// stop at their first progress point.
+/// [`run_all`] that stops every run early once `stop()` says so (Ctrl-C): runs under way stop at
+/// their next progress point, runs not yet started are left out (so a stop is prompt however many
+/// runs were asked for); the results keep the order given.
 pub fn run_all_until(
     cfgs: Vec<SimConfig>,
     progress: &(dyn Fn(u64) + Sync),
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Vec<Result<Outcome, String>> {
     cfgs.into_par_iter()
+        .filter(|_| !stop())
         .map(|c| {
             let mut last = 0;
             run_until(

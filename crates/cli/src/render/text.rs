@@ -12,16 +12,16 @@ use mmcid_kmodel::checker::{CheckOutcome, Liveness, Status, Violation};
 use mmcid_kmodel::family::{Family, ModelVisitor, with_model};
 use mmcid_kmodel::model::KernelModel;
 use mmcid_kmodel::replay::{ReplayEnd, ReplayOutcome};
-use mmcid_kmodel::state::State;
-use mmcid_kmodel::trace::{self, TraceStep, cn, tn};
+use mmcid_kmodel::trace::{self, Snapshot, TraceStep, cn, tn};
 
 use crate::check::{FULL_LIVENESS_CAP, args_line};
+use crate::render::state;
 
-/// Renders described steps as CPU columns. `cycle_start`: index of the first step of a live lock's
-/// cycle (a `--- cycle ---` rule is drawn before it and `back to step k` after the last).
-pub fn render_columns<F: Family>(
-    np: u8,
-    init: &State<F>,
+/// Renders described steps as CPU columns, from the state `init` they start in. `cycle_start`:
+/// index of the first step of a live lock's cycle (a `--- cycle ---` rule is drawn before it and
+/// `back to step k` after the last). `with_state`: a state line under each step.
+pub fn render_columns(
+    init: &Snapshot,
     steps: &[TraceStep],
     cycle_start: Option<usize>,
     with_state: bool,
@@ -29,21 +29,25 @@ pub fn render_columns<F: Family>(
     const W: usize = 30;
     let mut out = String::new();
     let _ = write!(out, "step ");
-    for c in 0..np {
-        let _ = write!(out, "{:<W$}", cn(c));
+    for c in &init.cpus {
+        let _ = write!(out, "{:<W$}", cn(c.cpu));
     }
     out.push('\n');
     let _ = write!(out, "{:>4} ", 0);
-    for c in 0..np {
-        let cell = match init.curr(c) {
-            Some(t) => format!("{} cid {}", tn(t), F::task_cid(&init.task(t))),
+    for c in &init.cpus {
+        let cell = match c.curr {
+            Some(t) => format!(
+                "{} cid {}",
+                tn(t),
+                state::task_cid(init.family, &init.tasks[t as usize])
+            ),
             None => "idle".to_string(),
         };
         let _ = write!(out, "{:<W$}", cell);
     }
     out.push('\n');
     if with_state {
-        let _ = writeln!(out, "     {}", trace::state_line(init));
+        let _ = writeln!(out, "     {}", state::state_line(init));
     }
     for (i, st) in steps.iter().enumerate() {
         if Some(i) == cycle_start {
@@ -62,7 +66,7 @@ pub fn render_columns<F: Family>(
             let _ = writeln!(out, "     {pad}  {}", e.words(multi_mm));
         }
         if with_state {
-            let _ = writeln!(out, "     {}", st.state_line);
+            let _ = writeln!(out, "     {}", state::state_line(&st.snapshot));
         }
     }
     if let Some(k) = cycle_start {
@@ -71,39 +75,31 @@ pub fn render_columns<F: Family>(
     out
 }
 
-/// [`render_columns`] for a configuration whose family is known only at run time (the initial
-/// state is rebuilt from `cfg`).
+/// The initial state of `cfg`'s model, as a snapshot (a trace's columns start from it).
+pub fn initial_snapshot(cfg: &Config) -> Result<Snapshot, String> {
+    struct Init;
+    impl ModelVisitor for Init {
+        type Out = Snapshot;
+        fn visit<F: Family>(self, m: KernelModel<F>) -> Snapshot {
+            trace::snapshot(m.initial_state())
+        }
+    }
+    with_model(cfg, Init)
+}
+
+/// [`render_columns`] from the initial state of `cfg`.
 pub fn render_columns_for(
     cfg: &Config,
     steps: &[TraceStep],
     cycle_start: Option<usize>,
     with_state: bool,
 ) -> Result<String, String> {
-    struct Render<'a> {
-        steps: &'a [TraceStep],
-        cycle_start: Option<usize>,
-        with_state: bool,
-    }
-    impl ModelVisitor for Render<'_> {
-        type Out = String;
-        fn visit<F: Family>(self, m: KernelModel<F>) -> String {
-            render_columns(
-                m.np(),
-                m.initial_state(),
-                self.steps,
-                self.cycle_start,
-                self.with_state,
-            )
-        }
-    }
-    with_model(
-        cfg,
-        Render {
-            steps,
-            cycle_start,
-            with_state,
-        },
-    )
+    Ok(render_columns(
+        &initial_snapshot(cfg)?,
+        steps,
+        cycle_start,
+        with_state,
+    ))
 }
 
 /// One violation as text: its heading, the trace as CPU columns, the CID state at the violating
@@ -115,7 +111,7 @@ pub fn violation_text(c: &Config, v: &Violation, with_states: bool) -> String {
         s.push_str(&columns);
     }
     let _ = writeln!(s, "\nat step {}:", v.trace.len());
-    s.push_str(&v.state);
+    s.push_str(&state::state_report(&v.snapshot));
     for b in &v.bits {
         let _ = writeln!(s, "  {}", b.words(v.snapshot.family));
     }
@@ -302,7 +298,7 @@ pub fn replay_report(o: &ReplayOutcome, with_state: bool) -> String {
     );
     s.push_str(&render_columns_for(&o.config, &o.steps, None, with_state).unwrap_or_default());
     let _ = writeln!(s, "\nat the end (step {}):", o.steps.len());
-    s.push_str(&o.state);
+    s.push_str(&state::state_report(&o.snapshot));
     for b in &o.bits {
         let _ = writeln!(s, "  {}", b.words(o.snapshot.family));
     }

@@ -92,8 +92,9 @@ impl<F: Family> Kernel<F> for Designs {
 }
 
 /// JSON format version of [`HuntReport`] (2: its violations take `check`'s format 4: typed
-/// facts, bit owners, effects and snapshots instead of text).
-pub const FORMAT_VERSION: u32 = 2;
+/// facts, bit owners, effects and snapshots instead of text; 3: `check`'s format 5, the
+/// snapshot's program points and continuations).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// How to hunt.
 #[derive(Clone, Debug)]

@@ -10,12 +10,7 @@
 //! - the compaction scan `mm_cid_work` (task_work on a return to user space, budget
 //!   `compactions`) is the task's CID operation ([`WorkAt`]).
 
-use std::fmt::Write as _;
-
-use mmcid_cid::legacy::v6_18::{
-    self, GetCont, GetContOf, LegacyAlloc, Migrate, MigrateOf, MigrateOutcome, Mm618, RemoteClear, SlowStage,
-    Task618,
-};
+use mmcid_cid::legacy::v6_18::{self, GetCont, LegacyAlloc, Migrate, Mm618, RemoteClear, Task618};
 use mmcid_cid::legacy::{self as lg, LegacyCid};
 use mmcid_cid::{CpuId, CpuMask, TaskId};
 use serde::{Deserialize, Serialize};
@@ -26,8 +21,11 @@ use crate::invariants::{Fired, Property as P};
 use crate::legacy::running;
 use crate::ops::silent::SilentHooks;
 use crate::ops::{Params, Step};
+use crate::snapshot::{
+    CidOperation, CpuSnapshot, Migration, MmCidGet, MmCidSnapshot, Slot618Snapshot, TaskSnapshot,
+};
 use crate::state::*;
-use crate::trace::{cn, sched_short, tn};
+use crate::trace::{cn, tn};
 
 /// The abstract clock passed to every 6.18 stamp.
 const NOW: u8 = 0;
@@ -72,61 +70,13 @@ pub enum WorkAt {
     },
 }
 
-/// Where `mm_cid_get` stands, in the kernel's words (effects, state reports, stalls).
-pub fn get_words(k: GetCont) -> String {
-    let stage = |s: SlowStage| match s {
-        SlowStage::Unlocked => "the lock-free first try_get",
-        SlowStage::LockedFirst => "the first try_get under cid_lock",
-        SlowStage::Forced => "the forced try_get loop under cid_lock",
-    };
-    match k {
-        GetContOf::Lock { then } => format!("waits for cid_lock, then {}", stage(then)),
-        GetContOf::Lap { .. } => "another lap of the forced try_get loop after cpu_relax".into(),
-        GetContOf::Scan { stage: st } => format!(
-            "no clear bit below nr_cpus_allowed, rescans after cpu_relax ({})",
-            stage(st)
-        ),
-        GetContOf::Set { stage: st, c } => {
-            format!("found bit {c} clear, test_and_set_bit next ({})", stage(st))
+impl From<WorkAt> for CidOperation {
+    fn from(w: WorkAt) -> CidOperation {
+        match w {
+            WorkAt::Scan { cpu } => CidOperation::CompactionScan { cpu },
+            WorkAt::Marked { cpu, cid } => CidOperation::CompactionMarked { cpu, cid },
+            WorkAt::Unset { cpu, cid } => CidOperation::CompactionUnset { cpu, cid },
         }
-    }
-}
-
-/// Where a `sched_mm_cid_migrate_to` stands, in the kernel's words.
-pub fn migrate_words(m: Migrate) -> String {
-    match m {
-        MigrateOf::Done(o) => format!(
-            "done: {}",
-            match o {
-                MigrateOutcome::NoSource => "migrate_from_cpu is -1, last_mm_cid = -1",
-                MigrateOutcome::DstKeeps => "the destination slot is set and mm_users >= nr_cpus_allowed",
-                MigrateOutcome::NothingToMove => "no valid CID left in the source slot",
-                MigrateOutcome::SrcBusy => "the source CPU runs an active user, last_mm_cid = -1",
-                MigrateOutcome::StealLost => "the cmpxchg to LAZY lost (the source slot changed)",
-                MigrateOutcome::SrcBusyAfterSteal => "the source CPU runs an active user after the steal",
-                MigrateOutcome::CompleteLost => "the cmpxchg LAZY -> UNSET lost",
-                MigrateOutcome::Dropped => "stolen, the destination was set: the bit is cleared",
-                MigrateOutcome::Moved => "stolen and placed in the destination slot",
-            }
-        ),
-        MigrateOf::Fetched(c) => format!("fetched CID {} of CPU{}, the steal next", c.cid, c.src),
-        MigrateOf::Stolen(c) => format!(
-            "CPU{}'s slot is {}|LAZY, completing the steal next",
-            c.src,
-            c.cid.index()
-        ),
-        MigrateOf::InFlight(c) => format!("CID {} taken from CPU{}, mm_cid_migrate_place next", c.cid, c.src),
-    }
-}
-
-/// Where the 6.18 compaction scan (`mm_cid_work`) stands, in the kernel's words.
-fn work_words(w: WorkAt) -> String {
-    match w {
-        WorkAt::Scan { cpu } => format!("clear old considers CPU{cpu} next"),
-        WorkAt::Marked { cpu, cid } => {
-            format!("CPU{cpu}'s slot marked {cid}, sched_mm_cid_remote_clear checks its curr next")
-        }
-        WorkAt::Unset { cpu, cid } => format!("CPU{cpu}'s slot is UNSET, __mm_cid_put({cid}) next"),
     }
 }
 
@@ -571,14 +521,18 @@ impl Family for Lazy618 {
                 (_, Some(k)) if a.get != b.get => out.push(Effect::GetCid {
                     cpu,
                     spins: waits(after, cpu),
-                    at: k,
+                    at: k.into(),
                 }),
                 (Some(_), None) => out.push(Effect::GetDone { cpu }),
                 _ => {}
             }
             if a.migrating != b.migrating {
                 match b.migrating {
-                    Some((task, at)) => out.push(Effect::Migrating { cpu, task, at }),
+                    Some((task, at)) => out.push(Effect::Migrating {
+                        cpu,
+                        task,
+                        at: at.into(),
+                    }),
                     None => out.push(Effect::MigrationDone { cpu }),
                 }
             }
@@ -674,134 +628,34 @@ impl Family for Lazy618 {
         }
     }
     const REPORTS_MOVES: bool = true;
-    fn state_line(s: &State<Self>) -> String {
-        let mut out = String::new();
-        for (m, mm) in s.mms.iter().enumerate() {
-            if s.mms.len() > 1 {
-                let _ = write!(out, "mm{m}: ");
-            }
-            let x = &mm.cid;
-            let _ = write!(
-                out,
-                "bits {} max_nr_cid {} users {} allowed {}{}",
-                x.cidmask,
-                x.max_nr_cid,
-                x.mm_users,
-                x.nr_cpus_allowed,
-                if x.use_cid_lock { " use_cid_lock" } else { "" }
-            );
-            for c in 0..s.np() {
-                let sl = x.slot(c);
-                let _ = write!(out, " s{c}[{}/r{}]", sl.cid, sl.recent_cid);
-            }
-            out.push_str(" | ");
-        }
-        for c in 0..s.np() {
-            let curr = s.curr(c).map_or_else(|| "-".to_string(), tn);
-            let cpu = &s.cpus[c as usize];
-            let spin = match (cpu.get, cpu.migrating) {
-                (Some(_), _) => " GET",
-                (_, Some(_)) => " MIG",
-                _ => "",
-            };
-            let _ = write!(out, "CPU{c} {curr}{spin}  ");
-        }
-        out.push_str("| ");
-        for (i, t) in s.tasks.iter().enumerate() {
-            if t.kworker || t.mm.is_none() && t.sched == Sched::Dead {
-                continue;
-            }
-            let act = if t.cid.active { "" } else { "-" };
-            let _ = write!(
-                out,
-                "T{i}:{act}{}/l{}@{}{} ",
-                t.cid.mm_cid,
-                t.cid.last_mm_cid,
-                sched_short(t.sched),
-                t.cpu
-            );
-        }
-        out.trim_end().to_string()
-    }
-    fn state_report(s: &State<Self>) -> String {
-        let mut out = String::new();
-        for (m, mm) in s.mms.iter().enumerate() {
-            let x = &mm.cid;
-            let _ = writeln!(
-                out,
-                "mm{m}: cidmask {} of {} bits, max_nr_cid {}, mm_users {}, nr_cpus_allowed {} (mask {:#b}), use_cid_lock {}, cid_lock {}, faults: {}",
-                x.cidmask,
-                x.np,
-                x.max_nr_cid,
-                x.mm_users,
-                x.nr_cpus_allowed,
-                x.cpus_allowed,
-                x.use_cid_lock as u8,
-                x.cid_lock
-                    .map_or_else(|| "free".to_string(), |c| format!("held by CPU{c}")),
-                x.faults
-            );
-            for cpu in 0..s.np() {
-                let curr = s.curr(cpu).map_or_else(|| "idle".to_string(), tn);
-                let c = &s.cpus[cpu as usize];
-                let mut extra = String::new();
-                if let Some(k) = c.get {
-                    let _ = write!(extra, ", in mm_cid_get ({}) with its rq lock held", get_words(k));
-                }
-                if let Some((t, st)) = c.migrating {
-                    let _ = write!(
-                        extra,
-                        ", migrating T{t} ({}) with its rq lock held",
-                        migrate_words(st)
-                    );
-                }
-                let rq: Vec<String> = s.runqueue(cpu).map(tn).collect();
-                let _ = writeln!(
-                    out,
-                    "  CPU{cpu}: curr {curr}, slot cid {} recent_cid {}, rq [{}]{extra}",
-                    x.slot(cpu).cid,
-                    x.slot(cpu).recent_cid,
-                    rq.join(" ")
-                );
-            }
-        }
-        for (i, t) in s.tasks.iter().enumerate() {
-            let mm = t.mm.map_or_else(|| "-".to_string(), |m| format!("mm{m}"));
-            let x = t.cid;
-            let work = t
-                .cid_op
-                .map_or_else(String::new, |w| format!(" / mm_cid_work: {}", work_words(w)));
-            let _ = writeln!(
-                out,
-                "  T{i}: {} on CPU{}, {mm}, mm_cid {}, last_mm_cid {}, active {}, migrate_from_cpu {}, in {}{work}",
-                crate::trace::sched_words(t.sched),
-                t.cpu,
-                x.mm_cid,
-                x.last_mm_cid,
-                x.active as u8,
-                x.migrate_from_cpu.map_or_else(|| "-1".to_string(), cn),
-                crate::trace::op_words(&t.op)
-            );
-        }
-        out
-    }
-    fn task_cid(t: &Task<Self>) -> String {
-        t.cid.mm_cid.to_string()
-    }
     fn task_cid_raw(t: &Task618) -> u32 {
         t.mm_cid.raw()
     }
-    fn mm_snapshot(x: &Mm618) -> crate::trace::MmCidSnapshot {
-        crate::trace::MmCidSnapshot::Lazy618 {
+    fn snapshot_task(t: &Task<Self>, out: &mut TaskSnapshot) {
+        out.cid_op = t.cid_op.map(Into::into);
+        out.last_mm_cid = Some(t.cid.last_mm_cid);
+        out.migrate_from_cpu = t.cid.migrate_from_cpu;
+    }
+    fn snapshot_cpu(s: &State<Self>, cpu: CpuId, out: &mut CpuSnapshot) {
+        let c = &s.cpus[cpu as usize];
+        out.mm_cid_get = c.get.map(|k| MmCidGet {
+            at: k.into(),
+            busy_wait: waits(s, cpu),
+        });
+        out.migrating = c.migrating.map(|(task, at)| Migration { task, at: at.into() });
+    }
+    fn mm_snapshot(x: &Mm618) -> MmCidSnapshot {
+        MmCidSnapshot::Lazy618 {
             cidmask: x.cidmask.iter().collect(),
             bitmap_bits: x.np.into(),
             max_nr_cid: x.max_nr_cid.into(),
             mm_users: x.mm_users.into(),
             nr_cpus_allowed: x.nr_cpus_allowed.into(),
+            cpus_allowed: (0..8).filter(|c| x.cpus_allowed & 1 << c != 0).collect(),
             use_cid_lock: x.use_cid_lock,
             cid_lock: x.cid_lock,
             slots: (0..x.np)
-                .map(|cpu| crate::trace::Slot618Snapshot {
+                .map(|cpu| Slot618Snapshot {
                     cid: x.slot(cpu).cid,
                     recent_cid: x.slot(cpu).recent_cid,
                 })
@@ -845,7 +699,7 @@ impl Family for Lazy618 {
         {
             why.push(Fact::GetBusyWait {
                 cpu: cpu as CpuId,
-                at,
+                at: at.into(),
             });
         }
         for (mi, mm) in s.mms.iter().enumerate() {

@@ -3,8 +3,6 @@
 //! No CID operation takes more than one step, so nothing spins and no CPU is ever left inside a
 //! switch.
 
-use std::fmt::Write as _;
-
 use mmcid_cid::legacy::v6_3::{self, Mm63, SwitchMms, Task63};
 use mmcid_cid::legacy::{self as lg};
 use mmcid_cid::{CpuId, CpuMask, TaskId};
@@ -16,7 +14,7 @@ use crate::legacy::{NoCidOp, running};
 use crate::ops::silent::SilentHooks;
 use crate::ops::{Params, Step};
 use crate::state::*;
-use crate::trace::{sched_short, tn};
+use crate::trace::tn;
 
 impl Family for PerSwitch63 {
     const KIND: crate::config::FamilyKind = crate::config::FamilyKind::PerSwitch63;
@@ -244,72 +242,13 @@ impl Family for PerSwitch63 {
         }
     }
     const REPORTS_MOVES: bool = true;
-    fn state_line(s: &State<Self>) -> String {
-        let mut out = String::new();
-        for (m, mm) in s.mms.iter().enumerate() {
-            if s.mms.len() > 1 {
-                let _ = write!(out, "mm{m}: ");
-            }
-            let _ = write!(out, "bits {}", mm.cid.cidmask);
-            out.push_str(" | ");
-        }
-        for c in 0..s.np() {
-            let curr = s.curr(c).map_or_else(|| "-".to_string(), tn);
-            let _ = write!(out, "CPU{c} {curr}  ");
-        }
-        out.push_str("| ");
-        for (i, t) in s.tasks.iter().enumerate() {
-            if t.kworker || t.mm.is_none() && t.sched == Sched::Dead {
-                continue;
-            }
-            let act = if t.cid.active { "" } else { "-" };
-            let _ = write!(
-                out,
-                "T{i}:{act}{}@{}{} ",
-                t.cid.mm_cid,
-                sched_short(t.sched),
-                t.cpu
-            );
-        }
-        out.trim_end().to_string()
-    }
-    fn state_report(s: &State<Self>) -> String {
-        let mut out = String::new();
-        for (m, mm) in s.mms.iter().enumerate() {
-            let x = &mm.cid;
-            let _ = writeln!(
-                out,
-                "mm{m}: cidmask {} of {} bits, faults: {}",
-                x.cidmask, x.np, x.faults
-            );
-            for cpu in 0..s.np() {
-                let curr = s.curr(cpu).map_or_else(|| "idle".to_string(), tn);
-                let rq: Vec<String> = s.runqueue(cpu).map(tn).collect();
-                let _ = writeln!(out, "  CPU{cpu}: curr {curr}, rq [{}]", rq.join(" "));
-            }
-        }
-        for (i, t) in s.tasks.iter().enumerate() {
-            let mm = t.mm.map_or_else(|| "-".to_string(), |m| format!("mm{m}"));
-            let _ = writeln!(
-                out,
-                "  T{i}: {} on CPU{}, {mm}, mm_cid {}, active {}, in {}",
-                crate::trace::sched_words(t.sched),
-                t.cpu,
-                t.cid.mm_cid,
-                t.cid.active as u8,
-                crate::trace::op_words(&t.op)
-            );
-        }
-        out
-    }
-    fn task_cid(t: &Task<Self>) -> String {
-        t.cid.mm_cid.to_string()
-    }
     fn task_cid_raw(t: &Task63) -> u32 {
         t.mm_cid.raw()
     }
-    fn mm_snapshot(x: &Mm63) -> crate::trace::MmCidSnapshot {
-        crate::trace::MmCidSnapshot::PerSwitch63 {
+    fn snapshot_task(_t: &Task<Self>, _out: &mut crate::snapshot::TaskSnapshot) {}
+    fn snapshot_cpu(_s: &State<Self>, _cpu: CpuId, _out: &mut crate::snapshot::CpuSnapshot) {}
+    fn mm_snapshot(x: &Mm63) -> crate::snapshot::MmCidSnapshot {
+        crate::snapshot::MmCidSnapshot::PerSwitch63 {
             cidmask: x.cidmask.iter().collect(),
             bitmap_bits: x.np.into(),
             faults: x.faults,

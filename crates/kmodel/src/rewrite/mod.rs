@@ -5,7 +5,8 @@
 //! - [`cid_op`]: `sched_mm_cid_fork`, `sched_mm_cid_exit` and the deferred work as multi-step CID
 //!   operations (a task inside one holds `mm.mutex` after its first step);
 //! - [`walk`]: the fix-up walks, one visit per step;
-//! - [`check`]: the properties over the 7.0 state; [`render`]: kernel words for it.
+//! - [`check`]: the properties over the 7.0 state; [`describe`]: its steps named after kernel
+//!   functions, their effects, bit owners and the facts of a violation, as typed values.
 //!
 //! Where the kernel calls into the CID code (the [`Family`] hooks below): `switch_mm_cid` →
 //! `schedout` + `schedin` (a failed `get_cid` leaves the CPU spinning in the switch with its rq
@@ -18,7 +19,7 @@
 
 pub mod check;
 pub mod cid_op;
-pub mod render;
+pub mod describe;
 pub mod store;
 pub mod walk;
 
@@ -340,28 +341,25 @@ impl Family for Rewrite {
     }
 
     fn name(p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {
-        render::name(p, s, step)
+        describe::name(p, s, step)
     }
     fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<crate::facts::Effect>) {
-        render::effects(before, after, out)
+        describe::effects(before, after, out)
     }
     fn task_effects(i: TaskId, before: &Task<Self>, after: &Task<Self>, out: &mut Vec<crate::facts::Effect>) {
-        render::task_effects(i, before, after, out)
+        describe::task_effects(i, before, after, out)
     }
-    fn state_line(s: &State<Self>) -> String {
-        render::state_line(s)
+    fn snapshot_task(t: &Task<Self>, out: &mut crate::snapshot::TaskSnapshot) {
+        out.cid_op = t.cid_op.map(Into::into);
     }
-    fn state_report(s: &State<Self>) -> String {
-        render::state_report(s)
-    }
-    fn task_cid(t: &Task<Self>) -> String {
-        t.cid.cid.to_string()
+    fn snapshot_cpu(s: &State<Self>, cpu: CpuId, out: &mut crate::snapshot::CpuSnapshot) {
+        out.schedin = s.cpus[cpu as usize].spin().map(Into::into);
     }
     fn task_cid_raw(t: &TaskCid) -> u32 {
         t.cid.raw()
     }
-    fn mm_snapshot(c: &MmCid) -> crate::trace::MmCidSnapshot {
-        crate::trace::MmCidSnapshot::Rewrite {
+    fn mm_snapshot(c: &MmCid) -> crate::snapshot::MmCidSnapshot {
+        crate::snapshot::MmCidSnapshot::Rewrite {
             mode: c.mode,
             users: c.users.into(),
             max_cids: c.max_cids.into(),
@@ -374,10 +372,10 @@ impl Family for Rewrite {
         }
     }
     fn bit_owners(s: &State<Self>, m: MmId) -> Vec<crate::facts::BitOwners> {
-        render::bit_owners(s, m)
+        describe::bit_owners(s, m)
     }
     fn explain(property: &str, agent: Option<u16>, s: &State<Self>) -> Vec<crate::facts::Fact> {
-        render::explain(property, agent, s)
+        describe::explain(property, agent, s)
     }
 }
 

@@ -1,14 +1,14 @@
-//! Words for the 7.0 family's state and steps: kernel function names, effects, state lines.
-
-use std::fmt::Write as _;
+//! The 7.0 family's steps and states as typed descriptions: kernel function names, effects, bit
+//! owners, the facts of a violation, the snapshot's view of a CID operation. The CLI renders them.
 
 use mmcid_cid::{Cid, CpuId, Mode, SchedinSpin, TaskId};
 
 use crate::facts::{BitOwners, BitmapField, Counter, Effect, Fact, Holder, Owner, SpinSite};
 use crate::family::Rewrite;
 use crate::ops::{Params, Step};
-use crate::rewrite::cid_op::{CidOp, walking};
+use crate::rewrite::cid_op::{AfterCpusToTasks, CidOp, walking};
 use crate::rewrite::walk::{Visit, next_visit};
+use crate::snapshot::{AfterFixup, CidOperation};
 use crate::state::*;
 use crate::trace::{cn, tn};
 
@@ -147,128 +147,33 @@ pub fn task_effects(i: TaskId, ta: &Task<Rewrite>, tb: &Task<Rewrite>, out: &mut
     }
 }
 
-/// A compact one-line CID state: `mode ONCPU users 4 max 3 bits {0,1,2} | CPU0 T1 [0|ONCPU] ...`.
-pub fn state_line(s: &State<Rewrite>) -> String {
-    let mut out = String::new();
-    for (m, mm) in s.mms.iter().enumerate() {
-        let c = &mm.cid;
-        if s.mms.len() > 1 {
-            let _ = write!(out, "mm{m}: ");
-        }
-        let _ = write!(
-            out,
-            "mode {} users {} max {} thrs {} bits {}",
-            c.mode, c.users, c.max_cids, c.pcpu_thrs, c.bitmap
-        );
-        out.push_str(" | ");
-    }
-    for c in 0..s.np() {
-        let curr = s.curr(c).map_or_else(|| "-".to_string(), tn);
-        let spin = if s.cpus[c as usize].spin().is_some_and(|x| x.spins()) {
-            " SPIN"
-        } else {
-            ""
-        };
-        let slot = s
-            .mms
-            .first()
-            .map(|m| m.cid.slot(c).to_string())
-            .unwrap_or_default();
-        let _ = write!(out, "CPU{c} {curr} [{slot}]{spin}  ");
-    }
-    out.push_str("| ");
-    for (i, t) in s.tasks.iter().enumerate() {
-        if t.kworker || t.mm.is_none() && t.sched == Sched::Dead {
-            continue;
-        }
-        let st = crate::trace::sched_short(t.sched);
-        let _ = write!(out, "T{i}:{}@{}{} ", t.cid.cid, st, t.cpu);
-    }
-    out.trim_end().to_string()
-}
-
-/// A multi-line description of the CID state at one point: the mm, each CPU and each task.
-pub fn state_report(s: &State<Rewrite>) -> String {
-    let mut out = String::new();
-    for (m, mm) in s.mms.iter().enumerate() {
-        let c = &mm.cid;
-        let _ = writeln!(
-            out,
-            "mm{m}: mode {}, users {}, max_cids {}, pcpu_thrs {}, bitmap {} of {} bits, user_list {:?}{}",
-            c.mode,
-            c.users,
-            c.max_cids,
-            c.pcpu_thrs,
-            c.bitmap,
-            c.np,
-            c.user_list,
-            if c.faults == Default::default() {
-                String::new()
-            } else {
-                format!(", FAULT {}", faults_words(&c.faults, c.np))
-            }
-        );
-        for cpu in 0..s.np() {
-            let curr = s.curr(cpu).map_or_else(|| "idle".to_string(), tn);
-            let spin = if s.cpus[cpu as usize].spin().is_some_and(|x| x.spins()) {
-                ", SPINNING in get_cid with its rq lock held"
-            } else {
-                ""
-            };
-            let rq: Vec<String> = s.runqueue(cpu).map(tn).collect();
-            let _ = writeln!(
-                out,
-                "  CPU{cpu}: curr {curr}, slot {}, rq [{}]{spin}",
-                c.slot(cpu),
-                rq.join(" ")
-            );
-        }
-    }
-    for (i, t) in s.tasks.iter().enumerate() {
-        if t.kworker {
-            continue;
-        }
-        let mm = t.mm.map_or_else(|| "-".to_string(), |m| format!("mm{m}"));
-        let vis = if s.published(i as TaskId) {
-            "visible"
-        } else {
-            "NOT visible"
-        };
-        let _ = writeln!(
-            out,
-            "  T{i}: {} on CPU{}, {mm}, cid {}, active {}, {vis}, in {}{}",
-            crate::trace::sched_words(t.sched),
-            t.cpu,
-            t.cid.cid,
-            t.cid.active as u8,
-            crate::trace::op_words(&t.op),
-            t.cid_op
-                .map_or_else(String::new, |c| format!("; {}", cid_op_words(c)))
-        );
-    }
-    out
-}
-
-/// A CID operation in kernel words (state reports).
-pub fn cid_op_words(op: CidOp) -> String {
-    match op {
-        CidOp::Fork { t } => format!("next sched_mm_cid_fork(T{t})"),
-        CidOp::ForkLocked { t } => format!("sched_mm_cid_fork(T{t}) after the revive walk (mutex held)"),
-        CidOp::ExecAssign { spun: false } => "next mm_cid_schedin(current) (mutex held)".into(),
-        CidOp::ExecAssign { spun: true } => "after mm_cid_schedin(current) (mutex held)".into(),
-        CidOp::ForkSpinLocked { t, .. } => {
-            format!("sched_mm_cid_fork(T{t}) spinning in get_cid (mm_cid.lock held, IRQs off)")
-        }
-        CidOp::ForkGetCid { t } => format!("sched_mm_cid_fork(T{t}), next get_cid (mutex held)"),
-        CidOp::ForkSpinMutex { t } => format!("sched_mm_cid_fork(T{t}) spinning in get_cid (mutex held)"),
-        CidOp::Exit { t } => format!("next sched_mm_cid_exit(T{t})"),
-        CidOp::LastUserSync => "last user, next irq_work_sync".into(),
-        CidOp::Work => "next mm_cid_work_fn".into(),
-        CidOp::TasksToCpus { .. } | CidOp::TasksToCpusBudgeted { .. } => {
-            "in mm_cid_fixup_tasks_to_cpus (mutex held)".into()
-        }
-        CidOp::CpusToTasks { cpu, .. } => {
-            format!("in mm_cid_fixup_cpus_to_tasks, next CPU{cpu} (mutex held)")
+impl From<CidOp> for CidOperation {
+    fn from(op: CidOp) -> CidOperation {
+        match op {
+            CidOp::Fork { t } => CidOperation::Fork { task: t },
+            CidOp::ForkLocked { t } => CidOperation::ForkLocked { task: t },
+            CidOp::ExecAssign { spun } => CidOperation::ExecAssign { assigned: spun },
+            CidOp::ForkSpinLocked { t, first_user } => CidOperation::ForkSpinLocked { task: t, first_user },
+            CidOp::ForkGetCid { t } => CidOperation::ForkGetCid { task: t },
+            CidOp::ForkSpinMutex { t } => CidOperation::ForkSpinMutex { task: t },
+            CidOp::Exit { t } => CidOperation::Exit { task: t },
+            CidOp::LastUserSync => CidOperation::LastUserSync,
+            CidOp::Work => CidOperation::Work,
+            CidOp::TasksToCpus { next } => CidOperation::FixupTasksToCpus { next: next.into() },
+            CidOp::TasksToCpusBudgeted { pass, i, j, budget } => CidOperation::FixupTasksToCpusBudgeted {
+                pass: pass.into(),
+                i: i.into(),
+                j: j.into(),
+                budget: budget.into(),
+            },
+            CidOp::CpusToTasks { cpu, then } => CidOperation::FixupCpusToTasks {
+                cpu: cpu.into(),
+                then: match then {
+                    AfterCpusToTasks::Unlock => AfterFixup::Unlock,
+                    AfterCpusToTasks::ForkGetCid(task) => AfterFixup::ForkGetCid { task },
+                    AfterCpusToTasks::ForkLocked(task) => AfterFixup::ForkLocked { task },
+                },
+            },
         }
     }
 }
