@@ -103,8 +103,8 @@ pub fn run(args: &Args) -> i32 {
 }
 
 /// Version of `mmcid observe --json` (1: the first with a schema, `docs/schema/observe.json`; 2:
-/// typed violations with their evidence, `i1_pairs`).
-pub const FORMAT_VERSION: u32 = 2;
+/// typed violations with their evidence, `i1_pairs`; 3: typed `findings`).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The `--json` output of `mmcid observe`: the observer's report with its format version.
 #[derive(serde::Serialize, schemars::JsonSchema)]

@@ -167,8 +167,8 @@ use serde::Serialize;
 pub use bench::{BenchConfig, BenchReport, BenchRow, MethodRuns, cpu_model, loadavg, run_bench};
 pub use ids::CompactIdAllocator;
 pub use observe::{
-    Compaction, ObserveConfig, ObserveError, ObserveReport, ObservedViolation, RunningInterval,
-    ThreadSummary, Workload, cpu_list, observe,
+    Compaction, ObserveConfig, ObserveError, ObserveFinding, ObserveReport, ObservedViolation,
+    RunningInterval, ThreadSummary, Workload, cpu_list, observe,
 };
 pub use percid::{AddOutcome, PerCid, PerCidCounter};
 

@@ -209,10 +209,51 @@ pub struct ObserveReport {
     /// Overlapping same-CID pairs of intervals on different CPUs, in all
     /// (I1 violations, of which `violations` lists at most ten).
     pub i1_pairs: u64,
-    /// Soft findings (compaction, method sanity).
-    pub findings: Vec<String>,
+    /// Soft findings (compaction, method sanity), typed; the CLI words them.
+    pub findings: Vec<ObserveFinding>,
     /// Per-thread detail.
     pub per_thread: Vec<ThreadSummary>,
+}
+
+/// A soft finding of `observe`: not a broken promise, but something that qualifies the result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ObserveFinding {
+    /// Intervals of different threads overlapped on the same CPU: the time-stamp counters are
+    /// not synchronised enough for the I1 check to be trusted.
+    UnsyncedClocks {
+        /// How many such overlaps.
+        same_cpu_overlaps: u64,
+    },
+    /// No two threads were seen running at the same instant, so I1 was not exercised (one
+    /// allowed CPU, or too little overlap).
+    NoConcurrency,
+    /// I3 (best effort): whether the largest CID stayed below min(threads, allowed CPUs).
+    Compaction {
+        /// Largest CID observed.
+        max_cid: u32,
+        /// Worker threads.
+        threads: usize,
+        /// CPUs the workers were allowed.
+        allowed_cpus: usize,
+        /// min(threads, allowed CPUs).
+        bound: usize,
+        /// Whether `max_cid < bound`.
+        holds: bool,
+    },
+    /// No CID was sampled at all.
+    NoSamples,
+    /// The workers are confined to fewer CPUs than the rest of the process may use: Linux
+    /// compacts CIDs towards the CPUs the whole process has been allowed (the union of its
+    /// threads' masks), so compaction to `bound` is not guaranteed.
+    ProcessWider {
+        /// The workers' CPUs.
+        worker_cpus: Vec<usize>,
+        /// How many CPUs the rest of the process may run on.
+        process_cpus: usize,
+        /// The compaction bound (min(threads, worker CPUs)).
+        bound: usize,
+    },
 }
 
 /// One running interval of a thread, as the evidence of a violation: the
@@ -354,16 +395,11 @@ pub fn observe(cfg: &ObserveConfig) -> Result<ObserveReport, ObserveError> {
     let mut report = analyse(cfg, src, allowed, possible, results);
     let process = allowed_cpus();
     if report.allowed_cpus.len() < process.len() {
-        report.findings.push(format!(
-            "note: the workers are pinned to {} CPU(s) but the rest of this process may run on {}; \
-             Linux compacts CIDs towards the CPUs the whole process has been allowed (the union of \
-             its threads' masks), so compaction to {} is not guaranteed here. Start the process \
-             confined (e.g. `taskset -c {} mmcid observe ...`) to test it",
-            report.allowed_cpus.len(),
-            process.len(),
-            report.compaction.bound,
-            cpu_list(&report.allowed_cpus)
-        ));
+        report.findings.push(ObserveFinding::ProcessWider {
+            worker_cpus: report.allowed_cpus.clone(),
+            process_cpus: process.len(),
+            bound: report.compaction.bound,
+        });
     }
     report.process_cpus = process;
     Ok(report)
@@ -489,34 +525,24 @@ fn analyse(
     }
     violations.extend(i1_pairs);
     if same_cpu_overlaps > 0 {
-        findings.push(format!(
-            "method: {same_cpu_overlaps} overlapping intervals of different threads on the same CPU; \
-             the TSCs are not synchronised enough for the I1 check to be trusted"
-        ));
+        findings.push(ObserveFinding::UnsyncedClocks { same_cpu_overlaps });
     }
     if concurrent_pairs == 0 {
-        findings.push(
-            "method: no two threads were seen running at the same instant, so I1 was not exercised \
-             (one allowed CPU, or too little overlap)"
-                .into(),
-        );
+        findings.push(ObserveFinding::NoConcurrency);
     }
 
     let max_cid = cid_histogram.keys().next_back().copied();
     let bound = cfg.threads.min(allowed.len());
     let holds = max_cid.is_some_and(|m| (m as usize) < bound);
     findings.push(match max_cid {
-        Some(m) if holds => format!(
-            "I3 (best effort): compaction holds, max CID {m} < min(threads {}, allowed CPUs {}) = {bound}",
-            cfg.threads,
-            allowed.len()
-        ),
-        Some(m) => format!(
-            "I3 (best effort): compaction not reached, max CID {m} >= min(threads {}, allowed CPUs {}) = {bound}",
-            cfg.threads,
-            allowed.len()
-        ),
-        None => "I3: no samples".into(),
+        Some(max_cid) => ObserveFinding::Compaction {
+            max_cid,
+            threads: cfg.threads,
+            allowed_cpus: allowed.len(),
+            bound,
+            holds,
+        },
+        None => ObserveFinding::NoSamples,
     });
 
     ObserveReport {

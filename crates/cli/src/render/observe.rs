@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use mmcid_rseq::{ObserveReport, ObservedViolation, cpu_list};
+use mmcid_rseq::{ObserveFinding, ObserveReport, ObservedViolation, cpu_list};
 
 /// A violation with its evidence, in one sentence.
 pub fn violation_words(v: &ObservedViolation) -> String {
@@ -22,6 +22,52 @@ pub fn violation_words(v: &ObservedViolation) -> String {
             "I2: thread {thread} ran with mm_cid {cid} on CPU {cpu} but there are only {possible_cpus} possible CPUs"
         ),
         ObservedViolation::NoRseqArea { thread } => format!("thread {thread}: no rseq area in this thread"),
+    }
+}
+
+/// A soft finding, in one sentence.
+pub fn finding_words(x: &ObserveFinding) -> String {
+    match x {
+        ObserveFinding::UnsyncedClocks { same_cpu_overlaps } => format!(
+            "method: {same_cpu_overlaps} overlapping intervals of different threads on the same CPU; \
+             the TSCs are not synchronised enough for the I1 check to be trusted"
+        ),
+        ObserveFinding::NoConcurrency => {
+            "method: no two threads were seen running at the same instant, so I1 \
+                                          was not exercised (one allowed CPU, or too little overlap)"
+                .into()
+        }
+        ObserveFinding::Compaction {
+            max_cid,
+            threads,
+            allowed_cpus,
+            bound,
+            holds: true,
+        } => format!(
+            "I3 (best effort): compaction holds, max CID {max_cid} < min(threads {threads}, allowed CPUs {allowed_cpus}) = {bound}"
+        ),
+        ObserveFinding::Compaction {
+            max_cid,
+            threads,
+            allowed_cpus,
+            bound,
+            holds: false,
+        } => format!(
+            "I3 (best effort): compaction not reached, max CID {max_cid} >= min(threads {threads}, allowed CPUs {allowed_cpus}) = {bound}"
+        ),
+        ObserveFinding::NoSamples => "I3: no samples".into(),
+        ObserveFinding::ProcessWider {
+            worker_cpus,
+            process_cpus,
+            bound,
+        } => format!(
+            "note: the workers are pinned to {} CPU(s) but the rest of this process may run on {process_cpus}; \
+             Linux compacts CIDs towards the CPUs the whole process has been allowed (the union of \
+             its threads' masks), so compaction to {bound} is not guaranteed here. Start the process \
+             confined (e.g. `taskset -c {} mmcid observe ...`) to test it",
+            worker_cpus.len(),
+            cpu_list(worker_cpus)
+        ),
     }
 }
 
@@ -85,8 +131,8 @@ pub fn observe_report(r: &ObserveReport) -> String {
             r.i1_pairs
         );
     }
-    for s in &r.findings {
-        let _ = writeln!(f, "    finding: {s}");
+    for x in &r.findings {
+        let _ = writeln!(f, "    finding: {}", finding_words(x));
     }
     f
 }
