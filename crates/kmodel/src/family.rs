@@ -239,7 +239,11 @@ pub trait Family:
 
     /// The kernel function a family step performs: `(actor, function, argument)`, or `None`
     /// when the kernel names it ([`crate::trace::name`]).
-    fn name(p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)>;
+    fn name(
+        p: &Params,
+        s: &State<Self>,
+        step: Step,
+    ) -> Option<(String, crate::trace::KernelFn, Option<String>)>;
     /// What a step changed in the CPUs' and mms' CID state.
     fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<Effect>);
     /// What a step changed in task `i`'s CID state (its scheduler facts are added by the caller).

@@ -25,7 +25,7 @@ use crate::snapshot::{
     CidOperation, CpuSnapshot, Migration, MmCidGet, MmCidSnapshot, Slot618Snapshot, TaskSnapshot,
 };
 use crate::state::*;
-use crate::trace::{cn, tn};
+use crate::trace::{KernelFn, cn, tn};
 
 /// The abstract clock passed to every 6.18 stamp.
 const NOW: u8 = 0;
@@ -478,37 +478,37 @@ impl Family for Lazy618 {
             | op << 38
     }
 
-    fn name(_p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {
+    fn name(_p: &Params, s: &State<Self>, step: Step) -> Option<(String, KernelFn, Option<String>)> {
         Some(match step {
-            Step::SchedinRetry { cpu } => (cn(cpu), "mm_cid_get", None),
+            Step::SchedinRetry { cpu } => (cn(cpu), KernelFn::MmCidGet, None),
             Step::Next { task } => {
                 let t = s.task(task);
                 if let Some((_, st)) = s.cpus[t.cpu as usize].migrating.filter(|(m, _)| *m == task) {
                     let f = match st {
-                        Migrate::Fetched(_) => "mm_cid_steal",
-                        Migrate::Stolen(_) => "mm_cid_steal_unset",
-                        _ => "mm_cid_migrate_place",
+                        Migrate::Fetched(_) => KernelFn::MmCidSteal,
+                        Migrate::Stolen(_) => KernelFn::MmCidStealUnset,
+                        _ => KernelFn::MmCidMigratePlace,
                     };
                     return Some((cn(t.cpu), f, Some(tn(task))));
                 }
                 let (f, a) = match (t.op, t.cid_op) {
-                    (_, Some(WorkAt::Scan { cpu })) => ("sched_mm_cid_remote_clear", Some(cn(cpu))),
-                    (_, Some(WorkAt::Marked { cpu, .. })) => ("remote_clear_unset", Some(cn(cpu))),
-                    (_, Some(WorkAt::Unset { cpu, .. })) => ("__mm_cid_put", Some(cn(cpu))),
-                    (Op::User, None) => ("task_work", Some("mm_cid_work".to_string())),
-                    (Op::Exit { at: ExitAt::Cid }, None) => ("sched_mm_cid_exit_signals", None),
+                    (_, Some(WorkAt::Scan { cpu })) => (KernelFn::SchedMmCidRemoteClear, Some(cn(cpu))),
+                    (_, Some(WorkAt::Marked { cpu, .. })) => (KernelFn::RemoteClearUnset, Some(cn(cpu))),
+                    (_, Some(WorkAt::Unset { cpu, .. })) => (KernelFn::MmCidPut, Some(cn(cpu))),
+                    (Op::User, None) => (KernelFn::TaskWork, Some("mm_cid_work".to_string())),
+                    (Op::Exit { at: ExitAt::Cid }, None) => (KernelFn::SchedMmCidExitSignals, None),
                     (
                         Op::Exec {
                             at: ExecAt::Before, ..
                         },
                         None,
-                    ) => ("sched_mm_cid_before_execve", None),
+                    ) => (KernelFn::SchedMmCidBeforeExecve, None),
                     _ => return None,
                 };
                 (tn(task), f, a)
             }
             Step::Fail { task } => match s.task(task).cid_op {
-                Some(WorkAt::Scan { cpu }) => (tn(task), "clear_old_skip", Some(cn(cpu))),
+                Some(WorkAt::Scan { cpu }) => (tn(task), KernelFn::ClearOldSkip, Some(cn(cpu))),
                 _ => return None,
             },
             _ => return None,

@@ -14,7 +14,7 @@ use crate::legacy::{NoCidOp, running};
 use crate::ops::silent::SilentHooks;
 use crate::ops::{Params, Step};
 use crate::state::*;
-use crate::trace::tn;
+use crate::trace::{KernelFn, tn};
 
 impl Family for PerSwitch63 {
     const KIND: crate::config::FamilyKind = crate::config::FamilyKind::PerSwitch63;
@@ -189,14 +189,14 @@ impl Family for PerSwitch63 {
         cid.mm_cid.raw() as u64 | (cid.active as u64) << 32
     }
 
-    fn name(_p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {
+    fn name(_p: &Params, s: &State<Self>, step: Step) -> Option<(String, KernelFn, Option<String>)> {
         match step {
             Step::Next { task } => {
                 let f = match s.task(task).op {
-                    Op::Exit { at: ExitAt::Cid } => "sched_mm_cid_exit_signals",
+                    Op::Exit { at: ExitAt::Cid } => KernelFn::SchedMmCidExitSignals,
                     Op::Exec {
                         at: ExecAt::Before, ..
-                    } => "sched_mm_cid_before_execve",
+                    } => KernelFn::SchedMmCidBeforeExecve,
                     _ => return None,
                 };
                 Some((tn(task), f, None))

@@ -10,46 +10,46 @@ use crate::rewrite::cid_op::{AfterCpusToTasks, CidOp, walking};
 use crate::rewrite::walk::{Visit, next_visit};
 use crate::snapshot::{AfterFixup, CidOperation};
 use crate::state::*;
-use crate::trace::{cn, tn};
+use crate::trace::{KernelFn, cn, tn};
 
 /// The kernel function of a 7.0-family step (`None`: the kernel names it).
-pub fn name(p: &Params, s: &State<Rewrite>, step: Step) -> Option<(String, &'static str, Option<String>)> {
+pub fn name(p: &Params, s: &State<Rewrite>, step: Step) -> Option<(String, KernelFn, Option<String>)> {
     Some(match step {
         Step::SchedinRetry { cpu } if s.cpus[cpu as usize].spin().is_some_and(|x| !x.spins()) => {
-            (cn(cpu), "from_task_transit_load", None)
+            (cn(cpu), KernelFn::FromTaskTransitLoad, None)
         }
-        Step::SchedinRetry { cpu } => (cn(cpu), "get_cid_retry", None),
-        Step::IrqWork { cpu } => (cn(cpu), "mm_cid_irq_work", None),
-        Step::Retry { task } => (tn(task), "get_cid_retry", None),
+        Step::SchedinRetry { cpu } => (cn(cpu), KernelFn::GetCidRetry, None),
+        Step::IrqWork { cpu } => (cn(cpu), KernelFn::MmCidIrqWork, None),
+        Step::Retry { task } => (tn(task), KernelFn::GetCidRetry, None),
         Step::Next { task } => {
             let t = s.task(task);
             let (f, a) = match t.cid_op? {
-                CidOp::Fork { t } => ("sched_mm_cid_fork", Some(tn(t))),
-                CidOp::ForkLocked { t } => ("sched_mm_cid_fork_locked", Some(tn(t))),
-                CidOp::ExecAssign { spun: false } => ("mm_cid_schedin", Some(tn(task))),
-                CidOp::ExecAssign { spun: true } => ("sched_mm_cid_fork_return", None),
-                CidOp::ForkGetCid { t } => ("get_cid", Some(tn(t))),
+                CidOp::Fork { t } => (KernelFn::SchedMmCidFork, Some(tn(t))),
+                CidOp::ForkLocked { t } => (KernelFn::SchedMmCidForkLocked, Some(tn(t))),
+                CidOp::ExecAssign { spun: false } => (KernelFn::MmCidSchedin, Some(tn(task))),
+                CidOp::ExecAssign { spun: true } => (KernelFn::SchedMmCidForkReturn, None),
+                CidOp::ForkGetCid { t } => (KernelFn::GetCid, Some(tn(t))),
                 CidOp::Exit { t: who } => {
                     let f = if matches!(t.op, Op::Exec { .. }) {
-                        "sched_mm_cid_before_execve"
+                        KernelFn::SchedMmCidBeforeExecve
                     } else {
-                        "sched_mm_cid_exit"
+                        KernelFn::SchedMmCidExit
                     };
                     (f, Some(tn(who)))
                 }
-                CidOp::LastUserSync => ("irq_work_sync", None),
-                CidOp::Work => ("mm_cid_work_fn", None),
+                CidOp::LastUserSync => (KernelFn::IrqWorkSync, None),
+                CidOp::Work => (KernelFn::MmCidWorkFn, None),
                 op @ (CidOp::TasksToCpus { .. }
                 | CidOp::TasksToCpusBudgeted { .. }
                 | CidOp::CpusToTasks { .. }) => match next_visit(p, s, task) {
                     Visit::Task(v) if matches!(op, CidOp::TasksToCpusBudgeted { .. }) => {
-                        ("fixup_one", Some(tn(v)))
+                        (KernelFn::FixupOne, Some(tn(v)))
                     }
-                    Visit::Task(v) => ("fixup_tasks_to_cpus", Some(tn(v))),
-                    Visit::Cpu(c) => ("fixup_cpus_to_tasks", Some(cn(c))),
-                    Visit::Complete => ("complete_transit", None),
+                    Visit::Task(v) => (KernelFn::FixupTasksToCpus, Some(tn(v))),
+                    Visit::Cpu(c) => (KernelFn::FixupCpusToTasks, Some(cn(c))),
+                    Visit::Complete => (KernelFn::CompleteTransit, None),
                 },
-                CidOp::ForkSpinLocked { .. } | CidOp::ForkSpinMutex { .. } => ("get_cid_retry", None),
+                CidOp::ForkSpinLocked { .. } | CidOp::ForkSpinMutex { .. } => (KernelFn::GetCidRetry, None),
             };
             (tn(task), f, a)
         }

@@ -340,7 +340,11 @@ impl Family for Rewrite {
         cid_op::rename_task_store(s, map)
     }
 
-    fn name(p: &Params, s: &State<Self>, step: Step) -> Option<(String, &'static str, Option<String>)> {
+    fn name(
+        p: &Params,
+        s: &State<Self>,
+        step: Step,
+    ) -> Option<(String, crate::trace::KernelFn, Option<String>)> {
         describe::name(p, s, step)
     }
     fn effects(before: &State<Self>, after: &State<Self>, out: &mut Vec<crate::facts::Effect>) {
