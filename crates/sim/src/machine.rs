@@ -771,10 +771,7 @@ impl Machine {
         if pm.is_some() && pm == nm {
             self.m.same_mm_switches += 1;
         }
-        let before = self.fam.traffic(pm, nm);
-        let done = self.cid_switch(cpu, prev, pm, next, nm);
-        let after = self.fam.traffic(pm, nm);
-        let d = after.since(&before);
+        let (done, d) = self.cid_switch(cpu, prev, pm, next, nm);
         self.m.switch_bit_ops += d.bit_ops;
         self.m.switch_slot_writes += d.slot_writes;
         self.m.switch_locks += d.locks;
