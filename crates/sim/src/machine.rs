@@ -512,7 +512,7 @@ impl Machine {
     }
 
     /// Schedules the CPU's next event at `t` (replacing any pending one).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cpu_at(&mut self, cpu: u32, t: u64) {
         let c = &mut self.cpus[cpu as usize];
         c.epoch = c.epoch.wrapping_add(1) & ((1 << 30) - 1);
@@ -520,6 +520,7 @@ impl Machine {
         self.push(t, ev(EV_CPU, cpu, g));
     }
 
+    #[inline(always)]
     pub(crate) fn sleep_until(&mut self, t: u32, delay: u64) {
         let tk = &mut self.tasks[t as usize];
         tk.state = TState::Sleeping;
