@@ -268,16 +268,23 @@ impl Fam {
     }
 
     /// I2 for a task returning to user space.
-    #[inline(always)]
     pub fn check_bound(&self, m: u32, t: u32) -> Result<(), String> {
-        // the common case of the 7.0 family inline; everything else (and every error) out of line
+        self.checked_user_cid(m, t).map(|_| ())
+    }
+
+    /// I2 and [`Fam::user_cid`] in one look at the task, for a return to user space: the CID user
+    /// space reads, or the I2 violation.
+    #[inline(always)]
+    pub fn checked_user_cid(&self, m: u32, t: u32) -> Result<Option<Cid>, String> {
         if let K::Rw(r) = &self.k {
             let c = r.t[t as usize];
-            if !c.active || (!c.cid.is_unset() && c.cid.user_value() < r.mms[m as usize].np) {
-                return Ok(());
+            let unset = c.cid.is_unset();
+            if !c.active || (!unset && c.cid.user_value() < r.mms[m as usize].np) {
+                return Ok((!unset).then(|| c.cid.user_value()));
             }
         }
-        self.check_bound_slow(m, t)
+        self.check_bound_slow(m, t)?;
+        Ok(self.user_cid(t))
     }
 
     #[inline(never)]

@@ -869,11 +869,14 @@ impl Machine {
     pub(crate) fn return_to_user(&mut self, cpu: u32, t: u32) {
         self.m.checks_cheap += 1;
         let m = self.tasks[t as usize].mm;
-        if let Err(e) = self.fam.check_bound(m, t) {
-            return self.violate("I2", format!("T{t} returns to user space on CPU{cpu} with {e}"));
-        }
+        let cid = match self.fam.checked_user_cid(m, t) {
+            Ok(c) => c,
+            Err(e) => {
+                return self.violate("I2", format!("T{t} returns to user space on CPU{cpu} with {e}"));
+            }
+        };
         self.clear_run_cid(cpu);
-        if let Some(c) = self.fam.user_cid(t) {
+        if let Some(c) = cid {
             if self
                 .cfg
                 .hist_group
