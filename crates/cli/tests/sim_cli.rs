@@ -77,3 +77,24 @@ fn bad_input_is_a_usage_error() {
     assert_eq!(code, 2);
     assert!(err.contains("4096"), "{err}");
 }
+
+/// `--bench` runs 10^7 switches unless `--switches` says otherwise, and an explicit
+/// `--switches 1000000` is not mistaken for the default (it used to run 10^7).
+#[test]
+fn bench_takes_an_explicit_switch_count_as_given() {
+    let (code, out, err) = mmcid(&[
+        "sim",
+        "--bench",
+        "--design",
+        "7.0",
+        "--cpus",
+        "4",
+        "--switches",
+        "1000000",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["runs"][0]["switches"], 1_000_000, "{out}");
+}

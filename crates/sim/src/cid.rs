@@ -268,16 +268,23 @@ impl Fam {
     }
 
     /// I2 for a task returning to user space.
-    #[inline(always)]
     pub fn check_bound(&self, m: u32, t: u32) -> Result<(), String> {
-        // the common case of the 7.0 family inline; everything else (and every error) out of line
+        self.checked_user_cid(m, t).map(|_| ())
+    }
+
+    /// I2 and [`Fam::user_cid`] in one look at the task, for a return to user space: the CID user
+    /// space reads, or the I2 violation.
+    #[inline(always)]
+    pub fn checked_user_cid(&self, m: u32, t: u32) -> Result<Option<Cid>, String> {
         if let K::Rw(r) = &self.k {
             let c = r.t[t as usize];
-            if !c.active || (!c.cid.is_unset() && c.cid.user_value() < r.mms[m as usize].np) {
-                return Ok(());
+            let unset = c.cid.is_unset();
+            if !c.active || (!unset && c.cid.user_value() < r.mms[m as usize].np) {
+                return Ok((!unset).then(|| c.cid.user_value()));
             }
         }
-        self.check_bound_slow(m, t)
+        self.check_bound_slow(m, t)?;
+        Ok(self.user_cid(t))
     }
 
     #[inline(never)]
@@ -403,7 +410,10 @@ impl Fam {
 }
 
 impl Machine {
-    /// `switch_mm_cid` / `mm_cid_schedout` + `mm_cid_schedin` on `cpu`; false if the switch spins.
+    /// `switch_mm_cid` / `mm_cid_schedout` + `mm_cid_schedin` on `cpu`: false if the switch spins,
+    /// and the traffic it caused on the mms involved. One family dispatch per switch: the
+    /// counters are read before and after inside the family's arm.
+    #[inline(always)]
     pub(crate) fn cid_switch(
         &mut self,
         cpu: u32,
@@ -411,86 +421,30 @@ impl Machine {
         pm: Option<u32>,
         next: u32,
         nm: Option<u32>,
-    ) -> bool {
+    ) -> (bool, Traffic) {
         let now = self.now;
         match &mut self.fam.k {
-            K::Rw(r) => {
-                let sw = r.sw;
-                if let Some(pm) = pm {
-                    mmcid_cid::schedout(&mut r.mms[pm as usize], &mut r.t[prev as usize], cpu, &sw);
-                }
-                let Some(nm) = nm else { return true };
-                let mm = &mut r.mms[nm as usize];
-                let t = &mut r.t[next as usize];
-                match mmcid_cid::schedin(mm, t, cpu, &sw) {
-                    Schedin::Done => true,
-                    Schedin::Spin(sp) if !sp.spins() => {
-                        // 6.19-rc7's second mode load: taken at once (no window for other CPUs)
-                        mmcid_cid::schedin_retry(mm, t, cpu, sp, &sw) == Schedin::Done
-                    }
-                    Schedin::Spin(sp) => {
-                        r.spin[cpu as usize] = Some(sp);
-                        false
-                    }
-                }
-            }
-            K::Lz(l) => {
-                if let Some(pm) = pm {
-                    v6_18::switch_out(&mut l.mms[pm as usize], cpu, &mut l.t[prev as usize], now);
-                }
-                let Some(nm) = nm else { return true };
-                let mm = &mut l.mms[nm as usize];
-                let t = &mut l.t[next as usize];
-                match v6_18::switch_in(mm, cpu, t, now) {
-                    None | Some(LegacyAllocOf::Got(_)) => true,
-                    Some(LegacyAllocOf::Spin(k)) => {
-                        lz_continue(mm, cpu, t, k, now, &mut l.spin[cpu as usize])
-                    }
-                }
-            }
-            K::Ps(p) => {
-                let mut idle = Task63::default();
-                let (pt, nt): (&mut Task63, &mut Task63) = match (prev != NONE, next != NONE) {
-                    (true, true) => two(&mut p.t, prev as usize, next as usize),
-                    (true, false) => (&mut p.t[prev as usize], &mut idle),
-                    (false, true) => {
-                        let n = &mut p.t[next as usize];
-                        // borrow juggling: idle as prev
-                        let mut idle_prev = Task63::default();
-                        let mms = match nm {
-                            Some(b) => SwitchMmsOf::Distinct {
-                                prev: None,
-                                next: Some(&mut p.mms[b as usize]),
-                            },
-                            None => return true,
-                        };
-                        v6_3::switch(mms, &mut idle_prev, n);
-                        return true;
-                    }
-                    (false, false) => return true,
-                };
-                let mms = match (pm, nm) {
-                    (Some(a), Some(b)) if a == b => SwitchMmsOf::Same(&mut p.mms[a as usize]),
-                    (Some(a), Some(b)) => {
-                        let (x, y) = two(&mut p.mms, a as usize, b as usize);
-                        SwitchMmsOf::Distinct {
-                            prev: Some(x),
-                            next: Some(y),
-                        }
-                    }
-                    (Some(a), None) => SwitchMmsOf::Distinct {
-                        prev: Some(&mut p.mms[a as usize]),
-                        next: None,
-                    },
-                    (None, Some(b)) => SwitchMmsOf::Distinct {
-                        prev: None,
-                        next: Some(&mut p.mms[b as usize]),
-                    },
-                    (None, None) => return true,
-                };
-                v6_3::switch(mms, pt, nt);
-                true
-            }
+            K::Rw(r) => measured(
+                r,
+                pm,
+                nm,
+                |r, m| r.mms[m].stats.totals(),
+                |r| rw_switch(r, cpu, prev, pm, next, nm),
+            ),
+            K::Lz(l) => measured(
+                l,
+                pm,
+                nm,
+                |l, m| l.mms[m].stats.totals(),
+                |l| lz_switch(l, cpu, prev, pm, next, nm, now),
+            ),
+            K::Ps(p) => measured(
+                p,
+                pm,
+                nm,
+                |p, m| p.mms[m].stats.totals(),
+                |p| ps_switch(p, prev, pm, next, nm),
+            ),
         }
     }
 
@@ -762,6 +716,103 @@ impl Machine {
             }
         }
     }
+}
+
+/// Runs `switch` on a family's state and returns its result with the traffic it caused on mm `a`
+/// and mm `b` (each counted once).
+#[inline(always)]
+fn measured<R>(
+    r: &mut R,
+    a: Option<u32>,
+    b: Option<u32>,
+    totals: impl Fn(&R, usize) -> Traffic,
+    switch: impl FnOnce(&mut R) -> bool,
+) -> (bool, Traffic) {
+    let before = sum_of(a, b, |m| totals(r, m));
+    let done = switch(r);
+    (done, sum_of(a, b, |m| totals(r, m)).since(&before))
+}
+
+/// The 7.0 family's switch: `mm_cid_schedout` of `prev`, `mm_cid_schedin` of `next`.
+#[inline(always)]
+fn rw_switch(r: &mut Rw, cpu: u32, prev: u32, pm: Option<u32>, next: u32, nm: Option<u32>) -> bool {
+    let sw = r.sw;
+    if let Some(pm) = pm {
+        mmcid_cid::schedout(&mut r.mms[pm as usize], &mut r.t[prev as usize], cpu, &sw);
+    }
+    let Some(nm) = nm else { return true };
+    let mm = &mut r.mms[nm as usize];
+    let t = &mut r.t[next as usize];
+    match mmcid_cid::schedin(mm, t, cpu, &sw) {
+        Schedin::Done => true,
+        Schedin::Spin(sp) if !sp.spins() => {
+            // 6.19-rc7's second mode load: taken at once (no window for other CPUs)
+            mmcid_cid::schedin_retry(mm, t, cpu, sp, &sw) == Schedin::Done
+        }
+        Schedin::Spin(sp) => {
+            r.spin[cpu as usize] = Some(sp);
+            false
+        }
+    }
+}
+
+/// 6.18's switch: `switch_mm_cid`'s switch-out and switch-in halves.
+fn lz_switch(l: &mut Lz, cpu: u32, prev: u32, pm: Option<u32>, next: u32, nm: Option<u32>, now: u64) -> bool {
+    if let Some(pm) = pm {
+        v6_18::switch_out(&mut l.mms[pm as usize], cpu, &mut l.t[prev as usize], now);
+    }
+    let Some(nm) = nm else { return true };
+    let mm = &mut l.mms[nm as usize];
+    let t = &mut l.t[next as usize];
+    match v6_18::switch_in(mm, cpu, t, now) {
+        None | Some(LegacyAllocOf::Got(_)) => true,
+        Some(LegacyAllocOf::Spin(k)) => lz_continue(mm, cpu, t, k, now, &mut l.spin[cpu as usize]),
+    }
+}
+
+/// 6.3's switch: `switch_mm_cid` under the mms' `cid_lock`s.
+fn ps_switch(p: &mut Ps, prev: u32, pm: Option<u32>, next: u32, nm: Option<u32>) -> bool {
+    let mut idle = Task63::default();
+    let (pt, nt): (&mut Task63, &mut Task63) = match (prev != NONE, next != NONE) {
+        (true, true) => two(&mut p.t, prev as usize, next as usize),
+        (true, false) => (&mut p.t[prev as usize], &mut idle),
+        (false, true) => {
+            let n = &mut p.t[next as usize];
+            // borrow juggling: idle as prev
+            let mut idle_prev = Task63::default();
+            let mms = match nm {
+                Some(b) => SwitchMmsOf::Distinct {
+                    prev: None,
+                    next: Some(&mut p.mms[b as usize]),
+                },
+                None => return true,
+            };
+            v6_3::switch(mms, &mut idle_prev, n);
+            return true;
+        }
+        (false, false) => return true,
+    };
+    let mms = match (pm, nm) {
+        (Some(a), Some(b)) if a == b => SwitchMmsOf::Same(&mut p.mms[a as usize]),
+        (Some(a), Some(b)) => {
+            let (x, y) = two(&mut p.mms, a as usize, b as usize);
+            SwitchMmsOf::Distinct {
+                prev: Some(x),
+                next: Some(y),
+            }
+        }
+        (Some(a), None) => SwitchMmsOf::Distinct {
+            prev: Some(&mut p.mms[a as usize]),
+            next: None,
+        },
+        (None, Some(b)) => SwitchMmsOf::Distinct {
+            prev: None,
+            next: Some(&mut p.mms[b as usize]),
+        },
+        (None, None) => return true,
+    };
+    v6_3::switch(mms, pt, nt);
+    true
 }
 
 /// Runs the cuts of a 6.18 allocation (they make progress or fail) until it completes or really

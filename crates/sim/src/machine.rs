@@ -512,7 +512,7 @@ impl Machine {
     }
 
     /// Schedules the CPU's next event at `t` (replacing any pending one).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cpu_at(&mut self, cpu: u32, t: u64) {
         let c = &mut self.cpus[cpu as usize];
         c.epoch = c.epoch.wrapping_add(1) & ((1 << 30) - 1);
@@ -520,6 +520,7 @@ impl Machine {
         self.push(t, ev(EV_CPU, cpu, g));
     }
 
+    #[inline(always)]
     pub(crate) fn sleep_until(&mut self, t: u32, delay: u64) {
         let tk = &mut self.tasks[t as usize];
         tk.state = TState::Sleeping;
@@ -771,10 +772,7 @@ impl Machine {
         if pm.is_some() && pm == nm {
             self.m.same_mm_switches += 1;
         }
-        let before = self.fam.traffic(pm, nm);
-        let done = self.cid_switch(cpu, prev, pm, next, nm);
-        let after = self.fam.traffic(pm, nm);
-        let d = after.since(&before);
+        let (done, d) = self.cid_switch(cpu, prev, pm, next, nm);
         self.m.switch_bit_ops += d.bit_ops;
         self.m.switch_slot_writes += d.slot_writes;
         self.m.switch_locks += d.locks;
@@ -871,11 +869,14 @@ impl Machine {
     pub(crate) fn return_to_user(&mut self, cpu: u32, t: u32) {
         self.m.checks_cheap += 1;
         let m = self.tasks[t as usize].mm;
-        if let Err(e) = self.fam.check_bound(m, t) {
-            return self.violate("I2", format!("T{t} returns to user space on CPU{cpu} with {e}"));
-        }
+        let cid = match self.fam.checked_user_cid(m, t) {
+            Ok(c) => c,
+            Err(e) => {
+                return self.violate("I2", format!("T{t} returns to user space on CPU{cpu} with {e}"));
+            }
+        };
         self.clear_run_cid(cpu);
-        if let Some(c) = self.fam.user_cid(t) {
+        if let Some(c) = cid {
             if self
                 .cfg
                 .hist_group

@@ -43,6 +43,29 @@ fn same_seed_same_json_other_seed_other_run() {
     }
 }
 
+/// The default workload shows what distinguishes the designs, 7.0's mode switches and fix-up
+/// walks among them: its fork storm crosses the per-CPU threshold and comes back (at a creation
+/// rate of 0.2 it never did, and the default table showed 0 walks for every design).
+#[test]
+fn the_default_workload_switches_modes_under_7_0() {
+    let w = Workload::named("mixed").unwrap();
+    let o = go("7.0", 64, &w, 1, 300_000);
+    ok(&o);
+    assert!(o.mode_switches >= 2, "mode switches: {}", o.mode_switches);
+    assert_eq!(
+        o.walk_len.count, o.mode_switches,
+        "one fix-up walk per mode switch"
+    );
+    assert!(o.walk_hold_ns.max > 0, "walks hold mm.mutex for a while");
+    let old = go("6.18", 64, &w, 1, 300_000);
+    ok(&old);
+    assert_eq!(
+        (old.mode_switches, old.walk_len.count),
+        (0, 0),
+        "6.18 has no modes"
+    );
+}
+
 /// 7.0 at scale: 256 CPUs, 10,000 threads of one process (per-CPU mode), 10^6 switches, with every
 /// invariant checked as it goes.
 #[test]
