@@ -151,9 +151,9 @@ pub fn run(a: &Args) -> i32 {
         }
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&out).expect("serialisable"));
+        outln!("{}", serde_json::to_string_pretty(&out).expect("serialisable"));
     } else {
-        print!(
+        out!(
             "{}",
             crate::render::text::check_report(&out, a.states, saved.as_deref())
         );

@@ -59,11 +59,11 @@ pub fn list() -> DesignList {
 /// Runs `mmcid designs`.
 pub fn run(a: &Args) -> i32 {
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&list()).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&list()).expect("json"));
     } else {
         let w = DESIGNS.iter().map(|d| d.name.len()).max().unwrap_or(0) + 1;
         for d in DESIGNS {
-            println!("{:<w$} {}\n{:<w$} commits: {}", d.name, d.summary, "", d.commits);
+            outln!("{:<w$} {}\n{:<w$} commits: {}", d.name, d.summary, "", d.commits);
         }
     }
     crate::exit::OK

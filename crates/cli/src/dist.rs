@@ -125,10 +125,10 @@ fn run_model<F: Family>(a: &Args, model: KernelModel<F>) -> i32 {
             check: &out,
             states_per_worker: &per_worker,
         };
-        println!("{}", serde_json::to_string_pretty(&j).expect("serialisable"));
+        outln!("{}", serde_json::to_string_pretty(&j).expect("serialisable"));
     } else {
-        print!("{}", crate::render::text::check_report(&out, a.states, None));
-        println!(
+        out!("{}", crate::render::text::check_report(&out, a.states, None));
+        outln!(
             "distributed over {workers} timely workers; distinct states per worker: {}",
             per_worker
                 .iter()

@@ -156,9 +156,9 @@ pub fn run(a: &Args) -> i32 {
         }
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r).expect("serialisable"));
+        outln!("{}", serde_json::to_string_pretty(&r).expect("serialisable"));
     } else {
-        print!("{}", human(&r, a.states, &saved));
+        out!("{}", human(&r, a.states, &saved));
     }
     if crate::stop::interrupted() {
         exit::INTERRUPTED

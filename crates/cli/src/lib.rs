@@ -3,6 +3,38 @@
 //! described by [`schema`]). The binary (`src/main.rs`) only calls [`run`]; the library form lets tests and
 //! the fuzz targets (`crates/cli/fuzz`) reach the argument layer without starting a process.
 
+/// `print!` for a command's output: when standard output is a closed pipe (`mmcid ... | head`)
+/// the process ends quietly with status 141 (128 + SIGPIPE, what a shell reports for a command
+/// the signal ended) instead of panicking as `print!` does; any other write error is one line
+/// on standard error and status 2.
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::write_out(format_args!($($t)*))
+    };
+}
+
+/// `println!` for a command's output (see [`out!`]).
+macro_rules! outln {
+    () => {
+        $crate::write_out(format_args!("\n"))
+    };
+    ($($t:tt)*) => {
+        $crate::write_out(format_args!("{}\n", format_args!($($t)*)))
+    };
+}
+
+/// Writes to standard output for [`out!`] and [`outln!`].
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("mmcid: cannot write to standard output: {e}");
+        std::process::exit(exit::USAGE);
+    }
+}
+
 mod bench_percid;
 mod bounds;
 mod check;

@@ -89,9 +89,9 @@ pub fn run(a: &Args) -> i32 {
         eprint!("\r\x1b[K");
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&m).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&m).expect("json"));
     } else {
-        print!("{}", render(&m));
+        out!("{}", render(&m));
     }
     if m.cut == Some(mmcid_engine::Cut::Interrupted) {
         crate::exit::INTERRUPTED

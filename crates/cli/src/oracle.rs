@@ -84,15 +84,17 @@ pub fn check(cfg: &Config, json: bool) -> i32 {
                 })
                 .collect(),
         };
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
-        println!("mmcid (stateright engine) | {}", args_line(cfg));
+        outln!("mmcid (stateright engine) | {}", args_line(cfg));
         for p in &violated {
-            println!("    VIOLATED {p}");
+            outln!("    VIOLATED {p}");
         }
-        println!(
+        outln!(
             "     Summary {} unique states, {} generated, {:.2}s (no symmetry; stalls are not checked by this engine)",
-            r.unique_states, r.states, r.seconds
+            r.unique_states,
+            r.states,
+            r.seconds
         );
     }
     if violated.is_empty() {
@@ -299,7 +301,7 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
         ours_reduced,
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&b).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&b).expect("json"));
     } else {
         let mut s = String::new();
         let _ = writeln!(s, "mmcid bench | {}", args_line(&b.config));
@@ -347,7 +349,7 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
             "time to the complete verdict, stateright / ours with everything on: {:.1}x",
             b.verdict_ratio
         );
-        print!("{s}");
+        out!("{s}");
     }
     exit::OK
 }

@@ -39,9 +39,9 @@ pub fn run(a: &Args) -> i32 {
     match replay(&text, a.design.as_deref(), a.max_states) {
         Ok(o) => {
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&o).expect("serialisable"));
+                outln!("{}", serde_json::to_string_pretty(&o).expect("serialisable"));
             } else {
-                print!("{}", crate::render::text::replay_report(&o, !a.no_state));
+                out!("{}", crate::render::text::replay_report(&o, !a.no_state));
             }
             if !o.violations.is_empty() || o.outcome != ReplayEnd::Completed {
                 exit::VIOLATION

@@ -85,7 +85,7 @@ pub fn schema(name: &str) -> Option<String> {
 pub fn run(a: &Args) -> i32 {
     match (&a.command, &a.out) {
         (Some(name), None) => {
-            print!("{}", schema(name).expect("the parser admits only known names"));
+            out!("{}", schema(name).expect("the parser admits only known names"));
             crate::exit::OK
         }
         (None, Some(dir)) => {
@@ -99,7 +99,7 @@ pub fn run(a: &Args) -> i32 {
                     eprintln!("mmcid schema: {}: {e}", path.display());
                     return crate::exit::USAGE;
                 }
-                println!("{}", path.display());
+                outln!("{}", path.display());
             }
             crate::exit::OK
         }

@@ -199,7 +199,7 @@ fn run_inner(args: &Args) -> Result<i32, String> {
             format_version: FORMAT_VERSION,
             runs: outs,
         };
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
         );
@@ -209,10 +209,10 @@ fn run_inner(args: &Args) -> Result<i32, String> {
                 .iter()
                 .filter(|o| o.workload == w.name && o.seed == args.seed)
                 .collect();
-            print!("{}", table(w, &cols));
-            println!();
+            out!("{}", table(w, &cols));
+            outln!();
         }
-        println!(
+        outln!(
             "{} runs, {} context switches in {:.1}s wall on {} threads (machine: {})",
             outs.len(),
             outs.iter().map(|o| o.switches).sum::<u64>(),
@@ -222,7 +222,7 @@ fn run_inner(args: &Args) -> Result<i32, String> {
         );
         for o in outs.iter().filter(|o| o.violation.is_some()) {
             let v = o.violation.as_ref().expect("filtered");
-            println!(
+            outln!(
                 "\n{} on {} (seed {}): VIOLATED {} at {:.3} ms: {}\n{}",
                 o.design,
                 o.workload,
@@ -234,7 +234,7 @@ fn run_inner(args: &Args) -> Result<i32, String> {
             );
         }
         if crate::stop::interrupted() {
-            println!("\ninterrupted by Ctrl-C: each run's figures cover the switches simulated until then");
+            outln!("\ninterrupted by Ctrl-C: each run's figures cover the switches simulated until then");
         }
     }
     Ok(code)
@@ -429,19 +429,24 @@ fn print_bench(outs: &[Outcome], json: bool) {
                 })
                 .collect(),
         };
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return;
     }
-    println!(
+    outln!(
         "mmcid sim --bench: thread-pool workload, one core per run ({cpu}; {})",
         load_line()
     );
-    println!(
+    outln!(
         "{:<28}{:>12}{:>10}{:>16}{:>12}{:>12}",
-        "design", "switches", "wall s", "switches/s", "B/task", "B/mm"
+        "design",
+        "switches",
+        "wall s",
+        "switches/s",
+        "B/task",
+        "B/mm"
     );
     for o in outs {
-        println!(
+        outln!(
             "{:<28}{:>12}{:>10.2}{:>15.2}M{:>12}{:>12}",
             o.design,
             o.switches,

@@ -257,13 +257,13 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
             agree: ok,
             loadavg: mmcid_rseq::loadavg(),
         };
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
         );
         return Ok(ok);
     }
-    println!(
+    outln!(
         "setup: 1 process, {} threads pinned to CPUs {:?} of {np}, each: sample (cpu, mm_cid) in an rseq \
          critical section, sleep 50 us; {:.1} s ({})",
         args.kernel_threads,
@@ -271,7 +271,7 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
         args.kernel_seconds,
         crate::sim::load_line()
     );
-    println!(
+    outln!(
         "kernel (mm_cid via {}): {} samples; simulated 6.18: {} returns to user space in {:.0} ms",
         mmcid_rseq::source(),
         real.values().sum::<u64>(),
@@ -279,10 +279,10 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
         sim.sim_ms
     );
     let (ks, ss) = (shares(&real), shares(&sim_joint));
-    println!("{:>5} {:>5} {:>10} {:>10}", "CPU", "CID", "kernel", "sim 6.18");
+    outln!("{:>5} {:>5} {:>10} {:>10}", "CPU", "CID", "kernel", "sim 6.18");
     let keys: std::collections::BTreeSet<(u32, u32)> = ks.keys().chain(ss.keys()).copied().collect();
     for k in keys {
-        println!(
+        outln!(
             "{:>5} {:>5} {:>9.1}% {:>9.1}%",
             k.0,
             k.1,
@@ -291,16 +291,16 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
         );
     }
     let (kp, sp) = (shares(&kc), shares(&sc_));
-    println!("{:>11} {:>10} {:>10}", "CID share", "kernel", "sim 6.18");
+    outln!("{:>11} {:>10} {:>10}", "CID share", "kernel", "sim 6.18");
     let keys: std::collections::BTreeSet<u32> = kp.keys().chain(sp.keys()).copied().collect();
     for k in keys {
-        println!(
+        outln!(
             "{k:>11} {:>9.1}% {:>9.1}%",
             kp.get(&k).unwrap_or(&0.0) * 100.0,
             sp.get(&k).unwrap_or(&0.0) * 100.0
         );
     }
-    println!(
+    outln!(
         "{:>11} {:>10} {:>10}\n{:>11} {:>10} {:>10}",
         "max ID",
         real_max.map_or("-".into(), |m| m.to_string()),
@@ -309,7 +309,7 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
         kc.len(),
         sc_.len()
     );
-    println!(
+    outln!(
         "agreement (1 - total variation distance): raw CID shares {raw:.3}; given the CPUs {cond:.3}; \
          same max ID and distinct IDs: {same_shape} -> {}",
         if ok {
@@ -319,7 +319,7 @@ fn inner(args: &crate::sim::Args) -> Result<bool, String> {
         }
     );
     if let Some(v) = &sim.violation {
-        println!("simulator violation: {} {}", v.property, v.message);
+        outln!("simulator violation: {} {}", v.property, v.message);
     }
     Ok(ok)
 }

@@ -208,3 +208,30 @@ fn bad_max_memory_is_one_line_naming_the_flag_and_exit_2() {
         "{stderr}"
     );
 }
+
+/// `mmcid ... | head`: output into a closed pipe ends the process quietly with status 141
+/// (128 + SIGPIPE), not with a panic about a broken pipe.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmcid"))
+        .args([
+            "sim",
+            "--json",
+            "--design",
+            "7.0",
+            "--switches",
+            "20000",
+            "--cpus",
+            "8",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mmcid starts");
+    // Close the reading end before the simulation prints anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("mmcid ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "stderr: {err}");
+    assert!(!err.contains("panicked"), "stderr: {err}");
+}
