@@ -1,7 +1,7 @@
 //! Clean stops: Ctrl-C during a long command prints what was found so far and exits 130;
 //! `--max-memory` stops a search with its partial result and exit status 3.
 
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 /// Starts `mmcid args`, sends it SIGINT after `after`, and returns (exit status, stdout, stderr).
@@ -18,7 +18,11 @@ fn interrupt(args: &[&str], after: Duration) -> (Option<i32>, String, String) {
         .status()
         .expect("kill runs");
     assert!(killed.success());
-    let out = child.wait_with_output().expect("waits");
+    outcome(child.wait_with_output().expect("waits"))
+}
+
+/// A finished command's (exit status, stdout, stderr).
+fn outcome(out: Output) -> (Option<i32>, String, String) {
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -146,11 +150,8 @@ fn ulimit_v_stops_a_search_cleanly_instead_of_aborting() {
         ])
         .output()
         .expect("runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    let (code, stdout, stderr) = outcome(out);
+    assert_eq!(code, Some(3), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("INCOMPLETE (stopped by --max-memory)"),
         "{stdout}"
@@ -179,11 +180,8 @@ fn max_memory_stops_a_search_cleanly_with_the_partial_result() {
         ])
         .output()
         .expect("runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    let (code, stdout, stderr) = outcome(out);
+    assert_eq!(code, Some(3), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("INCOMPLETE (stopped by --max-memory)"),
         "{stdout}"
@@ -201,8 +199,8 @@ fn bad_max_memory_is_one_line_naming_the_flag_and_exit_2() {
         .args(["check", "--max-memory", "lots"])
         .output()
         .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2));
+    let (code, _, stderr) = outcome(out);
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("--max-memory") && stderr.contains("512M"),
         "{stderr}"
@@ -230,8 +228,7 @@ fn a_closed_pipe_ends_the_output_quietly() {
         .expect("mmcid starts");
     // Close the reading end before the simulation prints anything.
     drop(child.stdout.take());
-    let out = child.wait_with_output().expect("mmcid ends");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(141), "stderr: {err}");
+    let (code, _, err) = outcome(child.wait_with_output().expect("mmcid ends"));
+    assert_eq!(code, Some(141), "stderr: {err}");
     assert!(!err.contains("panicked"), "stderr: {err}");
 }
