@@ -19,7 +19,8 @@ pub const FULL_LIVENESS_CAP: u64 = 5_000_000;
 pub struct Args {
     #[command(flatten)]
     pub bounds: Bounds,
-    /// Turn off symmetry reduction (task renaming).
+    /// Turn off symmetry reduction: task renaming, and forgetting dead values (values no step
+    /// reads before writing them again, such as the CPU a dead task last ran on).
     #[arg(long)]
     pub no_symmetry: bool,
     /// Partial-order reduction: `on` takes each silent kernel step (one that no other CPU can

@@ -27,7 +27,8 @@ use crate::exit;
 pub struct Args {
     #[command(flatten)]
     pub bounds: Bounds,
-    /// Turn off symmetry reduction (task renaming).
+    /// Turn off symmetry reduction: task renaming, and forgetting dead values (values no step
+    /// reads before writing them again, such as the CPU a dead task last ran on).
     #[arg(long)]
     pub no_symmetry: bool,
     /// Partial-order reduction by silent steps (see `mmcid check --help`).

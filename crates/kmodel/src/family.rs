@@ -214,6 +214,20 @@ pub trait Family:
     /// The task's CID state and CID operation packed into one number, without the names of other
     /// tasks, injectively (symmetry reduction sorts tasks by it).
     fn task_key(cid: &Self::TaskCid, op: Option<&Self::CidOp>) -> u64;
+    /// Sets every *dead* value of `s` (one that no step reads before writing it again) to one
+    /// fixed value, so that states that differ only there get one representative (symmetry
+    /// reduction, [`crate::symmetry::canonical`], forgets before it sorts). Only for values that
+    /// no property, no spinning test and no agent reads: then "equal up to dead values" is a
+    /// bisimulation that keeps every verdict, stalls and live locks included (agents are not
+    /// renamed). The default: nothing is dead.
+    #[inline(always)]
+    fn forget_dead(_p: &Params, _s: &mut State<Self>) {}
+    /// Would [`Family::forget_dead`] change `s`? (Asked of every successor, so cheap and without
+    /// copying the state.)
+    #[inline(always)]
+    fn has_dead(_p: &Params, _s: &State<Self>) -> bool {
+        false
+    }
     /// Renames task ids inside a CID operation (symmetry reduction).
     fn rename_op(op: Self::CidOp, r: &dyn Fn(TaskId) -> TaskId) -> Self::CidOp;
     /// [`Family::task_key`] of a stored task's part, read off the stored form (symmetry

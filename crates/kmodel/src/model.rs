@@ -26,7 +26,8 @@ pub struct KernelModel<F: Family> {
     /// The design's parameters.
     pub params: Params,
     init: State<F>,
-    /// Set once symmetry reduction renamed a state (its representative differs from it). If it
+    /// Set once symmetry reduction renamed a state or forgot a dead value in it (its
+    /// representative differs from it). If it
     /// never does, `--no-symmetry` explores the same states.
     renamed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -69,7 +70,8 @@ impl<F: Family> KernelModel<F> {
             self.renamed.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
-    /// Has symmetry reduction renamed any state so far (see [`KernelModel::representative`])?
+    /// Has symmetry reduction renamed any state (or forgotten a dead value) so far (see
+    /// [`KernelModel::representative`])?
     pub fn symmetry_renamed(&self) -> bool {
         self.renamed.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -99,11 +101,11 @@ impl<F: Family> Model for KernelModel<F> {
         F::check(&self.params, state, out)
     }
     fn representative(&self, state: &State<F>) -> State<F> {
-        match symmetry::canonical_order(state) {
+        match symmetry::canonical(&self.params, state) {
             None => *state,
-            Some(order) => {
+            Some(r) => {
                 self.note_renamed();
-                symmetry::permuted(state, &order)
+                r
             }
         }
     }
@@ -135,34 +137,34 @@ impl<F: Family> Model for KernelModel<F> {
         crate::encode::decode(bytes)
     }
     fn encode_canonical(&self, state: &State<F>, out: &mut Vec<u8>) {
-        match symmetry::canonical_order(state) {
+        match symmetry::canonical(&self.params, state) {
             None => crate::encode::encode(state, out),
-            Some(order) => {
+            Some(r) => {
                 self.note_renamed();
-                crate::encode::encode(&symmetry::permuted(state, &order), out)
+                crate::encode::encode(&r, out)
             }
         }
     }
     fn encode_representative(&self, state: &State<F>, out: &mut Vec<u8>) -> bool {
-        match symmetry::canonical_order(state) {
+        match symmetry::canonical(&self.params, state) {
             None => {
                 crate::encode::encode(state, out);
                 false
             }
-            Some(order) => {
+            Some(r) => {
                 self.note_renamed();
-                crate::encode::encode(&symmetry::permuted(state, &order), out);
+                crate::encode::encode(&r, out);
                 true
             }
         }
     }
     fn encode_pair(&self, state: &State<F>, out: &mut Vec<u8>, canonical: &mut Vec<u8>) -> bool {
         crate::encode::encode(state, out);
-        match symmetry::canonical_order(state) {
+        match symmetry::canonical(&self.params, state) {
             None => false,
-            Some(order) => {
+            Some(r) => {
                 self.note_renamed();
-                crate::encode::encode(&symmetry::permuted(state, &order), canonical);
+                crate::encode::encode(&r, canonical);
                 true
             }
         }

@@ -11,6 +11,13 @@
 //! References to tasks outside the tasks themselves (whatever the family keeps:
 //! `user_list`, a 6.18 CPU's migration in progress) are renamed too ([`Family::rename`]).
 //!
+//! Dead values: before sorting, the representative also forgets the values of a state that no
+//! step reads before writing them again ([`Family::forget_dead`]: the CPU a dead task last ran on,
+//! except in 6.19.x whose thread-list walk visits dead tasks; in 6.18 which CPU a task last
+//! migrated from). States that differ only there
+//! are bisimilar, so this is a reduction of the same kind: one state per class is expanded, the
+//! concrete one, and traces show real values.
+//!
 //! Not reduced: CPUs (the CPU→task walk visits them in ascending order, and affinities and slots
 //! name them) and mms (created in order by execve). CID numbers are never permuted: allocation
 //! takes the lowest free bit.
@@ -18,15 +25,27 @@
 use mmcid_cid::TaskId;
 
 use crate::family::Family;
+use crate::ops::Params;
 use crate::state::*;
 use crate::tasks::StoredTask;
 
-/// The canonical representative of `s`'s class under task renaming.
-pub fn representative<F: Family>(s: &State<F>) -> State<F> {
-    match canonical_order(s) {
-        None => *s,
-        Some(order) => permuted(s, &order),
+/// The canonical representative of `s`'s class under task renaming, with its dead values
+/// forgotten ([`Family::forget_dead`]).
+pub fn representative<F: Family>(p: &Params, s: &State<F>) -> State<F> {
+    canonical(p, s).unwrap_or(*s)
+}
+
+/// [`representative`], or `None` when `s` is its own representative (no dead value to forget,
+/// tasks in canonical order: the common case, checked without copying anything). Dead values are
+/// forgotten first, so that the sort sees tasks as the representative will have them.
+#[inline]
+pub fn canonical<F: Family>(p: &Params, s: &State<F>) -> Option<State<F>> {
+    if F::has_dead(p, s) {
+        let mut f = *s;
+        F::forget_dead(p, &mut f);
+        return Some(canonical_order(&f).map_or(f, |order| permuted(&f, &order)));
     }
+    canonical_order(s).map(|order| permuted(s, &order))
 }
 
 /// The order that sorts `s`'s tasks by their content without references (`order[new] = old`),

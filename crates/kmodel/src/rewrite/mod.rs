@@ -290,6 +290,16 @@ impl Family for Rewrite {
     fn check(p: &Params, s: &State<Self>, out: &mut Vec<usize>) {
         check::check(p, s, out)
     }
+    /// Where a dead task ran, in the designs whose tasks→CPUs walk visits `mm.user_list` (7.0 on):
+    /// [`crate::legacy::has_dead_task_cpu`].
+    fn forget_dead(p: &Params, s: &mut State<Self>) {
+        if p.sw.task_walk == mmcid_cid::TaskWalk::UserList {
+            crate::legacy::forget_dead_task_cpu(s);
+        }
+    }
+    fn has_dead(p: &Params, s: &State<Self>) -> bool {
+        p.sw.task_walk == mmcid_cid::TaskWalk::UserList && crate::legacy::has_dead_task_cpu(s)
+    }
     fn rename(s: &mut State<Self>, r: &dyn Fn(TaskId) -> TaskId) {
         for m in s.mms.stored_mut() {
             m.rename_users(r);
