@@ -243,6 +243,33 @@ fn ev(kind: u64, id: u32, epoch: u32) -> u64 {
     (kind << 62) | ((id as u64) << 30) | (epoch as u64 & ((1 << 30) - 1))
 }
 
+/// The first bit `< np` set in `words` at or after bit `start`, wrapping around (word `start / 64`
+/// is looked at twice: from `start` on first, whole last).
+#[inline(always)]
+fn first_set_from(words: &[u64], start: u32, np: u32) -> Option<u32> {
+    let n = words.len();
+    let i0 = start as usize / 64;
+    let bits = words[i0] & (!0u64 << (start % 64));
+    if bits != 0 {
+        let c = i0 as u32 * 64 + bits.trailing_zeros();
+        if c < np {
+            return Some(c);
+        }
+    }
+    let mut i = i0;
+    for _ in 0..n {
+        i = if i + 1 == n { 0 } else { i + 1 };
+        let bits = words[i];
+        if bits != 0 {
+            let c = i as u32 * 64 + bits.trailing_zeros();
+            if c < np {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
 /// Can the simulator run `d`? Not the designs with the proposed execve fixes (`docs/findings/`):
 /// their extra steps (the schedin that ends `sched_mm_cid_fork` after execve, the walk before a
 /// revived mm's first user) exist only in the checker's kernel model so far.
@@ -574,31 +601,15 @@ impl Machine {
     pub fn run_until(&mut self, mut progress: impl FnMut(u64), stop: &dyn Fn() -> bool) {
         let target = self.cfg.switches;
         let end = (self.cfg.max_sim_ms * 1e6) as u64;
-        while self.m.switches < target && self.violation.is_none() && self.now < end {
-            let Some((t, p)) = self.events.pop() else {
-                break;
-            };
-            self.now = t;
-            let kind = p >> 62;
-            let id = ((p >> 30) & 0xffff_ffff) as u32;
-            let epoch = (p & ((1 << 30) - 1)) as u32;
-            match kind {
-                EV_CPU => {
-                    if self.cpus[id as usize].epoch == epoch {
-                        self.cpu_step(id);
-                    }
-                }
-                EV_WAKE => {
-                    let tk = &self.tasks[id as usize];
-                    if tk.epoch == epoch && tk.state == TState::Sleeping {
-                        self.wake(id);
-                    }
-                }
-                _ => {
-                    self.sample();
-                    let next = self.now + self.cfg.costs.sample_ns;
-                    self.push(next, ev(EV_SAMPLE, 0, 0));
-                }
+        'run: while self.m.switches < target && self.violation.is_none() && self.now < end {
+            // up to the next progress point (a multiple of 2^16 switches), without looking at it
+            // after every event
+            let mark = ((self.m.switches | 0xffff) + 1).min(target);
+            while self.m.switches < mark && self.violation.is_none() && self.now < end {
+                let Some((t, p)) = self.events.pop() else {
+                    break 'run;
+                };
+                self.event(t, p);
             }
             if self.m.switches & 0xffff == 0 && self.m.switches != 0 {
                 progress(self.m.switches);
@@ -610,6 +621,33 @@ impl Machine {
         }
         if self.violation.is_none() {
             self.full_check_all();
+        }
+    }
+
+    /// Handles the event `p` popped at time `t`.
+    #[inline(always)]
+    fn event(&mut self, t: u64, p: u64) {
+        self.now = t;
+        let kind = p >> 62;
+        let id = ((p >> 30) & 0xffff_ffff) as u32;
+        let epoch = (p & ((1 << 30) - 1)) as u32;
+        match kind {
+            EV_CPU => {
+                if self.cpus[id as usize].epoch == epoch {
+                    self.cpu_step(id);
+                }
+            }
+            EV_WAKE => {
+                let tk = &self.tasks[id as usize];
+                if tk.epoch == epoch && tk.state == TState::Sleeping {
+                    self.wake(id);
+                }
+            }
+            _ => {
+                self.sample();
+                let next = self.now + self.cfg.costs.sample_ns;
+                self.push(next, ev(EV_SAMPLE, 0, 0));
+            }
         }
     }
 
@@ -635,26 +673,10 @@ impl Machine {
             return prev;
         }
         if cs == 0 {
-            // idle CPU nearest after prev
+            // the first idle CPU at or after a random one, wrapping around
             let start = self.rng.below(self.cfg.cpus);
-            let w = self.idle.words();
-            let n = w.len();
-            let mut i = start as usize / 64;
-            for k in 0..=n {
-                let mut bits = w[i];
-                if k == 0 {
-                    bits &= !0u64 << (start % 64);
-                }
-                if bits != 0 {
-                    let c = i as u32 * 64 + bits.trailing_zeros();
-                    if c < self.cfg.cpus {
-                        return c;
-                    }
-                }
-                i += 1;
-                if i == n {
-                    i = 0;
-                }
+            if let Some(c) = first_set_from(self.idle.words(), start, self.cfg.cpus) {
+                return c;
             }
         } else if set.list.len() <= 16
             && let Some(&c) = set.list.iter().find(|&&c| self.is_idle(c))
@@ -674,6 +696,7 @@ impl Machine {
         best
     }
 
+    #[inline(always)]
     fn set_idle(&mut self, cpu: u32, idle: bool) {
         if idle {
             self.idle.insert(cpu);
