@@ -685,8 +685,8 @@ impl Machine {
         }
         let set = &self.cpusets[cs as usize];
         let n = set.list.len() as u32;
-        let a = set.list[self.rng.below(n) as usize];
-        let b = set.list[self.rng.below(n) as usize];
+        let (a, b) = self.rng.below2(n);
+        let (a, b) = (set.list[a as usize], set.list[b as usize]);
         let mut best = if set.mask.has(prev) { prev } else { a };
         for c in [a, b] {
             if self.load(c) < self.load(best) {
@@ -743,8 +743,8 @@ impl Machine {
 
     /// A CPU with nothing queued looks at two random CPUs and pulls a waiting task it may run.
     fn pull(&mut self, cpu: u32) {
-        for _ in 0..2 {
-            let src = self.rng.below(self.cfg.cpus);
+        let (a, b) = self.rng.below2(self.cfg.cpus);
+        for src in [a, b] {
             if src == cpu || matches!(self.cpus[src as usize].work, Work::SpinSwitch { .. }) {
                 continue;
             }
@@ -991,8 +991,13 @@ impl Machine {
             }
         }
         let g = self.grt[tk.group as usize];
-        let r = (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
         let p = tk.proc;
+        // a group without kernel operations (the thread pool) draws nothing here
+        let r = if g.p[3] > 0.0 {
+            (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        } else {
+            1.0
+        };
         if r < g.p[3] {
             let nthreads = self.procs[p as usize].threads.len() as u64;
             if r < g.p[0] {
