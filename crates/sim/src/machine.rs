@@ -799,9 +799,12 @@ impl Machine {
         self.m.switch_bit_ops += d.bit_ops;
         self.m.switch_slot_writes += d.slot_writes;
         self.m.switch_locks += d.locks;
-        let mut cost = self.cfg.costs.switch_ns
-            + d.bit_ops * self.cfg.costs.bit_op_ns
-            + d.slot_writes * self.cfg.costs.slot_write_ns;
+        let mut cost = self.cfg.costs.switch_ns;
+        if d.bit_ops | d.slot_writes != 0 {
+            // most 7.0 switches touch no shared CID state: no products (which LLVM vectorises
+            // into a dozen SSE2 instructions) on them
+            cost += d.bit_ops * self.cfg.costs.bit_op_ns + d.slot_writes * self.cfg.costs.slot_write_ns;
+        }
         if d.locks > 0 {
             cost += self.lock_waits(pm.or(nm).unwrap_or(0), d.locks as u32, cost);
         }
@@ -990,7 +993,7 @@ impl Machine {
                 return crate::ops::begin(self, cpu, crate::ops::Op::exit(t));
             }
         }
-        let g = self.grt[tk.group as usize];
+        let g = &self.grt[tk.group as usize];
         let p = tk.proc;
         // a group without kernel operations (the thread pool) draws nothing here
         let r = if g.p[3] > 0.0 {
