@@ -723,6 +723,11 @@ impl Machine {
         if tk.burst_left == 0 {
             tk.burst_left = self.rng.exp_of(&self.dists[tk.group as usize].0);
         }
+        let c = &self.cpus[cpu as usize];
+        if matches!(c.work, Work::Idle) && c.curr == NONE && c.rq.is_empty() {
+            self.set_idle(cpu, false);
+            return self.switch_or_run(cpu, t);
+        }
         self.cpus[cpu as usize].rq.push_back(t);
         self.set_idle(cpu, false);
         let c = &self.cpus[cpu as usize];
@@ -770,12 +775,23 @@ impl Machine {
 
     /// `schedule()` on `cpu`: `curr` (already taken off the CPU by the caller if it sleeps, exits
     /// or is preempted) is replaced by the head of the run queue, or the CPU goes idle.
+    #[inline(always)]
     pub(crate) fn switch(&mut self, cpu: u32) {
-        if self.cpus[cpu as usize].rq.is_empty() {
-            self.pull(cpu);
-        }
-        let prev = self.cpus[cpu as usize].curr;
-        let next = self.cpus[cpu as usize].rq.pop_front().unwrap_or(NONE);
+        self.switch_or_run(cpu, NONE);
+    }
+
+    /// [`Machine::switch`], or with `direct` a task that the idle `cpu` (empty run queue) runs
+    /// at once: the same as queueing it and switching, without the run queue's push and pop.
+    fn switch_or_run(&mut self, cpu: u32, direct: u32) {
+        let (prev, next) = if direct != NONE {
+            (NONE, direct)
+        } else {
+            if self.cpus[cpu as usize].rq.is_empty() {
+                self.pull(cpu);
+            }
+            let prev = self.cpus[cpu as usize].curr;
+            (prev, self.cpus[cpu as usize].rq.pop_front().unwrap_or(NONE))
+        };
         if prev == NONE && next == NONE {
             self.cpus[cpu as usize].work = Work::Idle;
             self.set_idle(cpu, true);
