@@ -188,13 +188,13 @@ impl Calendar {
         }
         let ci = (self.cur & (NB - 1)) as usize;
         let i = self.next_occupied(ci);
-        if i != ci {
-            // every bucket between is empty: move the window, and with it the far events that now
-            // fall within it (all beyond bucket i)
-            self.cur += ((i as u64).wrapping_sub(ci as u64)) & (NB - 1);
-            if self.far_due() {
-                self.refill();
-            }
+        // every bucket between is empty: move the window (by 0 if i is the current bucket: no
+        // branch on that coin flip), and with it the far events that now fall within it (all
+        // beyond bucket i; none when the window has not moved, as a push puts only events beyond
+        // the window into the far heap)
+        self.cur += ((i as u64).wrapping_sub(ci as u64)) & (NB - 1);
+        if self.far_due() {
+            self.refill();
         }
         let Node { t, payload, next } = self.first[i];
         if next == NIL {
