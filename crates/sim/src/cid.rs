@@ -89,14 +89,17 @@ pub(crate) fn two<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
 /// The traffic of mm `a` plus that of mm `b` if it is another one.
 #[inline(always)]
 fn sum_of(a: Option<u32>, b: Option<u32>, one: impl Fn(usize) -> Traffic) -> Traffic {
-    let mut t = a.map(|m| one(m as usize)).unwrap_or_default();
-    if let Some(b) = b.filter(|&b| Some(b) != a) {
-        let u = one(b as usize);
-        t.bit_ops += u.bit_ops;
-        t.slot_writes += u.slot_writes;
-        t.locks += u.locks;
+    match (a, b) {
+        (Some(a), Some(b)) if a != b => {
+            let (mut t, u) = (one(a as usize), one(b as usize));
+            t.bit_ops += u.bit_ops;
+            t.slot_writes += u.slot_writes;
+            t.locks += u.locks;
+            t
+        }
+        (Some(m), _) | (None, Some(m)) => one(m as usize),
+        (None, None) => Traffic::default(),
     }
-    t
 }
 
 fn own_err(e: OwnershipError) -> (&'static str, String) {

@@ -243,6 +243,33 @@ fn ev(kind: u64, id: u32, epoch: u32) -> u64 {
     (kind << 62) | ((id as u64) << 30) | (epoch as u64 & ((1 << 30) - 1))
 }
 
+/// The first bit `< np` set in `words` at or after bit `start`, wrapping around (word `start / 64`
+/// is looked at twice: from `start` on first, whole last).
+#[inline(always)]
+fn first_set_from(words: &[u64], start: u32, np: u32) -> Option<u32> {
+    let n = words.len();
+    let i0 = start as usize / 64;
+    let bits = words[i0] & (!0u64 << (start % 64));
+    if bits != 0 {
+        let c = i0 as u32 * 64 + bits.trailing_zeros();
+        if c < np {
+            return Some(c);
+        }
+    }
+    let mut i = i0;
+    for _ in 0..n {
+        i = if i + 1 == n { 0 } else { i + 1 };
+        let bits = words[i];
+        if bits != 0 {
+            let c = i as u32 * 64 + bits.trailing_zeros();
+            if c < np {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
 /// Can the simulator run `d`? Not the designs with the proposed execve fixes (`docs/findings/`):
 /// their extra steps (the schedin that ends `sched_mm_cid_fork` after execve, the walk before a
 /// revived mm's first user) exist only in the checker's kernel model so far.
@@ -574,31 +601,15 @@ impl Machine {
     pub fn run_until(&mut self, mut progress: impl FnMut(u64), stop: &dyn Fn() -> bool) {
         let target = self.cfg.switches;
         let end = (self.cfg.max_sim_ms * 1e6) as u64;
-        while self.m.switches < target && self.violation.is_none() && self.now < end {
-            let Some((t, p)) = self.events.pop() else {
-                break;
-            };
-            self.now = t;
-            let kind = p >> 62;
-            let id = ((p >> 30) & 0xffff_ffff) as u32;
-            let epoch = (p & ((1 << 30) - 1)) as u32;
-            match kind {
-                EV_CPU => {
-                    if self.cpus[id as usize].epoch == epoch {
-                        self.cpu_step(id);
-                    }
-                }
-                EV_WAKE => {
-                    let tk = &self.tasks[id as usize];
-                    if tk.epoch == epoch && tk.state == TState::Sleeping {
-                        self.wake(id);
-                    }
-                }
-                _ => {
-                    self.sample();
-                    let next = self.now + self.cfg.costs.sample_ns;
-                    self.push(next, ev(EV_SAMPLE, 0, 0));
-                }
+        'run: while self.m.switches < target && self.violation.is_none() && self.now < end {
+            // up to the next progress point (a multiple of 2^16 switches), without looking at it
+            // after every event
+            let mark = ((self.m.switches | 0xffff) + 1).min(target);
+            while self.m.switches < mark && self.violation.is_none() && self.now < end {
+                let Some((t, p)) = self.events.pop() else {
+                    break 'run;
+                };
+                self.event(t, p);
             }
             if self.m.switches & 0xffff == 0 && self.m.switches != 0 {
                 progress(self.m.switches);
@@ -610,6 +621,33 @@ impl Machine {
         }
         if self.violation.is_none() {
             self.full_check_all();
+        }
+    }
+
+    /// Handles the event `p` popped at time `t`.
+    #[inline(always)]
+    fn event(&mut self, t: u64, p: u64) {
+        self.now = t;
+        let kind = p >> 62;
+        let id = ((p >> 30) & 0xffff_ffff) as u32;
+        let epoch = (p & ((1 << 30) - 1)) as u32;
+        match kind {
+            EV_CPU => {
+                if self.cpus[id as usize].epoch == epoch {
+                    self.cpu_step(id);
+                }
+            }
+            EV_WAKE => {
+                let tk = &self.tasks[id as usize];
+                if tk.epoch == epoch && tk.state == TState::Sleeping {
+                    self.wake(id);
+                }
+            }
+            _ => {
+                self.sample();
+                let next = self.now + self.cfg.costs.sample_ns;
+                self.push(next, ev(EV_SAMPLE, 0, 0));
+            }
         }
     }
 
@@ -635,26 +673,10 @@ impl Machine {
             return prev;
         }
         if cs == 0 {
-            // idle CPU nearest after prev
+            // the first idle CPU at or after a random one, wrapping around
             let start = self.rng.below(self.cfg.cpus);
-            let w = self.idle.words();
-            let n = w.len();
-            let mut i = start as usize / 64;
-            for k in 0..=n {
-                let mut bits = w[i];
-                if k == 0 {
-                    bits &= !0u64 << (start % 64);
-                }
-                if bits != 0 {
-                    let c = i as u32 * 64 + bits.trailing_zeros();
-                    if c < self.cfg.cpus {
-                        return c;
-                    }
-                }
-                i += 1;
-                if i == n {
-                    i = 0;
-                }
+            if let Some(c) = first_set_from(self.idle.words(), start, self.cfg.cpus) {
+                return c;
             }
         } else if set.list.len() <= 16
             && let Some(&c) = set.list.iter().find(|&&c| self.is_idle(c))
@@ -663,8 +685,8 @@ impl Machine {
         }
         let set = &self.cpusets[cs as usize];
         let n = set.list.len() as u32;
-        let a = set.list[self.rng.below(n) as usize];
-        let b = set.list[self.rng.below(n) as usize];
+        let (a, b) = self.rng.below2(n);
+        let (a, b) = (set.list[a as usize], set.list[b as usize]);
         let mut best = if set.mask.has(prev) { prev } else { a };
         for c in [a, b] {
             if self.load(c) < self.load(best) {
@@ -674,6 +696,7 @@ impl Machine {
         best
     }
 
+    #[inline(always)]
     fn set_idle(&mut self, cpu: u32, idle: bool) {
         if idle {
             self.idle.insert(cpu);
@@ -700,6 +723,11 @@ impl Machine {
         if tk.burst_left == 0 {
             tk.burst_left = self.rng.exp_of(&self.dists[tk.group as usize].0);
         }
+        let c = &self.cpus[cpu as usize];
+        if matches!(c.work, Work::Idle) && c.curr == NONE && c.rq.is_empty() {
+            self.set_idle(cpu, false);
+            return self.switch_or_run(cpu, t);
+        }
         self.cpus[cpu as usize].rq.push_back(t);
         self.set_idle(cpu, false);
         let c = &self.cpus[cpu as usize];
@@ -720,8 +748,8 @@ impl Machine {
 
     /// A CPU with nothing queued looks at two random CPUs and pulls a waiting task it may run.
     fn pull(&mut self, cpu: u32) {
-        for _ in 0..2 {
-            let src = self.rng.below(self.cfg.cpus);
+        let (a, b) = self.rng.below2(self.cfg.cpus);
+        for src in [a, b] {
             if src == cpu || matches!(self.cpus[src as usize].work, Work::SpinSwitch { .. }) {
                 continue;
             }
@@ -747,12 +775,23 @@ impl Machine {
 
     /// `schedule()` on `cpu`: `curr` (already taken off the CPU by the caller if it sleeps, exits
     /// or is preempted) is replaced by the head of the run queue, or the CPU goes idle.
+    #[inline(always)]
     pub(crate) fn switch(&mut self, cpu: u32) {
-        if self.cpus[cpu as usize].rq.is_empty() {
-            self.pull(cpu);
-        }
-        let prev = self.cpus[cpu as usize].curr;
-        let next = self.cpus[cpu as usize].rq.pop_front().unwrap_or(NONE);
+        self.switch_or_run(cpu, NONE);
+    }
+
+    /// [`Machine::switch`], or with `direct` a task that the idle `cpu` (empty run queue) runs
+    /// at once: the same as queueing it and switching, without the run queue's push and pop.
+    fn switch_or_run(&mut self, cpu: u32, direct: u32) {
+        let (prev, next) = if direct != NONE {
+            (NONE, direct)
+        } else {
+            if self.cpus[cpu as usize].rq.is_empty() {
+                self.pull(cpu);
+            }
+            let prev = self.cpus[cpu as usize].curr;
+            (prev, self.cpus[cpu as usize].rq.pop_front().unwrap_or(NONE))
+        };
         if prev == NONE && next == NONE {
             self.cpus[cpu as usize].work = Work::Idle;
             self.set_idle(cpu, true);
@@ -776,9 +815,12 @@ impl Machine {
         self.m.switch_bit_ops += d.bit_ops;
         self.m.switch_slot_writes += d.slot_writes;
         self.m.switch_locks += d.locks;
-        let mut cost = self.cfg.costs.switch_ns
-            + d.bit_ops * self.cfg.costs.bit_op_ns
-            + d.slot_writes * self.cfg.costs.slot_write_ns;
+        let mut cost = self.cfg.costs.switch_ns;
+        if d.bit_ops | d.slot_writes != 0 {
+            // most 7.0 switches touch no shared CID state: no products (which LLVM vectorises
+            // into a dozen SSE2 instructions) on them
+            cost += d.bit_ops * self.cfg.costs.bit_op_ns + d.slot_writes * self.cfg.costs.slot_write_ns;
+        }
         if d.locks > 0 {
             cost += self.lock_waits(pm.or(nm).unwrap_or(0), d.locks as u32, cost);
         }
@@ -967,9 +1009,14 @@ impl Machine {
                 return crate::ops::begin(self, cpu, crate::ops::Op::exit(t));
             }
         }
-        let g = self.grt[tk.group as usize];
-        let r = (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+        let g = &self.grt[tk.group as usize];
         let p = tk.proc;
+        // a group without kernel operations (the thread pool) draws nothing here
+        let r = if g.p[3] > 0.0 {
+            (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        } else {
+            1.0
+        };
         if r < g.p[3] {
             let nthreads = self.procs[p as usize].threads.len() as u64;
             if r < g.p[0] {

@@ -4,11 +4,12 @@
 //! A run pushes and pops a few events per context switch; with thousands of sleeping tasks a
 //! binary heap pays O(log n) comparisons and cache misses on each. Here each bucket is a short
 //! list kept sorted by `(time, payload)` (a 64-CPU thread pool has about 0.75 events per bucket,
-//! so most lists hold zero or one), the lists' nodes live in one pool with a free list (no
-//! allocation per event once the pool has grown), and a two-level bitmap of the non-empty buckets
-//! finds the next one with two `trailing_zeros`. A push is a sorted insert into its bucket's list,
-//! a pop unlinks the head of the first non-empty bucket, so the order is exactly the heap's: ties
-//! in payload order, a run is a pure function of its configuration.
+//! so most lists hold zero or one), each bucket's first event is stored in the bucket itself and
+//! the later ones in a pool of list nodes with a free list (no allocation per event once the pool
+//! has grown), and a two-level bitmap of the non-empty buckets finds the next one with two
+//! `trailing_zeros`. A push is a sorted insert into its bucket's list, a pop takes the first event
+//! of the first non-empty bucket, so the order is exactly the heap's: ties in payload order, a run
+//! is a pure function of its configuration.
 //!
 //! The bucket width was chosen by simulation of the 7.0 thread-pool bench (callgrind
 //! `--cache-sim=yes --branch-sim=yes`, 2·10^6 switches): 256 ns buckets took 2.1 M more branch
@@ -33,16 +34,24 @@ struct Node {
     next: u32,
 }
 
+const EMPTY: Node = Node {
+    t: 0,
+    payload: 0,
+    next: NIL,
+};
+
 /// A priority queue of `(time, payload)`, least first, for times that never go back below the
 /// last popped one.
 #[derive(Clone, Debug)]
 pub struct Calendar {
-    /// Head node of each bucket's sorted list (NIL: empty).
-    heads: Box<[u32; NB as usize]>,
+    /// Each bucket's first event, in place (valid where `occ` says the bucket is not empty): a
+    /// push into an empty bucket and the pop of a bucket's only event touch no list node.
+    first: Box<[Node; NB as usize]>,
     /// Bit `i % 64` of word `i / 64`: bucket `i` is not empty.
     occ: [u64; WORDS],
     /// Bit `w`: `occ[w]` is not zero.
     summary: u128,
+    /// The second and later events of the buckets, each bucket's sorted after its first.
     nodes: Vec<Node>,
     /// Head of the free nodes' list.
     free: u32,
@@ -61,7 +70,7 @@ impl Calendar {
     /// An empty queue.
     pub fn new() -> Calendar {
         Calendar {
-            heads: Box::new([NIL; NB as usize]),
+            first: Box::new([EMPTY; NB as usize]),
             occ: [0; WORDS],
             summary: 0,
             nodes: Vec::new(),
@@ -83,59 +92,62 @@ impl Calendar {
         }
     }
 
-    /// Links `(t, payload)` into bucket `b`'s list at its place.
+    /// Puts `(t, payload)` into bucket `b` at its place.
     #[inline(always)]
     fn insert(&mut self, b: u64, t: u64, payload: u64) {
         let i = (b & (NB - 1)) as usize;
-        let n = if self.free != NIL {
+        let bit = 1u64 << (i % 64);
+        if self.occ[i / 64] & bit == 0 {
+            self.first[i] = Node {
+                t,
+                payload,
+                next: NIL,
+            };
+            self.occ[i / 64] |= bit;
+            self.summary |= 1 << (i / 64);
+        } else {
+            self.insert_sorted(i, t, payload);
+        }
+    }
+
+    /// A free list node (the pool grows to the most events ever sharing buckets at once).
+    #[inline(always)]
+    fn alloc(&mut self) -> u32 {
+        if self.free != NIL {
             let n = self.free;
             self.free = self.nodes[n as usize].next;
             n
         } else {
             self.grow()
-        };
-        let head = self.heads[i];
-        if head == NIL {
-            self.nodes[n as usize] = Node {
-                t,
-                payload,
-                next: NIL,
-            };
-            self.heads[i] = n;
-            self.occ[i / 64] |= 1 << (i % 64);
-            self.summary |= 1 << (i / 64);
-        } else {
-            self.insert_sorted(i, n, t, payload);
         }
     }
 
-    /// A new node (the pool grows to the most events ever pending at once).
     #[cold]
     #[inline(never)]
     fn grow(&mut self) -> u32 {
-        self.nodes.push(Node {
-            t: 0,
-            payload: 0,
-            next: NIL,
-        });
+        self.nodes.push(EMPTY);
         (self.nodes.len() - 1) as u32
     }
 
-    /// Links node `n` holding `(t, payload)` into the non-empty list of bucket `i` at its place.
+    /// Puts `(t, payload)` into the non-empty bucket `i` at its place.
     #[inline(never)]
-    fn insert_sorted(&mut self, i: usize, n: u32, t: u64, payload: u64) {
+    fn insert_sorted(&mut self, i: usize, t: u64, payload: u64) {
         let key = (t, payload);
-        let head = self.heads[i];
-        if key < (self.nodes[head as usize].t, self.nodes[head as usize].payload) {
-            self.nodes[n as usize] = Node {
-                t,
-                payload,
-                next: head,
-            };
-            self.heads[i] = n;
+        let n = self.alloc();
+        let head = self.first[i];
+        if key < (head.t, head.payload) {
+            // the new event comes first: the old first moves into the list
+            self.nodes[n as usize] = head;
+            self.first[i] = Node { t, payload, next: n };
             return;
         }
-        let mut prev = head;
+        let next = head.next;
+        if next == NIL || key < (self.nodes[next as usize].t, self.nodes[next as usize].payload) {
+            self.nodes[n as usize] = Node { t, payload, next };
+            self.first[i].next = n;
+            return;
+        }
+        let mut prev = next;
         loop {
             let next = self.nodes[prev as usize].next;
             if next == NIL || key < (self.nodes[next as usize].t, self.nodes[next as usize].payload) {
@@ -176,25 +188,25 @@ impl Calendar {
         }
         let ci = (self.cur & (NB - 1)) as usize;
         let i = self.next_occupied(ci);
-        if i != ci {
-            // every bucket between is empty: move the window, and with it the far events that now
-            // fall within it (all beyond bucket i)
-            self.cur += ((i as u64).wrapping_sub(ci as u64)) & (NB - 1);
-            if self.far_due() {
-                self.refill();
-            }
+        // every bucket between is empty: move the window (by 0 if i is the current bucket: no
+        // branch on that coin flip), and with it the far events that now fall within it (all
+        // beyond bucket i; none when the window has not moved, as a push puts only events beyond
+        // the window into the far heap)
+        self.cur += ((i as u64).wrapping_sub(ci as u64)) & (NB - 1);
+        if self.far_due() {
+            self.refill();
         }
-        let n = self.heads[i];
-        let Node { t, payload, next } = self.nodes[n as usize];
-        self.heads[i] = next;
+        let Node { t, payload, next } = self.first[i];
         if next == NIL {
             self.occ[i / 64] &= !(1 << (i % 64));
             if self.occ[i / 64] == 0 {
                 self.summary &= !(1 << (i / 64));
             }
+        } else {
+            self.first[i] = self.nodes[next as usize];
+            self.nodes[next as usize].next = self.free;
+            self.free = next;
         }
-        self.nodes[n as usize].next = self.free;
-        self.free = n;
         Some((t, payload))
     }
 
