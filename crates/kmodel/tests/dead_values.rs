@@ -1,7 +1,8 @@
 //! Dead values (`Family::forget_dead`): the representative forgets values no step reads before
 //! writing them again. The claim behind it is checked here directly, on every state of small
 //! searches: a state and each of its variants that differ only in a forgotten value (the CPU a
-//! dead task last ran on; 6.18's `migrate_from_cpu`, set to every other CPU) have the same
+//! dead task last ran on; 6.18's `migrate_from_cpu`, set to every other CPU; in the 7.0 family
+//! the number in a per-CPU slot its CPU does not own) have the same
 //! representative, the same enabled steps, the same firing properties and spinning CPUs, and
 //! successors with the same representative: a bisimulation, so every verdict (stalls and live
 //! locks included) is the same with and without forgetting. A control shows that the check
@@ -9,7 +10,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use mmcid_cid::TaskId;
+use mmcid_cid::{Cid, TaskId};
 use mmcid_engine::Model;
 use mmcid_kmodel::state::{Sched, State};
 use mmcid_kmodel::{Budgets, Config, Family, KernelModel, Lazy618, PerSwitch63, Rewrite};
@@ -45,6 +46,36 @@ fn lazy618_variants(s: &State<Lazy618>) -> Vec<State<Lazy618>> {
     out
 }
 
+/// The 7.0 family: also every variant with the number of one slot its CPU does not own (no
+/// ONCPU) changed, flags kept.
+fn rewrite_variants(s: &State<Rewrite>) -> Vec<State<Rewrite>> {
+    let mut out = dead_cpu_variants(s);
+    out.extend(slot_variants(s));
+    out
+}
+
+/// Every variant of `s` with the number of one slot its CPU does not own changed, flags kept.
+fn slot_variants(s: &State<Rewrite>) -> Vec<State<Rewrite>> {
+    let mut out = Vec::new();
+    for m in 0..s.mms.len() as u8 {
+        for cpu in 0..s.np() {
+            let c = s.mm(m).slot(cpu);
+            if c.on_cpu() {
+                continue;
+            }
+            for n in 0..s.np() as u32 {
+                let other = Cid::from_raw(c.raw() & !0x1f | n);
+                if other != c {
+                    let mut v = *s;
+                    v.mm_mut(m).cid.set_slot(cpu, other);
+                    out.push(v);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Explores `model` breadth first (expanding up to `limit` states) and compares every state with
 /// its variants under `canon` (the representative to test). Returns how many variants were
 /// compared, or the first difference.
@@ -68,7 +99,14 @@ fn bisimulation<F: Family>(
     while let Some(s) = queue.pop_front() {
         expanded += 1;
         let (steps, fired, spinning) = facts(&s);
-        for v in variants(&s) {
+        // The state with its dead values forgotten is one of its variants too: this catches a
+        // forget_dead that forgets more than the variants vary.
+        let mut forgotten = s;
+        F::forget_dead(&model.params, &mut forgotten);
+        for v in variants(&s)
+            .into_iter()
+            .chain((forgotten != s).then_some(forgotten))
+        {
             compared += 1;
             if canon(&v) != canon(&s) {
                 return Err(format!("different representatives: {s:?} vs {v:?}"));
@@ -134,9 +172,56 @@ fn forgetting_is_a_bisimulation_in_6_3_and_7_0() {
     assert!(n > 1_000, "6.3: only {n} variants compared");
     for design in ["7.0", "7.0+fixes"] {
         let m = model::<Rewrite>(design, 3, 3, b);
-        let n = bisimulation(&m, 20_000, dead_cpu_variants, |s| m.representative(s)).unwrap();
+        let n = bisimulation(&m, 20_000, rewrite_variants, |s| m.representative(s)).unwrap();
         assert!(n > 1_000, "{design}: only {n} variants compared");
     }
+    // 6.19.1 guards drop_on_cpu but walks the thread list, dead threads included: only the slot
+    // numbers are dead there.
+    let m = model::<Rewrite>("6.19.1", 3, 3, b);
+    let n = bisimulation(&m, 20_000, slot_variants, |s| m.representative(s)).unwrap();
+    assert!(n > 1_000, "6.19.1: only {n} variants compared");
+    // Per-CPU mode, a failing execve and a switch back: the slots' flags in every combination.
+    let m = model::<Rewrite>(
+        "7.0",
+        2,
+        3,
+        Budgets {
+            forks: 1,
+            exits: 2,
+            exec_fails: 1,
+            ..Budgets::default()
+        },
+    );
+    let n = bisimulation(&m, 20_000, rewrite_variants, |s| m.representative(s)).unwrap();
+    assert!(n > 1_000, "7.0 with a failing execve: only {n} variants compared");
+}
+
+#[test]
+fn a_hint_number_is_live_where_drop_on_cpu_is_unguarded() {
+    // 6.19's drop_on_cpu clears whatever number the slot holds, ONCPU or not (the seed's
+    // `clear_bit(0x2000000N)`): 6.19 keeps the numbers, and forgetting them by force must fail.
+    // Matrix configuration #13: 6.19 breaks D1 at depth 4 there.
+    let mut cfg = Config::new(
+        "6.19",
+        4,
+        2,
+        Budgets {
+            exits: 1,
+            affinity: 1,
+            ..Budgets::default()
+        },
+    );
+    cfg.allowed = Some(1);
+    let m = KernelModel::<Rewrite>::new(cfg).unwrap().with_reduction(true);
+    let forced = |s: &State<Rewrite>| {
+        let mut f = *s;
+        for stored in f.mms.stored_mut() {
+            stored.forget_hint_numbers();
+        }
+        m.representative(&f)
+    };
+    let r = bisimulation(&m, 200_000, rewrite_variants, forced);
+    assert!(r.is_err(), "no difference found in {r:?} comparisons");
 }
 
 #[test]

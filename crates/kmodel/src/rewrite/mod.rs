@@ -290,15 +290,28 @@ impl Family for Rewrite {
     fn check(p: &Params, s: &State<Self>, out: &mut Vec<usize>) {
         check::check(p, s, out)
     }
-    /// Where a dead task ran, in the designs whose tasks→CPUs walk visits `mm.user_list` (7.0 on):
-    /// [`crate::legacy::has_dead_task_cpu`].
+    /// Two dead values. Where a dead task ran, in the designs whose tasks→CPUs walk visits
+    /// `mm.user_list` (7.0 on): [`crate::legacy::has_dead_task_cpu`]. And the number in a per-CPU
+    /// slot its CPU does not own (no ONCPU: the per-task mode's hint, a number left by
+    /// `drop_on_cpu`, a TRANSIT mirror) wherever `drop_on_cpu` is guarded (6.19.1 on): every
+    /// reader of a slot looks at its flags first and at the number only under ONCPU
+    /// (`mm_cid_from_task`'s fast path tests `cid_on_task(tcid | cpu_cid)`, `mm_cid_from_cpu`
+    /// and the CPU→task walk test `cid_on_cpu`, guarded `drop_on_cpu` returns without ONCPU, I4 and
+    /// I6 count ONCPU slots only), and every write replaces the whole word. 6.19 and 6.19-rc7's
+    /// unguarded `drop_on_cpu` clears whatever number the slot holds: live there.
     fn forget_dead(p: &Params, s: &mut State<Self>) {
         if p.sw.task_walk == mmcid_cid::TaskWalk::UserList {
             crate::legacy::forget_dead_task_cpu(s);
         }
+        if p.sw.drop_on_cpu_guarded {
+            for m in s.mms.stored_mut() {
+                m.forget_hint_numbers();
+            }
+        }
     }
     fn has_dead(p: &Params, s: &State<Self>) -> bool {
-        p.sw.task_walk == mmcid_cid::TaskWalk::UserList && crate::legacy::has_dead_task_cpu(s)
+        (p.sw.task_walk == mmcid_cid::TaskWalk::UserList && crate::legacy::has_dead_task_cpu(s))
+            || (p.sw.drop_on_cpu_guarded && s.mms.stored().iter().any(|m| m.has_hint_numbers()))
     }
     fn rename(s: &mut State<Self>, r: &dyn Fn(TaskId) -> TaskId) {
         for m in s.mms.stored_mut() {

@@ -88,6 +88,25 @@ fn fault_byte(i: Option<u32>) -> (u8, bool) {
 }
 
 impl MmStore {
+    /// Does a slot that its CPU does not own (no ONCPU) still carry a CID number? Where the
+    /// numbers are dead ([`crate::family::Family::forget_dead`] for the 7.0 family), this is what
+    /// the representative forgets.
+    #[inline(always)]
+    pub fn has_hint_numbers(&self) -> bool {
+        let np = (self.a & 15) as usize;
+        self.slots[..np].iter().any(|&b| b & 0x40 == 0 && b & 0x1f != 0)
+    }
+    /// Sets the number of every slot its CPU does not own to 0, keeping the UNSET and TRANSIT
+    /// flags ([`MmStore::has_hint_numbers`]).
+    #[inline(always)]
+    pub fn forget_hint_numbers(&mut self) {
+        let np = (self.a & 15) as usize;
+        for b in &mut self.slots[..np] {
+            if *b & 0x40 == 0 {
+                *b &= 0xe0;
+            }
+        }
+    }
     /// Packs `mm`.
     #[inline]
     pub fn store(mm: &Mm<Rewrite>) -> MmStore {
