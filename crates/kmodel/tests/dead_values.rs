@@ -2,7 +2,8 @@
 //! writing them again. The claim behind it is checked here directly, on every state of small
 //! searches: a state and each of its variants that differ only in a forgotten value (the CPU a
 //! dead task last ran on; 6.18's `migrate_from_cpu`, set to every other CPU; in the 7.0 family
-//! the number in a per-CPU slot its CPU does not own) have the same
+//! the number in a per-CPU slot its CPU does not own, and the number of a CID a task that is
+//! not running borrowed from a CPU) have the same
 //! representative, the same enabled steps, the same firing properties and spinning CPUs, and
 //! successors with the same representative: a bisimulation, so every verdict (stalls and live
 //! locks included) is the same with and without forgetting. A control shows that the check
@@ -51,6 +52,27 @@ fn lazy618_variants(s: &State<Lazy618>) -> Vec<State<Lazy618>> {
 fn rewrite_variants(s: &State<Rewrite>) -> Vec<State<Rewrite>> {
     let mut out = dead_cpu_variants(s);
     out.extend(slot_variants(s));
+    out.extend(borrowed_variants(s));
+    out
+}
+
+/// Every variant of `s` with the number of a CID borrowed from a CPU (ONCPU) by an active task
+/// that is not running with its switch done changed, flags kept.
+fn borrowed_variants(s: &State<Rewrite>) -> Vec<State<Rewrite>> {
+    let mut out = Vec::new();
+    for i in 0..s.tasks.len() as TaskId {
+        let t = s.task(i);
+        if t.cid.active && t.sched != Sched::Dead && !s.on_cpu_settled(i) && t.cid.cid.on_cpu() {
+            for n in 0..s.np() as u32 {
+                let other = Cid::from_raw(t.cid.cid.raw() & !0x1f | n);
+                if other != t.cid.cid {
+                    let mut v = *s;
+                    v.task_mut(i).cid.cid = other;
+                    out.push(v);
+                }
+            }
+        }
+    }
     out
 }
 
@@ -119,7 +141,11 @@ fn bisimulation<F: Family>(
             }
             for a in &steps {
                 if canon(&model.next_state(&v, a)) != canon(&model.next_state(&s, a)) {
-                    return Err(format!("successors by {a:?} differ beyond dead values"));
+                    return Err(format!(
+                        "successors by {a:?} differ beyond dead values: {:?} vs {:?} from {s:?} vs {v:?}",
+                        model.next_state(&s, a),
+                        model.next_state(&v, a)
+                    ));
                 }
             }
         }
@@ -178,22 +204,50 @@ fn forgetting_is_a_bisimulation_in_6_3_and_7_0() {
     // 6.19.1 guards drop_on_cpu but walks the thread list, dead threads included: only the slot
     // numbers are dead there.
     let m = model::<Rewrite>("6.19.1", 3, 3, b);
-    let n = bisimulation(&m, 20_000, slot_variants, |s| m.representative(s)).unwrap();
+    let variants = |s: &State<Rewrite>| {
+        let mut v = slot_variants(s);
+        v.extend(borrowed_variants(s));
+        v
+    };
+    let n = bisimulation(&m, 20_000, variants, |s| m.representative(s)).unwrap();
     assert!(n > 1_000, "6.19.1: only {n} variants compared");
-    // Per-CPU mode, a failing execve and a switch back: the slots' flags in every combination.
-    let m = model::<Rewrite>(
-        "7.0",
-        2,
-        3,
-        Budgets {
-            forks: 1,
-            exits: 2,
-            exec_fails: 1,
-            ..Budgets::default()
-        },
-    );
-    let n = bisimulation(&m, 20_000, rewrite_variants, |s| m.representative(s)).unwrap();
-    assert!(n > 1_000, "7.0 with a failing execve: only {n} variants compared");
+    // 6.19 and 6.19-rc7 keep the slot numbers and the dead tasks' CPUs, not the borrowed numbers.
+    for design in ["6.19", "6.19-rc7"] {
+        let m = model::<Rewrite>(design, 3, 3, b);
+        let n = bisimulation(&m, 20_000, borrowed_variants, |s| m.representative(s))
+            .map_err(|e| format!("{design}: {e}"))
+            .unwrap();
+        assert!(n > 1_000, "{design}: only {n} variants compared");
+    }
+    // Per-CPU mode, a failing execve and a switch back, in every design of the family, with the
+    // variants of the values each design forgets.
+    let ef = Budgets {
+        forks: 1,
+        exits: 2,
+        exec_fails: 1,
+        ..Budgets::default()
+    };
+    for design in mmcid_kmodel::DESIGNS
+        .iter()
+        .filter(|d| d.family == mmcid_kmodel::FamilyKind::Rewrite)
+    {
+        let m = model::<Rewrite>(design.name, 2, 3, ef);
+        let sw = m.params.sw;
+        let variants = |s: &State<Rewrite>| {
+            let mut v = borrowed_variants(s);
+            if sw.task_walk == mmcid_cid::TaskWalk::UserList {
+                v.extend(dead_cpu_variants(s));
+            }
+            if sw.drop_on_cpu_guarded {
+                v.extend(slot_variants(s));
+            }
+            v
+        };
+        let n = bisimulation(&m, 5_000, variants, |s| m.representative(s))
+            .map_err(|e| format!("{}: {e}", design.name))
+            .unwrap();
+        assert!(n > 500, "{}: only {n} variants compared", design.name);
+    }
 }
 
 #[test]

@@ -23,7 +23,9 @@ pub mod describe;
 pub mod store;
 pub mod walk;
 
-use mmcid_cid::{self as cid, CpuId, CpuMask, MmCid, Registration, Schedin, SchedinSpin, TaskCid, TaskId};
+use mmcid_cid::{
+    self as cid, Cid, CpuId, CpuMask, MmCid, Registration, Schedin, SchedinSpin, TaskCid, TaskId,
+};
 
 use crate::family::{Family, Rewrite};
 use crate::ops::silent::SilentHooks;
@@ -109,6 +111,24 @@ impl RwCpu {
     pub fn from_bytes(b: [u8; 2]) -> RwCpu {
         RwCpu { packed: b }
     }
+}
+
+/// Does task `i` hold a dead CID number: an active task that is not running with its switch done
+/// (runnable, sleeping, new, or being switched in: its CPU's schedin spins or waits for its
+/// second mode load) and whose CID carries ONCPU, borrowed from the CPU it last ran on in
+/// per-CPU mode? Its next schedin replaces the whole word without reading the number
+/// (`mm_cid_from_cpu` tests `cid_on_cpu(cpu_cid & tcid)` and takes the CPU's, or allocates;
+/// `mm_cid_from_task` tests `cid_on_task(tcid | cpu_cid)` and takes the CPU's or allocates);
+/// nothing reads it meanwhile (I4 counts only plain and TRANSIT task values, the walks visit
+/// tasks through their flags, and the CPU→task walk reads only the current task's, after its
+/// schedin, behind the rq lock the spinning schedin holds).
+fn borrowed_number(s: &State<Rewrite>, i: TaskId) -> bool {
+    let t = s.task(i);
+    t.cid.active
+        && t.cid.cid.on_cpu()
+        && t.cid.cid.raw() & 0x1f != 0
+        && t.sched != Sched::Dead
+        && !s.on_cpu_settled(i)
 }
 
 impl Family for Rewrite {
@@ -308,10 +328,17 @@ impl Family for Rewrite {
                 m.forget_hint_numbers();
             }
         }
+        for i in 0..s.tasks.len() as TaskId {
+            if borrowed_number(s, i) {
+                let c = s.task(i).cid.cid;
+                s.task_mut(i).cid.cid = Cid::from_raw(c.raw() & !0x1f);
+            }
+        }
     }
     fn has_dead(p: &Params, s: &State<Self>) -> bool {
         (p.sw.task_walk == mmcid_cid::TaskWalk::UserList && crate::legacy::has_dead_task_cpu(s))
             || (p.sw.drop_on_cpu_guarded && s.mms.stored().iter().any(|m| m.has_hint_numbers()))
+            || (0..s.tasks.len() as TaskId).any(|i| borrowed_number(s, i))
     }
     fn rename(s: &mut State<Self>, r: &dyn Fn(TaskId) -> TaskId) {
         for m in s.mms.stored_mut() {
