@@ -59,6 +59,11 @@ impl Cid {
     pub const fn is_unset(self) -> bool {
         self.0 & (1 << 31) != 0
     }
+    /// The flags alone (UNSET, ONCPU, TRANSIT), number 0: what a reader that tests only the flags
+    /// sees (the checker forgets numbers no step reads, see `mmcid_kmodel`'s `Family::forget_dead`).
+    pub const fn flags(self) -> Cid {
+        Cid(self.0 & Self::FLAGS)
+    }
     /// `cpu_cid_to_cid()`: the value without ONCPU.
     pub const fn strip_cpu(self) -> Cid {
         Cid(self.0 & !Self::ONCPU_BIT)

@@ -12,11 +12,12 @@
 //! `user_list`, a 6.18 CPU's migration in progress) are renamed too ([`Family::rename`]).
 //!
 //! Dead values: before sorting, the representative also forgets the values of a state that no
-//! step reads before writing them again ([`Family::forget_dead`]: the CPU a dead task last ran on,
-//! except in 6.19.x whose thread-list walk visits dead tasks; in 6.18 which CPU a task last
-//! migrated from). States that differ only there
-//! are bisimilar, so this is a reduction of the same kind: one state per class is expanded, the
-//! concrete one, and traces show real values.
+//! step reads before writing them again ([`Family::forget_dead`]: in the 7.0 family the number in
+//! a per-CPU slot its CPU does not own and the number a task off its CPU borrowed from a CPU; the
+//! CPU a dead task last ran on, except in 6.19.x whose thread-list walk visits dead tasks; in 6.18
+//! which CPU a task last migrated from). States that differ only there are bisimilar, so this is
+//! a reduction of the same kind: one state per class is expanded, the concrete one, and traces
+//! show real values.
 //!
 //! Not reduced: CPUs (the CPU→task walk visits them in ascending order, and affinities and slots
 //! name them) and mms (created in order by execve). CID numbers are never permuted: allocation

@@ -23,9 +23,7 @@ pub mod describe;
 pub mod store;
 pub mod walk;
 
-use mmcid_cid::{
-    self as cid, Cid, CpuId, CpuMask, MmCid, Registration, Schedin, SchedinSpin, TaskCid, TaskId,
-};
+use mmcid_cid::{self as cid, CpuId, CpuMask, MmCid, Registration, Schedin, SchedinSpin, TaskCid, TaskId};
 
 use crate::family::{Family, Rewrite};
 use crate::ops::silent::SilentHooks;
@@ -126,7 +124,7 @@ fn borrowed_number(s: &State<Rewrite>, i: TaskId) -> bool {
     let t = s.task(i);
     t.cid.active
         && t.cid.cid.on_cpu()
-        && t.cid.cid.raw() & 0x1f != 0
+        && t.cid.cid.flags() != t.cid.cid
         && t.sched != Sched::Dead
         && !s.on_cpu_settled(i)
 }
@@ -310,7 +308,8 @@ impl Family for Rewrite {
     fn check(p: &Params, s: &State<Self>, out: &mut Vec<usize>) {
         check::check(p, s, out)
     }
-    /// Two dead values. Where a dead task ran, in the designs whose tasks→CPUs walk visits
+    /// Three dead values. The number of a CID a task borrowed from a CPU while the task is off its
+    /// CPU (`borrowed_number`). Where a dead task ran, in the designs whose tasks→CPUs walk visits
     /// `mm.user_list` (7.0 on): [`crate::legacy::has_dead_task_cpu`]. And the number in a per-CPU
     /// slot its CPU does not own (no ONCPU: the per-task mode's hint, a number left by
     /// `drop_on_cpu`, a TRANSIT mirror) wherever `drop_on_cpu` is guarded (6.19.1 on): every
@@ -331,7 +330,7 @@ impl Family for Rewrite {
         for i in 0..s.tasks.len() as TaskId {
             if borrowed_number(s, i) {
                 let c = s.task(i).cid.cid;
-                s.task_mut(i).cid.cid = Cid::from_raw(c.raw() & !0x1f);
+                s.task_mut(i).cid.cid = c.flags();
             }
         }
     }
