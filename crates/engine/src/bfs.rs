@@ -128,8 +128,7 @@ pub fn check<M: Model>(
     s.search(observer)?;
     s.progress(observer);
     observer.done();
-    let rss = chunked::rss();
-    s.report(rss, rss_reset, workers)
+    s.report(rss_reset, workers)
 }
 
 /// Everything the search keeps between batches.

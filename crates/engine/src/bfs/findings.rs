@@ -104,13 +104,11 @@ impl<M: Model> Search<'_, M> {
     }
 
     /// The report: the findings and the run's figures (states, memory, time).
-    pub(super) fn report(
-        self,
-        rss: Option<Rss>,
-        rss_reset: bool,
-        workers: usize,
-    ) -> Result<Report<M::Action>, EngineError> {
+    pub(super) fn report(self, rss_reset: bool, workers: usize) -> Result<Report<M::Action>, EngineError> {
         let findings = self.findings()?;
+        // Read after the findings: the liveness analysis and the trace replays allocate too, and
+        // the figure is meant as the peak a user meets.
+        let rss: Option<Rss> = crate::chunked::rss();
         let complete = self.cut.is_none();
         let unique_states = self.seen.len() as u64;
         let memory = Memory {
