@@ -105,6 +105,7 @@ pub fn run(a: &Args) -> i32 {
         "stalls" => Liveness::Stalls,
         _ => Liveness::Off,
     };
+    let memory = a.max_memory.resolve();
     let opts = CheckOptions {
         reduction: a.reduction == OnOff::On,
         symmetry: !a.no_symmetry,
@@ -115,7 +116,7 @@ pub fn run(a: &Args) -> i32 {
         max_depth: a.max_depth,
         workers: a.workers,
         cancel: Some(crate::stop::ctrl_c()),
-        memory_limit: a.max_memory.bytes(),
+        memory_limit: memory.bytes,
     };
     let mut bar = Bar::new(a.quiet || a.json);
     let out = match checker::run(&cfg, &opts, &mut bar) {
@@ -163,11 +164,16 @@ pub fn run(a: &Args) -> i32 {
         eprintln!("{e}");
         return exit::USAGE;
     }
-    finish(&out.violations, out.complete, out.cut, a.max_memory.bytes())
+    finish(&out.violations, out.complete, out.cut, memory)
 }
 
 /// The exit status of a search, and the note on a memory stop (shared with `matrix`).
-pub fn finish(violations: &[Violation], complete: bool, cut: Option<Cut>, limit: Option<u64>) -> i32 {
+pub fn finish(
+    violations: &[Violation],
+    complete: bool,
+    cut: Option<Cut>,
+    limit: crate::stop::Resolved,
+) -> i32 {
     if cut == Some(Cut::MemoryLimit) {
         eprintln!("mmcid: {}", crate::stop::memory_note(limit));
     }

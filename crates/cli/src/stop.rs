@@ -67,16 +67,35 @@ impl MemoryLimit {
     /// what an address-space limit leaves ([`address_space_room`]): under `ulimit -v` an
     /// allocation that fails aborts the process with nothing printed, a limit stops it cleanly.
     pub fn bytes(self) -> Option<u64> {
+        self.resolve().bytes
+    }
+    /// [`MemoryLimit::bytes`], and whether the address-space limit set it. Resolved once, when the
+    /// command starts: both `MemAvailable` and what `ulimit -v` leaves change as the search runs.
+    pub fn resolve(self) -> Resolved {
         let asked = match self {
-            MemoryLimit::Off => return None,
+            MemoryLimit::Off => return Resolved::default(),
             MemoryLimit::Bytes(b) => Some(b),
             MemoryLimit::Share(f) => mem_available().map(|a| (a as f64 * f) as u64),
         };
-        match (asked, address_space_room()) {
+        let room = address_space_room();
+        let bytes = match (asked, room) {
             (Some(a), Some(r)) => Some(a.min(r)),
             (a, r) => a.or(r),
+        };
+        Resolved {
+            bytes,
+            by_address_space: bytes.is_some() && bytes == room,
         }
     }
+}
+
+/// A [`MemoryLimit`] resolved to bytes when the command starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// The limit on resident memory (`None`: none).
+    pub bytes: Option<u64>,
+    /// The limit is what `ulimit -v` leaves (lower than what was asked).
+    pub by_address_space: bool,
 }
 
 /// `VmSize` and `VmRSS` of `/proc/self/status`, in bytes.
@@ -161,15 +180,15 @@ pub fn parse_memory(s: &str) -> Result<MemoryLimit, String> {
 pub const DEFAULT_MEMORY: &str = "80%";
 
 /// What a memory-limited stop prints (stderr), naming the limit and how to raise it.
-pub fn memory_note(limit: Option<u64>) -> String {
-    let size = limit.map_or("unknown".into(), |b| {
+pub fn memory_note(limit: Resolved) -> String {
+    let size = limit.bytes.map_or("unknown".into(), |b| {
         if b < 1 << 20 {
             format!("{b} bytes")
         } else {
             format!("{:.0} MiB", b as f64 / (1 << 20) as f64)
         }
     });
-    if limit.is_some() && limit == address_space_room() {
+    if limit.by_address_space {
         format!(
             "stopped before passing {size}, what `ulimit -v` leaves this process: the result above is partial; raise the address-space limit to go further"
         )
