@@ -49,6 +49,26 @@ pub fn canonical<F: Family>(p: &Params, s: &State<F>) -> Option<State<F>> {
     canonical_order(s).map(|order| permuted(s, &order))
 }
 
+/// Does a dead task (exited, or a failed fork's child) still name a CPU other than 0? Where a
+/// dead task ran is a dead value unless a walk visits dead tasks: the pre-rewrite designs never
+/// walk tasks, 7.0's walk visits `mm.user_list` (active users only), the CPU→task walk visits
+/// CPUs; only the budgeted thread-list walk of 6.19.x takes a dead task's rq lock
+/// (`crate::rewrite::walk::lock`), so there it is live. Shared by every family's [`Family::forget_dead`].
+pub fn has_dead_task_cpu<F: Family>(s: &State<F>) -> bool {
+    (0..s.tasks.len()).any(|i| matches!(s.tasks.sched_cpu(i), (Sched::Dead, c) if c != 0))
+}
+
+/// Sets every dead task's CPU to 0 ([`has_dead_task_cpu`]).
+pub fn forget_dead_task_cpu<F: Family>(s: &mut State<F>) {
+    for i in 0..s.tasks.len() {
+        if let (Sched::Dead, c) = s.tasks.sched_cpu(i)
+            && c != 0
+        {
+            s.task_mut(i as TaskId).cpu = 0;
+        }
+    }
+}
+
 /// The order that sorts `s`'s tasks by their content without references (`order[new] = old`),
 /// or `None` when they already are in that order (the state is its own representative: the
 /// common case, checked without copying anything).

@@ -451,7 +451,7 @@ impl Family for Lazy618 {
             }
         }
     }
-    /// Two dead values: where a dead task ran ([`super::has_dead_task_cpu`]), and
+    /// Two dead values: where a dead task ran ([`crate::symmetry::has_dead_task_cpu`]), and
     /// `t->migrate_from_cpu` except for whether it is -1. The only step that reads
     /// `migrate_from_cpu`, a migration's `sched_mm_cid_migrate_to` (`migrated` below), runs
     /// right after `set_task_cpu` has overwritten it with the CPU the task leaves (a migration
@@ -462,7 +462,7 @@ impl Family for Lazy618 {
     /// `c3t2f1`). Traces and state reports still show the real values (the search expands
     /// concrete states). `tests/dead_values.rs` checks the bisimulation state by state.
     fn forget_dead(_p: &Params, s: &mut State<Self>) {
-        super::forget_dead_task_cpu(s);
+        crate::symmetry::forget_dead_task_cpu(s);
         for i in 0..s.tasks.len() as TaskId {
             if s.task(i).cid.migrate_from_cpu.is_some_and(|c| c != 0) {
                 s.task_mut(i).cid.migrate_from_cpu = Some(0);
@@ -470,7 +470,7 @@ impl Family for Lazy618 {
         }
     }
     fn has_dead(_p: &Params, s: &State<Self>) -> bool {
-        super::has_dead_task_cpu(s)
+        crate::symmetry::has_dead_task_cpu(s)
             || s.tasks
                 .stored()
                 .iter()

@@ -182,12 +182,12 @@ impl Family for PerSwitch63 {
         fired.push_to(out);
     }
     fn rename(_s: &mut State<Self>, _r: &dyn Fn(TaskId) -> TaskId) {}
-    /// Where a dead task ran ([`super::has_dead_task_cpu`]).
+    /// Where a dead task ran ([`crate::symmetry::has_dead_task_cpu`]).
     fn forget_dead(_p: &Params, s: &mut State<Self>) {
-        super::forget_dead_task_cpu(s);
+        crate::symmetry::forget_dead_task_cpu(s);
     }
     fn has_dead(_p: &Params, s: &State<Self>) -> bool {
-        super::has_dead_task_cpu(s)
+        crate::symmetry::has_dead_task_cpu(s)
     }
     fn rename_op(op: NoCidOp, _r: &dyn Fn(TaskId) -> TaskId) -> NoCidOp {
         op

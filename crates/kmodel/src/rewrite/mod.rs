@@ -310,7 +310,7 @@ impl Family for Rewrite {
     }
     /// Three dead values. The number of a CID a task borrowed from a CPU while the task is off its
     /// CPU (`borrowed_number`). Where a dead task ran, in the designs whose tasks→CPUs walk visits
-    /// `mm.user_list` (7.0 on): [`crate::legacy::has_dead_task_cpu`]. And the number in a per-CPU
+    /// `mm.user_list` (7.0 on): [`crate::symmetry::has_dead_task_cpu`]. And the number in a per-CPU
     /// slot its CPU does not own (no ONCPU: the per-task mode's hint, a number left by
     /// `drop_on_cpu`, a TRANSIT mirror) wherever `drop_on_cpu` is guarded (6.19.1 on): every
     /// reader of a slot looks at its flags first and at the number only under ONCPU
@@ -320,7 +320,7 @@ impl Family for Rewrite {
     /// unguarded `drop_on_cpu` clears whatever number the slot holds: live there.
     fn forget_dead(p: &Params, s: &mut State<Self>) {
         if p.sw.task_walk == mmcid_cid::TaskWalk::UserList {
-            crate::legacy::forget_dead_task_cpu(s);
+            crate::symmetry::forget_dead_task_cpu(s);
         }
         if p.sw.drop_on_cpu_guarded {
             for m in s.mms.stored_mut() {
@@ -335,7 +335,7 @@ impl Family for Rewrite {
         }
     }
     fn has_dead(p: &Params, s: &State<Self>) -> bool {
-        (p.sw.task_walk == mmcid_cid::TaskWalk::UserList && crate::legacy::has_dead_task_cpu(s))
+        (p.sw.task_walk == mmcid_cid::TaskWalk::UserList && crate::symmetry::has_dead_task_cpu(s))
             || (p.sw.drop_on_cpu_guarded && s.mms.stored().iter().any(|m| m.has_hint_numbers()))
             || (0..s.tasks.len() as TaskId).any(|i| borrowed_number(s, i))
     }
