@@ -192,6 +192,19 @@ impl<'m, M: crate::Model> Fingerprinter<'m, M> {
         self.symmetry
     }
 
+    /// A fingerprinter that tells apart states whose agents are named differently: this one
+    /// when its symmetry never renames agents ([`crate::Model::symmetry_preserves_agents`]),
+    /// else one without symmetry. What a stall sub-search needs: it asks whether *this* agent
+    /// is ever released, and a state whose renamed twin was seen may be the one that releases it.
+    pub fn preserving_agents(&self) -> Self {
+        Fingerprinter {
+            model: self.model,
+            symmetry: self.symmetry && self.model.symmetry_preserves_agents(),
+            mask: self.mask,
+            codec: self.codec,
+        }
+    }
+
     /// The fingerprint of `state`; `scratch` is a buffer the codec path may use.
     #[inline]
     pub fn of(&self, state: &M::State, scratch: &mut Vec<u8>) -> u64 {

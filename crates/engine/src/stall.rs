@@ -29,8 +29,9 @@ pub struct Decision {
 }
 
 /// Explores from `root`, where `agents` spin, until each of them is seen not spinning. States
-/// are identified as the main search identifies them (`fp`). A set `cancel` flag ends the
-/// sub-search as undecided.
+/// are identified as the main search identifies them (`fp`), except that a symmetry that
+/// renames agents is not applied ([`Fingerprinter::preserving_agents`]). A set `cancel` flag
+/// ends the sub-search as undecided.
 pub fn decide<M: Model>(
     model: &M,
     root: &M::State,
@@ -40,6 +41,9 @@ pub fn decide<M: Model>(
     cancel: Option<&Cancel>,
 ) -> Decision {
     let mut scratch = Vec::new();
+    // States are told apart with their agents' names: under a symmetry that renames agents, the
+    // twin of a seen state may be the one in which the agent asked about is released.
+    let fp = fp.preserving_agents();
     let mut fp = |s: &M::State| fp.of(s, &mut scratch);
     let mut pending: Vec<Agent> = agents.to_vec();
     let mut seen: HashSet<u64> = HashSet::new();
