@@ -19,8 +19,10 @@ pub const FULL_LIVENESS_CAP: u64 = 5_000_000;
 pub struct Args {
     #[command(flatten)]
     pub bounds: Bounds,
-    /// Turn off symmetry reduction: task renaming, and forgetting dead values (values no step
-    /// reads before writing them again, such as the CPU a dead task last ran on).
+    /// Turn off symmetry reduction: task renaming, CPU renaming (6.18 with every CPU allowed, no
+    /// affinity change and no compaction scan, unless `--liveness full`), and forgetting dead
+    /// values (values no step reads before writing them again, such as the CPU a dead task last
+    /// ran on).
     #[arg(long)]
     pub no_symmetry: bool,
     /// Partial-order reduction: `on` takes each silent kernel step (one that no other CPU can

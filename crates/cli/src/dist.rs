@@ -85,7 +85,10 @@ pub fn run(a: &Args) -> i32 {
 }
 
 fn run_model<F: Family>(a: &Args, model: KernelModel<F>) -> i32 {
-    let model = model.with_reduction(a.reduction == OnOff::On);
+    // Safety only (no liveness here), so CPU symmetry where it is sound, as `check` does.
+    let model = model
+        .with_reduction(a.reduction == OnOff::On)
+        .with_cpu_symmetry(!a.no_symmetry);
     let opts = DistOptions {
         symmetry: !a.no_symmetry,
         max_depth: a.max_depth,

@@ -265,7 +265,7 @@ fn bench_model<F: Family>(a: &BenchArgs, model: KernelModel<F>) -> i32 {
         })
     });
     let ours_reduced = run(
-        &model.clone().with_reduction(true),
+        &model.clone().with_reduction(true).with_cpu_symmetry(true),
         &Options {
             symmetry: true,
             stall_search: Some(mmcid_kmodel::checker::STALL_SEARCH_LIMIT),

@@ -27,8 +27,9 @@ use crate::trace::{self, TraceStep};
 /// where each task is in the kernel (`at`, `cid_op`; 6.18: `last_mm_cid`, `migrate_from_cpu`) and
 /// what each CPU is in the middle of (`schedin`; 6.18: `mm_cid_get`, `migrating`), 6.18's mm its
 /// `cpus_allowed`, and 6.18's `mm_cid_get` and migration continuations in effects and facts are
-/// typed (`GetPoint`, `MigratePoint`) instead of the serde form of the CID crate's types).
-pub const FORMAT_VERSION: u32 = 5;
+/// typed (`GetPoint`, `MigratePoint`) instead of the serde form of the CID crate's types); 6:
+/// `check` says whether symmetry also renamed CPUs (`cpu_symmetry`).
+pub const FORMAT_VERSION: u32 = 6;
 
 /// What a violation is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
@@ -199,6 +200,9 @@ pub struct CheckOutcome {
     pub cut: Option<Cut>,
     /// Symmetry reduction was on.
     pub symmetry: bool,
+    /// Symmetry also renamed CPUs ([`KernelModel::with_cpu_symmetry`]: 6.18 configurations
+    /// that treat every CPU alike, without `--liveness full`).
+    pub cpu_symmetry: bool,
     /// Liveness analysis asked for: `off`, `stalls` (on the fly), `full` (graph: stalls and live
     /// locks).
     pub liveness: Liveness,
@@ -302,8 +306,10 @@ pub fn run(cfg: &Config, opts: &CheckOptions, observer: &mut dyn Observer) -> Re
     impl ModelVisitor for Run<'_> {
         type Out = Result<CheckOutcome, String>;
         fn visit<F: Family>(self, model: KernelModel<F>) -> Self::Out {
+            // CPU symmetry renames agents: not with the whole-graph live-lock analysis.
+            let cpus = self.opts.symmetry && self.opts.liveness != Liveness::Full;
             run_model(
-                &model.with_reduction(self.opts.reduction),
+                &model.with_reduction(self.opts.reduction).with_cpu_symmetry(cpus),
                 self.opts,
                 self.observer,
             )
@@ -433,6 +439,7 @@ pub fn outcome<F: Family>(
         complete: r.complete,
         cut: r.cut,
         symmetry: opts.symmetry,
+        cpu_symmetry: model.params.cpu_symmetry,
         liveness: opts.liveness,
         stalls_undecided: r.stalls_undecided,
         seen_parents_bytes_per_state: r.bytes_per_state,

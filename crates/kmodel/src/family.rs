@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use crate::encode::Pack;
 use crate::facts::{BitOwners, Effect};
 
-use mmcid_cid::{CpuId, CpuMask, TaskId};
+use mmcid_cid::{CpuId, CpuMask, MAX_CPUS, TaskId};
 
 use crate::config::{Config, FamilyKind};
 use crate::model::KernelModel;
@@ -227,6 +227,40 @@ pub trait Family:
     #[inline(always)]
     fn has_dead(_p: &Params, _s: &State<Self>) -> bool {
         false
+    }
+    /// Does the family's code treat every CPU alike, so that renaming the CPUs of a state
+    /// consistently gives a state that behaves the same up to that renaming (CPU symmetry,
+    /// [`crate::symmetry::cpu_order`])? Only where no step visits CPUs in index order: the 7.0
+    /// family's CPU->task fix-up walk (`mm_cid_fixup_cpus_to_tasks`) does, so it is `false`
+    /// there. A configuration must be symmetric too ([`crate::KernelModel::with_cpu_symmetry`]
+    /// checks: every CPU allowed, no affinity change, no 6.18 compaction scan, which visits CPUs
+    /// in order). Default: false.
+    const CPU_SYMMETRIC: bool = false;
+    /// Renames every CPU the family's own state names outside its tasks (per-CPU slots, lock
+    /// holders, migrations in flight), `map[old] = new`, after the kernel part (the CPUs' own
+    /// states, tasks' CPUs and affinities) was permuted. Only called when
+    /// [`Family::CPU_SYMMETRIC`].
+    fn rename_cpus(_s: &mut State<Self>, _map: &[CpuId; MAX_CPUS]) {
+        unreachable!("{:?} does not declare CPU symmetry", Self::KIND)
+    }
+    /// Renames every CPU a task's family part names (a remembered CPU, a CPU operation's
+    /// target), `map[old] = new`. Only called when [`Family::CPU_SYMMETRIC`].
+    fn rename_task_cpus(_cid: &mut Self::TaskCid, _op: &mut Option<Self::CidOp>, _map: &[CpuId; MAX_CPUS]) {
+        unreachable!("{:?} does not declare CPU symmetry", Self::KIND)
+    }
+    /// [`Family::rename_task_cpus`] on the stored form.
+    #[inline(always)]
+    fn rename_task_store_cpus(s: &Self::TaskStore, map: &[CpuId; MAX_CPUS]) -> Self::TaskStore {
+        let (mut cid, mut op) = Self::load_task(s);
+        Self::rename_task_cpus(&mut cid, &mut op, map);
+        Self::store_task(&cid, op.as_ref())
+    }
+    /// What the family's state holds about `cpu`, without naming CPUs or tasks (its slot in
+    /// each mm, what it is in the middle of, whether it holds a lock), as a number: CPU symmetry
+    /// orders CPUs by it (ties keep their order, which only costs reduction). Only called when
+    /// [`Family::CPU_SYMMETRIC`].
+    fn cpu_key(_s: &State<Self>, _cpu: CpuId) -> u64 {
+        unreachable!("{:?} does not declare CPU symmetry", Self::KIND)
     }
     /// Renames task ids inside a CID operation (symmetry reduction).
     fn rename_op(op: Self::CidOp, r: &dyn Fn(TaskId) -> TaskId) -> Self::CidOp;

@@ -28,6 +28,7 @@ pub fn params<F: Family>(cfg: &Config) -> Result<Params, String> {
     Ok(Params {
         sw: design.switches,
         reduction: false,
+        cpu_symmetry: false,
     })
 }
 

@@ -15,8 +15,8 @@ use crate::symmetry;
 /// (a task's steps by the CPU the task runs on; a migration by the destination CPU, whose load
 /// balancer pulls). A CPU spins while its schedin spins in `get_cid`, or while the task it runs
 /// spins in `get_cid` inside fork (6.18: while its `mm_cid_get` busy-waits). Since symmetry
-/// renames tasks and never CPUs, stalls and live locks can be searched on the reduced graph
-/// ([`Model::symmetry_preserves_agents`]). Weak fairness is per CPU: a CPU that stays able to do
+/// renames tasks and, unless [`KernelModel::with_cpu_symmetry`] is granted, never CPUs, stalls
+/// and live locks can be searched on the reduced graph ([`Model::symmetry_preserves_agents`]). Weak fairness is per CPU: a CPU that stays able to do
 /// something other than spin eventually does something (not necessarily a particular task's
 /// step).
 #[derive(Clone, Debug)]
@@ -54,6 +54,29 @@ impl<F: Family> KernelModel<F> {
             init: state,
             renamed: Default::default(),
         })
+    }
+    /// The same model with CPU symmetry ([`crate::symmetry::cpu_order`]: symmetry reduction also
+    /// renames CPUs) asked for `on`, granted only where it is sound: a family whose code treats
+    /// every CPU alike ([`Family::CPU_SYMMETRIC`]: 6.18 and 6.3, not the 7.0 family, whose
+    /// CPU->task walk visits CPUs in order) and a configuration that does too (every CPU allowed
+    /// at the start, no `sched_setaffinity`, no 6.18 compaction scan). Off by default.
+    ///
+    /// It renames agents (CPUs), so the model then no longer says
+    /// [`Model::symmetry_preserves_agents`]: the engine refuses it together with the whole-graph
+    /// live-lock analysis, and decides stalls on the fly from concrete states (a stall of CPU
+    /// `a` in a state is a stall of CPU `π(a)` in its renamed twin, so one per class is found).
+    pub fn with_cpu_symmetry(mut self, on: bool) -> KernelModel<F> {
+        self.params.cpu_symmetry = on && self.cpu_symmetric();
+        self
+    }
+    /// Would [`KernelModel::with_cpu_symmetry`] grant CPU symmetry for this family and
+    /// configuration?
+    pub fn cpu_symmetric(&self) -> bool {
+        let c = &self.config;
+        F::CPU_SYMMETRIC
+            && c.allowed.is_none_or(|a| a >= c.cpus)
+            && c.budgets.affinity == 0
+            && c.budgets.compactions == 0
     }
     /// The same model with reduction (silent steps taken inside the transition that reaches them,
     /// [`crate::ops::silent`]) on or off. Off by default.
@@ -116,7 +139,7 @@ impl<F: Family> Model for KernelModel<F> {
         crate::trace::cpu_of(state, *action) as Agent
     }
     fn symmetry_preserves_agents(&self) -> bool {
-        true
+        !self.params.cpu_symmetry
     }
     fn is_retry(&self, state: &State<F>, action: &Step) -> bool {
         F::is_retry(state, action)

@@ -1,4 +1,4 @@
-//! Symmetry reduction: tasks are interchangeable up to renaming.
+//! Symmetry reduction: tasks are interchangeable up to renaming (and, in 6.18, CPUs).
 //!
 //! Task ids are names: nothing in the model's semantics depends on their numeric order (new tasks
 //! take the next free index; every order that matters — thread lists (per-task positions), the process list,
@@ -19,11 +19,14 @@
 //! a reduction of the same kind: one state per class is expanded, the concrete one, and traces
 //! show real values.
 //!
-//! Not reduced: CPUs (the CPU→task walk visits them in ascending order, and affinities and slots
-//! name them) and mms (created in order by execve). CID numbers are never permuted: allocation
-//! takes the lowest free bit.
+//! CPUs are renamed too where that is sound ([`cpu_order`], [`Params::cpu_symmetry`]): in 6.18,
+//! whose code treats every CPU alike, in configurations that do too (every CPU allowed, no
+//! affinity change, no compaction scan), and not with the whole-graph live-lock analysis,
+//! since it renames agents. Not in the 7.0 family: its CPU→task walk visits CPUs in ascending
+//! order. Never renamed: mms (created in order by execve) and CID numbers (allocation takes the
+//! lowest free bit).
 
-use mmcid_cid::TaskId;
+use mmcid_cid::{CpuId, CpuMask, MAX_CPUS, TaskId};
 
 use crate::family::Family;
 use crate::ops::Params;
@@ -41,12 +44,123 @@ pub fn representative<F: Family>(p: &Params, s: &State<F>) -> State<F> {
 /// forgotten first, so that the sort sees tasks as the representative will have them.
 #[inline]
 pub fn canonical<F: Family>(p: &Params, s: &State<F>) -> Option<State<F>> {
+    if p.cpu_symmetry {
+        return cpu_canonical(p, s);
+    }
     if F::has_dead(p, s) {
         let mut f = *s;
         F::forget_dead(p, &mut f);
         return Some(canonical_order(&f).map_or(f, |order| permuted(&f, &order)));
     }
     canonical_order(s).map(|order| permuted(s, &order))
+}
+
+/// [`canonical`] with CPU symmetry ([`Params::cpu_symmetry`]): dead values forgotten, CPUs put
+/// in [`cpu_order`], dead values forgotten again (renaming CPUs moves the fixed "CPU0" of a
+/// forgotten CPU), then tasks sorted. Works on one copy of the state (a 6.18 state is 1 KB, and
+/// copies were a fifth of the search's instructions), none when `s` is its own representative.
+fn cpu_canonical<F: Family>(p: &Params, s: &State<F>) -> Option<State<F>> {
+    let mut c = if F::has_dead(p, s) {
+        let mut c = *s;
+        F::forget_dead(p, &mut c);
+        if let Some(order) = cpu_order(&c) {
+            rename_cpus(&mut c, &order);
+        }
+        c
+    } else {
+        match cpu_order(s) {
+            None => return canonical_order(s).map(|order| permuted(s, &order)),
+            Some(order) => {
+                let mut c = *s;
+                rename_cpus(&mut c, &order);
+                c
+            }
+        }
+    };
+    if F::has_dead(p, &c) {
+        F::forget_dead(p, &mut c);
+    }
+    if let Some(order) = canonical_order(&c) {
+        permute_in_place(&mut c, &order);
+    }
+    Some(c)
+}
+
+/// CPU symmetry: the order that sorts `s`'s CPUs by their content (`old[new]`, the CPU that
+/// becomes `new`), or `None` when they already are in that order.
+///
+/// Where the family's code and the configuration treat every CPU alike
+/// ([`crate::KernelModel::with_cpu_symmetry`]), renaming CPUs consistently (the CPUs' own
+/// states, each task's CPU and affinity, every slot, lock holder and remembered CPU) gives a
+/// state that behaves the same up to the renaming, and every property is about all CPUs at once.
+/// So, like task renaming, it keeps every invariant's verdict and shortest depth; unlike it, it
+/// renames agents (a stall of CPU 1 may be found as one of CPU 2), which the engine knows from
+/// [`mmcid_engine::Model::symmetry_preserves_agents`]. On three CPUs it folds up to 3! = 6
+/// states into one: in 6.18 the slots of a process hold its CIDs in every permutation over
+/// the CPUs.
+///
+/// A CPU's content is what the family holds about it ([`Family::cpu_key`]) and the tasks on it
+/// (their sort keys without the CPU; dead tasks left out, their CPU is a dead value). Like the
+/// task sort it is stable and ties keep their order, which only costs reduction: any order
+/// gives a state of the same class.
+pub fn cpu_order<F: Family>(s: &State<F>) -> Option<[CpuId; MAX_CPUS]> {
+    let np = s.np() as usize;
+    let mut keys = [(0u64, 0u64); MAX_CPUS];
+    for (c, k) in keys.iter_mut().enumerate().take(np) {
+        k.0 = F::cpu_key(s, c as CpuId);
+    }
+    // The tasks on each CPU, as a sum of hashes of their keys (the same for any task order).
+    for t in s.tasks.stored() {
+        let (sched, cpu) = t.sched_cpu();
+        if sched == Sched::Dead {
+            continue;
+        }
+        let k = stored_key(t) & !(0xffu128 << (64 + 21));
+        let h = (k as u64 ^ (k >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        keys[cpu as usize].1 = keys[cpu as usize].1.wrapping_add(h ^ h >> 29);
+    }
+    if keys[..np].is_sorted() {
+        return None;
+    }
+    let mut old = [0 as CpuId; MAX_CPUS];
+    for (i, o) in old.iter_mut().enumerate() {
+        *o = i as CpuId;
+    }
+    old[..np].sort_by_key(|&c| keys[c as usize]);
+    Some(old)
+}
+
+/// `s` with its CPUs renamed: CPU `old[new]` becomes `new`, everywhere. Only for a family with
+/// [`Family::CPU_SYMMETRIC`] (the others do not say where their state names CPUs).
+pub fn cpus_permuted<F: Family>(s: &State<F>, old: &[CpuId; MAX_CPUS]) -> State<F> {
+    let mut out = *s;
+    rename_cpus(&mut out, old);
+    out
+}
+
+/// [`cpus_permuted`] in place.
+fn rename_cpus<F: Family>(s: &mut State<F>, old: &[CpuId; MAX_CPUS]) {
+    let np = s.np() as usize;
+    let mut map = [0 as CpuId; MAX_CPUS];
+    for (new, &o) in old[..np].iter().enumerate() {
+        map[o as usize] = new as CpuId;
+    }
+    let cpus = s.cpus;
+    for new in 0..np {
+        s.cpus[new] = cpus[old[new] as usize];
+    }
+    let all = ((1u16 << np) - 1) as CpuMask;
+    for i in 0..s.tasks.len() {
+        let t = s.tasks.stored()[i].cpus_renamed(&map, all);
+        s.tasks.set_stored(i, t);
+    }
+    for m in 0..s.mms.len() as MmId {
+        if s.mms.at(m as usize).irq_work.is_some() {
+            let mut mm = s.mm_mut(m);
+            mm.irq_work = mm.irq_work.map(|c| map[c as usize]);
+        }
+    }
+    F::rename_cpus(s, &map);
 }
 
 /// Does a dead task (exited, or a failed fork's child) still name a CPU other than 0? Where a
@@ -115,20 +229,26 @@ pub struct Order {
 
 /// `s` with its tasks permuted by `order` and every reference renamed.
 pub fn permuted<F: Family>(s: &State<F>, order: &Order) -> State<F> {
+    let mut out = *s;
+    permute_in_place(&mut out, order);
+    out
+}
+
+/// [`permuted`] in place (copies only the tasks).
+fn permute_in_place<F: Family>(s: &mut State<F>, order: &Order) {
     let mut map = [0 as TaskId; MAX_TASKS];
     for (new, &old) in order.old[..order.n].iter().enumerate() {
         map[old as usize] = new as TaskId;
     }
     let r = |t: TaskId| map[t as usize];
-    let mut out = *s;
-    let stored = s.tasks.stored();
+    let tasks = s.tasks;
+    let stored = tasks.stored();
     for (new, &old) in order.old[..order.n].iter().enumerate() {
         let t = stored[old as usize].renamed(&map);
         debug_assert_eq!(t.load(), rename_task(&stored[old as usize].load(), r));
-        out.tasks.set_stored(new, t);
+        s.tasks.set_stored(new, t);
     }
-    F::rename(&mut out, &r);
-    out
+    F::rename(s, &r);
 }
 
 /// The sort key of a task: everything it carries except the names of other tasks, packed into

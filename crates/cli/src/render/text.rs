@@ -148,7 +148,11 @@ pub fn check_report(o: &CheckOutcome, with_states: bool, saved: Option<&str>) ->
         } else {
             String::new()
         },
-        if o.symmetry { "on" } else { "off" },
+        match (o.symmetry, o.cpu_symmetry) {
+            (true, true) => "on (tasks, CPUs)",
+            (true, false) => "on",
+            (false, _) => "off",
+        },
         o.liveness.as_str()
     );
     let t = format!("[{:>7.2}s]", o.seconds);

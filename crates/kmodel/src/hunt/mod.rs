@@ -517,7 +517,8 @@ impl<F: Family> Hunt<'_, F> {
         max_states: u64,
         max_depth: Option<u32>,
     ) -> Result<(Report<Step>, Vec<Met>), String> {
-        let model = self.kernel.model(cfg)?;
+        // Stalls are decided on the fly (no live-lock graph), so CPU symmetry where it is sound.
+        let model = self.kernel.model(cfg)?.with_cpu_symmetry(true);
         let eopts = Options {
             symmetry: true,
             stall_search: Some(self.opts.stall_limit),

@@ -444,6 +444,80 @@ impl Family for Lazy618 {
         fired.set(P::R4, (0..s.np()).any(|c| waits(s, c)));
         fired.push_to(out);
     }
+    /// 6.18's CID code treats every CPU alike but for the compaction scan, which visits CPUs in
+    /// ascending order ([`crate::KernelModel::cpu_symmetric`] leaves configurations with
+    /// `compactions` out): `mm_cid_get` looks only at its own CPU's slot and the bitmap,
+    /// migration at its source and destination, a remote clear at the CPU it clears.
+    const CPU_SYMMETRIC: bool = true;
+    fn rename_cpus(s: &mut State<Self>, map: &[CpuId; mmcid_cid::MAX_CPUS]) {
+        let np = s.np() as usize;
+        let r = |c: CpuId| map[c as usize];
+        for c in s.cpus.iter_mut() {
+            if let Some((t, st)) = c.migrating {
+                let mv = |m: v6_18::MigrateCont| v6_18::MigrateCont { src: r(m.src), ..m };
+                let st = match st {
+                    Migrate::Fetched(m) => Migrate::Fetched(mv(m)),
+                    Migrate::Stolen(m) => Migrate::Stolen(mv(m)),
+                    Migrate::InFlight(m) => Migrate::InFlight(mv(m)),
+                    d @ Migrate::Done(_) => d,
+                };
+                c.migrating = Some((t, st));
+            }
+        }
+        for m in 0..s.mms.len() as MmId {
+            let mut mm = s.mm_mut(m);
+            let x = &mut mm.cid;
+            let old = x.pcpu;
+            for c in 0..np {
+                x.pcpu[map[c] as usize] = old[c];
+            }
+            x.cpus_allowed = (0..np)
+                .filter(|&c| x.cpus_allowed & 1 << c != 0)
+                .fold(0, |acc, c| acc | 1 << map[c]);
+            x.cid_lock = x.cid_lock.map(r);
+        }
+    }
+    #[inline(always)]
+    fn rename_task_cpus(cid: &mut Task618, op: &mut Option<WorkAt>, map: &[CpuId; mmcid_cid::MAX_CPUS]) {
+        let r = |c: CpuId| map[c as usize];
+        cid.migrate_from_cpu = cid.migrate_from_cpu.map(r);
+        *op = op.map(|op| match op {
+            WorkAt::Scan { cpu } => WorkAt::Scan { cpu: r(cpu) },
+            WorkAt::Marked { cpu, cid } => WorkAt::Marked { cpu: r(cpu), cid },
+            WorkAt::Unset { cpu, cid } => WorkAt::Unset { cpu: r(cpu), cid },
+        });
+    }
+    fn cpu_key(s: &State<Self>, cpu: CpuId) -> u64 {
+        // A sort key, not an identity: it need not be injective (a tie only costs reduction), so
+        // the parts are packed where they fit and mixed where they do not.
+        let c = &s.cpus[cpu as usize];
+        let get = c.get.map_or(0, |k| match k {
+            GetCont::Lock { then } => 1 | (then as u64) << 3,
+            GetCont::Lap { stage } => 2 | (stage as u64) << 3,
+            GetCont::Scan { stage } => 3 | (stage as u64) << 3,
+            GetCont::Set { stage, c } => 4 | (stage as u64) << 3 | (c as u64) << 5,
+        });
+        // A migration in progress without its task and source CPU (both named elsewhere).
+        let mig = c.migrating.map_or(0, |(_, st)| {
+            let (k, m) = match st {
+                Migrate::Fetched(m) => (1, m),
+                Migrate::Stolen(m) => (2, m),
+                Migrate::InFlight(m) => (3, m),
+                Migrate::Done(_) => return 4,
+            };
+            k | (m.dst_set as u64) << 2 | (m.cid.raw() as u64 & 0xff) << 3
+        });
+        let mut key = get | mig << 12;
+        // The stored mms are the mms (no packing in 6.18): read in place, not copied.
+        for mm in s.mms.stored() {
+            let slot = mm.cid.slot(cpu);
+            let part = slot.cid.raw() as u64 & 0x8000_00ff
+                | (slot.recent_cid.raw() as u64 & 0xff) << 8
+                | ((mm.cid.cid_lock == Some(cpu)) as u64) << 16;
+            key = key.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) ^ part;
+        }
+        key
+    }
     fn rename(s: &mut State<Self>, r: &dyn Fn(TaskId) -> TaskId) {
         for c in s.cpus.iter_mut() {
             if let Some((t, st)) = c.migrating {
@@ -463,9 +537,14 @@ impl Family for Lazy618 {
     /// concrete states). `tests/dead_values.rs` checks the bisimulation state by state.
     fn forget_dead(_p: &Params, s: &mut State<Self>) {
         crate::symmetry::forget_dead_task_cpu(s);
-        for i in 0..s.tasks.len() as TaskId {
-            if s.task(i).cid.migrate_from_cpu.is_some_and(|c| c != 0) {
-                s.task_mut(i).cid.migrate_from_cpu = Some(0);
+        // On the stored form (the family's part is stored as it is): no unpacking per task.
+        for i in 0..s.tasks.len() {
+            let t = s.tasks.stored()[i];
+            let (mut cid, op) = *t.family();
+            if cid.migrate_from_cpu.is_some_and(|c| c != 0) {
+                cid.migrate_from_cpu = Some(0);
+                s.tasks
+                    .set_stored(i, crate::tasks::StoredTask::from_parts(*t.kernel(), (cid, op)));
             }
         }
     }
