@@ -28,6 +28,7 @@ use crate::cid::Fam;
 use crate::config::{Checking, SimConfig};
 use crate::metrics::Metrics;
 use crate::rng::{Exp, Rng};
+use crate::table::Table;
 use crate::trace::{Kind, Rec, Ring};
 use crate::workload::Workload;
 
@@ -74,6 +75,25 @@ pub struct Task {
     pub exec_pending: Option<bool>,
     /// A vfork parent waiting for this child.
     pub vfork_parent: u32,
+}
+
+impl Task {
+    /// A new task (not yet woken) of process `proc` with mm `mm`.
+    fn new(proc: u32, mm: u32, group: u16, cpuset: u32, bursts: u32) -> Task {
+        Task {
+            proc,
+            mm,
+            cpu: 0,
+            state: TState::New,
+            burst_left: 0,
+            bursts_left: bursts,
+            group,
+            cpuset,
+            epoch: 0,
+            exec_pending: None,
+            vfork_parent: NONE,
+        }
+    }
 }
 
 /// A process (thread group).
@@ -178,6 +198,20 @@ pub struct Cpu {
     pub run_cid: u32,
 }
 
+impl Cpu {
+    /// An idle CPU.
+    fn idle() -> Cpu {
+        Cpu {
+            curr: NONE,
+            rq: VecDeque::new(),
+            work: Work::Idle,
+            epoch: 0,
+            slice_start: 0,
+            run_cid: NONE,
+        }
+    }
+}
+
 /// Why a run stopped early.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Violation {
@@ -200,22 +234,22 @@ pub struct Machine {
     /// Now (ns).
     pub now: u64,
     /// CPUs.
-    pub cpus: Vec<Cpu>,
+    pub cpus: Table<Cpu>,
     /// Tasks (dead ones are reused).
-    pub tasks: Vec<Task>,
+    pub tasks: Table<Task>,
     free_tasks: Vec<u32>,
     /// Processes.
-    pub procs: Vec<Proc>,
+    pub procs: Table<Proc>,
     free_procs: Vec<u32>,
     /// mms.
-    pub mms: Vec<Mm>,
+    pub mms: Table<Mm>,
     free_mms: Vec<u32>,
     /// cpusets (0 = all CPUs).
-    pub cpusets: Vec<CpuSetDef>,
+    pub cpusets: Table<CpuSetDef>,
     /// Workload groups, evaluated.
-    pub grt: Vec<GroupRt>,
+    pub grt: Table<GroupRt>,
     /// Per workload group: the burst and sleep distributions, tabulated.
-    dists: Vec<(Exp, Exp)>,
+    dists: Table<(Exp, Exp)>,
     idle: WideBitmap,
     events: crate::queue::Calendar,
     /// Random choices.
@@ -298,28 +332,29 @@ impl Machine {
         let mut mm = Machine {
             fam: Fam::new(d, np)?,
             now: 0,
-            cpus: (0..np)
-                .map(|_| Cpu {
-                    curr: NONE,
-                    rq: VecDeque::new(),
-                    work: Work::Idle,
-                    epoch: 0,
-                    slice_start: 0,
-                    run_cid: NONE,
-                })
-                .collect(),
-            tasks: Vec::new(),
+            cpus: Table::from_vec((0..np).map(|_| Cpu::idle()).collect(), Cpu::idle()),
+            tasks: Table::new(Task::new(NONE, NONE, 0, 0, 0)),
             free_tasks: Vec::new(),
-            procs: Vec::new(),
+            procs: Table::new(Proc::default()),
             free_procs: Vec::new(),
-            mms: Vec::new(),
+            mms: Table::new(Mm::default()),
             free_mms: Vec::new(),
-            cpusets: vec![CpuSetDef {
-                mask: WideBitmap::full(np),
-                list: (0..np).collect(),
-            }],
-            grt: Vec::new(),
-            dists: Vec::new(),
+            cpusets: {
+                let all = CpuSetDef {
+                    mask: WideBitmap::full(np),
+                    list: (0..np).collect(),
+                };
+                Table::from_vec(vec![all.clone()], all)
+            },
+            grt: Table::new(GroupRt {
+                burst: 1,
+                sleep: 0,
+                p: [0.0; 4],
+                max_threads: 1,
+                child_bursts: 0,
+                exec_fail: 0.0,
+            }),
+            dists: Table::new((Exp::new(1), Exp::new(1))),
             idle: WideBitmap::full(np),
             events: crate::queue::Calendar::new(),
             rng: Rng::new(cfg.seed),
@@ -360,8 +395,7 @@ impl Machine {
         self.cpusets.push(CpuSetDef {
             mask: WideBitmap::from_iter_np(np, list.iter().copied()),
             list,
-        });
-        (self.cpusets.len() - 1) as u32
+        }) as u32
     }
 
     fn start_workload(&mut self) -> Result<(), String> {
@@ -445,10 +479,7 @@ impl Machine {
                 self.procs[i as usize] = p;
                 i
             }
-            None => {
-                self.procs.push(p);
-                (self.procs.len() - 1) as u32
-            }
+            None => self.procs.push(p) as u32,
         }
     }
 
@@ -472,39 +503,21 @@ impl Machine {
                 self.mms[i as usize] = mm;
                 i
             }
-            None => {
-                self.mms.push(mm);
-                (self.mms.len() - 1) as u32
-            }
+            None => self.mms.push(mm) as u32,
         };
         self.fam.new_mm(i, self.cfg.cpus, mask);
         i
     }
 
     pub(crate) fn new_task(&mut self, proc: u32, mm: u32, group: u16, cpuset: u32, bursts: u32) -> u32 {
-        let t = Task {
-            proc,
-            mm,
-            cpu: 0,
-            state: TState::New,
-            burst_left: 0,
-            bursts_left: bursts,
-            group,
-            cpuset,
-            epoch: 0,
-            exec_pending: None,
-            vfork_parent: NONE,
-        };
+        let t = Task::new(proc, mm, group, cpuset, bursts);
         let i = match self.free_tasks.pop() {
             Some(i) => {
                 let epoch = self.tasks[i as usize].epoch.wrapping_add(1);
                 self.tasks[i as usize] = Task { epoch, ..t };
                 i
             }
-            None => {
-                self.tasks.push(t);
-                (self.tasks.len() - 1) as u32
-            }
+            None => self.tasks.push(t) as u32,
         };
         self.fam.new_task(i);
         self.mms[mm as usize].tasks += 1;
