@@ -164,10 +164,11 @@ impl Calendar {
     fn next_occupied(&self, i: usize) -> usize {
         let w = i / 64;
         let bits = self.occ[w] & (!0u64 << (i % 64));
+        // (masked, so that the compiler knows the bucket is within the wheel: no bounds checks)
         if bits != 0 {
-            return w * 64 + bits.trailing_zeros() as usize;
+            return (w * 64 + bits.trailing_zeros() as usize) & (NB as usize - 1);
         }
-        self.next_occupied_word(w)
+        self.next_occupied_word(w) & (NB as usize - 1)
     }
 
     /// The first non-empty bucket in the words after `w`, else from the first word on (`w`'s bits
