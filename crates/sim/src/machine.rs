@@ -682,7 +682,9 @@ impl Machine {
         let tk = &self.tasks[t as usize];
         let (prev, cs) = (tk.cpu, tk.cpuset);
         let set = &self.cpusets[cs as usize];
-        if set.mask.has(prev) && self.is_idle(prev) {
+        // (cpuset 0 is every CPU: no look at its mask)
+        let prev_allowed = cs == 0 || set.mask.has(prev);
+        if prev_allowed && self.is_idle(prev) {
             return prev;
         }
         if cs == 0 {
@@ -700,7 +702,7 @@ impl Machine {
         let n = set.list.len() as u32;
         let (a, b) = self.rng.below2(n);
         let (a, b) = (set.list[a as usize], set.list[b as usize]);
-        let mut best = if set.mask.has(prev) { prev } else { a };
+        let mut best = if prev_allowed { prev } else { a };
         for c in [a, b] {
             if self.load(c) < self.load(best) {
                 best = c;
@@ -769,7 +771,8 @@ impl Machine {
             let Some(&t) = self.cpus[src as usize].rq.back() else {
                 continue;
             };
-            if self.cpusets[self.tasks[t as usize].cpuset as usize].mask.has(cpu) {
+            let cs = self.tasks[t as usize].cpuset;
+            if cs == 0 || self.cpusets[cs as usize].mask.has(cpu) {
                 self.cpus[src as usize].rq.pop_back();
                 self.enqueue_pulled(t, cpu);
                 return;
