@@ -901,32 +901,35 @@ impl Machine {
     /// burst (or until its slice ends with others waiting).
     pub(crate) fn start_user(&mut self, cpu: u32, delay: u64) {
         let t = self.cpus[cpu as usize].curr;
-        self.return_to_user(cpu, t);
+        let m = self.tasks[t as usize].mm;
+        self.return_to_user(cpu, t, m);
         if self.violation.is_some() {
             return;
         }
         let start = self.now + delay;
-        let m = self.tasks[t as usize].mm;
         let extra = self.cid_tick(cpu, m);
         let start = start + extra;
         let tk = &self.tasks[t as usize];
         let end = start + tk.burst_left.max(1);
+        let slice_ns = self.cfg.costs.slice_ns;
         let c = &mut self.cpus[cpu as usize];
         c.work = Work::User { end };
-        let slice_end = c.slice_start + self.cfg.costs.slice_ns;
+        let slice_end = c.slice_start + slice_ns;
         let at = if !c.rq.is_empty() && slice_end < end {
             slice_end.max(start)
         } else {
             end
         };
-        self.cpu_at(cpu, at);
+        // `cpu_at` without looking the CPU up again
+        c.epoch = c.epoch.wrapping_add(1) & ((1 << 30) - 1);
+        let g = c.epoch;
+        self.push(at, ev(EV_CPU, cpu, g));
     }
 
     /// The cheap checks at a return to user space: I1 (no other running task of the mm holds the
     /// same CID) and I2 (the CID is within bounds).
-    pub(crate) fn return_to_user(&mut self, cpu: u32, t: u32) {
+    pub(crate) fn return_to_user(&mut self, cpu: u32, t: u32, m: u32) {
         self.m.checks_cheap += 1;
-        let m = self.tasks[t as usize].mm;
         let cid = match self.fam.checked_user_cid(m, t) {
             Ok(c) => c,
             Err(e) => {
@@ -1025,7 +1028,8 @@ impl Machine {
                 return crate::ops::begin(self, cpu, crate::ops::Op::exit(t));
             }
         }
-        let g = &self.grt[tk.group as usize];
+        let group = tk.group as usize;
+        let g = &self.grt[group];
         let p = tk.proc;
         // a group without kernel operations (the thread pool) draws nothing here
         let r = if g.p[3] > 0.0 {
@@ -1052,13 +1056,10 @@ impl Machine {
         let sleep_mean = g.sleep;
         if sleep_mean == 0 {
             // CPU bound: another burst right away
-            let gi = self.tasks[t as usize].group as usize;
-            self.tasks[t as usize].burst_left = self.rng.exp_of(&self.dists[gi].0);
+            self.tasks[t as usize].burst_left = self.rng.exp_of(&self.dists[group].0);
             return self.start_user(cpu, 0);
         }
-        let d = self
-            .rng
-            .exp_of(&self.dists[self.tasks[t as usize].group as usize].1);
+        let d = self.rng.exp_of(&self.dists[group].1);
         self.sleep_until(t, d);
         self.switch(cpu);
     }
