@@ -11,6 +11,7 @@ use mmcid_cid::{MmCidOf, Mode, Schedin, SchedinSpin, Switches, TaskCid, Wide};
 use mmcid_kmodel::Design;
 
 use crate::machine::{Machine, NONE, TState, Work};
+use crate::table::Table;
 
 /// A user-visible CID.
 pub type Cid = u32;
@@ -20,9 +21,9 @@ pub struct Rw {
     /// The switches.
     pub sw: Switches,
     /// Per mm.
-    pub mms: Vec<MmCidOf<Wide>>,
+    pub mms: Table<MmCidOf<Wide>>,
     /// Per task.
-    pub t: Vec<TaskCid>,
+    pub t: Table<TaskCid>,
     /// Per CPU: a schedin spinning in `get_cid`.
     pub spin: Vec<Option<SchedinSpin>>,
 }
@@ -30,9 +31,9 @@ pub struct Rw {
 /// 6.14–6.18.
 pub struct Lz {
     /// Per mm.
-    pub mms: Vec<Mm618Of<Wide>>,
+    pub mms: Table<Mm618Of<Wide>>,
     /// Per task.
-    pub t: Vec<Task618Of<Wide>>,
+    pub t: Table<Task618Of<Wide>>,
     /// Per CPU: an allocation in progress.
     pub spin: Vec<Option<GetContOf<Wide>>>,
 }
@@ -40,9 +41,9 @@ pub struct Lz {
 /// 6.3.
 pub struct Ps {
     /// Per mm.
-    pub mms: Vec<Mm63Of<Wide>>,
+    pub mms: Table<Mm63Of<Wide>>,
     /// Per task.
-    pub t: Vec<Task63>,
+    pub t: Table<Task63>,
 }
 
 /// The design family's CID state.
@@ -60,18 +61,12 @@ pub struct Fam {
     /// Per family.
     pub k: K,
     /// Per mm: CIDs of its tasks in user space now (I1).
-    running: Vec<WideBitmap>,
+    running: Table<WideBitmap>,
     np: u32,
 }
 
-fn set<T: Clone>(v: &mut Vec<T>, i: u32, x: T) {
-    let i = i as usize;
-    if i < v.len() {
-        v[i] = x;
-    } else {
-        debug_assert_eq!(i, v.len());
-        v.push(x);
-    }
+fn set<T: Clone>(v: &mut Table<T>, i: u32, x: T) {
+    v.set(i as usize, x);
 }
 
 /// Two distinct elements of a slice, mutably.
@@ -120,18 +115,24 @@ impl Fam {
         let k = match format!("{:?}", d.family).as_str() {
             "Rewrite" => K::Rw(Rw {
                 sw: d.switches,
-                mms: Vec::new(),
-                t: Vec::new(),
+                mms: Table::new(MmCidOf::<Wide>::new(
+                    np,
+                    <WideBitmap as mmcid_cid::storage::CpuSet>::full(np),
+                )),
+                t: Table::new(TaskCid::default()),
                 spin: vec![None; np as usize],
             }),
             "Lazy618" => K::Lz(Lz {
-                mms: Vec::new(),
-                t: Vec::new(),
+                mms: Table::new(Mm618Of::<Wide>::new(
+                    np,
+                    <WideBitmap as mmcid_cid::storage::CpuSet>::full(np),
+                )),
+                t: Table::new(Task618Of::<Wide>::default()),
                 spin: vec![None; np as usize],
             }),
             "PerSwitch63" => K::Ps(Ps {
-                mms: Vec::new(),
-                t: Vec::new(),
+                mms: Table::new(Mm63Of::<Wide>::new(np)),
+                t: Table::new(Task63::default()),
             }),
             other => {
                 return Err(format!(
@@ -142,7 +143,7 @@ impl Fam {
         };
         Ok(Fam {
             k,
-            running: Vec::new(),
+            running: Table::new(WideBitmap::with_bits(np)),
             np,
         })
     }
@@ -188,7 +189,7 @@ impl Fam {
                 let res = if first == NONE {
                     mmcid_cid::fork_cid_locked(mm, &mut r.t[ti], t, None, cpu, &sw)
                 } else {
-                    let (c, cur) = two(&mut r.t, ti, first as usize);
+                    let (c, cur) = two(r.t.as_mut_slice(), ti, first as usize);
                     mmcid_cid::fork_cid_locked(mm, c, t, Some(cur), cpu, &sw)
                 };
                 match res {
@@ -777,7 +778,7 @@ fn lz_switch(l: &mut Lz, cpu: u32, prev: u32, pm: Option<u32>, next: u32, nm: Op
 fn ps_switch(p: &mut Ps, prev: u32, pm: Option<u32>, next: u32, nm: Option<u32>) -> bool {
     let mut idle = Task63::default();
     let (pt, nt): (&mut Task63, &mut Task63) = match (prev != NONE, next != NONE) {
-        (true, true) => two(&mut p.t, prev as usize, next as usize),
+        (true, true) => two(p.t.as_mut_slice(), prev as usize, next as usize),
         (true, false) => (&mut p.t[prev as usize], &mut idle),
         (false, true) => {
             let n = &mut p.t[next as usize];
@@ -798,7 +799,7 @@ fn ps_switch(p: &mut Ps, prev: u32, pm: Option<u32>, next: u32, nm: Option<u32>)
     let mms = match (pm, nm) {
         (Some(a), Some(b)) if a == b => SwitchMmsOf::Same(&mut p.mms[a as usize]),
         (Some(a), Some(b)) => {
-            let (x, y) = two(&mut p.mms, a as usize, b as usize);
+            let (x, y) = two(p.mms.as_mut_slice(), a as usize, b as usize);
             SwitchMmsOf::Distinct {
                 prev: Some(x),
                 next: Some(y),

@@ -37,6 +37,7 @@ pub mod ops;
 pub mod queue;
 pub mod report;
 pub mod rng;
+pub mod table;
 pub mod trace;
 pub mod workload;
 

@@ -28,6 +28,7 @@ use crate::cid::Fam;
 use crate::config::{Checking, SimConfig};
 use crate::metrics::Metrics;
 use crate::rng::{Exp, Rng};
+use crate::table::Table;
 use crate::trace::{Kind, Rec, Ring};
 use crate::workload::Workload;
 
@@ -74,6 +75,25 @@ pub struct Task {
     pub exec_pending: Option<bool>,
     /// A vfork parent waiting for this child.
     pub vfork_parent: u32,
+}
+
+impl Task {
+    /// A new task (not yet woken) of process `proc` with mm `mm`.
+    fn new(proc: u32, mm: u32, group: u16, cpuset: u32, bursts: u32) -> Task {
+        Task {
+            proc,
+            mm,
+            cpu: 0,
+            state: TState::New,
+            burst_left: 0,
+            bursts_left: bursts,
+            group,
+            cpuset,
+            epoch: 0,
+            exec_pending: None,
+            vfork_parent: NONE,
+        }
+    }
 }
 
 /// A process (thread group).
@@ -178,6 +198,20 @@ pub struct Cpu {
     pub run_cid: u32,
 }
 
+impl Cpu {
+    /// An idle CPU.
+    fn idle() -> Cpu {
+        Cpu {
+            curr: NONE,
+            rq: VecDeque::new(),
+            work: Work::Idle,
+            epoch: 0,
+            slice_start: 0,
+            run_cid: NONE,
+        }
+    }
+}
+
 /// Why a run stopped early.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Violation {
@@ -200,22 +234,22 @@ pub struct Machine {
     /// Now (ns).
     pub now: u64,
     /// CPUs.
-    pub cpus: Vec<Cpu>,
+    pub cpus: Table<Cpu>,
     /// Tasks (dead ones are reused).
-    pub tasks: Vec<Task>,
+    pub tasks: Table<Task>,
     free_tasks: Vec<u32>,
     /// Processes.
-    pub procs: Vec<Proc>,
+    pub procs: Table<Proc>,
     free_procs: Vec<u32>,
     /// mms.
-    pub mms: Vec<Mm>,
+    pub mms: Table<Mm>,
     free_mms: Vec<u32>,
     /// cpusets (0 = all CPUs).
-    pub cpusets: Vec<CpuSetDef>,
+    pub cpusets: Table<CpuSetDef>,
     /// Workload groups, evaluated.
-    pub grt: Vec<GroupRt>,
+    pub grt: Table<GroupRt>,
     /// Per workload group: the burst and sleep distributions, tabulated.
-    dists: Vec<(Exp, Exp)>,
+    dists: Table<(Exp, Exp)>,
     idle: WideBitmap,
     events: crate::queue::Calendar,
     /// Random choices.
@@ -298,28 +332,29 @@ impl Machine {
         let mut mm = Machine {
             fam: Fam::new(d, np)?,
             now: 0,
-            cpus: (0..np)
-                .map(|_| Cpu {
-                    curr: NONE,
-                    rq: VecDeque::new(),
-                    work: Work::Idle,
-                    epoch: 0,
-                    slice_start: 0,
-                    run_cid: NONE,
-                })
-                .collect(),
-            tasks: Vec::new(),
+            cpus: Table::from_vec((0..np).map(|_| Cpu::idle()).collect(), Cpu::idle()),
+            tasks: Table::new(Task::new(NONE, NONE, 0, 0, 0)),
             free_tasks: Vec::new(),
-            procs: Vec::new(),
+            procs: Table::new(Proc::default()),
             free_procs: Vec::new(),
-            mms: Vec::new(),
+            mms: Table::new(Mm::default()),
             free_mms: Vec::new(),
-            cpusets: vec![CpuSetDef {
-                mask: WideBitmap::full(np),
-                list: (0..np).collect(),
-            }],
-            grt: Vec::new(),
-            dists: Vec::new(),
+            cpusets: {
+                let all = CpuSetDef {
+                    mask: WideBitmap::full(np),
+                    list: (0..np).collect(),
+                };
+                Table::from_vec(vec![all.clone()], all)
+            },
+            grt: Table::new(GroupRt {
+                burst: 1,
+                sleep: 0,
+                p: [0.0; 4],
+                max_threads: 1,
+                child_bursts: 0,
+                exec_fail: 0.0,
+            }),
+            dists: Table::new((Exp::new(1), Exp::new(1))),
             idle: WideBitmap::full(np),
             events: crate::queue::Calendar::new(),
             rng: Rng::new(cfg.seed),
@@ -360,8 +395,7 @@ impl Machine {
         self.cpusets.push(CpuSetDef {
             mask: WideBitmap::from_iter_np(np, list.iter().copied()),
             list,
-        });
-        (self.cpusets.len() - 1) as u32
+        }) as u32
     }
 
     fn start_workload(&mut self) -> Result<(), String> {
@@ -445,10 +479,7 @@ impl Machine {
                 self.procs[i as usize] = p;
                 i
             }
-            None => {
-                self.procs.push(p);
-                (self.procs.len() - 1) as u32
-            }
+            None => self.procs.push(p) as u32,
         }
     }
 
@@ -472,39 +503,21 @@ impl Machine {
                 self.mms[i as usize] = mm;
                 i
             }
-            None => {
-                self.mms.push(mm);
-                (self.mms.len() - 1) as u32
-            }
+            None => self.mms.push(mm) as u32,
         };
         self.fam.new_mm(i, self.cfg.cpus, mask);
         i
     }
 
     pub(crate) fn new_task(&mut self, proc: u32, mm: u32, group: u16, cpuset: u32, bursts: u32) -> u32 {
-        let t = Task {
-            proc,
-            mm,
-            cpu: 0,
-            state: TState::New,
-            burst_left: 0,
-            bursts_left: bursts,
-            group,
-            cpuset,
-            epoch: 0,
-            exec_pending: None,
-            vfork_parent: NONE,
-        };
+        let t = Task::new(proc, mm, group, cpuset, bursts);
         let i = match self.free_tasks.pop() {
             Some(i) => {
                 let epoch = self.tasks[i as usize].epoch.wrapping_add(1);
                 self.tasks[i as usize] = Task { epoch, ..t };
                 i
             }
-            None => {
-                self.tasks.push(t);
-                (self.tasks.len() - 1) as u32
-            }
+            None => self.tasks.push(t) as u32,
         };
         self.fam.new_task(i);
         self.mms[mm as usize].tasks += 1;
@@ -669,7 +682,9 @@ impl Machine {
         let tk = &self.tasks[t as usize];
         let (prev, cs) = (tk.cpu, tk.cpuset);
         let set = &self.cpusets[cs as usize];
-        if set.mask.has(prev) && self.is_idle(prev) {
+        // (cpuset 0 is every CPU: no look at its mask)
+        let prev_allowed = cs == 0 || set.mask.has(prev);
+        if prev_allowed && self.is_idle(prev) {
             return prev;
         }
         if cs == 0 {
@@ -687,7 +702,7 @@ impl Machine {
         let n = set.list.len() as u32;
         let (a, b) = self.rng.below2(n);
         let (a, b) = (set.list[a as usize], set.list[b as usize]);
-        let mut best = if set.mask.has(prev) { prev } else { a };
+        let mut best = if prev_allowed { prev } else { a };
         for c in [a, b] {
             if self.load(c) < self.load(best) {
                 best = c;
@@ -756,7 +771,8 @@ impl Machine {
             let Some(&t) = self.cpus[src as usize].rq.back() else {
                 continue;
             };
-            if self.cpusets[self.tasks[t as usize].cpuset as usize].mask.has(cpu) {
+            let cs = self.tasks[t as usize].cpuset;
+            if cs == 0 || self.cpusets[cs as usize].mask.has(cpu) {
                 self.cpus[src as usize].rq.pop_back();
                 self.enqueue_pulled(t, cpu);
                 return;
@@ -885,32 +901,35 @@ impl Machine {
     /// burst (or until its slice ends with others waiting).
     pub(crate) fn start_user(&mut self, cpu: u32, delay: u64) {
         let t = self.cpus[cpu as usize].curr;
-        self.return_to_user(cpu, t);
+        let m = self.tasks[t as usize].mm;
+        self.return_to_user(cpu, t, m);
         if self.violation.is_some() {
             return;
         }
         let start = self.now + delay;
-        let m = self.tasks[t as usize].mm;
         let extra = self.cid_tick(cpu, m);
         let start = start + extra;
         let tk = &self.tasks[t as usize];
         let end = start + tk.burst_left.max(1);
+        let slice_ns = self.cfg.costs.slice_ns;
         let c = &mut self.cpus[cpu as usize];
         c.work = Work::User { end };
-        let slice_end = c.slice_start + self.cfg.costs.slice_ns;
+        let slice_end = c.slice_start + slice_ns;
         let at = if !c.rq.is_empty() && slice_end < end {
             slice_end.max(start)
         } else {
             end
         };
-        self.cpu_at(cpu, at);
+        // `cpu_at` without looking the CPU up again
+        c.epoch = c.epoch.wrapping_add(1) & ((1 << 30) - 1);
+        let g = c.epoch;
+        self.push(at, ev(EV_CPU, cpu, g));
     }
 
     /// The cheap checks at a return to user space: I1 (no other running task of the mm holds the
     /// same CID) and I2 (the CID is within bounds).
-    pub(crate) fn return_to_user(&mut self, cpu: u32, t: u32) {
+    pub(crate) fn return_to_user(&mut self, cpu: u32, t: u32, m: u32) {
         self.m.checks_cheap += 1;
-        let m = self.tasks[t as usize].mm;
         let cid = match self.fam.checked_user_cid(m, t) {
             Ok(c) => c,
             Err(e) => {
@@ -1009,7 +1028,8 @@ impl Machine {
                 return crate::ops::begin(self, cpu, crate::ops::Op::exit(t));
             }
         }
-        let g = &self.grt[tk.group as usize];
+        let group = tk.group as usize;
+        let g = &self.grt[group];
         let p = tk.proc;
         // a group without kernel operations (the thread pool) draws nothing here
         let r = if g.p[3] > 0.0 {
@@ -1036,13 +1056,10 @@ impl Machine {
         let sleep_mean = g.sleep;
         if sleep_mean == 0 {
             // CPU bound: another burst right away
-            let gi = self.tasks[t as usize].group as usize;
-            self.tasks[t as usize].burst_left = self.rng.exp_of(&self.dists[gi].0);
+            self.tasks[t as usize].burst_left = self.rng.exp_of(&self.dists[group].0);
             return self.start_user(cpu, 0);
         }
-        let d = self
-            .rng
-            .exp_of(&self.dists[self.tasks[t as usize].group as usize].1);
+        let d = self.rng.exp_of(&self.dists[group].1);
         self.sleep_until(t, d);
         self.switch(cpu);
     }

@@ -698,7 +698,7 @@ fn locked(mc: &mut Machine, cpu: u32, call: Call, then: Op) {
             let res = if current == NONE {
                 fork_cid_locked(mm, &mut r.t[t as usize], t, None, cpu, &sw)
             } else {
-                let (c, cur) = two(&mut r.t, t as usize, current as usize);
+                let (c, cur) = two(r.t.as_mut_slice(), t as usize, current as usize);
                 fork_cid_locked(mm, c, t, Some(cur), cpu, &sw)
             };
             match res {

@@ -51,13 +51,17 @@ pub struct Rec {
     pub cid: i64,
 }
 
-/// A ring of the last `cap` events, stored in a power-of-two number of slots so that a push is
-/// one store and an increment (no "full yet?" branch): it is written on every event.
+/// Slots of a [`Ring`]: a fixed power of two, so that a push's slot index is masked in range at
+/// compile time (no bounds check).
+const SLOTS: usize = 64;
+
+/// A ring of the last `cap` (at most 64) events, stored in a power-of-two number of slots so that
+/// a push is one store and an increment (no "full yet?" branch): it is written on every event.
 #[derive(Clone, Debug)]
 pub struct Ring {
-    buf: Vec<Rec>,
+    buf: Box<[Rec; SLOTS]>,
     cap: usize,
-    /// Records pushed so far; the next goes to slot `next & (buf.len() - 1)`.
+    /// Records pushed so far; the next goes to slot `next % SLOTS`.
     next: usize,
 }
 
@@ -72,10 +76,11 @@ const EMPTY: Rec = Rec {
 };
 
 impl Ring {
-    /// A ring of `cap` records.
+    /// A ring of `cap` records (at most 64).
     pub fn new(cap: usize) -> Ring {
+        assert!(cap <= SLOTS, "a ring keeps at most {SLOTS} records");
         Ring {
-            buf: vec![EMPTY; cap.next_power_of_two()],
+            buf: Box::new([EMPTY; SLOTS]),
             cap,
             next: 0,
         }
@@ -83,15 +88,13 @@ impl Ring {
     /// Appends a record.
     #[inline(always)]
     pub fn push(&mut self, r: Rec) {
-        let mask = self.buf.len() - 1;
-        self.buf[self.next & mask] = r;
+        self.buf[self.next % SLOTS] = r;
         self.next = self.next.wrapping_add(1);
     }
     /// The last `cap` records, oldest first.
     pub fn records(&self) -> Vec<Rec> {
-        let mask = self.buf.len() - 1;
         let n = self.next.min(self.cap);
-        (self.next - n..self.next).map(|i| self.buf[i & mask]).collect()
+        (self.next - n..self.next).map(|i| self.buf[i % SLOTS]).collect()
     }
 }
 
@@ -189,7 +192,7 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_the_last_records_oldest_first() {
-        for cap in [0, 1, 3, 48] {
+        for cap in [0, 1, 3, 48, 64] {
             let mut r = Ring::new(cap);
             for n in 0..200u64 {
                 let got: Vec<u64> = r.records().iter().map(|x| x.t).collect();
