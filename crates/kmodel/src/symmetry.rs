@@ -60,30 +60,109 @@ pub fn canonical<F: Family>(p: &Params, s: &State<F>) -> Option<State<F>> {
 /// forgotten CPU), then tasks sorted. Works on one copy of the state (a 6.18 state is 1 KB, and
 /// copies were a fifth of the search's instructions), none when `s` is its own representative.
 fn cpu_canonical<F: Family>(p: &Params, s: &State<F>) -> Option<State<F>> {
-    let mut c = if F::has_dead(p, s) {
+    let forgotten = F::has_dead(p, s).then(|| {
         let mut c = *s;
         F::forget_dead(p, &mut c);
-        if let Some(order) = cpu_order(&c) {
-            rename_cpus(&mut c, &order);
-        }
         c
+    });
+    let base = forgotten.as_ref().unwrap_or(s);
+    let keys = cpu_keys(base);
+    let np = base.np() as usize;
+    let ties = has_ties(&keys[..np]);
+    let mut c = if !ties && keys[..np].is_sorted() {
+        // Already in order, no tie: only the tasks may move.
+        let Some(f) = forgotten else {
+            return canonical_order(s).map(|order| permuted(s, &order));
+        };
+        f
     } else {
-        match cpu_order(s) {
-            None => return canonical_order(s).map(|order| permuted(s, &order)),
-            Some(order) => {
-                let mut c = *s;
-                rename_cpus(&mut c, &order);
-                c
+        let mut best: Option<(Vec<u8>, State<F>)> = None;
+        for_each_order(&keys[..np], &mut |old| {
+            let mut c = *base;
+            rename_cpus(&mut c, old);
+            finish(p, &mut c);
+            if !ties {
+                best = Some((Vec::new(), c));
+                return;
+            }
+            let mut bytes = Vec::with_capacity(128);
+            crate::encode::encode(&c, &mut bytes);
+            if best.as_ref().is_none_or(|(b, _)| bytes < *b) {
+                best = Some((bytes, c));
+            }
+        });
+        return best.map(|(_, c)| c);
+    };
+    finish(p, &mut c);
+    Some(c)
+}
+
+/// The end of a representative: dead values forgotten (again), tasks sorted.
+fn finish<F: Family>(p: &Params, c: &mut State<F>) {
+    if F::has_dead(p, c) {
+        F::forget_dead(p, c);
+    }
+    if let Some(order) = canonical_order(c) {
+        permute_in_place(c, &order);
+    }
+}
+
+/// Do two CPUs have the same key?
+fn has_ties(keys: &[(u64, u64)]) -> bool {
+    (0..keys.len()).any(|i| keys[i + 1..].contains(&keys[i]))
+}
+
+/// Calls `f` with every order (`old[new]`) that sorts the CPUs by `keys`: one when no two CPUs
+/// tie, else every arrangement of each group of tied CPUs (at most 4! per group is tried; beyond
+/// that a group keeps its order, which only costs reduction).
+fn for_each_order(keys: &[(u64, u64)], f: &mut dyn FnMut(&[CpuId; MAX_CPUS])) {
+    let np = keys.len();
+    let mut old = [0 as CpuId; MAX_CPUS];
+    for (i, o) in old.iter_mut().enumerate() {
+        *o = i as CpuId;
+    }
+    old[..np].sort_by_key(|&c| keys[c as usize]);
+    // The groups of tied CPUs, as ranges of positions in `old`.
+    let mut groups = Vec::new();
+    let mut i = 0;
+    while i < np {
+        let mut j = i + 1;
+        while j < np && keys[old[j] as usize] == keys[old[i] as usize] {
+            j += 1;
+        }
+        if j - i > 1 && j - i <= 4 {
+            groups.push(i..j);
+        }
+        i = j;
+    }
+    fn go(
+        old: &mut [CpuId; MAX_CPUS],
+        groups: &[std::ops::Range<usize>],
+        f: &mut dyn FnMut(&[CpuId; MAX_CPUS]),
+    ) {
+        let Some((g, rest)) = groups.split_first() else {
+            f(old);
+            return;
+        };
+        // Heap's algorithm over the group's positions.
+        let n = g.len();
+        let mut c = vec![0usize; n];
+        go(old, rest, f);
+        let mut i = 0;
+        while i < n {
+            if c[i] < i {
+                let j = if i % 2 == 0 { 0 } else { c[i] };
+                old.swap(g.start + j, g.start + i);
+                go(old, rest, f);
+                c[i] += 1;
+                i = 0;
+            } else {
+                c[i] = 0;
+                i += 1;
             }
         }
-    };
-    if F::has_dead(p, &c) {
-        F::forget_dead(p, &mut c);
     }
-    if let Some(order) = canonical_order(&c) {
-        permute_in_place(&mut c, &order);
-    }
-    Some(c)
+    go(&mut old, &groups, f);
 }
 
 /// CPU symmetry: the order that sorts `s`'s CPUs by their content (`old[new]`, the CPU that
@@ -100,10 +179,26 @@ fn cpu_canonical<F: Family>(p: &Params, s: &State<F>) -> Option<State<F>> {
 /// the CPUs.
 ///
 /// A CPU's content is what the family holds about it ([`Family::cpu_key`]) and the tasks on it
-/// (their sort keys without the CPU; dead tasks left out, their CPU is a dead value). Like the
-/// task sort it is stable and ties keep their order, which only costs reduction: any order
-/// gives a state of the same class.
+/// (their sort keys without the CPU; dead tasks left out, their CPU is a dead value). CPUs whose
+/// contents tie (two idle CPUs with the same slots, or tasks that differ only in their place
+/// in a thread list) are ordered by trying each arrangement and keeping the representative with
+/// the smallest encoding, so that the representative does not depend on which member of the
+/// class the search met first (the same counts on one process and on several, `mmcid dist`).
 pub fn cpu_order<F: Family>(s: &State<F>) -> Option<[CpuId; MAX_CPUS]> {
+    let keys = cpu_keys(s);
+    let np = s.np() as usize;
+    if keys[..np].is_sorted() {
+        return None;
+    }
+    let mut out = None;
+    for_each_order(&keys[..np], &mut |old| {
+        out.get_or_insert(*old);
+    });
+    out
+}
+
+/// Each CPU's sort key ([`cpu_order`]).
+fn cpu_keys<F: Family>(s: &State<F>) -> [(u64, u64); MAX_CPUS] {
     let np = s.np() as usize;
     let mut keys = [(0u64, 0u64); MAX_CPUS];
     for (c, k) in keys.iter_mut().enumerate().take(np) {
@@ -119,15 +214,7 @@ pub fn cpu_order<F: Family>(s: &State<F>) -> Option<[CpuId; MAX_CPUS]> {
         let h = (k as u64 ^ (k >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         keys[cpu as usize].1 = keys[cpu as usize].1.wrapping_add(h ^ h >> 29);
     }
-    if keys[..np].is_sorted() {
-        return None;
-    }
-    let mut old = [0 as CpuId; MAX_CPUS];
-    for (i, o) in old.iter_mut().enumerate() {
-        *o = i as CpuId;
-    }
-    old[..np].sort_by_key(|&c| keys[c as usize]);
-    Some(old)
+    keys
 }
 
 /// `s` with its CPUs renamed: CPU `old[new]` becomes `new`, everywhere. Only for a family with

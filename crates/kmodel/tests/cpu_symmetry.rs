@@ -232,3 +232,48 @@ fn cpu_symmetry_changes_no_verdict_and_saves_states() {
         );
     }
 }
+
+#[test]
+fn every_renaming_of_a_state_has_the_same_representative() {
+    // CPUs whose contents tie (two idle CPUs with the same slots, tasks that differ only in
+    // their place in a thread list) are ordered by trying each arrangement: the representative
+    // must not depend on which renaming of a class the search met first, or the count would
+    // depend on the order of exploration (one process against several in `mmcid dist`).
+    let m = model(
+        3,
+        2,
+        Budgets {
+            forks: 1,
+            exits: 1,
+            ..Budgets::default()
+        },
+    )
+    .with_cpu_symmetry(true);
+    let init = *m.initial_state();
+    let mut seen = HashSet::from([m.representative(&init)]);
+    let mut queue = VecDeque::from([init]);
+    let (mut compared, mut expanded) = (0, 0);
+    while let Some(s) = queue.pop_front() {
+        expanded += 1;
+        let r = m.representative(&s);
+        for old in permutations(3) {
+            compared += 1;
+            assert_eq!(
+                m.representative(&cpus_permuted(&s, &old)),
+                r,
+                "{s:?} under {old:?}"
+            );
+        }
+        if expanded < 3_000 {
+            let mut steps = Vec::new();
+            m.actions(&s, &mut steps);
+            for a in &steps {
+                let n = m.next_state(&s, a);
+                if seen.insert(m.representative(&n)) {
+                    queue.push_back(n);
+                }
+            }
+        }
+    }
+    assert!(compared > 10_000, "only {compared} comparisons");
+}
