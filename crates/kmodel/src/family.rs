@@ -230,7 +230,7 @@ pub trait Family:
     }
     /// Does the family's code treat every CPU alike, so that renaming the CPUs of a state
     /// consistently gives a state that behaves the same up to that renaming (CPU symmetry,
-    /// [`crate::symmetry::cpu_order`])? Only where no step visits CPUs in index order: the 7.0
+    /// [`crate::symmetry::cpu_canonical`])? Only where no step visits CPUs in index order: the 7.0
     /// family's CPU->task fix-up walk (`mm_cid_fixup_cpus_to_tasks`) does, so it is `false`
     /// there. A configuration must be symmetric too ([`crate::KernelModel::with_cpu_symmetry`]
     /// checks: every CPU allowed, no affinity change, no 6.18 compaction scan, which visits CPUs
@@ -257,7 +257,7 @@ pub trait Family:
     }
     /// What the family's state holds about `cpu`, without naming CPUs or tasks (its slot in
     /// each mm, what it is in the middle of, whether it holds a lock), as a number: CPU symmetry
-    /// orders CPUs by it (ties keep their order, which only costs reduction). Only called when
+    /// orders CPUs by it (CPUs that tie are arranged every way). Only called when
     /// [`Family::CPU_SYMMETRIC`].
     fn cpu_key(_s: &State<Self>, _cpu: CpuId) -> u64 {
         unreachable!("{:?} does not declare CPU symmetry", Self::KIND)

@@ -55,9 +55,9 @@ impl<F: Family> KernelModel<F> {
             renamed: Default::default(),
         })
     }
-    /// The same model with CPU symmetry ([`crate::symmetry::cpu_order`]: symmetry reduction also
+    /// The same model with CPU symmetry ([`crate::symmetry::cpu_canonical`]: symmetry reduction also
     /// renames CPUs) asked for `on`, granted only where it is sound: a family whose code treats
-    /// every CPU alike ([`Family::CPU_SYMMETRIC`]: 6.18 and 6.3, not the 7.0 family, whose
+    /// every CPU alike ([`Family::CPU_SYMMETRIC`]: 6.18; not the 7.0 family, whose
     /// CPU->task walk visits CPUs in order) and a configuration that does too (every CPU allowed
     /// at the start, no `sched_setaffinity`, no 6.18 compaction scan). Off by default.
     ///

@@ -19,7 +19,7 @@
 //! a reduction of the same kind: one state per class is expanded, the concrete one, and traces
 //! show real values.
 //!
-//! CPUs are renamed too where that is sound ([`cpu_order`], [`Params::cpu_symmetry`]): in 6.18,
+//! CPUs are renamed too where that is sound ([`cpu_canonical`], [`Params::cpu_symmetry`]): in 6.18,
 //! whose code treats every CPU alike, in configurations that do too (every CPU allowed, no
 //! affinity change, no compaction scan), and not with the whole-graph live-lock analysis,
 //! since it renames agents. Not in the 7.0 family: its CPU→task walk visits CPUs in ascending
@@ -55,11 +55,30 @@ pub fn canonical<F: Family>(p: &Params, s: &State<F>) -> Option<State<F>> {
     canonical_order(s).map(|order| permuted(s, &order))
 }
 
-/// [`canonical`] with CPU symmetry ([`Params::cpu_symmetry`]): dead values forgotten, CPUs put
-/// in [`cpu_order`], dead values forgotten again (renaming CPUs moves the fixed "CPU0" of a
-/// forgotten CPU), then tasks sorted. Works on one copy of the state (a 6.18 state is 1 KB, and
-/// copies were a fifth of the search's instructions), none when `s` is its own representative.
-fn cpu_canonical<F: Family>(p: &Params, s: &State<F>) -> Option<State<F>> {
+/// CPU symmetry: the representative of `s`'s class under renaming CPUs and tasks, with dead values
+/// forgotten ([`canonical`] when [`Params::cpu_symmetry`]), or `None` when `s` is its own. Dead
+/// values are forgotten, the CPUs sorted by their content and renamed, dead values forgotten
+/// again (renaming CPUs moves the fixed "CPU0" of a forgotten CPU), then tasks sorted. It works
+/// on one copy of the state (a 6.18 state is 1 KB, and copies were a fifth of the search's
+/// instructions), none when `s` is its own representative.
+///
+/// Where the family's code and the configuration treat every CPU alike
+/// ([`crate::KernelModel::with_cpu_symmetry`]), renaming CPUs consistently (the CPUs' own
+/// states, each task's CPU and affinity, every slot, lock holder and remembered CPU) gives a
+/// state that behaves the same up to the renaming, and every property is about all CPUs at once.
+/// So, like task renaming, it keeps every invariant's verdict and shortest depth; unlike it, it
+/// renames agents (a stall of CPU 1 may be found as one of CPU 2), which the engine knows from
+/// [`mmcid_engine::Model::symmetry_preserves_agents`]. On three CPUs it folds up to 3! = 6
+/// states into one: in 6.18 the slots of a process hold its CIDs in every permutation over
+/// the CPUs.
+///
+/// A CPU's content is what the family holds about it ([`Family::cpu_key`]) and the tasks on it
+/// (their sort keys without the CPU; dead tasks left out, their CPU is a dead value). CPUs whose
+/// contents tie (two idle CPUs with the same slots, or tasks that differ only in their place
+/// in a thread list) are ordered by trying each arrangement and keeping the representative with
+/// the smallest encoding, so that the representative does not depend on which member of the
+/// class the search met first (the same counts on one process and on several, `mmcid dist`).
+pub fn cpu_canonical<F: Family>(p: &Params, s: &State<F>) -> Option<State<F>> {
     let forgotten = F::has_dead(p, s).then(|| {
         let mut c = *s;
         F::forget_dead(p, &mut c);
@@ -165,39 +184,7 @@ fn for_each_order(keys: &[(u64, u64)], f: &mut dyn FnMut(&[CpuId; MAX_CPUS])) {
     go(&mut old, &groups, f);
 }
 
-/// CPU symmetry: the order that sorts `s`'s CPUs by their content (`old[new]`, the CPU that
-/// becomes `new`), or `None` when they already are in that order.
-///
-/// Where the family's code and the configuration treat every CPU alike
-/// ([`crate::KernelModel::with_cpu_symmetry`]), renaming CPUs consistently (the CPUs' own
-/// states, each task's CPU and affinity, every slot, lock holder and remembered CPU) gives a
-/// state that behaves the same up to the renaming, and every property is about all CPUs at once.
-/// So, like task renaming, it keeps every invariant's verdict and shortest depth; unlike it, it
-/// renames agents (a stall of CPU 1 may be found as one of CPU 2), which the engine knows from
-/// [`mmcid_engine::Model::symmetry_preserves_agents`]. On three CPUs it folds up to 3! = 6
-/// states into one: in 6.18 the slots of a process hold its CIDs in every permutation over
-/// the CPUs.
-///
-/// A CPU's content is what the family holds about it ([`Family::cpu_key`]) and the tasks on it
-/// (their sort keys without the CPU; dead tasks left out, their CPU is a dead value). CPUs whose
-/// contents tie (two idle CPUs with the same slots, or tasks that differ only in their place
-/// in a thread list) are ordered by trying each arrangement and keeping the representative with
-/// the smallest encoding, so that the representative does not depend on which member of the
-/// class the search met first (the same counts on one process and on several, `mmcid dist`).
-pub fn cpu_order<F: Family>(s: &State<F>) -> Option<[CpuId; MAX_CPUS]> {
-    let keys = cpu_keys(s);
-    let np = s.np() as usize;
-    if keys[..np].is_sorted() {
-        return None;
-    }
-    let mut out = None;
-    for_each_order(&keys[..np], &mut |old| {
-        out.get_or_insert(*old);
-    });
-    out
-}
-
-/// Each CPU's sort key ([`cpu_order`]).
+/// Each CPU's sort key ([`cpu_canonical`]).
 fn cpu_keys<F: Family>(s: &State<F>) -> [(u64, u64); MAX_CPUS] {
     let np = s.np() as usize;
     let mut keys = [(0u64, 0u64); MAX_CPUS];
@@ -225,6 +212,15 @@ pub fn cpus_permuted<F: Family>(s: &State<F>, old: &[CpuId; MAX_CPUS]) -> State<
     out
 }
 
+/// `m` with its bits for CPUs `0..np` renamed through `map` (`map[old] = new`); bits at or above
+/// `np` kept. For every CPU mask a state holds (task affinities, a 6.18 mm's `cpus_allowed`).
+pub fn renamed_mask(m: CpuMask, map: &[CpuId; MAX_CPUS], np: usize) -> CpuMask {
+    let all = ((1u16 << np) - 1) as CpuMask;
+    (0..np)
+        .filter(|&c| m & 1 << c != 0)
+        .fold(m & !all, |acc, c| acc | 1 << map[c])
+}
+
 /// [`cpus_permuted`] in place.
 fn rename_cpus<F: Family>(s: &mut State<F>, old: &[CpuId; MAX_CPUS]) {
     let np = s.np() as usize;
@@ -236,9 +232,8 @@ fn rename_cpus<F: Family>(s: &mut State<F>, old: &[CpuId; MAX_CPUS]) {
     for new in 0..np {
         s.cpus[new] = cpus[old[new] as usize];
     }
-    let all = ((1u16 << np) - 1) as CpuMask;
     for i in 0..s.tasks.len() {
-        let t = s.tasks.stored()[i].cpus_renamed(&map, all);
+        let t = s.tasks.stored()[i].cpus_renamed(&map, np);
         s.tasks.set_stored(i, t);
     }
     for m in 0..s.mms.len() as MmId {

@@ -236,17 +236,16 @@ impl<F: Family> StoredTask<F> {
     }
 
     /// The task with every CPU it names renamed through `map` (`map[old] = new`), in place on
-    /// the bits: its CPU, its affinity (left alone when it is `all`, every CPU), and whatever
-    /// the family's part names ([`Family::rename_task_store_cpus`]). CPU symmetry.
+    /// the bits: its CPU, its affinity over the `np` CPUs (left alone when it has them all), and
+    /// whatever the family's part names ([`Family::rename_task_store_cpus`]). CPU symmetry.
     #[inline(always)]
-    pub(crate) fn cpus_renamed(&self, map: &[CpuId; MAX_CPUS], all: u8) -> Self {
+    pub(crate) fn cpus_renamed(&self, map: &[CpuId; MAX_CPUS], np: usize) -> Self {
         let mut w = self.word();
         w = w & !(7 << 10) | (map[(w >> 10 & 7) as usize] as u64) << 10;
         let aff = (w >> 13 & 0xff) as u8;
+        let all = ((1u16 << np) - 1) as u8;
         if aff & all != all {
-            let renamed = (0..8)
-                .filter(|&c| all & 1 << c != 0 && aff & 1 << c != 0)
-                .fold(aff & !all, |acc, c| acc | 1 << map[c]);
+            let renamed = crate::symmetry::renamed_mask(aff, map, np);
             w = w & !(0xff << 13) | (renamed as u64) << 13;
         }
         let b = w.to_le_bytes();

@@ -1,4 +1,4 @@
-//! CPU symmetry (`KernelModel::with_cpu_symmetry`, `symmetry::cpu_order`): in 6.18, renaming the
+//! CPU symmetry (`KernelModel::with_cpu_symmetry`, `symmetry::cpu_canonical`): in 6.18, renaming the
 //! CPUs of a state consistently gives a state that behaves the same up to that renaming. The
 //! claim is checked here directly, on every state of small searches and for every permutation of
 //! the CPUs: the renamed state has the same firing properties, its spinning CPUs are the renamed

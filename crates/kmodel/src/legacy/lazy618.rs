@@ -471,9 +471,8 @@ impl Family for Lazy618 {
             for c in 0..np {
                 x.pcpu[map[c] as usize] = old[c];
             }
-            x.cpus_allowed = (0..np)
-                .filter(|&c| x.cpus_allowed & 1 << c != 0)
-                .fold(0, |acc, c| acc | 1 << map[c]);
+            // Clipped to the np CPUs when set (`update_cpus_allowed`): nothing above np to keep.
+            x.cpus_allowed = crate::symmetry::renamed_mask(x.cpus_allowed, map, np);
             x.cid_lock = x.cid_lock.map(r);
         }
     }

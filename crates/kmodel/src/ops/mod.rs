@@ -138,7 +138,7 @@ pub struct Params {
     pub sw: Switches,
     /// Take silent steps inside the transition that reaches them ([`silent`]).
     pub reduction: bool,
-    /// Symmetry reduction also renames CPUs ([`crate::symmetry::cpu_order`]); set only where the
+    /// Symmetry reduction also renames CPUs ([`crate::symmetry::cpu_canonical`]); set only where the
     /// family and the configuration are CPU-symmetric
     /// ([`crate::KernelModel::with_cpu_symmetry`]).
     pub cpu_symmetry: bool,
