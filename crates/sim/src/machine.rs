@@ -256,8 +256,12 @@ pub struct Machine {
     pub rng: Rng,
     /// Metrics.
     pub m: Metrics,
-    /// The last events.
+    /// The last events, while [`Machine::recording`].
     pub ring: Ring,
+    /// Records events in [`Machine::ring`]. Off in a run: a violation's trace comes from a replay
+    /// of the run (see [`Machine::run_until`]), so that the event loop does not write a record
+    /// per event that is almost never read.
+    pub recording: bool,
     /// First violation.
     pub violation: Option<Violation>,
     /// The run was stopped early by [`Machine::run_until`]'s flag (Ctrl-C).
@@ -360,6 +364,7 @@ impl Machine {
             rng: Rng::new(cfg.seed),
             m: Metrics::default(),
             ring: Ring::new(48),
+            recording: false,
             violation: None,
             interrupted: false,
             peak_tasks: 0,
@@ -569,9 +574,17 @@ impl Machine {
         self.push(self.now + delay, ev(EV_WAKE, t, g));
     }
 
-    /// Records an event in the ring.
+    /// Records an event in the ring, if [`Machine::recording`].
     #[inline(always)]
     pub(crate) fn rec(&mut self, cpu: u32, kind: Kind, task: u32, arg: u64) {
+        if self.recording {
+            self.rec_now(cpu, kind, task, arg);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn rec_now(&mut self, cpu: u32, kind: Kind, task: u32, arg: u64) {
         let (mm, cid) = if task == NONE {
             (NONE, -1)
         } else {
@@ -594,7 +607,11 @@ impl Machine {
         if self.violation.is_some() {
             return;
         }
-        let trace = crate::trace::render(&self.ring.records(), 24);
+        let trace = if self.recording {
+            crate::trace::render(&self.ring.records(), 24)
+        } else {
+            String::new() // filled in by the replay
+        };
         self.violation = Some(Violation {
             property: property.to_string(),
             message,
@@ -611,6 +628,11 @@ impl Machine {
 
     /// [`Machine::run`] that also stops, at its next progress point (every 2^16 switches), once
     /// `stop()` says so (Ctrl-C); [`Machine::interrupted`] then says so.
+    ///
+    /// A violation's trace of the last events comes from a replay: a run is a pure function of
+    /// its configuration, so a second machine built from the same one, recording, stops at the
+    /// same violation with the events that led to it (a run with a violation takes up to twice
+    /// as long; a run without pays nothing for its trace).
     pub fn run_until(&mut self, mut progress: impl FnMut(u64), stop: &dyn Fn() -> bool) {
         let target = self.cfg.switches;
         let end = (self.cfg.max_sim_ms * 1e6) as u64;
@@ -634,6 +656,30 @@ impl Machine {
         }
         if self.violation.is_none() {
             self.full_check_all();
+        } else if !self.recording {
+            self.replay_for_trace();
+        }
+    }
+
+    /// Fills in the violation's trace by a recording replay of the run up to it.
+    #[cold]
+    fn replay_for_trace(&mut self) {
+        let twin = Machine::new(self.cfg.clone()).map(|mut twin| {
+            twin.recording = true;
+            twin.run(|_| {});
+            twin.violation
+        });
+        let Some(v) = self.violation.as_mut() else { return };
+        match twin {
+            Ok(Some(w)) if (&w.property, &w.message, w.time_ns) == (&v.property, &v.message, v.time_ns) => {
+                v.trace = w.trace;
+            }
+            other => {
+                debug_assert!(false, "the replay of a run diverged: {other:?}");
+                v.trace = "(no trace: the recording replay of this run did not reach the same violation, \
+                           which is a bug of the simulator's determinism)"
+                    .to_string();
+            }
         }
     }
 

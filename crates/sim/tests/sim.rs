@@ -111,6 +111,21 @@ fn the_6_19_drop_on_cpu_bug_is_caught_at_scale() {
     ok(&go("7.0", 64, &w, 1, 300_000));
 }
 
+/// A violation's trace comes from a replay of the run (the event loop does not record): it is
+/// exactly the trace of a run that records from its start.
+#[test]
+fn the_replayed_trace_is_the_trace_of_a_recording_run() {
+    let cfg = SimConfig::new("6.19", 64, churn(), 1, 300_000);
+    let mut fast = mmcid_sim::Machine::new(cfg.clone()).unwrap();
+    fast.run(|_| {});
+    let mut rec = mmcid_sim::Machine::new(cfg).unwrap();
+    rec.recording = true;
+    rec.run(|_| {});
+    let (f, r) = (fast.violation.expect("6.19 violates D1"), rec.violation.unwrap());
+    assert!(r.trace.contains("CPU"), "{}", r.trace);
+    assert_eq!(f, r, "same violation, same trace");
+}
+
 fn two_procs_one_cpu() -> Workload {
     wl("name='pingpong'\n[[group]]\nprocesses=2\nthreads=1\nburst_us=100\nsleep_us=0\n")
 }
