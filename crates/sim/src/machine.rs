@@ -162,8 +162,9 @@ pub struct CpuSetDef {
     pub list: Vec<u32>,
 }
 
-/// What a CPU is doing.
-#[derive(Clone, Debug)]
+/// What a CPU is doing. `Copy`, so that the event loop's many writes of a CPU's work carry no
+/// drop glue (a kernel operation's state, which owns heap data, is in [`Machine::ops`]).
+#[derive(Clone, Copy, Debug)]
 pub enum Work {
     /// Nothing.
     Idle,
@@ -172,8 +173,8 @@ pub enum Work {
         /// End of the burst.
         end: u64,
     },
-    /// `curr` is in a kernel operation.
-    Kernel(Box<crate::ops::Op>),
+    /// `curr` is in a kernel operation, kept in [`Machine::ops`].
+    Kernel,
     /// The switch to `curr` spins in the CID code with the rq lock held, since `since`.
     SpinSwitch {
         /// Spin start.
@@ -235,6 +236,8 @@ pub struct Machine {
     pub now: u64,
     /// CPUs.
     pub cpus: Table<Cpu>,
+    /// Per CPU: the kernel operation under way while its work is [`Work::Kernel`].
+    pub ops: Vec<Option<crate::ops::Op>>,
     /// Tasks (dead ones are reused).
     pub tasks: Table<Task>,
     free_tasks: Vec<u32>,
@@ -337,6 +340,7 @@ impl Machine {
             fam: Fam::new(d, np)?,
             now: 0,
             cpus: Table::from_vec((0..np).map(|_| Cpu::idle()).collect(), Cpu::idle()),
+            ops: (0..np).map(|_| None).collect(),
             tasks: Table::new(Task::new(NONE, NONE, 0, 0, 0)),
             free_tasks: Vec::new(),
             procs: Table::new(Proc::default()),
@@ -1058,7 +1062,12 @@ impl Machine {
                     self.cpu_at(cpu, self.now + lap);
                 }
             }
-            Work::Kernel(op) => crate::ops::step(self, cpu, *op),
+            Work::Kernel => {
+                let op = self.ops[cpu as usize]
+                    .take()
+                    .expect("a CPU in the kernel has its operation");
+                crate::ops::step(self, cpu, op)
+            }
         }
     }
 

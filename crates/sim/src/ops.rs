@@ -264,7 +264,8 @@ pub fn begin(mc: &mut Machine, cpu: u32, op: Op) {
 }
 
 fn later(mc: &mut Machine, cpu: u32, op: Op, delay: u64) {
-    mc.cpus[cpu as usize].work = Work::Kernel(Box::new(op));
+    mc.cpus[cpu as usize].work = Work::Kernel;
+    mc.ops[cpu as usize] = Some(op);
     let t = mc.now + delay;
     mc.cpu_at(cpu, t);
 }
