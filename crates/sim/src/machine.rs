@@ -724,7 +724,9 @@ impl Machine {
 
     fn is_idle(&self, cpu: u32) -> bool {
         let c = &self.cpus[cpu as usize];
-        c.curr == NONE && c.rq.is_empty() && matches!(c.work, Work::Idle)
+        let idle = c.curr == NONE && c.rq.is_empty() && matches!(c.work, Work::Idle);
+        debug_assert_eq!(idle, self.idle.has(cpu), "CPU{cpu}: the idle bitmap is is_idle");
+        self.idle.has(cpu)
     }
 
     /// The wake-up balancer.
