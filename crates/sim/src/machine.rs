@@ -755,9 +755,11 @@ impl Machine {
         let (a, b) = self.rng.below2(n);
         let (a, b) = (set.list[a as usize], set.list[b as usize]);
         let mut best = if prev_allowed { prev } else { a };
+        let mut least = self.load(best);
         for c in [a, b] {
-            if self.load(c) < self.load(best) {
-                best = c;
+            let l = self.load(c);
+            if l < least {
+                (best, least) = (c, l);
             }
         }
         best
