@@ -24,7 +24,7 @@ use std::collections::BinaryHeap;
 
 /// log2 of the bucket width in ns.
 const SHIFT: u32 = 6;
-/// Buckets in the window (128 × 64: a 128-bit summary over 128 occupancy words).
+/// Buckets in the wheel (128 × 64: a 128-bit summary over 128 occupancy words).
 const NB: u64 = 8192;
 const WORDS: usize = (NB / 64) as usize;
 /// End of a list.
@@ -52,14 +52,20 @@ pub struct Calendar {
     first: Box<[Node; NB as usize]>,
     /// Bit `i % 64` of word `i / 64`: bucket `i` is not empty.
     occ: [u64; WORDS],
-    /// Bit `w`: `occ[w]` is not zero.
+    /// Bit `w`: `occ[w]` is not zero (the current word's bit may be set while it is empty: a
+    /// pop does not clear it, [`Calendar::advance`] does when it leaves the word).
     summary: u128,
     /// The second and later events of the buckets, each bucket's sorted after its first.
     nodes: Vec<Node>,
     /// Head of the free nodes' list.
     free: u32,
-    /// Absolute index of the current bucket; the wheel holds the buckets `cur..cur + NB`.
-    cur: u64,
+    /// The current occupancy word: its buckets are the window's first 64.
+    cw: usize,
+    /// Absolute index of the window's first bucket (a multiple of 64, in word `cw`); the wheel
+    /// holds the buckets `base..base + NB - 64`, the far heap the later ones. (The window leaves
+    /// out the 64 buckets that would share word `cw` with the current ones, so that every event in
+    /// word `cw` is current, and a pop takes its lowest bit without masking the ones before.)
+    base: u64,
     far: BinaryHeap<Reverse<(u64, u64)>>,
 }
 
@@ -78,7 +84,8 @@ impl Calendar {
             summary: 0,
             nodes: Vec::new(),
             free: NIL,
-            cur: 0,
+            cw: 0,
+            base: 0,
             far: BinaryHeap::new(),
         }
     }
@@ -87,8 +94,8 @@ impl Calendar {
     #[inline(always)]
     pub fn push(&mut self, t: u64, payload: u64) {
         let b = t >> SHIFT;
-        debug_assert!(b >= self.cur, "events must not go back in time");
-        if b < self.cur + NB {
+        debug_assert!(b >= self.base, "events must not go back in time");
+        if b < self.base + (NB - 64) {
             self.insert(b, t, payload);
         } else {
             self.far.push(Reverse((t, payload)));
@@ -162,50 +169,23 @@ impl Calendar {
         }
     }
 
-    /// The first non-empty bucket at or after wheel index `i`, circularly (the wheel is not empty).
-    #[inline(always)]
-    fn next_occupied(&self, i: usize) -> usize {
-        let w = i / 64;
-        let bits = self.occ[w] & (!0u64 << (i % 64));
-        // (masked, so that the compiler knows the bucket is within the wheel: no bounds checks)
-        if bits != 0 {
-            return (w * 64 + bits.trailing_zeros() as usize) & (NB as usize - 1);
-        }
-        self.next_occupied_word(w) & (NB as usize - 1)
-    }
-
-    /// The first non-empty bucket in the words after `w`, else from the first word on (`w`'s bits
-    /// below the current bucket included).
-    #[cold]
-    #[inline(never)]
-    fn next_occupied_word(&self, w: usize) -> usize {
-        let after = self.summary & (!1u128).checked_shl(w as u32).unwrap_or(0);
-        let w2 = if after != 0 { after } else { self.summary }.trailing_zeros() as usize;
-        w2 * 64 + self.occ[w2].trailing_zeros() as usize
-    }
-
     /// Removes the least `(time, payload)`.
     #[inline(always)]
     pub fn pop(&mut self) -> Option<(u64, u64)> {
-        if self.summary == 0 && !self.jump() {
-            return None;
+        let mut w = self.cw % WORDS;
+        let mut bits = self.occ[w];
+        if bits == 0 {
+            if !self.advance() {
+                return None;
+            }
+            w = self.cw % WORDS;
+            bits = self.occ[w];
         }
-        let ci = (self.cur & (NB - 1)) as usize;
-        let i = self.next_occupied(ci);
-        // every bucket between is empty: move the window (by 0 if i is the current bucket: no
-        // branch on that coin flip), and with it the far events that now fall within it (all
-        // beyond bucket i; none when the window has not moved, as a push puts only events beyond
-        // the window into the far heap)
-        self.cur += ((i as u64).wrapping_sub(ci as u64)) & (NB - 1);
-        if self.far_due() {
-            self.refill();
-        }
+        // the first event of the word's first non-empty bucket (the word holds no earlier ones)
+        let i = w * 64 + bits.trailing_zeros() as usize;
         let Node { t, payload, next } = self.first[i];
         if next == NIL {
-            self.occ[i / 64] &= !(1 << (i % 64));
-            if self.occ[i / 64] == 0 {
-                self.summary &= !(1 << (i / 64));
-            }
+            self.occ[w] = bits & (bits - 1);
         } else {
             self.first[i] = self.nodes[next as usize];
             self.nodes[next as usize].next = self.free;
@@ -214,38 +194,35 @@ impl Calendar {
         Some((t, payload))
     }
 
-    /// The wheel is empty: moves the window to the first far event; false if there is none.
+    /// The current word is empty: moves the window to the next non-empty word, else to the
+    /// first far event, and with it the far events that now fall within it (all later than the
+    /// wheel's); false if the queue is empty.
     #[cold]
     #[inline(never)]
-    fn jump(&mut self) -> bool {
-        let Some(&Reverse((t, _))) = self.far.peek() else {
-            return false;
-        };
-        self.cur = t >> SHIFT;
-        self.refill();
-        true
-    }
-
-    /// Does the first far event fall within the window?
-    #[inline(always)]
-    fn far_due(&self) -> bool {
-        self.far
-            .peek()
-            .is_some_and(|&Reverse((t, _))| t >> SHIFT < self.cur + NB)
-    }
-
-    /// Moves the far events that now fall within the window into their buckets.
-    #[cold]
-    #[inline(never)]
-    fn refill(&mut self) {
+    fn advance(&mut self) -> bool {
+        self.summary &= !(1 << self.cw);
+        if self.summary == 0 {
+            let Some(&Reverse((t, _))) = self.far.peek() else {
+                return false;
+            };
+            self.base = (t >> SHIFT) & !63;
+            self.cw = (self.base / 64) as usize % WORDS;
+        } else {
+            // the first non-empty word after cw, else from the first word on
+            let after = self.summary & (!1u128).checked_shl(self.cw as u32).unwrap_or(0);
+            let w = if after != 0 { after } else { self.summary }.trailing_zeros() as usize;
+            self.base += (((w + WORDS - self.cw) % WORDS) * 64) as u64;
+            self.cw = w;
+        }
         while let Some(&Reverse((t, p))) = self.far.peek() {
             let b = t >> SHIFT;
-            if b >= self.cur + NB {
+            if b >= self.base + (NB - 64) {
                 break;
             }
             self.far.pop();
             self.insert(b, t, p);
         }
+        true
     }
 }
 
