@@ -61,12 +61,16 @@ pub struct Calendar {
     free: u32,
     /// The current occupancy word: its buckets are the window's first 64.
     cw: usize,
-    /// Absolute index of the window's first bucket (a multiple of 64, in word `cw`); the wheel
-    /// holds the buckets `base..base + NB - 64`, the far heap the later ones. (The window leaves
-    /// out the 64 buckets that would share word `cw` with the current ones, so that every event in
-    /// word `cw` is current, and a pop takes its lowest bit without masking the ones before.)
-    base: u64,
+    /// Absolute index of the first bucket after the window: the wheel holds the buckets
+    /// `end - (NB - 64)..end` (the first of them a multiple of 64, in word `cw`), the far heap the
+    /// later ones. (The window leaves out the 64 buckets that would share word `cw` with the
+    /// current ones, so that every event in word `cw` is current, and a pop takes its lowest bit
+    /// without masking the ones before.)
+    end: u64,
+    /// The events beyond the window.
     far: BinaryHeap<Reverse<(u64, u64)>>,
+    /// The bucket of the first far event (`u64::MAX` if none).
+    far_next: u64,
 }
 
 impl Default for Calendar {
@@ -85,8 +89,9 @@ impl Calendar {
             nodes: Vec::new(),
             free: NIL,
             cw: 0,
-            base: 0,
+            end: NB - 64,
             far: BinaryHeap::new(),
+            far_next: u64::MAX,
         }
     }
 
@@ -94,11 +99,12 @@ impl Calendar {
     #[inline(always)]
     pub fn push(&mut self, t: u64, payload: u64) {
         let b = t >> SHIFT;
-        debug_assert!(b >= self.base, "events must not go back in time");
-        if b < self.base + (NB - 64) {
+        debug_assert!(b + (NB - 64) >= self.end, "events must not go back in time");
+        if b < self.end {
             self.insert(b, t, payload);
         } else {
             self.far.push(Reverse((t, payload)));
+            self.far_next = self.far_next.min(b);
         }
     }
 
@@ -175,11 +181,11 @@ impl Calendar {
         let mut w = self.cw % WORDS;
         let mut bits = self.occ[w];
         if bits == 0 {
-            if !self.advance() {
+            bits = self.advance();
+            if bits == 0 {
                 return None;
             }
             w = self.cw % WORDS;
-            bits = self.occ[w];
         }
         // the first event of the word's first non-empty bucket (the word holds no earlier ones)
         let i = w * 64 + bits.trailing_zeros() as usize;
@@ -196,33 +202,46 @@ impl Calendar {
 
     /// The current word is empty: moves the window to the next non-empty word, else to the
     /// first far event, and with it the far events that now fall within it (all later than the
-    /// wheel's); false if the queue is empty.
+    /// wheel's). The new current word's bits; 0 if the queue is empty.
     #[cold]
     #[inline(never)]
-    fn advance(&mut self) -> bool {
-        self.summary &= !(1 << self.cw);
-        if self.summary == 0 {
-            let Some(&Reverse((t, _))) = self.far.peek() else {
-                return false;
-            };
-            self.base = (t >> SHIFT) & !63;
-            self.cw = (self.base / 64) as usize % WORDS;
-        } else {
+    fn advance(&mut self) -> u64 {
+        let cw = self.cw % WORDS;
+        self.summary &= !(1 << cw);
+        let w = if self.summary != 0 {
             // the first non-empty word after cw, else from the first word on
-            let after = self.summary & (!1u128).checked_shl(self.cw as u32).unwrap_or(0);
-            let w = if after != 0 { after } else { self.summary }.trailing_zeros() as usize;
-            self.base += (((w + WORDS - self.cw) % WORDS) * 64) as u64;
-            self.cw = w;
+            let after = self.summary & (!1 << cw);
+            let w = if after != 0 { after } else { self.summary }.trailing_zeros() as usize % WORDS;
+            self.end += (((w + WORDS - cw) % WORDS) * 64) as u64;
+            w
+        } else if self.far_next != u64::MAX {
+            // the wheel is empty: on to the first far event's word
+            self.end = (self.far_next & !63) + (NB - 64);
+            (self.far_next / 64) as usize % WORDS
+        } else {
+            return 0;
+        };
+        self.cw = w;
+        if self.far_next < self.end {
+            self.refill();
         }
+        self.occ[w]
+    }
+
+    /// Moves the far events that now fall within the window into their buckets.
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self) {
         while let Some(&Reverse((t, p))) = self.far.peek() {
             let b = t >> SHIFT;
-            if b >= self.base + (NB - 64) {
-                break;
+            if b >= self.end {
+                self.far_next = b;
+                return;
             }
             self.far.pop();
             self.insert(b, t, p);
         }
-        true
+        self.far_next = u64::MAX;
     }
 }
 
