@@ -24,7 +24,7 @@ use std::collections::BinaryHeap;
 
 /// log2 of the bucket width in ns.
 const SHIFT: u32 = 6;
-/// Buckets in the wheel (128 × 64: a 128-bit summary over 128 occupancy words).
+/// Buckets in the wheel (128 occupancy words of 64).
 const NB: u64 = 8192;
 const WORDS: usize = (NB / 64) as usize;
 /// End of a list.
@@ -52,9 +52,10 @@ pub struct Calendar {
     first: Box<[Node; NB as usize]>,
     /// Bit `i % 64` of word `i / 64`: bucket `i` is not empty.
     occ: [u64; WORDS],
-    /// Bit `w`: `occ[w]` is not zero (the current word's bit may be set while it is empty: a
-    /// pop does not clear it, [`Calendar::advance`] does when it leaves the word).
-    summary: u128,
+    /// Byte `w` is 1 if `occ[w]` is not zero, else 0 (the current word's may be 1 while it is
+    /// empty: a pop does not clear it, [`Calendar::advance`] does when it leaves the word). Bytes,
+    /// not bits: a push marks its word with one store, and a search reads 8 words' bytes at once.
+    summary: [u8; WORDS],
     /// The second and later events of the buckets, each bucket's sorted after its first.
     nodes: Vec<Node>,
     /// Head of the free nodes' list.
@@ -85,7 +86,7 @@ impl Calendar {
         Calendar {
             first: Box::new([EMPTY; NB as usize]),
             occ: [0; WORDS],
-            summary: 0,
+            summary: [0; WORDS],
             nodes: Vec::new(),
             free: NIL,
             cw: 0,
@@ -120,7 +121,7 @@ impl Calendar {
                 next: NIL,
             };
             self.occ[i / 64] |= bit;
-            self.summary |= 1 << (i / 64);
+            self.summary[i / 64] = 1;
         } else {
             self.insert_sorted(i, t, payload);
         }
@@ -207,11 +208,8 @@ impl Calendar {
     #[inline(never)]
     fn advance(&mut self) -> u64 {
         let cw = self.cw % WORDS;
-        self.summary &= !(1 << cw);
-        let w = if self.summary != 0 {
-            // the first non-empty word after cw, else from the first word on
-            let after = self.summary & (!1 << cw);
-            let w = if after != 0 { after } else { self.summary }.trailing_zeros() as usize % WORDS;
+        self.summary[cw] = 0;
+        let w = if let Some(w) = self.next_word(cw) {
             self.end += (((w + WORDS - cw) % WORDS) * 64) as u64;
             w
         } else if self.far_next != u64::MAX {
@@ -226,6 +224,26 @@ impl Calendar {
             self.refill();
         }
         self.occ[w]
+    }
+
+    /// The first non-empty word after `cw`, circularly (`cw` is empty).
+    #[inline(always)]
+    fn next_word(&self, cw: usize) -> Option<usize> {
+        // 8 words' bytes at a time: the rest of cw's group, the next groups, cw's group again
+        let group = |g: usize| u64::from_le_bytes(self.summary[g * 8..g * 8 + 8].try_into().unwrap());
+        let g0 = cw / 8;
+        let first = group(g0) & (!0 << (cw % 8 * 8));
+        if first != 0 {
+            return Some(g0 * 8 + first.trailing_zeros() as usize / 8);
+        }
+        for k in 1..=WORDS / 8 {
+            let g = (g0 + k) % (WORDS / 8);
+            let x = group(g);
+            if x != 0 {
+                return Some(g * 8 + x.trailing_zeros() as usize / 8);
+            }
+        }
+        None
     }
 
     /// Moves the far events that now fall within the window into their buckets.
