@@ -326,4 +326,46 @@ mod tests {
             now = got.unwrap().0;
         }
     }
+
+    #[test]
+    fn window_edges_and_emptied_queues() {
+        // events on both sides of the window's end and of the current word's, in the current
+        // bucket, and after the queue ran empty (the window jumps to the far heap's first event)
+        let mut q = Calendar::new();
+        assert_eq!(q.pop(), None);
+        let mut reference = BinaryHeap::new();
+        let mut rng = crate::rng::Rng::new(7);
+        let mut now = 0u64;
+        for round in 0..20_000 {
+            for _ in 0..1 + rng.below(4) {
+                let bucket = match rng.below(6) {
+                    // around the window's end
+                    0 => q.end - 2 + rng.below(4) as u64,
+                    // around the end of the current word and of the next one
+                    1 => (q.end - (NB - 64)) + 63 + rng.below(3) as u64,
+                    2 => (q.end - (NB - 64)) + 127 + rng.below(3) as u64,
+                    // far beyond the window
+                    3 => q.end + rng.below(1 << 20) as u64,
+                    _ => now >> SHIFT,
+                };
+                let t = ((bucket << SHIFT) + rng.below(1 << SHIFT) as u64).max(now);
+                let p = rng.below(3) as u64;
+                q.push(t, p);
+                reference.push(Reverse((t, p)));
+            }
+            let pops = if round % 50 == 0 {
+                usize::MAX
+            } else {
+                1 + rng.below(4) as usize
+            };
+            for _ in 0..pops {
+                let got = q.pop();
+                assert_eq!(got, reference.pop().map(|r| r.0));
+                match got {
+                    Some((t, _)) => now = t,
+                    None => break,
+                }
+            }
+        }
+    }
 }
