@@ -1,27 +1,41 @@
 //! The event queue: a calendar queue (Brown 1988) of 32 ns buckets over a 0.5 ms window, with a
 //! binary heap for the events beyond it.
 //!
-//! A run pushes and pops a few events per context switch; with thousands of sleeping tasks a
-//! binary heap pays O(log n) comparisons and cache misses on each. Here each bucket is a short
-//! list kept sorted by `(time, payload)` (a 64-CPU thread pool has about 0.4 events per bucket,
-//! so most lists hold zero or one), each bucket's first event is stored in the bucket itself and
-//! the later ones in a pool of list nodes with a free list (no allocation per event once the pool
-//! has grown), and a two-level bitmap of the non-empty buckets finds the next one with two
-//! `trailing_zeros`. A push is a sorted insert into its bucket's list, a pop takes the first event
-//! of the first non-empty bucket, so the order is exactly the heap's: ties in payload order, a run
-//! is a pure function of its configuration.
+//! A run pushes and pops a few events per context switch; with thousands of sleeping tasks a binary
+//! heap pays O(log n) comparisons and cache misses on each. Here each bucket is a short list kept
+//! sorted by `(time, payload)` (9% of a 64-CPU thread pool's pushes find their bucket taken: most
+//! lists hold zero or one), each bucket's first event is stored in the bucket itself and the later
+//! ones in a pool of list nodes with a free list (no allocation per event once the pool has grown).
+//! A bitmap of the non-empty buckets, 64 to a word, and a byte per word saying whether it has any,
+//! find the next event. The window starts at a word's first bucket, so that every event in the
+//! current word is current: a pop takes its lowest bit, and only when the word runs empty does it
+//! move the window on (and with it the far events that fall within it). A push is a sorted insert
+//! into its bucket's list, a pop takes the first event of the first non-empty bucket, so the order
+//! is exactly the heap's: ties in payload order, a run is a pure function of its configuration.
 //!
-//! The bucket width was chosen by simulation of the 7.0 thread-pool bench (callgrind
-//! `--cache-sim=yes --branch-sim=yes`, 2·10^6 switches): 256 ns buckets took 2.1 M more branch
-//! mispredictions (list ends and empty heads are coin flips at 1.5 events a bucket) for 1.0 M
-//! fewer L1 misses than 128 ns; 64 ns buckets then took 18 M fewer instructions (704 against 713
-//! a switch) and 1.2 M fewer branch mispredictions for 1.5 M more L1 misses than 128 ns, and 0.64
-//! s of user time against 0.70 (min of 5 alternating runs of 10^7 switches); 32 ns had fewer
-//! mispredictions still but more instructions (708) and L1 misses. Once a pop became cheaper
-//! (below), 32 ns buckets over the same 0.5 ms took 7.3 fewer instructions a switch (666.5 ->
-//! 659.2) and 0.72 M fewer mispredictions for 1.26 M more L1 misses, at an equal or lower user
-//! time (8 alternating pairs of 2·10^7 switches: min 1.45 s against 1.48 s, load 1.2); 16 ns
-//! (over 0.5 ms) took 663.2, and 32 ns over 0.25 ms 663.2 (its far heap takes 1.3% of wakes).
+//! Measurements: callgrind on the 7.0 thread-pool bench (`mmcid sim --bench --design 7.0 --switches
+//! 2000000`, 2.66 M events, half CPU and half wake events, none stale), instructions per context
+//! switch for the whole simulator, `--cache-sim=yes --branch-sim=yes` for L1 misses and branch
+//! mispredictions. Bucket width: 256 ns buckets took 2.1 M more mispredictions (list ends and empty
+//! heads are coin flips at 1.5 events a bucket) for 1.0 M fewer L1 misses than 128 ns; 64 ns took
+//! 18 M fewer instructions (704 against 713 a switch) and 1.2 M fewer mispredictions for 1.5 M more
+//! L1 misses, and 0.64 s of user time against 0.70 (min of 5 alternating runs of 10^7 switches).
+//! With that queue (704; `pop` 51 instructions a call, `push` 36, the sorted insert 50 on 17% of
+//! the pushes, when not inlined) the window was redrawn to start at a word (686.5: no masking of
+//! the word's earlier bits, no look at the far heap on every pop), the window's end and the first
+//! far bucket kept in fields (674.1), the summary made bytes (666.5: a push marks its word with a
+//! store, where a bit of a `u128` took 5 instructions), and the buckets narrowed to 32 ns over the
+//! same 0.5 ms (659.2; half the sorted inserts: 8.9% of the pushes, 0.72 M fewer mispredictions for
+//! 1.26 M more L1 misses; 16 ns took 663.2, and 32 ns over 0.25 ms 663.2, its far heap taking 1.3%
+//! of the wakes). 6.18 went 851 -> 804, 6.3 834 -> 790; the other workloads' runs 1.5-5.7% fewer
+//! instructions. User time, min of 8 alternating pairs of 2·10^7 switches at load 1-1.2: 1.52 s
+//! (704) -> 1.37 s (666.5) -> 1.45 s against 1.48 (659.2 against 666.5; within the noise). Tried
+//! and dropped: 16-byte buckets (the first event without its link, a second bitmap saying which
+//! buckets have a list, their heads in an array of their own): 5% fewer L1 misses but 4.8 more
+//! instructions a switch and more mispredictions, as a pop then tests a second bitmap and a list
+//! pop updates three places; separate structures for the per-CPU events or cancelling stale ones
+//! (the bench has no stale events, and every CPU's pop is followed by a push of its next event,
+//! which a tournament tree would not make cheaper).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
