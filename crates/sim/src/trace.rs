@@ -1,5 +1,7 @@
-//! The last events of a run, kept in a ring of fixed-size records (cheap enough to write on every
-//! event) and rendered, when an invariant fails, in the checker's CPU-column style.
+//! The last events of a run, kept in a ring of fixed-size records and rendered, when an invariant
+//! fails, in the checker's CPU-column style. A run does not record: when it stops at a violation, a
+//! replay of it that records up to the same violation gives the trace
+//! ([`crate::Machine::run_until`]).
 
 use std::fmt::Write;
 
