@@ -265,6 +265,9 @@ pub struct Machine {
     /// of the run (see [`Machine::run_until`]), so that the event loop does not write a record
     /// per event that is almost never read.
     pub recording: bool,
+    /// Wall-clock seconds spent replaying the run for its violation's trace (not simulation
+    /// speed: [`crate::Outcome`]'s switches per second leaves them out).
+    pub replay_s: f64,
     /// First violation.
     pub violation: Option<Violation>,
     /// The run was stopped early by [`Machine::run_until`]'s flag (Ctrl-C).
@@ -369,6 +372,7 @@ impl Machine {
             m: Metrics::default(),
             ring: Ring::new(48),
             recording: false,
+            replay_s: 0.0,
             violation: None,
             interrupted: false,
             peak_tasks: 0,
@@ -668,6 +672,7 @@ impl Machine {
     /// Fills in the violation's trace by a recording replay of the run up to it.
     #[cold]
     fn replay_for_trace(&mut self) {
+        let t0 = std::time::Instant::now();
         let twin = Machine::new(self.cfg.clone()).map(|mut twin| {
             twin.recording = true;
             twin.run(|_| {});
@@ -685,6 +690,7 @@ impl Machine {
                     .to_string();
             }
         }
+        self.replay_s = t0.elapsed().as_secs_f64();
     }
 
     /// Handles the event `p` popped at time `t`.

@@ -41,7 +41,8 @@ pub struct Outcome {
     pub sim_ms: f64,
     /// Wall-clock seconds (not part of determinism: excluded from comparisons by [`Outcome::key`]).
     pub wall_s: f64,
-    /// Context switches simulated per wall-clock second.
+    /// Context switches simulated per wall-clock second (the replay that takes a violation's trace
+    /// left out).
     pub switches_per_s: f64,
     /// Largest number of tasks alive at once.
     pub peak_tasks: u32,
@@ -143,8 +144,8 @@ impl Outcome {
             switches: m.switches,
             sim_ms: mc.now as f64 / 1e6,
             wall_s,
-            switches_per_s: if wall_s > 0.0 {
-                (m.switches as f64 / wall_s).round()
+            switches_per_s: if wall_s - mc.replay_s > 0.0 {
+                (m.switches as f64 / (wall_s - mc.replay_s)).round()
             } else {
                 0.0
             },
