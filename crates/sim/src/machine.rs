@@ -197,6 +197,8 @@ pub struct Cpu {
     pub slice_start: u64,
     /// The user-visible CID `curr` runs with, as recorded for I1 (NONE: none recorded).
     pub run_cid: u32,
+    /// The mm `run_cid` was recorded for (valid while `run_cid` is not NONE).
+    pub run_mm: u32,
 }
 
 impl Cpu {
@@ -209,6 +211,7 @@ impl Cpu {
             epoch: 0,
             slice_start: 0,
             run_cid: NONE,
+            run_mm: NONE,
         }
     }
 }
@@ -946,15 +949,12 @@ impl Machine {
     #[inline(always)]
     fn clear_run_cid(&mut self, cpu: u32) {
         let cp = &mut self.cpus[cpu as usize];
-        let (c, t) = (cp.run_cid, cp.curr);
+        let (c, m) = (cp.run_cid, cp.run_mm);
         if c == NONE {
             return;
         }
         cp.run_cid = NONE;
-        if t != NONE {
-            let m = self.tasks[t as usize].mm;
-            self.fam.running_clear(m, c);
-        }
+        self.fam.running_clear(m, c);
     }
 
     /// `curr` returns to user space on `cpu` after `delay` ns: checks I1 and I2, then runs its
@@ -1026,7 +1026,8 @@ impl Machine {
                     format!("T{t} runs on CPU{cpu} with CID {c}, which {other} of the same mm{m} runs with"),
                 );
             }
-            self.cpus[cpu as usize].run_cid = c;
+            let cp = &mut self.cpus[cpu as usize];
+            (cp.run_cid, cp.run_mm) = (c, m);
         }
     }
 
@@ -1232,5 +1233,42 @@ impl Machine {
     /// Tasks alive now.
     pub fn alive(&self) -> u32 {
         self.alive
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cid::K;
+
+    /// Two CPU-bound threads of one process on two CPUs, run until both are in user space.
+    fn both_running() -> Machine {
+        let w =
+            Workload::from_toml("name='two'\n[[group]]\nprocesses=1\nthreads=2\nburst_us=1000\nsleep_us=0\n")
+                .unwrap();
+        let mut mc = Machine::new(SimConfig::new("7.0", 2, w, 1, 1000)).unwrap();
+        while !(0..2).all(|c| mc.cpus[c].run_cid != NONE) {
+            let (t, p) = mc.events.pop().expect("the threads start");
+            mc.event(t, p);
+        }
+        mc
+    }
+
+    /// I1 is checked at the return to user space: the bug put back (a task given the CID another
+    /// running task of its mm holds) stops the run; the same return without it does not.
+    #[test]
+    fn i1_fires_when_two_running_tasks_share_a_cid() {
+        let mut mc = both_running();
+        let (a, b) = (mc.cpus[0].curr, mc.cpus[1].curr);
+        let m = mc.tasks[a as usize].mm;
+        mc.return_to_user(0, a, m);
+        assert!(mc.violation.is_none(), "{:?}", mc.violation);
+
+        let K::Rw(r) = &mut mc.fam.k else { unreachable!() };
+        r.t[a as usize].cid = r.t[b as usize].cid;
+        mc.return_to_user(0, a, m);
+        let v = mc.violation.expect("I1 is violated");
+        assert_eq!(v.property, "I1", "{v:?}");
+        assert!(v.message.contains("CPU1"), "names the other CPU: {}", v.message);
     }
 }

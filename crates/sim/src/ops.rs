@@ -576,13 +576,12 @@ pub fn step(mc: &mut Machine, cpu: u32, op: Op) {
 }
 
 fn clear_running(mc: &mut Machine, cpu: u32) {
-    let c = mc.cpus[cpu as usize].run_cid;
-    let t = mc.cpus[cpu as usize].curr;
-    if c != NONE && t != NONE {
-        let m = mc.tasks[t as usize].mm;
+    let cp = &mut mc.cpus[cpu as usize];
+    let (c, m) = (cp.run_cid, cp.run_mm);
+    cp.run_cid = NONE;
+    if c != NONE {
         mc.fam.running_clear(m, c);
     }
-    mc.cpus[cpu as usize].run_cid = NONE;
 }
 
 /// A vfork child execs or exits: its parent wakes.
