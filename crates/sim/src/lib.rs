@@ -33,7 +33,7 @@
 //! thread-pool bench (`mmcid sim --bench --design 7.0`: 64 CPUs, 256 workers, 20 µs bursts and
 //! 60 µs sleeps, 1.33 events and 0.66 wake-ups per switch), counted in instructions by callgrind
 //! (load-independent, unlike the shared machine's clock): 938 when the simulator first ran it, 884,
-//! 762, 704 and now 604 (6.18 760, 6.3 747). The last round, each step checked to leave every
+//! 762, 704 and now 595 (6.18 751, 6.3 741). The last round, each step checked to leave every
 //! output bit for bit (`.ci/same-sim`):
 //! - a violation's trace comes from a replay ([`Machine::run_until`]) instead of a record written
 //!   per event (704 → 671);
@@ -42,11 +42,14 @@
 //! - 7.0's switch measures its traffic per half, schedout on prev's mm and schedin on next's
 //!   (→ 649);
 //! - the balancer reads the idle bitmap and each candidate's load once (→ 645);
-//! - the calendar queue (→ 604 with the above; its module doc has the steps).
+//! - the calendar queue (→ 604 with the above; its module doc has the steps);
+//! - I1's running-CID sets in one vector, the CPU remembering the mm it recorded its CID for
+//!   (→ 595).
 //!
-//! Where the 604 go (callgrind, each function with what it inlines, calls not included): the
-//! switch with its idle pull and CID calls ≈ 220, the wake-up (balancer, migration, queueing)
-//! ≈ 100, the return to user space ≈ 100, the burst end ≈ 80, the event loop ≈ 50, sampling ≈ 8.
+//! Where the 604 went before that last step (callgrind, each function with what it inlines, calls
+//! not included): the switch with its idle pull and CID calls ≈ 220, the wake-up (balancer,
+//! migration, queueing) ≈ 100, the return to user space ≈ 100, the burst end ≈ 80, the event loop
+//! ≈ 50, sampling ≈ 8.
 //! Across them the calendar queue takes ≈ 60 and the table lookups ≈ 60 (a lookup after any call
 //! through `&mut self` reloads the table's base and mask); the I1/I2 checks and the histograms at
 //! the return to user space ≈ 70 (measured by taking them out). Tried and dropped, each more
