@@ -58,12 +58,13 @@
 //! pressure), a window of 4096 buckets, a count of queued tasks that lets a CPU going idle skip its
 //! pull (on the thread pool some CPU nearly always has a waiter).
 //!
-//! The plain release build runs the bench at 12.8 M switches/s (median of 8 at load 0.3–0.6 on
-//! this shared 2-vCPU "AMD EPYC", ≈ 3.0 GHz by a loop of dependent adds; peak RSS 8 MB): ≈ 235
-//! cycles a switch at ≈ 2.6 instructions a cycle, where 20 M/s (issue 12's target) leaves 150, or
-//! ≈ 390 instructions at that rate.
-//! `scripts/pgo-build` builds the simulator with profile-guided optimisation, trained on the other
-//! workloads: 563 instructions, 14.5 M switches/s in the same runs.
+//! The plain release build runs the bench at 15.3 M switches/s (median of 8 alternating runs at
+//! load 1.2 on this shared 2-vCPU "AMD EPYC", ≈ 3.0 GHz by a loop of dependent adds; peak RSS 8
+//! MB; the same code ran 12.8 M/s in a batch an hour earlier, the machine's speed moves by that
+//! much): 200–235 cycles a switch at 2.6–3.0 instructions a cycle, where 20 M/s (issue 12's target)
+//! leaves 150 cycles, 390–450 instructions at those rates. `scripts/pgo-build` builds the
+//! simulator with profile-guided optimisation trained on the other workloads: 554 instructions,
+//! 15.9 M switches/s in the same runs (best run 17.8 M).
 
 #![warn(missing_docs)]
 
