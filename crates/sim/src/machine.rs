@@ -667,7 +667,9 @@ impl Machine {
         }
         if self.violation.is_none() {
             self.full_check_all();
-        } else if !self.recording {
+        }
+        // (also after a violation the final full checks found)
+        if self.violation.is_some() && !self.recording {
             self.replay_for_trace();
         }
     }
