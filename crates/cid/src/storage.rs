@@ -180,6 +180,14 @@ pub struct Traffic {
     pub locks: u64,
 }
 
+impl std::ops::AddAssign for Traffic {
+    fn add_assign(&mut self, o: Traffic) {
+        self.bit_ops += o.bit_ops;
+        self.slot_writes += o.slot_writes;
+        self.locks += o.locks;
+    }
+}
+
 impl Traffic {
     /// `self - before`, field by field.
     pub fn since(&self, before: &Traffic) -> Traffic {

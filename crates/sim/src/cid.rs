@@ -88,10 +88,8 @@ pub(crate) fn two<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
 fn sum_of(a: Option<u32>, b: Option<u32>, one: impl Fn(usize) -> Traffic) -> Traffic {
     match (a, b) {
         (Some(a), Some(b)) if a != b => {
-            let (mut t, u) = (one(a as usize), one(b as usize));
-            t.bit_ops += u.bit_ops;
-            t.slot_writes += u.slot_writes;
-            t.locks += u.locks;
+            let mut t = one(a as usize);
+            t += one(b as usize);
             t
         }
         (Some(m), _) | (None, Some(m)) => one(m as usize),
@@ -778,10 +776,7 @@ fn rw_switch(
             false
         }
     };
-    let e = mm.stats.totals().since(&before);
-    d.bit_ops += e.bit_ops;
-    d.slot_writes += e.slot_writes;
-    d.locks += e.locks;
+    d += mm.stats.totals().since(&before);
     (done, d)
 }
 

@@ -286,6 +286,14 @@ const EV_CPU: u64 = 0;
 const EV_WAKE: u64 = 1;
 const EV_SAMPLE: u64 = 2;
 
+/// Moves a CPU's or task's event generation on (30 bits, as [`ev`] encodes it), so that its
+/// pending event, if any, is skipped when popped; returns the new one.
+#[inline(always)]
+pub(crate) fn next_epoch(epoch: &mut u32) -> u32 {
+    *epoch = epoch.wrapping_add(1) & ((1 << 30) - 1);
+    *epoch
+}
+
 fn ev(kind: u64, id: u32, epoch: u32) -> u64 {
     (kind << 62) | ((id as u64) << 30) | (epoch as u64 & ((1 << 30) - 1))
 }
@@ -529,7 +537,7 @@ impl Machine {
         let t = Task::new(proc, mm, group, cpuset, bursts);
         let i = match self.free_tasks.pop() {
             Some(i) => {
-                let epoch = self.tasks[i as usize].epoch.wrapping_add(1);
+                let epoch = next_epoch(&mut self.tasks[i as usize].epoch);
                 self.tasks[i as usize] = Task { epoch, ..t };
                 i
             }
@@ -570,9 +578,7 @@ impl Machine {
     /// Schedules the CPU's next event at `t` (replacing any pending one).
     #[inline(always)]
     pub(crate) fn cpu_at(&mut self, cpu: u32, t: u64) {
-        let c = &mut self.cpus[cpu as usize];
-        c.epoch = c.epoch.wrapping_add(1) & ((1 << 30) - 1);
-        let g = c.epoch;
+        let g = next_epoch(&mut self.cpus[cpu as usize].epoch);
         self.push(t, ev(EV_CPU, cpu, g));
     }
 
@@ -580,8 +586,7 @@ impl Machine {
     pub(crate) fn sleep_until(&mut self, t: u32, delay: u64) {
         let tk = &mut self.tasks[t as usize];
         tk.state = TState::Sleeping;
-        tk.epoch = tk.epoch.wrapping_add(1) & ((1 << 30) - 1);
-        let g = tk.epoch;
+        let g = next_epoch(&mut tk.epoch);
         self.push(self.now + delay, ev(EV_WAKE, t, g));
     }
 
@@ -733,10 +738,15 @@ impl Machine {
         c.rq.len() + (c.curr != NONE) as usize
     }
 
+    /// Nothing runs or waits on the CPU and it does no kernel work: its bit in the idle bitmap,
+    /// which the switch and the enqueue keep (debug builds check it against the CPU's state).
     fn is_idle(&self, cpu: u32) -> bool {
         let c = &self.cpus[cpu as usize];
-        let idle = c.curr == NONE && c.rq.is_empty() && matches!(c.work, Work::Idle);
-        debug_assert_eq!(idle, self.idle.has(cpu), "CPU{cpu}: the idle bitmap is is_idle");
+        debug_assert_eq!(
+            self.idle.has(cpu),
+            c.curr == NONE && c.rq.is_empty() && matches!(c.work, Work::Idle),
+            "CPU{cpu}: the idle bitmap says what the CPU does"
+        );
         self.idle.has(cpu)
     }
 
@@ -803,8 +813,7 @@ impl Machine {
         if tk.burst_left == 0 {
             tk.burst_left = self.rng.exp_of(&self.dists[tk.group as usize].0);
         }
-        let c = &self.cpus[cpu as usize];
-        if matches!(c.work, Work::Idle) && c.curr == NONE && c.rq.is_empty() {
+        if self.is_idle(cpu) {
             self.set_idle(cpu, false);
             return self.switch_or_run(cpu, t);
         }
@@ -983,8 +992,7 @@ impl Machine {
             end
         };
         // `cpu_at` without looking the CPU up again
-        c.epoch = c.epoch.wrapping_add(1) & ((1 << 30) - 1);
-        let g = c.epoch;
+        let g = next_epoch(&mut c.epoch);
         self.push(at, ev(EV_CPU, cpu, g));
     }
 

@@ -399,7 +399,7 @@ pub fn step(mc: &mut Machine, cpu: u32, op: Op) {
                     // the parent waits for the child's exec or exit (no wake-up pending)
                     let pk = &mut mc.tasks[t as usize];
                     pk.state = TState::Sleeping;
-                    pk.epoch = pk.epoch.wrapping_add(1) & ((1 << 30) - 1);
+                    crate::machine::next_epoch(&mut pk.epoch);
                     mc.switch(cpu);
                 } else {
                     mc.wake(child);

@@ -136,6 +136,7 @@ impl Outcome {
         let n = m.switches.max(1) as f64;
         let (bt, bm) = mc.footprint();
         let r2 = |x: f64| (x * 1000.0).round() / 1000.0;
+        let sim_s = wall_s - mc.replay_s; // the replay for a violation's trace is not simulation
         Outcome {
             design: mc.cfg.design.clone(),
             workload: mc.cfg.workload.name.clone(),
@@ -144,8 +145,8 @@ impl Outcome {
             switches: m.switches,
             sim_ms: mc.now as f64 / 1e6,
             wall_s,
-            switches_per_s: if wall_s - mc.replay_s > 0.0 {
-                (m.switches as f64 / (wall_s - mc.replay_s)).round()
+            switches_per_s: if sim_s > 0.0 {
+                (m.switches as f64 / sim_s).round()
             } else {
                 0.0
             },
